@@ -1,0 +1,413 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the gateway's whole configuration, read from YAML. Secrets are
+// never in it: only the names of the environment variables or files that
+// hold them (SecretRef).
+type Config struct {
+	Log      LogConfig      `yaml:"log"`
+	HTTP     HTTPConfig     `yaml:"http"`
+	WhatsApp WhatsAppConfig `yaml:"whatsapp"`
+	WebRTC   WebRTCConfig   `yaml:"webrtc"`
+	SIP      SIPConfig      `yaml:"sip"`
+	Media    MediaConfig    `yaml:"media"`
+	Trunks   []TrunkConfig  `yaml:"trunks"`
+	Numbers  []NumberConfig `yaml:"numbers"`
+}
+
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // console (default) or json
+}
+
+type HTTPConfig struct {
+	Listen      string `yaml:"listen"`       // default ":8080"
+	WebhookPath string `yaml:"webhook_path"` // default "/webhook"
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+}
+
+type WhatsAppConfig struct {
+	GraphBaseURL string        `yaml:"graph_base_url"` // default https://graph.facebook.com
+	APIVersion   string        `yaml:"api_version"`    // default DefaultAPIVersion
+	GraphTimeout time.Duration `yaml:"graph_timeout"`  // per attempt, default 10s
+	AccessToken  SecretRef     `yaml:"access_token"`
+	AppSecret    SecretRef     `yaml:"app_secret"`
+	VerifyToken  SecretRef     `yaml:"verify_token"`
+}
+
+type WebRTCConfig struct {
+	UDPPort   int      `yaml:"udp_port"`   // default 3478; one port for every call
+	ListenIPs []string `yaml:"listen_ips"` // default: every interface address
+	PublicIPs []string `yaml:"public_ips"` // advertised instead (NAT 1:1)
+}
+
+type SIPConfig struct {
+	Listen      string `yaml:"listen"`    // default "0.0.0.0:5060"
+	Transport   string `yaml:"transport"` // udp (default), tcp, tls
+	PublicHost  string `yaml:"public_host"`
+	RTPAddress  string `yaml:"rtp_address"`
+	RTPPortMin  int    `yaml:"rtp_port_min"` // default 20000
+	RTPPortMax  int    `yaml:"rtp_port_max"` // default 20999
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+}
+
+type MediaConfig struct {
+	OpusComplexity *int `yaml:"opus_complexity"` // 0-10, default 5
+}
+
+type TrunkConfig struct {
+	Name       string    `yaml:"name"`
+	Address    string    `yaml:"address"`   // host:port of the PBX
+	Transport  string    `yaml:"transport"` // udp (default), tcp, tls
+	Username   string    `yaml:"username"`
+	Password   SecretRef `yaml:"password"`
+	FromDomain string    `yaml:"from_domain"`
+	Codecs     []string  `yaml:"codecs"` // default [PCMU, PCMA]
+}
+
+// NumberConfig is one business phone number and the routes of its calls.
+type NumberConfig struct {
+	PhoneNumberID string        `yaml:"phone_number_id"`
+	Routes        []RouteConfig `yaml:"routes"`
+}
+
+// RouteConfig sends matching calls to a trunk. Routes are tried in order;
+// a route with no match fields takes every call (put it last).
+type RouteConfig struct {
+	Name            string        `yaml:"name"`
+	CTAPayload      string        `yaml:"cta_payload"`      // exact match, or prefix with a trailing *
+	DeeplinkPayload string        `yaml:"deeplink_payload"` // likewise
+	Trunk           string        `yaml:"trunk"`
+	Destination     string        `yaml:"destination"`    // SIP URI, e.g. sip:support@pbx.example.com
+	AnswerTimeout   time.Duration `yaml:"answer_timeout"` // default 45s
+}
+
+// SecretRef names where a secret lives: an environment variable or a file
+// (a Docker secret, say). Its value is read at start and never logged.
+type SecretRef struct {
+	Env  string `yaml:"env"`
+	File string `yaml:"file"`
+}
+
+const (
+	DefaultAPIVersion    = "v23.0"
+	DefaultGraphBaseURL  = "https://graph.facebook.com"
+	DefaultAnswerTimeout = 45 * time.Second
+)
+
+// ConfigError lists every problem found in a config, each naming its field.
+type ConfigError struct{ Problems []string }
+
+func (e *ConfigError) Error() string {
+	return "config: " + strings.Join(e.Problems, "; ")
+}
+
+// LoadConfig reads, defaults and validates a config file. Unknown fields are
+// errors, so a typo is not silently ignored.
+func LoadConfig(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseConfig(raw)
+}
+
+// ParseConfig is LoadConfig on bytes.
+func ParseConfig(raw []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, &ConfigError{Problems: []string{"yaml: " + err.Error()}}
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// ApplyDefaults fills every field left empty.
+func (c *Config) ApplyDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "console")
+	def(&c.HTTP.Listen, ":8080")
+	def(&c.HTTP.WebhookPath, "/webhook")
+	def(&c.WhatsApp.GraphBaseURL, DefaultGraphBaseURL)
+	def(&c.WhatsApp.APIVersion, DefaultAPIVersion)
+	if c.WhatsApp.GraphTimeout == 0 {
+		c.WhatsApp.GraphTimeout = 10 * time.Second
+	}
+	if c.WebRTC.UDPPort == 0 {
+		c.WebRTC.UDPPort = 3478
+	}
+	def(&c.SIP.Listen, "0.0.0.0:5060")
+	def(&c.SIP.Transport, "udp")
+	if c.SIP.RTPPortMin == 0 && c.SIP.RTPPortMax == 0 {
+		c.SIP.RTPPortMin, c.SIP.RTPPortMax = 20000, 20999
+	}
+	if c.Media.OpusComplexity == nil {
+		five := 5
+		c.Media.OpusComplexity = &five
+	}
+	for i := range c.Trunks {
+		t := &c.Trunks[i]
+		def(&t.Transport, "udp")
+		if len(t.Codecs) == 0 {
+			t.Codecs = []string{"PCMU", "PCMA"}
+		}
+	}
+	for i := range c.Numbers {
+		for j := range c.Numbers[i].Routes {
+			r := &c.Numbers[i].Routes[j]
+			if r.AnswerTimeout == 0 {
+				r.AnswerTimeout = DefaultAnswerTimeout
+			}
+			if r.Name == "" {
+				r.Name = fmt.Sprintf("%s#%d", c.Numbers[i].PhoneNumberID, j)
+			}
+		}
+	}
+}
+
+// supportedCodecs are the SIP codecs the bridge can carry today.
+var supportedCodecs = map[string]bool{"PCMU": true, "PCMA": true}
+
+// Validate reports every problem at once, each with its field path.
+func (c *Config) Validate() error {
+	var p []string
+	bad := func(field, format string, a ...any) { p = append(p, field+": "+fmt.Sprintf(format, a...)) }
+
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Log.Format != "console" && c.Log.Format != "json" {
+		bad("log.format", "%q is not console or json", c.Log.Format)
+	}
+	if err := checkHostPort(c.HTTP.Listen, true); err != nil {
+		bad("http.listen", "%v", err)
+	}
+	if !strings.HasPrefix(c.HTTP.WebhookPath, "/") {
+		bad("http.webhook_path", "%q must start with /", c.HTTP.WebhookPath)
+	}
+	if (c.HTTP.TLSCertFile == "") != (c.HTTP.TLSKeyFile == "") {
+		bad("http.tls_cert_file", "tls_cert_file and tls_key_file go together")
+	}
+	if u, err := url.Parse(c.WhatsApp.GraphBaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("whatsapp.graph_base_url", "%q is not an http(s) URL", c.WhatsApp.GraphBaseURL)
+	}
+	if !strings.HasPrefix(c.WhatsApp.APIVersion, "v") {
+		bad("whatsapp.api_version", "%q should look like v23.0", c.WhatsApp.APIVersion)
+	}
+	if c.WhatsApp.GraphTimeout < 0 {
+		bad("whatsapp.graph_timeout", "must be positive")
+	}
+	for field, ref := range map[string]SecretRef{
+		"whatsapp.access_token": c.WhatsApp.AccessToken,
+		"whatsapp.app_secret":   c.WhatsApp.AppSecret,
+		"whatsapp.verify_token": c.WhatsApp.VerifyToken,
+	} {
+		if err := ref.check(true); err != nil {
+			bad(field, "%v", err)
+		}
+	}
+	if c.WebRTC.UDPPort < 0 || c.WebRTC.UDPPort > 65535 {
+		bad("webrtc.udp_port", "%d is not a port", c.WebRTC.UDPPort)
+	}
+	for i, s := range c.WebRTC.ListenIPs {
+		if net.ParseIP(s) == nil {
+			bad(fmt.Sprintf("webrtc.listen_ips[%d]", i), "%q is not an IP address", s)
+		}
+	}
+	for i, s := range c.WebRTC.PublicIPs {
+		if ip := net.ParseIP(s); ip == nil {
+			bad(fmt.Sprintf("webrtc.public_ips[%d]", i), "%q is not an IP address", s)
+		} else if ip.IsUnspecified() {
+			bad(fmt.Sprintf("webrtc.public_ips[%d]", i), "%q cannot be reached by Meta", s)
+		}
+	}
+	if err := checkHostPort(c.SIP.Listen, true); err != nil {
+		bad("sip.listen", "%v", err)
+	}
+	if !validTransport(c.SIP.Transport) {
+		bad("sip.transport", "%q is not udp, tcp or tls", c.SIP.Transport)
+	}
+	if c.SIP.Transport == "tls" && (c.SIP.TLSCertFile == "" || c.SIP.TLSKeyFile == "") {
+		bad("sip.tls_cert_file", "transport tls needs tls_cert_file and tls_key_file")
+	}
+	if c.SIP.RTPAddress != "" && net.ParseIP(c.SIP.RTPAddress) == nil {
+		bad("sip.rtp_address", "%q is not an IP address", c.SIP.RTPAddress)
+	}
+	if c.SIP.RTPPortMin < 1024 || c.SIP.RTPPortMax > 65535 || c.SIP.RTPPortMax-c.SIP.RTPPortMin < 1 {
+		bad("sip.rtp_port_min", "RTP range %d-%d must lie within 1024-65535 and hold at least two ports", c.SIP.RTPPortMin, c.SIP.RTPPortMax)
+	}
+	if oc := *c.Media.OpusComplexity; oc < 0 || oc > 10 {
+		bad("media.opus_complexity", "%d is not within 0-10", oc)
+	}
+
+	trunks := map[string]bool{}
+	for i, t := range c.Trunks {
+		f := fmt.Sprintf("trunks[%d]", i)
+		if t.Name == "" {
+			bad(f+".name", "missing")
+		} else if trunks[t.Name] {
+			bad(f+".name", "%q is used twice", t.Name)
+		}
+		trunks[t.Name] = true
+		if err := checkHostPort(t.Address, false); err != nil {
+			bad(f+".address", "%v", err)
+		}
+		if !validTransport(t.Transport) {
+			bad(f+".transport", "%q is not udp, tcp or tls", t.Transport)
+		}
+		if err := t.Password.check(t.Username != ""); err != nil {
+			bad(f+".password", "%v", err)
+		}
+		for j, name := range t.Codecs {
+			if !supportedCodecs[strings.ToUpper(name)] {
+				bad(fmt.Sprintf("%s.codecs[%d]", f, j), "%q is not supported (PCMU, PCMA)", name)
+			}
+		}
+	}
+	if len(c.Trunks) == 0 {
+		bad("trunks", "at least one trunk is needed")
+	}
+	numbers := map[string]bool{}
+	for i, n := range c.Numbers {
+		f := fmt.Sprintf("numbers[%d]", i)
+		if n.PhoneNumberID == "" {
+			bad(f+".phone_number_id", "missing")
+		} else if _, err := strconv.ParseUint(n.PhoneNumberID, 10, 64); err != nil {
+			bad(f+".phone_number_id", "%q is not a numeric phone number id (not the phone number itself)", n.PhoneNumberID)
+		} else if numbers[n.PhoneNumberID] {
+			bad(f+".phone_number_id", "%q is listed twice", n.PhoneNumberID)
+		}
+		numbers[n.PhoneNumberID] = true
+		if len(n.Routes) == 0 {
+			bad(f+".routes", "at least one route is needed")
+		}
+		for j, r := range n.Routes {
+			rf := fmt.Sprintf("%s.routes[%d]", f, j)
+			if !trunks[r.Trunk] {
+				bad(rf+".trunk", "%q is not a configured trunk", r.Trunk)
+			}
+			if !strings.HasPrefix(r.Destination, "sip:") && !strings.HasPrefix(r.Destination, "sips:") {
+				bad(rf+".destination", "%q is not a sip: URI", r.Destination)
+			}
+			if r.AnswerTimeout < time.Second || r.AnswerTimeout > 60*time.Second {
+				bad(rf+".answer_timeout", "%v must lie within 1s-60s (Meta gives up after about 60 s)", r.AnswerTimeout)
+			}
+		}
+	}
+	if len(c.Numbers) == 0 {
+		bad("numbers", "at least one business number is needed")
+	}
+	if len(p) > 0 {
+		return &ConfigError{Problems: p}
+	}
+	return nil
+}
+
+func validTransport(t string) bool { return t == "udp" || t == "tcp" || t == "tls" }
+
+func checkHostPort(s string, listen bool) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	if !listen && host == "" {
+		return fmt.Errorf("%q has no host", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || (!listen && n == 0) {
+		return fmt.Errorf("%q has a bad port", s)
+	}
+	return nil
+}
+
+func (r SecretRef) check(required bool) error {
+	switch {
+	case r.Env != "" && r.File != "":
+		return errors.New("give env or file, not both")
+	case r.Env == "" && r.File == "":
+		if required {
+			return errors.New("missing: name an environment variable (env:) or a file (file:) that holds it")
+		}
+	}
+	return nil
+}
+
+// Resolve reads the secret. The error names the variable or file, never the value.
+func (r SecretRef) Resolve() (string, error) {
+	switch {
+	case r.Env != "":
+		v, ok := os.LookupEnv(r.Env)
+		if !ok || v == "" {
+			return "", fmt.Errorf("environment variable %s is not set", r.Env)
+		}
+		return v, nil
+	case r.File != "":
+		b, err := os.ReadFile(r.File)
+		if err != nil {
+			return "", fmt.Errorf("secret file: %w", err)
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", fmt.Errorf("secret file %s is empty", r.File)
+		}
+		return v, nil
+	}
+	return "", nil
+}
+
+// Secrets are the resolved secret values.
+type Secrets struct {
+	AccessToken, AppSecret, VerifyToken string
+	TrunkPasswords                      map[string]string
+}
+
+// ResolveSecrets reads every secret the config names, reporting all that are missing.
+func (c *Config) ResolveSecrets() (*Secrets, error) {
+	s := &Secrets{TrunkPasswords: map[string]string{}}
+	var p []string
+	get := func(field string, ref SecretRef, dst *string) {
+		v, err := ref.Resolve()
+		if err != nil {
+			p = append(p, field+": "+err.Error())
+		}
+		*dst = v
+	}
+	get("whatsapp.access_token", c.WhatsApp.AccessToken, &s.AccessToken)
+	get("whatsapp.app_secret", c.WhatsApp.AppSecret, &s.AppSecret)
+	get("whatsapp.verify_token", c.WhatsApp.VerifyToken, &s.VerifyToken)
+	for i, t := range c.Trunks {
+		var v string
+		get(fmt.Sprintf("trunks[%d].password", i), t.Password, &v)
+		s.TrunkPasswords[t.Name] = v
+	}
+	if len(p) > 0 {
+		return nil, &ConfigError{Problems: p}
+	}
+	return s, nil
+}
