@@ -1,0 +1,86 @@
+package rtpbridge
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// DirectionStats counts one direction of the bridge. Packet counts are RTP
+// packets; a field that does not apply to a direction stays 0.
+type DirectionStats struct {
+	PacketsIn  uint64 `json:"packets_in"`
+	BytesIn    uint64 `json:"bytes_in"`
+	PacketsOut uint64 `json:"packets_out"`
+	BytesOut   uint64 `json:"bytes_out"`
+
+	Lost         uint64 `json:"lost"`          // packets missing from the input sequence (gaps)
+	FECRecovered uint64 `json:"fec_recovered"` // lost packets rebuilt from the next packet's in-band FEC
+	Concealed    uint64 `json:"concealed"`     // lost packets filled by packet-loss concealment
+	Late         uint64 `json:"late"`          // duplicate or out-of-order packets discarded
+	Malformed    uint64 `json:"malformed"`     // not RTP, empty payload, or a payload the codec rejects
+	Resets       uint64 `json:"resets"`        // stream restarts: new SSRC, sequence jump, gap too long to conceal
+
+	TelephoneEvents uint64 `json:"telephone_events"` // RFC 4733 packets received (not yet relayed)
+	ComfortNoise    uint64 `json:"comfort_noise"`    // CN packets received (treated as silence)
+	OtherPT         uint64 `json:"other_pt"`         // packets of any other payload type, ignored
+
+	SilenceFrames   uint64 `json:"silence_frames"`  // frames sent as silence for want of input
+	Overruns        uint64 `json:"overruns"`        // times the bounded PCM buffer dropped its oldest audio
+	PacerResyncs    uint64 `json:"pacer_resyncs"`   // times the pacer fell too far behind and skipped frames
+	EncodeErrors    uint64 `json:"encode_errors"`   // frames the encoder refused (none expected)
+	WriteErrors     uint64 `json:"write_errors"`    // packets the output leg refused
+	Discontinuities uint64 `json:"discontinuities"` // pauses in the input (DTX, DTMF) bridged by a timestamp jump
+}
+
+// Stats is a snapshot of both directions.
+type Stats struct {
+	WhatsAppToSIP DirectionStats `json:"whatsapp_to_sip"`
+	SIPToWhatsApp DirectionStats `json:"sip_to_whatsapp"`
+}
+
+func (s DirectionStats) String() string {
+	return fmt.Sprintf("in %d pkts/%d B, out %d pkts/%d B, lost %d (fec %d, plc %d), late %d, malformed %d, resets %d, dtmf %d, cn %d, other pt %d, silence %d, overruns %d, pacer resyncs %d, write errors %d",
+		s.PacketsIn, s.BytesIn, s.PacketsOut, s.BytesOut, s.Lost, s.FECRecovered, s.Concealed,
+		s.Late, s.Malformed, s.Resets, s.TelephoneEvents, s.ComfortNoise, s.OtherPT,
+		s.SilenceFrames, s.Overruns, s.PacerResyncs, s.WriteErrors)
+}
+
+func (s Stats) String() string {
+	return "whatsapp→sip: " + s.WhatsAppToSIP.String() + " | sip→whatsapp: " + s.SIPToWhatsApp.String()
+}
+
+// dirCounters are the live counters of one direction. Each counter has one
+// writer goroutine; Stats reads them from any goroutine.
+type dirCounters struct {
+	packetsIn, bytesIn, packetsOut, bytesOut   atomic.Uint64
+	lost, fecRecovered, concealed, late        atomic.Uint64
+	malformed, resets                          atomic.Uint64
+	telephoneEvents, comfortNoise, otherPT     atomic.Uint64
+	silenceFrames, overruns, pacerResyncs      atomic.Uint64
+	encodeErrors, writeErrors, discontinuities atomic.Uint64
+	_                                          [64]byte // keep the other direction's counters off this cache line
+}
+
+func (c *dirCounters) snapshot() DirectionStats {
+	return DirectionStats{
+		PacketsIn:       c.packetsIn.Load(),
+		BytesIn:         c.bytesIn.Load(),
+		PacketsOut:      c.packetsOut.Load(),
+		BytesOut:        c.bytesOut.Load(),
+		Lost:            c.lost.Load(),
+		FECRecovered:    c.fecRecovered.Load(),
+		Concealed:       c.concealed.Load(),
+		Late:            c.late.Load(),
+		Malformed:       c.malformed.Load(),
+		Resets:          c.resets.Load(),
+		TelephoneEvents: c.telephoneEvents.Load(),
+		ComfortNoise:    c.comfortNoise.Load(),
+		OtherPT:         c.otherPT.Load(),
+		SilenceFrames:   c.silenceFrames.Load(),
+		Overruns:        c.overruns.Load(),
+		PacerResyncs:    c.pacerResyncs.Load(),
+		EncodeErrors:    c.encodeErrors.Load(),
+		WriteErrors:     c.writeErrors.Load(),
+		Discontinuities: c.discontinuities.Load(),
+	}
+}
