@@ -39,10 +39,10 @@ type Stats struct {
 }
 
 func (s DirectionStats) String() string {
-	return fmt.Sprintf("in %d pkts/%d B, out %d pkts/%d B, lost %d (fec %d, plc %d), late %d, malformed %d, resets %d, dtmf %d, cn %d, other pt %d, silence %d, overruns %d, pacer resyncs %d, write errors %d",
+	return fmt.Sprintf("in %d pkts/%d B, out %d pkts/%d B, lost %d (fec %d, plc %d), late %d, malformed %d, resets %d, pauses %d, dtmf %d, cn %d, other pt %d, silence %d, overruns %d, pacer resyncs %d, encode errors %d, write errors %d",
 		s.PacketsIn, s.BytesIn, s.PacketsOut, s.BytesOut, s.Lost, s.FECRecovered, s.Concealed,
-		s.Late, s.Malformed, s.Resets, s.TelephoneEvents, s.ComfortNoise, s.OtherPT,
-		s.SilenceFrames, s.Overruns, s.PacerResyncs, s.WriteErrors)
+		s.Late, s.Malformed, s.Resets, s.Discontinuities, s.TelephoneEvents, s.ComfortNoise, s.OtherPT,
+		s.SilenceFrames, s.Overruns, s.PacerResyncs, s.EncodeErrors, s.WriteErrors)
 }
 
 func (s Stats) String() string {
