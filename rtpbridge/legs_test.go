@@ -2,6 +2,7 @@ package rtpbridge
 
 import (
 	"errors"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -120,6 +121,11 @@ type whatsAppSender struct {
 	ts      uint32
 	ssrc    uint32
 	frameTS uint32
+
+	// depth, if set, modulates the tone's amplitude at 4 Hz (1-depth to 1):
+	// libopus's voice activity detector then keeps taking it for speech
+	// and keeps putting FEC in, where a steady tone soon counts as noise.
+	depth, phase float64
 }
 
 func newWhatsAppSender(t testing.TB, freq float64, amp float64, frameMs int, fec bool) *whatsAppSender {
@@ -145,6 +151,12 @@ func newWhatsAppSender(t testing.TB, freq float64, amp float64, frameMs int, fec
 // next returns the next RTP packet.
 func (s *whatsAppSender) next() []byte {
 	s.tone.Fill(s.pcm)
+	if s.depth > 0 {
+		for i, v := range s.pcm {
+			s.pcm[i] = int16(float64(v) * (1 - s.depth + s.depth*math.Sin(s.phase)))
+			s.phase += 2 * math.Pi * 4 / 48000
+		}
+	}
 	n, err := s.enc.Encode(s.pcm, s.buf)
 	if err != nil {
 		s.t.Fatal(err)
