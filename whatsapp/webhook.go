@@ -1,0 +1,353 @@
+package whatsapp
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// WebhookResult classifies what the webhook handler did with a request or
+// with one event of it, for metrics.
+type WebhookResult string
+
+const (
+	// Per event of a signed POST.
+	WebhookAccepted  WebhookResult = "accepted"  // queued for OnCall/OnStatus
+	WebhookDuplicate WebhookResult = "duplicate" // same (call id, event) seen within DedupeTTL
+	WebhookStale     WebhookResult = "stale"     // older than the newest event of the same call
+	// Per request.
+	WebhookBadSignature WebhookResult = "bad_signature" // 401, nothing dispatched
+	WebhookMalformed    WebhookResult = "malformed"     // unreadable, oversized or not JSON (also per event: no call id)
+	WebhookIgnored      WebhookResult = "ignored"       // signed and valid but without call events (messages, …)
+	WebhookVerified     WebhookResult = "verified"      // GET handshake answered
+	WebhookVerifyFailed WebhookResult = "verify_failed" // GET handshake refused
+)
+
+// WebhookConfig configures NewWebhookHandler.
+type WebhookConfig struct {
+	VerifyToken string // GET hub.verify_token; empty refuses every handshake
+	AppSecret   string // HMAC key of X-Hub-Signature-256; empty refuses every POST
+
+	// OnCall receives each new call event, on a worker goroutine, never
+	// while the HTTP request is being answered. Events of one call are
+	// delivered in arrival order, one at a time.
+	OnCall func(CallEvent)
+	// OnStatus, optional, receives value.statuses[] entries of type "call"
+	// (business-initiated calls) the same way.
+	OnStatus func(StatusEvent)
+	// OnResult, optional, is called synchronously for each request or event
+	// result; it must be cheap.
+	OnResult func(WebhookResult)
+	// Logger; nil means no logging. The secret, the verify token and the
+	// signature are never logged.
+	Logger *zap.Logger
+
+	MaxBodyBytes int64         // default 1 MiB
+	DedupeTTL    time.Duration // default 10 min
+}
+
+const (
+	defaultMaxBody    = 1 << 20
+	defaultDedupeTTL  = 10 * time.Minute
+	webhookWorkers    = 8
+	webhookQueueDepth = 256
+)
+
+// WebhookHandler is the http.Handler for Meta's webhook endpoint: the GET
+// verification handshake and signed POST deliveries.
+type WebhookHandler struct {
+	cfg       WebhookConfig
+	log       *zap.Logger
+	secret    []byte
+	tokenHash [sha256.Size]byte
+	filter    *eventFilter
+
+	mu       sync.RWMutex // guards closed against enqueue
+	closed   bool
+	queues   []chan webhookJob
+	workers  sync.WaitGroup
+	overflow sync.WaitGroup
+}
+
+type webhookJob struct {
+	call   *CallEvent
+	status *StatusEvent
+}
+
+// NewWebhookHandler returns a handler with its dispatch workers running.
+// Close stops them.
+func NewWebhookHandler(cfg WebhookConfig) *WebhookHandler {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = defaultMaxBody
+	}
+	if cfg.DedupeTTL <= 0 {
+		cfg.DedupeTTL = defaultDedupeTTL
+	}
+	h := &WebhookHandler{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		secret:    []byte(cfg.AppSecret),
+		tokenHash: sha256.Sum256([]byte(cfg.VerifyToken)),
+		filter:    newEventFilter(cfg.DedupeTTL, defaultDedupeMax, nil),
+	}
+	if h.log == nil {
+		h.log = zap.NewNop()
+	}
+	if cfg.AppSecret == "" {
+		h.log.Error("webhook app secret is empty: every POST will be refused")
+	}
+	if cfg.VerifyToken == "" {
+		h.log.Warn("webhook verify token is empty: every verification handshake will be refused")
+	}
+	h.queues = make([]chan webhookJob, webhookWorkers)
+	for i := range h.queues {
+		q := make(chan webhookJob, webhookQueueDepth)
+		h.queues[i] = q
+		h.workers.Add(1)
+		go h.work(q)
+	}
+	return h
+}
+
+// Close stops accepting POSTs (they get 503, so Meta retries), delivers
+// what is already queued and waits for the workers.
+func (h *WebhookHandler) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	h.mu.Unlock()
+	h.overflow.Wait()
+	for _, q := range h.queues {
+		close(q)
+	}
+	h.workers.Wait()
+	return nil
+}
+
+// ServeHTTP implements http.Handler.
+func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		h.serveVerify(w, r)
+	case http.MethodPost:
+		h.serveEvent(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+func (h *WebhookHandler) result(res WebhookResult) {
+	if h.cfg.OnResult != nil {
+		h.cfg.OnResult(res)
+	}
+}
+
+// serveVerify answers the subscription handshake:
+// ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=….
+func (h *WebhookHandler) serveVerify(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	mode, challenge := q.Get("hub.mode"), q.Get("hub.challenge")
+	given := sha256.Sum256([]byte(q.Get("hub.verify_token")))
+	tokenOK := h.cfg.VerifyToken != "" && subtle.ConstantTimeCompare(given[:], h.tokenHash[:]) == 1
+	if mode != "subscribe" || !tokenOK || challenge == "" {
+		h.log.Warn("webhook verification refused",
+			zap.String("remote", r.RemoteAddr), zap.String("mode", mode),
+			zap.Bool("token_ok", tokenOK), zap.Bool("has_challenge", challenge != ""))
+		h.result(WebhookVerifyFailed)
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	h.log.Info("webhook verification answered", zap.String("remote", r.RemoteAddr))
+	h.result(WebhookVerified)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, challenge)
+}
+
+func (h *WebhookHandler) serveEvent(w http.ResponseWriter, r *http.Request) {
+	h.mu.RLock()
+	closed := h.closed
+	h.mu.RUnlock()
+	if closed {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	log := h.log.With(zap.String("remote", r.RemoteAddr))
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		log.Warn("webhook body too large", zap.Int64("content_length", r.ContentLength))
+		h.result(WebhookMalformed)
+		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			log.Warn("webhook body too large", zap.Int64("limit", tooBig.Limit))
+			h.result(WebhookMalformed)
+			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		log.Warn("webhook body unreadable", zap.Error(err))
+		h.result(WebhookMalformed)
+		http.Error(w, "unreadable body", http.StatusBadRequest)
+		return
+	}
+	if why := h.checkSignature(r.Header.Get("X-Hub-Signature-256"), body); why != "" {
+		log.Warn("webhook signature refused", zap.String("why", why), zap.Int("body_bytes", len(body)))
+		h.result(WebhookBadSignature)
+		http.Error(w, "invalid signature", http.StatusUnauthorized)
+		return
+	}
+	calls, statuses, err := ParseWebhookAll(body)
+	if err != nil {
+		// Signed by Meta yet unreadable: retrying will not fix it, but say so.
+		log.Error("webhook body is not a readable envelope", zap.Error(err), zap.Int("body_bytes", len(body)))
+		h.result(WebhookMalformed)
+		http.Error(w, "malformed body", http.StatusBadRequest)
+		return
+	}
+	if len(calls) == 0 && len(statuses) == 0 {
+		log.Debug("webhook without call events", zap.Int("body_bytes", len(body)))
+		h.result(WebhookIgnored)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	var jobs []webhookJob
+	for i := range calls {
+		ev := &calls[i]
+		res := h.admit(ev.CallID, ev.Event, ev.Timestamp, ev.Event == "terminate")
+		log.Info("webhook call event", zap.String("call_id", ev.CallID), zap.String("event", ev.Event),
+			zap.String("phone_number_id", ev.PhoneNumberID), zap.Time("timestamp", ev.Timestamp),
+			zap.String("result", string(res)))
+		h.result(res)
+		if res == WebhookAccepted {
+			jobs = append(jobs, webhookJob{call: ev})
+		}
+	}
+	for i := range statuses {
+		st := &statuses[i]
+		// Statuses are only de-duplicated: their timestamps must not make a
+		// business-initiated call's connect (Meta's answer) look stale.
+		res := h.admit("status\x00"+st.CallID, st.Status, time.Time{}, true)
+		log.Info("webhook call status", zap.String("call_id", st.CallID), zap.String("status", st.Status),
+			zap.String("result", string(res)))
+		h.result(res)
+		if res == WebhookAccepted {
+			jobs = append(jobs, webhookJob{status: st})
+		}
+	}
+	// Answer first (the response is written when this returns), queue
+	// without blocking.
+	w.WriteHeader(http.StatusOK)
+	for _, j := range jobs {
+		h.enqueue(j)
+	}
+}
+
+func (h *WebhookHandler) admit(callID, event string, ts time.Time, neverStale bool) WebhookResult {
+	if callID == "" || event == "" {
+		return WebhookMalformed
+	}
+	switch h.filter.check(callID, event, ts, neverStale) {
+	case verdictDuplicate:
+		return WebhookDuplicate
+	case verdictStale:
+		return WebhookStale
+	}
+	return WebhookAccepted
+}
+
+// checkSignature returns "" when header is "sha256=<hex HMAC-SHA256 of body
+// keyed with the app secret>", else why not (never the header itself).
+func (h *WebhookHandler) checkSignature(header string, body []byte) string {
+	if len(h.secret) == 0 {
+		return "no app secret configured"
+	}
+	if header == "" {
+		return "missing X-Hub-Signature-256"
+	}
+	const prefix = "sha256="
+	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+		return "signature is not sha256="
+	}
+	got, err := hex.DecodeString(strings.TrimSpace(header[len(prefix):]))
+	if err != nil || len(got) != sha256.Size {
+		return "signature is not 32 bytes of hex"
+	}
+	mac := hmac.New(sha256.New, h.secret)
+	mac.Write(body)
+	if !hmac.Equal(got, mac.Sum(nil)) {
+		return "signature mismatch"
+	}
+	return ""
+}
+
+// enqueue hands a job to the worker of its call (so one call's events stay
+// in order) without blocking the request. A full queue spills into a
+// goroutine that waits for room, rather than losing a terminate.
+func (h *WebhookHandler) enqueue(j webhookJob) {
+	id := ""
+	if j.call != nil {
+		id = j.call.CallID
+	} else {
+		id = j.status.CallID
+	}
+	hs := fnv.New32a()
+	_, _ = io.WriteString(hs, id)
+	q := h.queues[hs.Sum32()%uint32(len(h.queues))]
+
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.closed {
+		h.log.Warn("webhook closed: event not delivered", zap.String("call_id", id))
+		return
+	}
+	select {
+	case q <- j:
+	default:
+		h.log.Warn("webhook dispatch queue full: delivery delayed", zap.String("call_id", id))
+		h.overflow.Add(1)
+		go func() {
+			defer h.overflow.Done()
+			q <- j
+		}()
+	}
+}
+
+func (h *WebhookHandler) work(q <-chan webhookJob) {
+	defer h.workers.Done()
+	for j := range q {
+		h.deliver(j)
+	}
+}
+
+func (h *WebhookHandler) deliver(j webhookJob) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.log.Error("webhook event handler panicked", zap.String("panic", fmt.Sprint(p)), zap.Stack("stack"))
+		}
+	}()
+	switch {
+	case j.call != nil && h.cfg.OnCall != nil:
+		h.cfg.OnCall(*j.call)
+	case j.status != nil && h.cfg.OnStatus != nil:
+		h.cfg.OnStatus(*j.status)
+	}
+}
