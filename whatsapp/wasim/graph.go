@@ -1,0 +1,343 @@
+package wasim
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/zap"
+)
+
+// maxGraphBody bounds a Graph request body.
+const maxGraphBody = 1 << 20
+
+// actionRequest is the body of POST /{version}/{phone_number_id}/calls.
+type actionRequest struct {
+	MessagingProduct      string         `json:"messaging_product"`
+	CallID                string         `json:"call_id"`
+	Action                string         `json:"action"`
+	Session               *actionSession `json:"session"`
+	BizOpaqueCallbackData string         `json:"biz_opaque_callback_data"`
+}
+
+type actionSession struct {
+	SDPType string `json:"sdp_type"`
+	SDP     string `json:"sdp"`
+}
+
+// graphError is Graph's error object.
+type graphError struct {
+	status  int
+	code    int
+	message string
+	details string
+}
+
+func (e *graphError) Error() string { return e.message }
+
+func badRequest(format string, args ...any) *graphError {
+	msg := fmt.Sprintf(format, args...)
+	return &graphError{status: http.StatusBadRequest, code: 100, message: "(#100) " + msg, details: msg}
+}
+
+func writeGraphError(w http.ResponseWriter, e *graphError) {
+	typ := "OAuthException"
+	body := map[string]any{"error": map[string]any{
+		"message":    e.message,
+		"type":       typ,
+		"code":       e.code,
+		"error_data": map[string]any{"messaging_product": "whatsapp", "details": e.details},
+		"fbtrace_id": "A" + randomID(16),
+	}}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("WWW-Authenticate", `OAuth "Facebook Platform" "invalid_request"`)
+	w.WriteHeader(e.status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func writeSuccess(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"messaging_product":"whatsapp","success":true}`+"\n")
+}
+
+// serveGraph is the simulated Graph API: POST /{version}/{phone_number_id}/calls.
+func (s *Sim) serveGraph(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxGraphBody+1))
+	if err != nil {
+		writeGraphError(w, badRequest("could not read the request body"))
+		return
+	}
+	// Whom to blame: the call named in the body, if it is one of ours.
+	var req actionRequest
+	jsonErr := json.Unmarshal(body, &req)
+	c := s.call(req.CallID)
+	blame := func(msg string) {
+		if c != nil {
+			c.violation(msg)
+		} else {
+			s.violation(msg)
+		}
+	}
+	fail := func(e *graphError, violation string) {
+		blame(violation)
+		s.log.Debug("graph request refused", zap.String("path", r.URL.Path), zap.String("error", e.message))
+		writeGraphError(w, e)
+	}
+
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if len(parts) != 3 || parts[0] == "" || parts[2] != "calls" {
+		fail(badRequest("Unknown path components: %s", r.URL.Path), fmt.Sprintf("graph: request to unknown path %s %s", r.Method, r.URL.Path))
+		return
+	}
+	if !bearerOK(r.Header.Get("Authorization"), s.cfg.AccessToken) {
+		fail(&graphError{status: http.StatusUnauthorized, code: 190, message: "Invalid OAuth access token - Cannot parse access token", details: "bad or missing bearer token"},
+			"graph: missing or wrong bearer access token")
+		return
+	}
+	if r.Method != http.MethodPost {
+		fail(badRequest("Unsupported %s request", strings.ToLower(r.Method)), fmt.Sprintf("graph: %s %s (calls actions are POST)", r.Method, r.URL.Path))
+		return
+	}
+	if parts[1] != s.cfg.PhoneNumberID {
+		fail(badRequest("Unsupported post request. Object with ID '%s' does not exist", parts[1]),
+			fmt.Sprintf("graph: phone number id %q in the path is not the business number %q", parts[1], s.cfg.PhoneNumberID))
+		return
+	}
+	if len(body) > maxGraphBody {
+		fail(badRequest("request body too large"), "graph: request body over 1 MiB")
+		return
+	}
+	if jsonErr != nil {
+		fail(badRequest("Invalid JSON body: %v", jsonErr), fmt.Sprintf("graph: body is not the calls JSON object: %v", jsonErr))
+		return
+	}
+	switch {
+	case req.MessagingProduct != "whatsapp":
+		fail(badRequest("The parameter messaging_product is required and must be \"whatsapp\""), fmt.Sprintf("graph: messaging_product %q, want \"whatsapp\"", req.MessagingProduct))
+		return
+	case req.CallID == "":
+		fail(badRequest("The parameter call_id is required"), "graph: call_id missing")
+		return
+	}
+	switch req.Action {
+	case "pre_accept", "accept", "reject", "terminate":
+	default:
+		fail(badRequest("Invalid parameter action %q", req.Action), fmt.Sprintf("graph: action %q is not pre_accept, accept, reject or terminate", req.Action))
+		return
+	}
+	if c == nil {
+		fail(badRequest("Invalid call_id %q: no such call", req.CallID), fmt.Sprintf("graph: %s for unknown call id %q", req.Action, req.CallID))
+		return
+	}
+	if e := c.handleAction(&req); e != nil {
+		s.log.Debug("graph action refused", zap.String("call_id", c.id), zap.String("action", req.Action), zap.String("error", e.message))
+		writeGraphError(w, e)
+		return
+	}
+	writeSuccess(w)
+}
+
+func bearerOK(header, token string) bool {
+	scheme, got, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) == 1
+}
+
+// handleAction applies one Graph action to the call, enforcing Meta's
+// order: pre_accept → accept, reject only before accept, terminate after
+// pre_accept or accept, nothing after the end.
+func (c *Call) handleAction(req *actionRequest) *graphError {
+	c.sigMu.Lock()
+	defer c.sigMu.Unlock()
+	c.mu.Lock()
+	c.rep.ActionsReceived = append(c.rep.ActionsReceived, req.Action)
+	state, end := c.state, c.end
+	prevSDP := c.answerSDP
+	c.mu.Unlock()
+
+	refuse := func(violation string, format string, args ...any) *graphError {
+		c.violation(violation)
+		return badRequest(format, args...)
+	}
+	if state == StateEnded {
+		if req.Action == "terminate" && !end.byBusiness {
+			// The user (or Meta) ended the call while the business was
+			// hanging up too: Meta answers with an error, but the race is
+			// not the business's fault.
+			return badRequest("Call %s is no longer active", c.id)
+		}
+		return refuse(fmt.Sprintf("graph: %s after the call ended (%s)", req.Action, end.outcome), "Call %s is no longer active", c.id)
+	}
+
+	switch req.Action {
+	case "pre_accept", "accept":
+		sdp, e := c.sessionSDP(req)
+		if e != nil {
+			return e
+		}
+		if req.Action == "pre_accept" {
+			switch state {
+			case StateAccepted:
+				return refuse("graph: pre_accept after accept", "Call %s is already accepted", c.id)
+			case StatePreAccepted:
+				if sdp == prevSDP {
+					return nil // a retried pre_accept: harmless
+				}
+				return refuse("graph: pre_accept repeated with a different SDP answer", "Call %s is already pre-accepted with another session", c.id)
+			}
+			if e := c.applyAnswer(sdp); e != nil {
+				return e
+			}
+			c.mu.Lock()
+			c.state = StatePreAccepted
+			c.answerSDP = sdp
+			c.rep.PreAcceptAt = time.Now()
+			c.mu.Unlock()
+			return nil
+		}
+		// accept
+		if len(req.BizOpaqueCallbackData) > 512 {
+			return refuse("graph: biz_opaque_callback_data longer than 512 characters", "biz_opaque_callback_data is limited to 512 characters")
+		}
+		switch state {
+		case StateAccepted:
+			return refuse("graph: accept repeated", "Call %s is already accepted", c.id)
+		case StatePreAccepted:
+			if sdp != prevSDP {
+				return refuse("graph: accept SDP differs from the pre_accept SDP", "The session in accept must be the one sent in pre_accept")
+			}
+		default:
+			if e := c.applyAnswer(sdp); e != nil {
+				return e
+			}
+		}
+		c.mu.Lock()
+		c.state = StateAccepted
+		c.answerSDP = sdp
+		c.bizOpaque = req.BizOpaqueCallbackData
+		c.rep.AcceptAt = time.Now()
+		c.mu.Unlock()
+		if c.mediaGo() {
+			go c.send()
+		}
+		return nil
+
+	case "reject":
+		if state == StateAccepted {
+			return refuse("graph: reject after accept (use terminate)", "Call %s is already accepted: terminate it instead", c.id)
+		}
+		c.finish(endSpec{outcome: OutcomeRejected, status: statusFailed, webhook: true, byBusiness: true})
+		return nil
+
+	default: // terminate
+		if state == StateOffered {
+			return refuse("graph: terminate before pre_accept or accept (use reject)", "Call %s is not connected: reject it instead", c.id)
+		}
+		c.finish(endSpec{outcome: OutcomeTerminatedByBusiness, status: statusCompleted, webhook: true, byBusiness: true})
+		return nil
+	}
+}
+
+// sessionSDP checks the session object of pre_accept/accept and returns the
+// SDP with normalised line ends.
+func (c *Call) sessionSDP(req *actionRequest) (string, *graphError) {
+	switch {
+	case req.Session == nil:
+		c.violation(fmt.Sprintf("graph: %s without a session object", req.Action))
+		return "", badRequest("The parameter session is required for %s", req.Action)
+	case req.Session.SDPType != "answer":
+		c.violation(fmt.Sprintf("graph: %s session.sdp_type %q, want \"answer\"", req.Action, req.Session.SDPType))
+		return "", badRequest("session.sdp_type must be \"answer\"")
+	case strings.TrimSpace(req.Session.SDP) == "":
+		c.violation(fmt.Sprintf("graph: %s with an empty session.sdp", req.Action))
+		return "", badRequest("session.sdp is required")
+	}
+	return normalizeSDP(req.Session.SDP), nil
+}
+
+// applyAnswer checks the business's answer against Meta's media rules and
+// sets it as the remote description, which starts ICE and DTLS.
+func (c *Call) applyAnswer(sdp string) *graphError {
+	for _, v := range checkAnswer(sdp) {
+		c.violation(v)
+	}
+	err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
+	if err != nil {
+		c.violation(fmt.Sprintf("sdp: the answer was refused: %v", err))
+		return badRequest("Invalid SDP answer: %v", err)
+	}
+	c.mu.Lock()
+	c.remoteSet = true
+	c.mu.Unlock()
+	return nil
+}
+
+// checkAnswer lists the Meta media rules the answer breaks.
+func checkAnswer(sdp string) []string {
+	var v []string
+	var fps, sha256, audioLines, candidates int
+	var setups []string
+	opus, lite := false, false
+	for _, l := range strings.Split(sdp, "\r\n") {
+		switch {
+		case strings.HasPrefix(l, "a=fingerprint:"):
+			fps++
+			if strings.HasPrefix(strings.ToLower(l), "a=fingerprint:sha-256 ") {
+				sha256++
+			}
+		case strings.HasPrefix(l, "a=setup:"):
+			setups = append(setups, strings.TrimSpace(strings.TrimPrefix(l, "a=setup:")))
+		case strings.HasPrefix(l, "m="):
+			if strings.HasPrefix(l, "m=audio ") {
+				audioLines++
+			}
+		case strings.HasPrefix(l, "a=candidate:"):
+			candidates++
+		case strings.HasPrefix(strings.ToLower(l), "a=rtpmap:111 opus/48000"):
+			opus = true
+		case l == "a=ice-lite":
+			lite = true
+		case strings.HasPrefix(l, "a=ptime:") && strings.TrimSpace(strings.TrimPrefix(l, "a=ptime:")) != "20":
+			v = append(v, fmt.Sprintf("sdp: answer asks %s; Meta's leg runs at ptime 20 ms", l))
+		}
+	}
+	if fps != 1 || sha256 != 1 {
+		v = append(v, fmt.Sprintf("sdp: answer has %d a=fingerprint line(s), %d sha-256; Meta wants exactly one a=fingerprint:sha-256", fps, sha256))
+	}
+	if len(setups) == 0 {
+		v = append(v, "sdp: answer has no a=setup; Meta expects a=setup:active (the business is the DTLS client)")
+	}
+	for _, s := range setups {
+		if s != "active" {
+			v = append(v, fmt.Sprintf("sdp: answer has a=setup:%s; Meta expects a=setup:active (the business is the DTLS client)", s))
+			break
+		}
+	}
+	if audioLines != 1 {
+		v = append(v, fmt.Sprintf("sdp: answer has %d audio m-lines, want exactly one", audioLines))
+	}
+	if !opus {
+		v = append(v, "sdp: answer does not take opus/48000 on payload type 111")
+	}
+	if candidates == 0 {
+		v = append(v, "sdp: answer has no a=candidate (Meta does not trickle: it never learns more)")
+	}
+	if lite {
+		v = append(v, "sdp: answer claims a=ice-lite; Meta is ICE-lite, so the business must be a full, controlling ICE agent")
+	}
+	return v
+}
+
+// normalizeSDP gives an SDP CRLF line ends and a final CRLF.
+func normalizeSDP(s string) string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.TrimRight(s, "\n")
+	return strings.ReplaceAll(s, "\n", "\r\n") + "\r\n"
+}

@@ -1,0 +1,492 @@
+package wasim
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/rtpbridge/audio"
+	"github.com/wagateway/wagateway/rtpbridge/opus"
+)
+
+// What Meta offers (whatsapp-calling.md, media rules).
+const (
+	opusPT        = 111
+	dtmfPT        = 126
+	opusFmtp      = "minptime=10;useinbandfec=1"
+	rtpClock      = 48000
+	gatherTimeout = 5 * time.Second
+	// dropBurstLen is how many packets DropBurstAt drops in a row.
+	dropBurstLen = 5
+	// maxWAVSeconds bounds the WAV audio encoded for a call.
+	maxWAVSeconds = 120
+	toneAmplitude = 8000 // about -15 dBFS RMS
+)
+
+// newPeerConnection builds a PeerConnection that behaves like Meta's media
+// leg: ICE-lite, host candidates on the media IP only, no mDNS, Opus/111 and
+// telephone-event/126 only, ICE credentials shaped like Meta's (ufrag with '/').
+func (s *Sim) newPeerConnection() (*webrtc.PeerConnection, error) {
+	se := webrtc.SettingEngine{}
+	se.SetLite(true)
+	ip := s.mediaIP
+	se.SetIPFilter(func(x net.IP) bool { return x.Equal(ip) })
+	se.SetInterfaceFilter(func(name string) bool { return interfaceHas(name, ip) })
+	if ip.To4() != nil {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	} else {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP6})
+	}
+	se.SetIncludeLoopbackCandidate(ip.IsLoopback())
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetICECredentials(randomAlnum(12)+"/"+randomAlnum(1), randomAlnum(24))
+
+	me := &webrtc.MediaEngine{}
+	codecs := []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: rtpClock, Channels: 2, SDPFmtpLine: opusFmtp}, PayloadType: opusPT},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000}, PayloadType: dtmfPT},
+	}
+	for _, c := range codecs {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("wasim: register %s: %w", c.MimeType, err)
+		}
+	}
+	reg := &interceptor.Registry{}
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	sr, err := report.NewSenderInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	reg.Add(rr)
+	reg.Add(sr)
+	api := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg))
+	return api.NewPeerConnection(webrtc.Configuration{})
+}
+
+// interfaceHas keeps only the interface holding ip, so pion never even looks
+// at the others.
+func interfaceHas(name string, ip net.IP) bool {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return false
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// setupMedia creates the call's PeerConnection with one sendrecv audio
+// transceiver and gathers candidates completely (Meta does not trickle). It
+// returns the offer as posted in the connect webhook.
+func (c *Call) setupMedia(ctx context.Context) (string, error) {
+	pc, err := c.sim.newPeerConnection()
+	if err != nil {
+		return "", fmt.Errorf("wasim: peer connection: %w", err)
+	}
+	c.pc = pc
+	track, err := webrtc.NewTrackLocalStaticRTP(
+		webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: rtpClock, Channels: 2, SDPFmtpLine: opusFmtp},
+		"WhatsAppTrack1", "WhatsAppMedia")
+	if err != nil {
+		return "", err
+	}
+	c.track = track
+	tr, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
+	if err != nil {
+		return "", fmt.Errorf("wasim: transceiver: %w", err)
+	}
+	sender := tr.Sender()
+
+	pc.OnConnectionStateChange(c.onConnectionState)
+	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		if !c.mediaGo() {
+			return
+		}
+		defer c.mediaWG.Done()
+		c.receive(t)
+	})
+	if ice := sender.Transport().ICETransport(); ice != nil {
+		ice.OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
+			c.mu.Lock()
+			c.pairChanges++
+			n := c.pairChanges
+			c.mu.Unlock()
+			c.log.Debug("ice pair selected", zap.Stringer("pair", p))
+			if n > 1 {
+				c.violation("ice: the selected candidate pair changed mid-call (Meta: never switch pairs)")
+			}
+		})
+	}
+	// RTCP from the business: drain it so the report interceptors see it.
+	if c.mediaGo() {
+		go func() {
+			defer c.mediaWG.Done()
+			for {
+				if _, _, err := sender.ReadRTCP(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return "", fmt.Errorf("wasim: create offer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return "", fmt.Errorf("wasim: set local offer: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-time.After(gatherTimeout):
+		return "", errors.New("wasim: ICE gathering did not complete")
+	}
+	sdp := pc.LocalDescription().SDP
+	if !strings.Contains(sdp, "a=candidate:") {
+		return "", fmt.Errorf("wasim: no host candidate gathered on media ip %s", c.sim.mediaIP)
+	}
+	return metaStyleOffer(sdp), nil
+}
+
+// metaStyleOffer makes pion's offer look like Meta's where it matters to a
+// parser: CRLF line ends, no trickle or end-of-candidates lines.
+func metaStyleOffer(sdp string) string {
+	lines := strings.Split(strings.ReplaceAll(sdp, "\r\n", "\n"), "\n")
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		if l == "" || strings.HasPrefix(l, "a=ice-options:") || l == "a=end-of-candidates" {
+			continue
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\r\n") + "\r\n"
+}
+
+// mediaGo registers one media goroutine unless media is already closed.
+func (c *Call) mediaGo() bool {
+	c.mediaMu.Lock()
+	defer c.mediaMu.Unlock()
+	if c.mediaClosed {
+		return false
+	}
+	c.mediaWG.Add(1)
+	return true
+}
+
+// closeMedia closes the PeerConnection and waits for every media goroutine.
+func (c *Call) closeMedia() {
+	c.mediaMu.Lock()
+	c.mediaClosed = true
+	c.mediaMu.Unlock()
+	if c.pc != nil {
+		if err := c.pc.Close(); err != nil {
+			c.log.Debug("close peer connection", zap.Error(err))
+		}
+	}
+	c.mediaWG.Wait()
+}
+
+func (c *Call) onConnectionState(st webrtc.PeerConnectionState) {
+	c.log.Debug("media state", zap.Stringer("state", st))
+	switch st {
+	case webrtc.PeerConnectionStateConnected:
+		c.connectedOnce.Do(func() { close(c.connected) })
+	case webrtc.PeerConnectionStateFailed:
+		c.finish(endSpec{outcome: OutcomeMediaFailed, status: statusFailed, webhook: true,
+			code: 138020, message: "Relay connection failed", details: "ICE/DTLS with the business failed"})
+	}
+}
+
+// send plays the call's pre-encoded audio loop toward the business, one
+// packet per frame on a ticker: one SSRC, seq +1, timestamp += frame samples.
+// It starts once the connection is up; with a Duration it hangs up after
+// that long.
+func (c *Call) send() {
+	defer c.mediaWG.Done()
+	select {
+	case <-c.connected:
+	case <-c.endCh:
+		return
+	}
+	loop := c.loop
+	frame := time.Duration(c.opts.FrameMs) * time.Millisecond
+	ticker := time.NewTicker(frame)
+	defer ticker.Stop()
+	seq := uint16(mrand.Uint32())
+	ts := mrand.Uint32()
+	var hangupAt time.Time
+	if c.opts.Duration > 0 {
+		hangupAt = time.Now().Add(c.opts.Duration)
+	}
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: opusPT, Marker: true}}
+	for n := 1; ; n++ {
+		pkt.SequenceNumber, pkt.Timestamp = seq, ts
+		pkt.Payload = loop.frames[(n-1)%len(loop.frames)]
+		if c.dropPacket(n) {
+			c.mu.Lock()
+			c.rep.PacketsDropped++
+			c.mu.Unlock()
+		} else {
+			if err := c.track.WriteRTP(pkt); err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.rep.PacketsSent++
+			if c.rep.FirstSentAt.IsZero() {
+				c.rep.FirstSentAt = time.Now()
+			}
+			c.mu.Unlock()
+		}
+		pkt.Marker = false
+		seq++
+		ts += loop.step
+		if !hangupAt.IsZero() && !time.Now().Before(hangupAt) {
+			c.userHangup()
+			return
+		}
+		select {
+		case <-ticker.C:
+		case <-c.endCh:
+			return
+		}
+	}
+}
+
+func (c *Call) dropPacket(n int) bool {
+	if b := c.opts.DropBurstAt; b > 0 && n >= b && n < b+dropBurstLen {
+		return true
+	}
+	return c.opts.DropPercent > 0 && mrand.Float64()*100 < c.opts.DropPercent
+}
+
+// receive reads what the business sends on one remote track: counts,
+// sequence gaps, DTMF, and decodes Opus at 16 kHz into a bounded buffer.
+func (c *Call) receive(t *webrtc.TrackRemote) {
+	dec, err := opus.NewDecoder(analysisRate)
+	if err != nil {
+		c.log.Error("opus decoder", zap.Error(err))
+		return
+	}
+	defer dec.Close()
+	pcm := make([]int16, analysisRate*120/1000)
+	for {
+		p, _, err := t.ReadRTP()
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		c.mu.Lock()
+		c.countReceived(p, now)
+		c.mu.Unlock()
+		if p.PayloadType != opusPT || len(p.Payload) == 0 {
+			continue
+		}
+		n, err := dec.Decode(p.Payload, pcm)
+		c.mu.Lock()
+		if err != nil {
+			c.rep.DecodeErrors++
+		} else if room := maxReceivedSamples - len(c.pcm); room > 0 {
+			c.pcm = append(c.pcm, pcm[:min(n, room)]...)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// seqState follows one SSRC's sequence numbers.
+type seqState struct {
+	last uint16
+}
+
+// countReceived updates the receive statistics; c.mu is held.
+func (c *Call) countReceived(p *rtp.Packet, now time.Time) {
+	r := &c.rep
+	r.PacketsReceived++
+	if c.state != StateAccepted && c.state != StateEnded && !c.flaggedEarlyMedia {
+		c.flaggedEarlyMedia = true
+		c.violationLocked(fmt.Sprintf("media: the business sent RTP before accept returned 200 (state %s)", c.state))
+	}
+	if r.FirstMediaAt.IsZero() {
+		r.FirstMediaAt = now
+	} else if gap := now.Sub(c.lastRecv); gap > r.LongestSilenceGap {
+		r.LongestSilenceGap = gap
+	}
+	c.lastRecv = now
+	switch p.PayloadType {
+	case opusPT:
+	case dtmfPT:
+		r.DTMFPacketsReceived++
+	default:
+		if !c.flaggedPT {
+			c.flaggedPT = true
+			c.violationLocked(fmt.Sprintf("media: payload type %d received; Meta uses only 111 (opus) and 126 (telephone-event)", p.PayloadType))
+		}
+	}
+	st, ok := c.ssrcs[p.SSRC]
+	if !ok {
+		c.ssrcs[p.SSRC] = &seqState{last: p.SequenceNumber}
+		return
+	}
+	d := p.SequenceNumber - st.last
+	switch {
+	case d == 0 || d >= 0x8000: // duplicate or late
+	case d > 1000:
+		r.SeqGaps += int(d) - 1
+		c.violationLocked(fmt.Sprintf("media: sequence number jumped by %d (Meta wants continuous sequence numbers)", d))
+		st.last = p.SequenceNumber
+	default:
+		r.SeqGaps += int(d) - 1
+		st.last = p.SequenceNumber
+	}
+}
+
+// loopKey identifies one pre-encoded audio loop; calls with the same audio
+// options share it.
+type loopKey struct {
+	tone    float64
+	wav     string
+	frameMs int
+}
+
+// audioLoop is the caller's audio, Opus-encoded once and replayed.
+type audioLoop struct {
+	frames [][]byte
+	step   uint32 // RTP timestamp increment per frame (48 kHz clock)
+}
+
+func (s *Sim) loopFor(k loopKey) (*audioLoop, error) {
+	s.mu.Lock()
+	l := s.loops[k]
+	s.mu.Unlock()
+	if l != nil {
+		return l, nil
+	}
+	l, err := buildLoop(k)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if prev := s.loops[k]; prev != nil {
+		l = prev
+	} else {
+		s.loops[k] = l
+	}
+	s.mu.Unlock()
+	return l, nil
+}
+
+// buildLoop encodes the caller's audio: one second of tone (encoded twice,
+// keeping the second pass, so the encoder state is continuous across the
+// loop point) or a WAV file (at its own rate when Opus supports it, else
+// linearly resampled to 48 kHz).
+func buildLoop(k loopKey) (*audioLoop, error) {
+	rate := rtpClock
+	var pcm []int16
+	passes := 1
+	if k.wav != "" {
+		p, r, err := audio.ReadWAV(k.wav)
+		if err != nil {
+			return nil, fmt.Errorf("wasim: wav %s: %w", k.wav, err)
+		}
+		if r <= 0 || len(p) == 0 {
+			return nil, fmt.Errorf("wasim: wav %s holds no audio", k.wav)
+		}
+		switch r {
+		case 8000, 12000, 16000, 24000, 48000:
+		default:
+			p, r = resampleLinear(p, r, rtpClock), rtpClock
+		}
+		if len(p) > maxWAVSeconds*r {
+			p = p[:maxWAVSeconds*r]
+		}
+		pcm, rate = p, r
+	} else {
+		pcm = make([]int16, rate)
+		audio.NewTone(k.tone, rate, toneAmplitude).Fill(pcm)
+		passes = 2
+	}
+	spf := rate * k.frameMs / 1000
+	if r := len(pcm) % spf; r != 0 {
+		pcm = append(pcm, make([]int16, spf-r)...)
+	}
+	enc, err := opus.NewEncoder(rate, opus.AppVoIP)
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Close()
+	if err := errors.Join(enc.SetInbandFEC(true), enc.SetComplexity(5), enc.SetBitrate(32000)); err != nil {
+		return nil, err
+	}
+	nf := len(pcm) / spf
+	l := &audioLoop{step: uint32(rtpClock * k.frameMs / 1000), frames: make([][]byte, 0, nf)}
+	buf := make([]byte, 1500)
+	for pass := 0; pass < passes; pass++ {
+		l.frames = l.frames[:0]
+		for i := 0; i < nf; i++ {
+			n, err := enc.Encode(pcm[i*spf:(i+1)*spf], buf)
+			if err != nil {
+				return nil, fmt.Errorf("wasim: opus encode: %w", err)
+			}
+			l.frames = append(l.frames, append([]byte(nil), buf[:n]...))
+		}
+	}
+	return l, nil
+}
+
+// resampleLinear converts pcm from rate `from` to `to` by linear interpolation;
+// good enough for test speech and tones.
+func resampleLinear(pcm []int16, from, to int) []int16 {
+	n := int(int64(len(pcm)) * int64(to) / int64(from))
+	out := make([]int16, n)
+	for i := range out {
+		pos := float64(i) * float64(from) / float64(to)
+		j := int(pos)
+		if j+1 >= len(pcm) {
+			out[i] = pcm[len(pcm)-1]
+			continue
+		}
+		f := pos - float64(j)
+		out[i] = int16(float64(pcm[j])*(1-f) + float64(pcm[j+1])*f)
+	}
+	return out
+}
+
+const alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+func randomAlnum(n int) string {
+	b := make([]byte, n)
+	max := big.NewInt(int64(len(alnum)))
+	for i := range b {
+		v, err := rand.Int(rand.Reader, max)
+		if err != nil {
+			v = big.NewInt(int64(mrand.IntN(len(alnum))))
+		}
+		b[i] = alnum[v.Int64()]
+	}
+	return string(b)
+}

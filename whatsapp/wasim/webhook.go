@@ -1,0 +1,233 @@
+package wasim
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Webhook delivery bounds. Meta times out at about 20 s and retries; the
+// simulator retries twice on a non-200 answer or a transport error.
+const (
+	webhookAttemptTimeout = 10 * time.Second
+	webhookAttempts       = 3
+)
+
+var webhookBackoff = []time.Duration{250 * time.Millisecond, time.Second}
+
+// The webhook JSON, written here from Meta's documentation on purpose rather
+// than shared with the gateway's parser.
+type envelope struct {
+	Object string  `json:"object"`
+	Entry  []entry `json:"entry"`
+}
+
+type entry struct {
+	ID      string   `json:"id"`
+	Changes []change `json:"changes"`
+}
+
+type change struct {
+	Field string      `json:"field"`
+	Value changeValue `json:"value"`
+}
+
+type changeValue struct {
+	MessagingProduct string        `json:"messaging_product"`
+	Metadata         metadata      `json:"metadata"`
+	Contacts         []contact     `json:"contacts,omitempty"`
+	Calls            []webhookCall `json:"calls"`
+}
+
+type metadata struct {
+	DisplayPhoneNumber string `json:"display_phone_number"`
+	PhoneNumberID      string `json:"phone_number_id"`
+}
+
+type contact struct {
+	Profile profile `json:"profile"`
+	WaID    string  `json:"wa_id,omitempty"`
+	UserID  string  `json:"user_id,omitempty"`
+}
+
+type profile struct {
+	Name string `json:"name"`
+}
+
+type webhookCall struct {
+	ID                    string          `json:"id"`
+	From                  string          `json:"from,omitempty"`
+	To                    string          `json:"to"`
+	FromUserID            string          `json:"from_user_id,omitempty"`
+	Event                 string          `json:"event"`
+	Direction             string          `json:"direction"`
+	Timestamp             string          `json:"timestamp"`
+	Session               *webhookSession `json:"session,omitempty"`
+	Status                string          `json:"status,omitempty"`
+	StartTime             string          `json:"start_time,omitempty"`
+	EndTime               string          `json:"end_time,omitempty"`
+	Duration              *int64          `json:"duration,omitempty"`
+	BizOpaqueCallbackData string          `json:"biz_opaque_callback_data,omitempty"`
+	CTAPayload            string          `json:"cta_payload,omitempty"`
+	DeeplinkPayload       string          `json:"deeplink_payload,omitempty"`
+	Errors                []webhookError  `json:"errors,omitempty"`
+}
+
+type webhookSession struct {
+	SDPType string `json:"sdp_type"`
+	SDP     string `json:"sdp"`
+}
+
+type webhookError struct {
+	Code      int       `json:"code"`
+	Message   string    `json:"message"`
+	ErrorData errorData `json:"error_data"`
+}
+
+type errorData struct {
+	Details string `json:"details"`
+}
+
+// Terminate statuses.
+const (
+	statusCompleted = "COMPLETED"
+	statusFailed    = "FAILED"
+)
+
+// envelopeFor wraps one calls[] entry the way Meta does.
+func (s *Sim) envelopeFor(c *Call, wc webhookCall) envelope {
+	var contacts []contact
+	if wc.Event == "connect" {
+		contacts = []contact{{Profile: profile{Name: c.opts.ProfileName}, WaID: c.opts.From, UserID: c.opts.FromUserID}}
+	}
+	return envelope{
+		Object: "whatsapp_business_account",
+		Entry: []entry{{
+			ID: s.cfg.WABAID,
+			Changes: []change{{
+				Field: "calls",
+				Value: changeValue{
+					MessagingProduct: "whatsapp",
+					Metadata:         metadata{DisplayPhoneNumber: s.cfg.DisplayPhoneNumber, PhoneNumberID: s.cfg.PhoneNumberID},
+					Contacts:         contacts,
+					Calls:            []webhookCall{wc},
+				},
+			}},
+		}},
+	}
+}
+
+// Sign returns the X-Hub-Signature-256 value for body: "sha256=" + hex HMAC-SHA256.
+func Sign(secret string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// deliveryError describes a webhook Meta could not deliver.
+type deliveryError struct {
+	event    string
+	status   int
+	attempts int
+	err      error
+}
+
+func (e *deliveryError) Error() string {
+	if e.err != nil {
+		return fmt.Sprintf("%s webhook not delivered after %d attempt(s): %v", e.event, e.attempts, e.err)
+	}
+	return fmt.Sprintf("%s webhook answered HTTP %d after %d attempt(s)", e.event, e.status, e.attempts)
+}
+
+// postWebhook posts body signed with secret, retrying on a non-200 answer.
+// attempts bounds the tries; each has its own timeout.
+func (s *Sim) postWebhook(ctx context.Context, event, secret string, body []byte, attempts int) error {
+	de := &deliveryError{event: event}
+	for i := 0; i < attempts; i++ {
+		if i > 0 {
+			d := webhookBackoff[min(i-1, len(webhookBackoff)-1)]
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				de.err = ctx.Err()
+				return de
+			}
+		}
+		de.attempts = i + 1
+		status, err := s.postOnce(ctx, secret, body)
+		de.status, de.err = status, err
+		if err == nil && status == http.StatusOK {
+			return nil
+		}
+		s.log.Debug("webhook attempt failed", zap.String("event", event), zap.Int("status", status), zap.Error(err))
+	}
+	return de
+}
+
+func (s *Sim) postOnce(ctx context.Context, secret string, body []byte) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, webhookAttemptTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.WebhookURL, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "facebookexternalua")
+	req.Header.Set("X-Hub-Signature-256", Sign(secret, body))
+	resp, err := s.httpc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// verifySubscription performs Meta's webhook verification handshake.
+func (s *Sim) verifySubscription(ctx context.Context) error {
+	challenge := strconv.FormatInt(time.Now().UnixNano()%1e9, 10)
+	u, _ := url.Parse(s.cfg.WebhookURL)
+	q := u.Query()
+	q.Set("hub.mode", "subscribe")
+	q.Set("hub.verify_token", s.cfg.VerifyToken)
+	q.Set("hub.challenge", challenge)
+	u.RawQuery = q.Encode()
+	ctx, cancel := context.WithTimeout(ctx, webhookAttemptTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.httpc.Do(req)
+	if err != nil {
+		return fmt.Errorf("wasim: webhook verification: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(b)) != challenge {
+		return fmt.Errorf("wasim: webhook verification failed: HTTP %d, body does not echo hub.challenge", resp.StatusCode)
+	}
+	return nil
+}
+
+func marshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only our own plain structs are marshalled
+	}
+	return b
+}
+
+func unixString(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
