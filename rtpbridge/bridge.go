@@ -111,7 +111,7 @@ func New(cfg Config) (*Bridge, error) {
 		cfg.OpusComplexity = defaultOpusComplexity
 	}
 	if cfg.OpusComplexity < 0 || cfg.OpusComplexity > 10 {
-		return nil, fmt.Errorf("rtpbridge: Opus complexity %d is not within 0-10", cfg.OpusComplexity)
+		return nil, fmt.Errorf("rtpbridge: Opus complexity %d is not within 1-10 (0 means %d)", cfg.OpusComplexity, defaultOpusComplexity)
 	}
 	codec, err := lookupCodec(cfg.SIPCodec)
 	if err != nil {

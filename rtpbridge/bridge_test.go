@@ -1,0 +1,235 @@
+package rtpbridge
+
+import (
+	"encoding/json"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	l := newMemLeg()
+	ok := Config{WhatsAppIn: l, WhatsAppOut: l, SIPIn: l, SIPOut: l, SIPCodec: pcmu}
+	cases := map[string]func(c *Config){
+		"no whatsapp reader": func(c *Config) { c.WhatsAppIn = nil },
+		"no sip writer":      func(c *Config) { c.SIPOut = nil },
+		"G.729":              func(c *Config) { c.SIPCodec = Codec{"G729", 18, 8000} },
+		"PCMU at 16 kHz":     func(c *Config) { c.SIPCodec.ClockRate = 16000 },
+		"payload type 200":   func(c *Config) { c.SIPCodec.PayloadType = 200 },
+		"no codec":           func(c *Config) { c.SIPCodec = Codec{} },
+		"30 ms frames":       func(c *Config) { c.Frame = 30 * time.Millisecond },
+		"complexity 11":      func(c *Config) { c.OpusComplexity = 11 },
+		"complexity -1":      func(c *Config) { c.OpusComplexity = -1 },
+		"opus on pt 126":     func(c *Config) { c.WhatsAppOpusPT = 126 },
+		"opus on pt 128":     func(c *Config) { c.WhatsAppOpusPT = 128 },
+	}
+	for name, mod := range cases {
+		c := ok
+		mod(&c)
+		if b, err := New(c); err == nil {
+			b.Close()
+			t.Errorf("%s: accepted", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+	c := ok
+	c.SIPCodec = Codec{"G722", 9, 8000}
+	if _, err := New(c); err == nil || !strings.Contains(err.Error(), `"G722" is not supported (supported: PCMU, PCMA)`) {
+		t.Fatalf("unclear error: %v", err)
+	}
+}
+
+func TestBridgeString(t *testing.T) {
+	l := newMemLeg()
+	b, err := New(Config{WhatsAppIn: l, WhatsAppOut: l, SIPIn: l, SIPOut: l, SIPCodec: Codec{"pcma", 8, 0}, OpusComplexity: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	want := "whatsapp opus/48000 → opus decode 8k (fec/plc) → 20ms frames → pcma encode → sip" +
+		" | sip pcma/8000 → pcma decode → fifo 100ms → opus encode 8k (20ms pacer) → whatsapp"
+	if got := b.String(); got != want {
+		t.Fatalf("chain\n%s\nwant\n%s", got, want)
+	}
+}
+
+// The SIP SSRC is random unless given; the Opus payload type is 111 unless
+// given.
+func TestBridgeIdentifiers(t *testing.T) {
+	for _, tc := range []struct {
+		ssrc   uint32
+		opusPT uint8
+	}{{0, 0}, {0x1234, 96}} {
+		b, sip, wa := newDrivenBridgeWith(t, Config{SIPCodec: pcmu, SIPSSRC: tc.ssrc, WhatsAppOpusPT: tc.opusPT, WhatsAppSSRC: 7})
+		src := newWhatsAppSender(t, 1000, 8000, 20, false)
+		p := src.next()
+		if tc.opusPT != 0 {
+			p[1] = p[1]&0x80 | tc.opusPT
+		}
+		b.handleWhatsAppPacket(p)
+		b.sendFrameToWhatsApp()
+		s, w := unmarshal(t, sip.out), unmarshal(t, wa.out)
+		if len(s) != 1 || len(w) != 1 {
+			t.Fatalf("%d and %d packets", len(s), len(w))
+		}
+		if tc.ssrc != 0 && s[0].SSRC != tc.ssrc || s[0].SSRC == 0 {
+			t.Fatalf("SIP SSRC %#x", s[0].SSRC)
+		}
+		wantPT := tc.opusPT
+		if wantPT == 0 {
+			wantPT = 111
+		}
+		if w[0].PayloadType != wantPT || w[0].SSRC != 7 {
+			t.Fatalf("WhatsApp packet %+v", w[0].Header)
+		}
+	}
+}
+
+func newDrivenBridgeWith(t testing.TB, c Config) (b *Bridge, sip, wa *recorder) {
+	t.Helper()
+	sip, wa = &recorder{}, &recorder{}
+	never := nullReader{closed: make(chan struct{})}
+	c.WhatsAppIn, c.SIPIn, c.WhatsAppOut, c.SIPOut = never, never, wa, sip
+	b, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b, sip, wa
+}
+
+// bridgeGoroutines counts the goroutines running bridge code (the test's
+// own goroutines excluded).
+func bridgeGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "wagateway/rtpbridge.") && !strings.Contains(g, "testing.tRunner") {
+			n++
+		}
+	}
+	return n
+}
+
+// waitGoroutines waits briefly for the bridge's goroutines to be n.
+func waitGoroutines(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for bridgeGoroutines() != n {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d bridge goroutines, want %d\n%s", bridgeGoroutines(), n, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Start runs three goroutines; once the legs are closed Close waits for
+// all of them. Close is idempotent and safe from several goroutines.
+func TestBridgeGoroutinesEnd(t *testing.T) {
+	waitGoroutines(t, 0)
+	waLeg, sipLeg := newMemLeg(), newMemLeg()
+	b, err := New(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Start()
+	b.Start() // no second set
+	waitGoroutines(t, 3)
+	src := newWhatsAppSender(t, 1000, 8000, 20, false)
+	for i := 0; i < 5; i++ {
+		waLeg.feed(src.next())
+	}
+	for _, p := range g711Packets(t, 0, 500, 8000, 20, 5) {
+		sipLeg.feed(p)
+	}
+	sipLeg.waitFor(t, 5, time.Second)
+
+	// Close while the legs are still open: it returns once they close.
+	closed := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.Close()
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(closed)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-closed:
+		t.Fatal("Close returned with the readers still blocked in ReadPacket")
+	default:
+	}
+	waLeg.Close()
+	sipLeg.Close()
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not return after the legs closed")
+	}
+	waitGoroutines(t, 0)
+	b.Close()
+	b.Start() // after Close: nothing starts
+	waitGoroutines(t, 0)
+	st := b.Stats()
+	if st.WhatsAppToSIP.PacketsIn != 5 || st.SIPToWhatsApp.PacketsIn != 5 {
+		t.Fatalf("stats %v", st)
+	}
+}
+
+// A bridge that never started closes without waiting.
+func TestBridgeCloseWithoutStart(t *testing.T) {
+	l := newMemLeg()
+	b, err := New(Config{WhatsAppIn: l, WhatsAppOut: l, SIPIn: l, SIPOut: l, SIPCodec: pcmu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { b.Close(); b.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatal("Close blocked")
+	}
+}
+
+// Stats can be read while the bridge runs (go test -race) and logs as
+// JSON with stable field names.
+func TestStatsSnapshot(t *testing.T) {
+	waLeg, sipLeg := newMemLeg(), newMemLeg()
+	b, err := New(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Start()
+	src := newWhatsAppSender(t, 1000, 8000, 20, false)
+	for i := 0; i < 20; i++ {
+		waLeg.feed(src.next())
+		_ = b.Stats()
+	}
+	sipLeg.waitFor(t, 20, time.Second)
+	waLeg.Close()
+	sipLeg.Close()
+	b.Close()
+	js, err := json.Marshal(b.Stats())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"whatsapp_to_sip":{"packets_in":20,`, `"packets_out":20,`, `"sip_to_whatsapp":`, `"silence_frames":`, `"fec_recovered":0`} {
+		if !strings.Contains(string(js), key) {
+			t.Fatalf("%s lacks %s", js, key)
+		}
+	}
+	if s := b.Stats().String(); !strings.HasPrefix(s, "whatsapp→sip: in 20 pkts/") {
+		t.Fatalf("String: %s", s)
+	}
+}
