@@ -1,0 +1,437 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+)
+
+// MaxInviteDuration caps how long Invite waits for a final response,
+// whatever the caller's context says.
+var MaxInviteDuration = 3 * time.Minute
+
+// maxInviteResponses bounds the responses one INVITE may get (a PBX that
+// loops on 1xx).
+const maxInviteResponses = 200
+
+// Header is one extra header for the INVITE.
+type Header struct{ Name, Value string }
+
+// InviteRequest describes one outgoing call.
+type InviteRequest struct {
+	Trunk       *Trunk
+	To          string   // destination URI, e.g. "sip:agents@127.0.0.1:5070"; a bare user or a URI without host goes to the trunk
+	FromUser    string   // caller number or BSUID
+	DisplayName string   // WhatsApp profile name (quoted and escaped here)
+	Headers     []Header // extra headers, e.g. x-wa-meta-wacid
+	LogRef      string   // call id for logs
+	OnProgress  func(code int, reason string) // 1xx responses; may be nil
+}
+
+// FinalError is a non-2xx final response to the INVITE.
+type FinalError struct {
+	Code   int
+	Reason string
+}
+
+func (e *FinalError) Error() string { return fmt.Sprintf("sip: %d %s", e.Code, e.Reason) }
+
+// Invite sends an INVITE through the trunk with an SDP offer of the trunk's
+// codecs plus telephone-event/8000, answers one 401/407 challenge with digest
+// credentials, reports provisional responses, ACKs the 2xx and returns the
+// established call. A non-2xx final response gives *FinalError. If ctx ends
+// before a final response, a CANCEL is sent (RFC 3261 §9.1) and the error
+// wraps ctx.Err().
+func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
+	if r.Trunk == nil {
+		return nil, errors.New("sip: invite: no trunk")
+	}
+	if err := r.Trunk.Validate(); err != nil {
+		return nil, fmt.Errorf("sip: invite: %w", err)
+	}
+	u.mu.Lock()
+	st, state := u.st, u.state
+	u.mu.Unlock()
+	if state != 1 {
+		return nil, errors.New("sip: invite: UA not started or closed")
+	}
+	log := u.log.With(zap.String("call", r.LogRef), zap.String("trunk", r.Trunk.Name))
+
+	recipient, err := inviteURI(r.To, r.Trunk)
+	if err != nil {
+		return nil, fmt.Errorf("sip: invite: %w", err)
+	}
+	for _, h := range r.Headers {
+		if err := checkHeader(h); err != nil {
+			return nil, fmt.Errorf("sip: invite: %w", err)
+		}
+	}
+
+	rtp, err := ListenRTP(u.rtpIP, u.cfg.RTPPortMin, u.cfg.RTPPortMax)
+	if err != nil {
+		return nil, fmt.Errorf("sip: invite: %w", err)
+	}
+	keepRTP := false
+	defer func() {
+		if !keepRTP {
+			rtp.Close()
+		}
+	}()
+
+	offered := r.Trunk.codecs()
+	sdpID := randUint64() >> 1
+	offer := BuildSDP(SDPParams{
+		SessionID: sdpID, Version: 1, Host: st.host, Port: rtp.Port(),
+		Codecs: offered, DTMFPayloadType: DefaultDTMFPayloadType,
+	})
+
+	req := u.buildInvite(st, r, recipient, offer)
+	callID := req.CallID().Value()
+	log = log.With(zap.String("sip_call_id", callID))
+
+	overall, cancelOverall := context.WithTimeout(ctx, MaxInviteDuration)
+	defer cancelOverall()
+	tx, err := st.client.TransactionRequest(overall, req)
+	if err != nil {
+		return nil, fmt.Errorf("sip: invite %s via %s: send: %w", recipient.String(), r.Trunk.Address, err)
+	}
+	log.Debug("sip INVITE sent", zap.String("to", recipient.String()))
+
+	authTried := false
+	provisional := false
+	for i := 0; i < maxInviteResponses; i++ {
+		var res *sip.Response
+		select {
+		case res = <-tx.Responses():
+		case <-tx.Done():
+			err := tx.Err()
+			if err == nil {
+				err = errors.New("transaction ended")
+			}
+			return nil, fmt.Errorf("sip: invite %s via %s: no final response: %w", recipient.String(), r.Trunk.Address, err)
+		case <-overall.Done():
+			u.abandonInvite(st, tx, req, provisional, log)
+			cause := ctx.Err()
+			if cause == nil {
+				cause = fmt.Errorf("no final response within %s: %w", MaxInviteDuration, context.DeadlineExceeded)
+			}
+			return nil, fmt.Errorf("sip: invite %s: cancelled: %w", recipient.String(), cause)
+		case <-u.ctx.Done():
+			u.abandonInvite(st, tx, req, provisional, log)
+			return nil, errors.New("sip: invite: UA closed")
+		}
+
+		switch {
+		case res.IsProvisional():
+			provisional = true
+			if r.OnProgress != nil {
+				r.OnProgress(res.StatusCode, res.Reason)
+			}
+		case res.IsSuccess():
+			c, err := u.accept(st, tx, req, res, rtp, offered, sdpID, r, log)
+			if err != nil {
+				return nil, err
+			}
+			keepRTP = true
+			return c, nil
+		case (res.StatusCode == 401 || res.StatusCode == 407) && r.Trunk.Username != "" && !authTried:
+			// One answer to the challenge (RFC 3261 §22.2): a second
+			// challenge means the credentials are wrong.
+			authTried = true
+			provisional = false
+			tx.Terminate()
+			tx, err = st.client.TransactionDigestAuth(overall, req, res, sipgo.DigestAuth{
+				Username: r.Trunk.Username, Password: r.Trunk.Password,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("sip: invite %s: digest auth: %w", recipient.String(), err)
+			}
+			log.Debug("sip INVITE re-sent with credentials", zap.Int("challenge", res.StatusCode))
+		default:
+			tx.Terminate()
+			return nil, &FinalError{Code: res.StatusCode, Reason: res.Reason}
+		}
+	}
+	u.abandonInvite(st, tx, req, provisional, log)
+	return nil, fmt.Errorf("sip: invite %s: more than %d responses", recipient.String(), maxInviteResponses)
+}
+
+// buildInvite writes the INVITE (RFC 3261 §8.1.1). Via is added by sipgo.
+func (u *UA) buildInvite(st *stack, r InviteRequest, recipient sip.Uri, offer []byte) *sip.Request {
+	req := sip.NewRequest(sip.INVITE, recipient)
+	user := r.FromUser
+	if user == "" {
+		user = "anonymous"
+	}
+	from := &sip.FromHeader{
+		DisplayName: quoteDisplayName(r.DisplayName),
+		Address:     sip.Uri{Scheme: "sip", User: escapeUser(user), Host: r.Trunk.fromDomain()},
+		Params:      sip.NewParams(),
+	}
+	from.Params.Add("tag", randHex(8))
+	to := &sip.ToHeader{Address: sip.Uri{Scheme: recipient.Scheme, User: recipient.User, Host: recipient.Host, Port: recipient.Port}}
+	cid := sip.CallIDHeader(randHex(16))
+	mf := sip.MaxForwardsHeader(70)
+	ct := sip.ContentTypeHeader("application/sdp")
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
+	req.AppendHeader(&mf)
+	req.AppendHeader(st.contact.Clone())
+	req.AppendHeader(sip.NewHeader("User-Agent", u.cfg.UserAgent))
+	req.AppendHeader(sip.NewHeader("Allow", allowHeader))
+	for _, h := range r.Headers {
+		req.AppendHeader(sip.NewHeader(h.Name, h.Value))
+	}
+	req.AppendHeader(&ct)
+	req.SetBody(offer)
+	req.SetTransport(sipTransport(r.Trunk.transport()))
+	// The trunk address is the next hop whatever the Request-URI says
+	// (an outbound proxy without a Route header).
+	req.SetDestination(r.Trunk.Address)
+	return req
+}
+
+// accept turns a 2xx into a call: dialog state, ACK (RFC 3261 §13.2.2.4),
+// media. An answer we cannot use is still ACKed, then ended with BYE.
+func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *sip.Response, rtp *RTPConn, offered []Codec, sdpID uint64, r InviteRequest, log *zap.Logger) (*Call, error) {
+	d, err := uacDialog(req, res, r.Trunk.Address, st.contact.Clone())
+	if err != nil {
+		tx.Terminate()
+		return nil, fmt.Errorf("sip: invite: 2xx: %w", err)
+	}
+	c := &Call{
+		ua: u, st: st, d: d, key: dialogKey(d.callID, d.localTag()), log: log,
+		rtp: rtp, inviteTx: tx, sdpID: sdpID, sdpVer: 1, done: make(chan struct{}),
+	}
+	info, perr := ParseSDP(res.Body())
+	var codec Codec
+	if perr == nil {
+		var ok bool
+		if codec, ok = NegotiateCodec(offered, info.Codecs); !ok {
+			perr = errors.New("sdp: answer holds none of the offered codecs")
+		}
+	}
+	if perr == nil {
+		c.codec = codec
+		c.dtmfPT = info.DTMFPayloadType
+		rtp.SetRemote(info.Addr)
+	}
+	if !u.addCall(c) {
+		c.sendAck()
+		tx.Terminate()
+		return nil, errors.New("sip: invite: UA closed")
+	}
+	c.sendAck()
+	if perr != nil {
+		hctx, cancel := context.WithTimeout(u.ctx, 5*time.Second)
+		_ = c.hangup(hctx, "bad_answer")
+		cancel()
+		return nil, fmt.Errorf("sip: invite: unusable answer from PBX: %w", perr)
+	}
+	log.Info("sip call established", zap.String("codec", codec.Name), zap.Stringer("rtp_remote", rtp.Remote()))
+	return c, nil
+}
+
+// abandonInvite gives up an INVITE still without final response: CANCEL once
+// a provisional response has come (RFC 3261 §9.1 forbids it before), then
+// absorb the 487, or ACK and BYE a 2xx that crossed the CANCEL. It runs in the
+// background, bounded by Timer B, so the caller returns at once.
+func (u *UA) abandonInvite(st *stack, tx sip.ClientTransaction, req *sip.Request, provisional bool, log *zap.Logger) {
+	started := u.goBackground(func() {
+		defer tx.Terminate()
+		limit := time.NewTimer(sip.Timer_B)
+		defer limit.Stop()
+		var ctx context.Context = u.ctx
+		var cancelTx sip.ClientTransaction
+		var cancelRes <-chan *sip.Response
+		sendCancel := func() {
+			cancelTx = u.sendCancel(ctx, st, req, log)
+			if cancelTx != nil {
+				cancelRes = cancelTx.Responses()
+			}
+		}
+		defer func() {
+			if cancelTx != nil {
+				cancelTx.Terminate()
+			}
+		}()
+		if provisional {
+			sendCancel()
+		}
+		for i := 0; i < maxInviteResponses; i++ {
+			select {
+			case res := <-tx.Responses():
+				switch {
+				case res.IsProvisional():
+					if cancelTx == nil {
+						sendCancel()
+					}
+					continue
+				case res.IsSuccess():
+					// The PBX answered as we cancelled: confirm and end it.
+					log.Info("sip 2xx crossed our CANCEL; sending ACK and BYE")
+					u.ackAndBye(st, req, res, log)
+				}
+				return // a final response: sipgo ACKs a non-2xx itself
+			case res := <-cancelRes:
+				if res != nil && !res.IsProvisional() {
+					cancelRes = nil
+				}
+			case <-tx.Done():
+				return
+			case <-limit.C:
+				log.Debug("sip no final response after CANCEL")
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	if !started {
+		tx.Terminate()
+	}
+}
+
+// sendCancel sends a CANCEL matching the INVITE: same Request-URI, Call-ID,
+// From, To, CSeq number and top Via (RFC 3261 §9.1).
+func (u *UA) sendCancel(ctx context.Context, st *stack, inv *sip.Request, log *zap.Logger) sip.ClientTransaction {
+	c := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
+	if v := inv.Via(); v != nil {
+		c.AppendHeader(v.Clone())
+	}
+	for _, name := range []string{"Route"} {
+		for _, h := range inv.GetHeaders(name) {
+			c.AppendHeader(sip.NewHeader(h.Name(), h.Value()))
+		}
+	}
+	c.AppendHeader(cloneFrom(inv.From()))
+	c.AppendHeader(cloneTo(inv.To()))
+	cid := sip.CallIDHeader(inv.CallID().Value())
+	c.AppendHeader(&cid)
+	c.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	mf := sip.MaxForwardsHeader(70)
+	c.AppendHeader(&mf)
+	c.AppendHeader(sip.NewHeader("User-Agent", u.cfg.UserAgent))
+	c.SetBody(nil)
+	c.SetTransport(inv.Transport())
+	c.SetDestination(inv.Destination())
+	c.Laddr = inv.Laddr
+	tx, err := st.client.TransactionRequest(ctx, c)
+	if err != nil {
+		log.Warn("sip CANCEL failed", zap.Error(err))
+		return nil
+	}
+	log.Debug("sip CANCEL sent")
+	return tx
+}
+
+// ackAndBye confirms a 2xx nobody wants any more and ends the dialog.
+func (u *UA) ackAndBye(st *stack, inv *sip.Request, res *sip.Response, log *zap.Logger) {
+	d, err := uacDialog(inv, res, inv.Destination(), st.contact.Clone())
+	if err != nil {
+		log.Warn("sip cannot end late 2xx", zap.Error(err))
+		return
+	}
+	ack := d.request(sip.ACK, inv.CSeq().SeqNo)
+	if err := st.client.WriteRequest(ack); err != nil {
+		log.Warn("sip ACK failed", zap.Error(err))
+	}
+	ctx, cancel := context.WithTimeout(u.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := doRequest(ctx, st, d.request(sip.BYE, 0)); err != nil {
+		log.Warn("sip BYE after CANCEL race failed", zap.Error(err))
+	}
+}
+
+// doRequest sends a non-INVITE request and waits for its final response,
+// bounded by ctx and Timer F.
+func doRequest(ctx context.Context, st *stack, req *sip.Request) (*sip.Response, error) {
+	tx, err := st.client.TransactionRequest(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("sip: %s: send: %w", req.Method, err)
+	}
+	defer tx.Terminate()
+	limit := time.NewTimer(sip.Timer_F)
+	defer limit.Stop()
+	for i := 0; i < 100; i++ {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			return res, nil
+		case <-tx.Done():
+			err := tx.Err()
+			if err == nil {
+				err = errors.New("transaction ended")
+			}
+			return nil, fmt.Errorf("sip: %s: %w", req.Method, err)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("sip: %s: %w", req.Method, ctx.Err())
+		case <-limit.C:
+			return nil, fmt.Errorf("sip: %s: no final response within Timer F", req.Method)
+		}
+	}
+	return nil, fmt.Errorf("sip: %s: too many provisional responses", req.Method)
+}
+
+// inviteURI turns InviteRequest.To into the Request-URI. A bare user
+// ("agents") or a URI without host goes to the trunk's address.
+func inviteURI(to string, t *Trunk) (sip.Uri, error) {
+	to = strings.TrimSpace(to)
+	to = strings.TrimSuffix(strings.TrimPrefix(to, "<"), ">")
+	if to == "" {
+		return sip.Uri{}, errors.New("destination: empty")
+	}
+	if strings.ContainsAny(to, " \t\r\n<>\"") {
+		return sip.Uri{}, fmt.Errorf("destination %q: not a SIP URI", to)
+	}
+	lower := strings.ToLower(to)
+	if !strings.HasPrefix(lower, "sip:") && !strings.HasPrefix(lower, "sips:") {
+		to = "sip:" + escapeUser(to) + "@" + t.Address
+	} else if !strings.Contains(to, "@") && strings.HasSuffix(to, ":") {
+		return sip.Uri{}, fmt.Errorf("destination %q: not a SIP URI", to)
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(to, &u); err != nil {
+		return sip.Uri{}, fmt.Errorf("destination %q: %w", to, err)
+	}
+	if u.Host == "" {
+		host, port, err := net.SplitHostPort(t.Address)
+		if err != nil {
+			return sip.Uri{}, fmt.Errorf("trunk address %q: %w", t.Address, err)
+		}
+		u.Host = host
+		u.Port, _ = strconv.Atoi(port)
+	}
+	if u.Scheme == "" {
+		u.Scheme = "sip"
+	}
+	return u, nil
+}
+
+// checkHeader refuses header names that are not tokens, values that could
+// inject lines, and headers the UA writes itself.
+func checkHeader(h Header) error {
+	if !isToken(h.Name) {
+		return fmt.Errorf("header name %q: not a token", h.Name)
+	}
+	if strings.ContainsAny(h.Value, "\r\n\x00") {
+		return fmt.Errorf("header %s: value holds a line break", h.Name)
+	}
+	switch strings.ToLower(h.Name) {
+	case "via", "from", "to", "call-id", "cseq", "contact", "max-forwards", "content-length", "content-type", "route", "record-route", "authorization", "proxy-authorization", "v", "f", "t", "i", "m", "l", "c":
+		return fmt.Errorf("header %s: set by the UA itself", h.Name)
+	}
+	return nil
+}
