@@ -109,7 +109,6 @@ type Call struct {
 	connected     chan struct{} // closed when ICE+DTLS are up
 	connectedOnce sync.Once
 	done          chan struct{} // closed when the report is final
-	final         *Report
 
 	mediaMu     sync.Mutex
 	mediaClosed bool
@@ -231,11 +230,14 @@ func (c *Call) State() string {
 }
 
 // Wait blocks until the call has ended and its terminate webhook has been
-// delivered (or given up on), and returns the final report.
+// delivered (or given up on), and returns the report. Violations and actions
+// that arrive later (an action on the ended call) show in later Waits.
 func (c *Call) Wait(ctx context.Context) (*Report, error) {
 	select {
 	case <-c.done:
-		return c.final.clone(), nil
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.rep.clone(), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -460,5 +462,4 @@ func (c *Call) finalise() {
 	r.ReceivedSeconds = float64(len(c.pcm)) / analysisRate
 	r.ReceivedFreqHz, r.ReceivedPurity, r.ReceivedLevelDBFS = analyse(c.pcm, analysisRate)
 	c.pcm = nil
-	c.final = r.clone()
 }

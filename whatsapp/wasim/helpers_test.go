@@ -29,6 +29,8 @@ const (
 	testSecret  = "test-app-secret"
 	testToken   = "test-access-token"
 	testPhoneID = "1000000001"
+
+	testVerifyToken = "test-verify-token"
 )
 
 // TestMain fails the run if any pion or wasim goroutine outlives the tests.
@@ -104,6 +106,15 @@ func (h *hookServer) setStatus(code int) {
 }
 
 func (h *hookServer) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet { // Meta's subscription handshake
+		q := r.URL.Query()
+		if q.Get("hub.mode") != "subscribe" || q.Get("hub.verify_token") != testVerifyToken {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		_, _ = io.WriteString(w, q.Get("hub.challenge"))
+		return
+	}
 	raw, _ := io.ReadAll(r.Body)
 	ev := hookEvent{raw: raw}
 	want := Sign(h.secret, raw)

@@ -174,16 +174,65 @@ func (c *Call) setupMedia(ctx context.Context) (string, error) {
 	return metaStyleOffer(sdp), nil
 }
 
-// metaStyleOffer makes pion's offer look like Meta's where it matters to a
-// parser: CRLF line ends, no trickle or end-of-candidates lines.
+// metaStyleOffer rewrites pion's offer into the shape of Meta's where a
+// parser could notice: CRLF line ends; the fingerprint at media level; the
+// m= port and c= address of the host candidate (not 9 and 0.0.0.0); only
+// component-1 candidates (rtcp-mux); no trickle, end-of-candidates, cryptex
+// or extmap-allow-mixed lines, which Meta does not send. pion's own local
+// description is left as it was: none of this changes the negotiation.
 func metaStyleOffer(sdp string) string {
 	lines := strings.Split(strings.ReplaceAll(sdp, "\r\n", "\n"), "\n")
-	out := make([]string, 0, len(lines))
+	var session, media []string
+	var fingerprint, ip, port string
+	inMedia := false
 	for _, l := range lines {
-		if l == "" || strings.HasPrefix(l, "a=ice-options:") || l == "a=end-of-candidates" {
+		switch {
+		case l == "", strings.HasPrefix(l, "a=ice-options:"), l == "a=end-of-candidates",
+			l == "a=cryptex", l == "a=extmap-allow-mixed":
 			continue
+		case strings.HasPrefix(l, "m="):
+			inMedia = true
+		case strings.HasPrefix(l, "a=fingerprint:") && !inMedia:
+			fingerprint = l
+			continue
+		case strings.HasPrefix(l, "a=candidate:"):
+			f := strings.Fields(l)
+			if len(f) < 8 || f[1] != "1" {
+				continue
+			}
+			if ip == "" {
+				ip, port = f[4], f[5]
+			}
+		}
+		if inMedia {
+			media = append(media, l)
+		} else {
+			session = append(session, l)
+		}
+	}
+	out := session
+	for _, l := range media {
+		switch {
+		case strings.HasPrefix(l, "m=audio ") && port != "":
+			if f := strings.Fields(l); len(f) > 2 {
+				f[1] = port
+				l = strings.Join(f, " ")
+			}
+		case strings.HasPrefix(l, "c=IN ") && ip != "":
+			if strings.Contains(ip, ":") {
+				l = "c=IN IP6 " + ip
+			} else {
+				l = "c=IN IP4 " + ip
+			}
 		}
 		out = append(out, l)
+		if strings.HasPrefix(l, "a=ice-pwd:") && fingerprint != "" {
+			out = append(out, fingerprint)
+			fingerprint = ""
+		}
+	}
+	if fingerprint != "" { // no ice-pwd line: keep it at session level
+		out = append(out[:len(session):len(session)], append([]string{fingerprint}, out[len(session):]...)...)
 	}
 	return strings.Join(out, "\r\n") + "\r\n"
 }
