@@ -44,7 +44,10 @@ type sipToWhatsApp struct {
 
 	ring *pcmRing
 
-	// The pacer's side.
+	// The pacer's side. Every packet toward WhatsApp goes through out, from
+	// the pacer goroutine: telephone-events (PT 126), when DTMF is relayed,
+	// are to be sent from there too so they share its sequence numbers
+	// (whatsapp-calling.md, media rules).
 	enc    opusEncodeStage
 	pcm    []int16 // one frame
 	out    *rtpSender

@@ -15,7 +15,7 @@ type DirectionStats struct {
 
 	Lost         uint64 `json:"lost"`          // packets missing from the input sequence (gaps)
 	FECRecovered uint64 `json:"fec_recovered"` // lost packets rebuilt from the next packet's in-band FEC
-	Concealed    uint64 `json:"concealed"`     // lost packets filled by packet-loss concealment
+	Concealed    uint64 `json:"concealed"`     // lost (or undecodable) packets filled by packet-loss concealment
 	Late         uint64 `json:"late"`          // duplicate or out-of-order packets discarded
 	Malformed    uint64 `json:"malformed"`     // not RTP, empty payload, or a payload the codec rejects
 	Resets       uint64 `json:"resets"`        // stream restarts: new SSRC, sequence jump, gap too long to conceal
