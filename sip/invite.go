@@ -28,11 +28,11 @@ type Header struct{ Name, Value string }
 // InviteRequest describes one outgoing call.
 type InviteRequest struct {
 	Trunk       *Trunk
-	To          string   // destination URI, e.g. "sip:agents@127.0.0.1:5070"; a bare user or a URI without host goes to the trunk
-	FromUser    string   // caller number or BSUID
-	DisplayName string   // WhatsApp profile name (quoted and escaped here)
-	Headers     []Header // extra headers, e.g. x-wa-meta-wacid
-	LogRef      string   // call id for logs
+	To          string                        // destination URI, e.g. "sip:agents@127.0.0.1:5070"; a bare user or a URI without host goes to the trunk
+	FromUser    string                        // caller number or BSUID
+	DisplayName string                        // WhatsApp profile name (quoted and escaped here)
+	Headers     []Header                      // extra headers, e.g. x-wa-meta-wacid
+	LogRef      string                        // call id for logs
 	OnProgress  func(code int, reason string) // 1xx responses; may be nil
 }
 
@@ -396,11 +396,20 @@ func inviteURI(to string, t *Trunk) (sip.Uri, error) {
 	if strings.ContainsAny(to, " \t\r\n<>\"") {
 		return sip.Uri{}, fmt.Errorf("destination %q: not a SIP URI", to)
 	}
-	lower := strings.ToLower(to)
-	if !strings.HasPrefix(lower, "sip:") && !strings.HasPrefix(lower, "sips:") {
-		to = "sip:" + escapeUser(to) + "@" + t.Address
-	} else if !strings.Contains(to, "@") && strings.HasSuffix(to, ":") {
-		return sip.Uri{}, fmt.Errorf("destination %q: not a SIP URI", to)
+	scheme, rest := "sip", to
+	if i := strings.IndexByte(to, ':'); i > 0 && (strings.EqualFold(to[:i], "sip") || strings.EqualFold(to[:i], "sips")) {
+		scheme, rest = strings.ToLower(to[:i]), to[i+1:]
+	}
+	if rest == "" {
+		return sip.Uri{}, fmt.Errorf("destination %q: no user", to)
+	}
+	if !strings.Contains(rest, "@") {
+		// "agents" or "sip:agents": a user on the trunk's PBX.
+		user, params, _ := strings.Cut(rest, ";")
+		to = scheme + ":" + escapeUser(user) + "@" + t.Address
+		if params != "" {
+			to += ";" + params
+		}
 	}
 	var u sip.Uri
 	if err := sip.ParseUri(to, &u); err != nil {
