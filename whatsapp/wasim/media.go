@@ -449,7 +449,7 @@ func (s *Sim) loopFor(k loopKey) (*audioLoop, error) {
 	return l, nil
 }
 
-// buildLoop encodes the caller's audio: one second of tone (encoded twice,
+// buildLoop encodes the caller's audio: a second of tone (encoded twice,
 // keeping the second pass, so the encoder state is continuous across the
 // loop point) or a WAV file (at its own rate when Opus supports it, else
 // linearly resampled to 48 kHz).
@@ -475,7 +475,13 @@ func buildLoop(k loopKey) (*audioLoop, error) {
 		}
 		pcm, rate = p, r
 	} else {
-		pcm = make([]int16, rate)
+		// Whole seconds (whole cycles of an integer-Hz tone) and whole
+		// frames: 1 s, or 3 s for 60 ms frames.
+		loopMs := 1000
+		for loopMs%k.frameMs != 0 {
+			loopMs += 1000
+		}
+		pcm = make([]int16, rate*loopMs/1000)
 		audio.NewTone(k.tone, rate, toneAmplitude).Fill(pcm)
 		passes = 2
 	}

@@ -81,7 +81,7 @@ func TestRoundTrip(t *testing.T) {
 func TestMediaBeforeAccept(t *testing.T) {
 	hooks := newHookServer(t)
 	sim := newTestSim(t, hooks, nil)
-	call, err := sim.PlaceCall(context.Background(), CallOptions{Duration: 500 * time.Millisecond, FrameMs: 40})
+	call, err := sim.PlaceCall(context.Background(), CallOptions{Duration: 500 * time.Millisecond, FrameMs: 40, DropBurstAt: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,8 +100,8 @@ func TestMediaBeforeAccept(t *testing.T) {
 	if len(rep.Violations) != 1 || !strings.Contains(rep.Violations[0], "before accept") {
 		t.Fatalf("violations %q, want exactly media before accept", rep.Violations)
 	}
-	if rep.PacketsSent < 8 || rep.PacketsSent > 16 {
-		t.Errorf("sent %d 40 ms packets in 0.5 s", rep.PacketsSent)
+	if n := rep.PacketsSent + rep.PacketsDropped; n < 8 || n > 16 || rep.PacketsDropped != dropBurstLen {
+		t.Errorf("sent %d and dropped %d 40 ms packets in 0.5 s", rep.PacketsSent, rep.PacketsDropped)
 	}
 }
 
