@@ -47,7 +47,7 @@ func restamp(p []byte, i int, tsStep uint32) {
 
 func newBenchBridge(b *testing.B) *Bridge {
 	never := nullReader{closed: make(chan struct{})}
-	br, err := New(Config{WhatsAppIn: never, WhatsAppOut: discard{}, WhatsAppSSRC: 1, SIPIn: never, SIPOut: discard{}, SIPCodec: pcmu})
+	br, err := New(Config{WhatsAppIn: never, WhatsAppOut: discard{}, WhatsAppSSRC: 1, SIPIn: never, SIPOut: discard{}, SIPCodec: pcmu, OpusComplexity: DefaultOpusComplexity})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func BenchmarkSIPToWhatsApp(b *testing.B) {
 // Bare libopus: the same PCM encoded at 8 kHz with the bridge's settings.
 func BenchmarkSIPToWhatsAppBareLibopus(b *testing.B) {
 	_, pcm := sipFrames(b)
-	enc, err := newOpusEncoder(8000, defaultOpusComplexity)
+	enc, err := newOpusEncoder(8000, DefaultOpusComplexity)
 	if err != nil {
 		b.Fatal(err)
 	}
