@@ -306,3 +306,33 @@ func TestDisplayNameAndUserEscaping(t *testing.T) {
 	}
 	_ = sip.INVITE
 }
+
+// TestInDialogRequests: in-dialog OPTIONS, a hold re-INVITE answered with our
+// SDP (version bumped, recvonly), a BYE for another dialog (481), then BYE.
+func TestInDialogRequests(t *testing.T) {
+	checkLeaks(t)
+	ua := newTestUA(t, "udp")
+	p := startSipp(t, "uas_reinvite.xml", "u1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := ua.Invite(ctx, InviteRequest{Trunk: sippTrunk(p, "udp"), To: "agents"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Codec().Name != "PCMA" {
+		t.Errorf("codec %+v, want PCMA, the PBX's first", c.Codec())
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed")
+	}
+	if c.EndReason() != "remote_bye" {
+		t.Errorf("end reason %q", c.EndReason())
+	}
+	if got := c.RemoteRTPAddr().Port; got != 40002 {
+		t.Errorf("remote RTP port %d after re-INVITE, want 40002", got)
+	}
+	p.wait(t, 10*time.Second)
+}
