@@ -1,0 +1,31 @@
+# Each target installs what it needs first, so a fresh machine needs nothing else.
+#   make demo   one simulated WhatsApp call through the gateway to a SIP echo, audio checked
+#   make test   the whole test suite with its real peers (sipp, baresip)
+#   make bench  the per-frame media benchmarks
+
+GO        ?= go
+# System packages: libopus for the codec (cgo), sipp and baresip as real SIP peers in tests.
+BUILD_PKGS = libopus-dev pkg-config gcc
+TEST_PKGS  = $(BUILD_PKGS) sip-tester baresip-core
+
+.PHONY: demo test bench build deps-build deps-test
+
+demo: deps-build
+	$(GO) run ./cmd/wagateway demo
+
+test: deps-test
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 15m ./...
+
+bench: deps-build
+	$(GO) test -run '^$$' -bench . -benchmem ./rtpbridge/...
+
+build: deps-build
+	$(GO) build -o wagateway ./cmd/wagateway
+	$(GO) build -o wasim ./cmd/wasim
+
+deps-build:
+	@./scripts/install-deps.sh $(BUILD_PKGS)
+
+deps-test:
+	@./scripts/install-deps.sh $(TEST_PKGS)

@@ -1,0 +1,121 @@
+package gateway_test
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/wagateway/wagateway/gateway"
+	"github.com/wagateway/wagateway/rtpbridge/audio"
+	"github.com/wagateway/wagateway/whatsapp/wasim"
+)
+
+// baresip answers as an agent's phone would: it auto-answers, speaks a
+// 600 Hz tone from a WAV file, and its sndfile module records what it hears.
+type baresip struct {
+	Addr string
+	dir  string
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	done chan error
+}
+
+func startBaresip(t *testing.T, toneHz float64) *baresip {
+	t.Helper()
+	bin := requirePeer(t, "baresip")
+	port, err := gateway.FreeLoopbackPort("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &baresip{Addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir(), done: make(chan error, 1)}
+	pcm := make([]int16, 8000*30)
+	audio.NewTone(toneHz, 8000, 12000).Fill(pcm)
+	var wav bytes.Buffer
+	if err := audio.WriteWAV(&wav, pcm, 8000); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(b.dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("tone.wav", wav.String())
+	write("config", fmt.Sprintf(`sip_listen %s
+audio_player aubridge,nil
+audio_source aufile,%s
+audio_alert aufile,/dev/null
+module_path /usr/lib/baresip/modules
+module g711.so
+module aufile.so
+module aubridge.so
+module sndfile.so
+module account.so
+snd_path %s
+`, b.Addr, filepath.Join(b.dir, "tone.wav"), b.dir))
+	// The gateway calls sip:agents@…: the account's user must match.
+	write("accounts", fmt.Sprintf("<sip:agents@%s>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA\n", b.Addr))
+
+	b.cmd = exec.Command(bin, "-f", b.dir, "-t", "60")
+	b.cmd.Stdout, b.cmd.Stderr = &b.out, &b.out
+	if err := b.cmd.Start(); err != nil {
+		t.Fatalf("start baresip: %v", err)
+	}
+	go func() { b.done <- b.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = b.cmd.Process.Kill()
+		<-b.done
+		if t.Failed() {
+			t.Logf("baresip output:\n%s", b.out.String())
+		}
+	})
+	time.Sleep(500 * time.Millisecond)
+	return b
+}
+
+// heard returns what baresip recorded from the gateway.
+func (b *baresip) heard(t *testing.T) ([]int16, int) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(b.dir, "dump-*-dec.wav"))
+	if len(files) == 0 {
+		t.Fatalf("baresip recorded nothing; output:\n%s", b.out.String())
+	}
+	pcm, rate, err := audio.ReadWAV(files[len(files)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pcm, rate
+}
+
+// A real SIP phone (baresip) answers: the caller hears its 600 Hz tone and
+// it hears the caller's 1 kHz tone.
+func TestBaresipAnswersBothWays(t *testing.T) {
+	phone := startBaresip(t, 600)
+	h := newHarness(t, harnessOptions{PBXAddr: phone.Addr})
+	r := waitReport(t, h.call(t, wasim.CallOptions{ToneHz: 1000, Duration: 3 * time.Second}), 30*time.Second)
+	if len(r.Violations) > 0 {
+		t.Errorf("Meta rules broken: %v", r.Violations)
+	}
+	if math.Abs(r.ReceivedFreqHz-600) > 20 || r.ReceivedPurity < 0.5 {
+		t.Errorf("caller heard %.0f Hz (purity %.2f), want baresip's 600 Hz", r.ReceivedFreqHz, r.ReceivedPurity)
+	}
+	waitNoActiveCalls(t, h.gw)
+	time.Sleep(300 * time.Millisecond) // baresip closes its recording
+	pcm, rate := phone.heard(t)
+	if len(pcm) < rate { // at least a second
+		t.Fatalf("baresip recorded only %d samples", len(pcm))
+	}
+	skip := rate / 2 // codec start-up
+	f, purity := audio.DominantFrequency(pcm[skip:], rate, 100, 3400, 10)
+	if math.Abs(f-1000) > 20 || purity < 0.5 {
+		t.Errorf("baresip heard %.0f Hz (purity %.2f), want the caller's 1000 Hz", f, purity)
+	}
+	if lvl := audio.RMS(pcm[skip:]); lvl < -40 {
+		t.Errorf("baresip heard the caller at %.1f dBFS, too quiet", lvl)
+	}
+}

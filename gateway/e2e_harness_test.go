@@ -1,0 +1,202 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/wagateway/wagateway/gateway"
+	"github.com/wagateway/wagateway/whatsapp/wasim"
+)
+
+const testPhoneNumberID = "1000000001"
+
+// requirePeer skips when a real peer is missing on a laptop, and fails under
+// CI, where every peer must be installed.
+func requirePeer(t *testing.T, bin string) string {
+	t.Helper()
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not installed; CI must have every test peer (make test installs it)", bin)
+		}
+		t.Skipf("%s not installed", bin)
+	}
+	return path
+}
+
+// sipp runs one sipp UAS scenario as the PBX on loopback.
+type sipp struct {
+	Addr     string // SIP host:port
+	cmd      *exec.Cmd
+	done     chan error
+	stderr   bytes.Buffer
+	msgTrace string
+}
+
+// startSipp starts `sipp -sf scenario` as a UAS that handles up to calls
+// calls, echoing RTP, and quits after timeout.
+func startSipp(t *testing.T, scenario string, calls int, timeout time.Duration) *sipp {
+	t.Helper()
+	bin := requirePeer(t, "sipp")
+	port, err := gateway.FreeLoopbackPort("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mport, err := gateway.FreeLoopbackPort("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := &sipp{Addr: "127.0.0.1:" + strconv.Itoa(port), done: make(chan error, 1), msgTrace: filepath.Join(dir, "messages.log")}
+	s.cmd = exec.Command(bin, "-sf", filepath.Join("testdata", scenario),
+		"-i", "127.0.0.1", "-p", strconv.Itoa(port), "-mi", "127.0.0.1", "-mp", strconv.Itoa(mport),
+		"-rtp_echo", "-m", strconv.Itoa(calls), "-timeout", strconv.Itoa(int(timeout.Seconds()))+"s", "-timeout_error",
+		"-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
+		"-trace_msg", "-message_file", s.msgTrace)
+	s.cmd.Stderr = &s.stderr
+	s.cmd.Dir, _ = os.Getwd()
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start sipp: %v", err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	})
+	time.Sleep(200 * time.Millisecond) // let it bind
+	return s
+}
+
+// wait returns nil when sipp ran its scenario to the end for every call.
+func (s *sipp) wait(t *testing.T, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-s.done:
+		s.done <- err // for Cleanup
+		if err != nil {
+			errs, _ := os.ReadFile(strings.TrimSuffix(s.msgTrace, "messages.log") + "errors.log")
+			return fmt.Errorf("sipp failed (%v): %s %s", err, s.stderr.String(), errs)
+		}
+		return nil
+	case <-time.After(within):
+		return fmt.Errorf("sipp still running after %v", within)
+	}
+}
+
+// invites counts the INVITE requests sipp received.
+func (s *sipp) invites() int {
+	b, _ := os.ReadFile(s.msgTrace)
+	return strings.Count(string(b), "\nINVITE sip:")
+}
+
+// harness runs the simulated Cloud API and a gateway pointed at a PBX.
+type harness struct {
+	sim *wasim.Sim
+	gw  *gateway.Gateway
+}
+
+type harnessOptions struct {
+	PBXAddr       string
+	AnswerTimeout time.Duration
+	NoMedia       time.Duration
+}
+
+func newHarness(t *testing.T, o harnessOptions) *harness {
+	t.Helper()
+	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	secrets := &gateway.Secrets{AccessToken: "test-access-token", AppSecret: "test-app-secret", VerifyToken: "test-verify"}
+	httpPort, err := gateway.FreeLoopbackPort("tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpPort, err := gateway.FreeLoopbackPort("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sim, err := wasim.New(wasim.Config{
+		GraphListen: "127.0.0.1:0", WebhookURL: "http://127.0.0.1:" + strconv.Itoa(httpPort) + "/webhook",
+		AppSecret: secrets.AppSecret, AccessToken: secrets.AccessToken, PhoneNumberID: testPhoneNumberID,
+		MediaIP: "127.0.0.1", NoMediaTimeout: o.NoMedia, Logger: log.Named("wasim"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	cfg := gateway.LoopbackConfig(gateway.LoopbackOptions{
+		HTTPPort: httpPort, UDPPort: udpPort, GraphURL: sim.GraphURL(), PBXAddr: o.PBXAddr,
+		PhoneNumberID: testPhoneNumberID, AnswerTimeout: o.AnswerTimeout,
+	})
+	gw, err := gateway.New(cfg, secrets, log.Named("gateway"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := gw.Close(cctx); err != nil {
+			t.Errorf("gateway close: %v", err)
+		}
+	})
+	return &harness{sim: sim, gw: gw}
+}
+
+func (h *harness) call(t *testing.T, o wasim.CallOptions) *wasim.Call {
+	t.Helper()
+	if o.From == "" && o.FromUserID == "" {
+		o.From, o.FromUserID = "15550001234", "US.1349120865530274"
+	}
+	if o.ProfileName == "" {
+		o.ProfileName = "Ada Lovelace"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := h.sim.PlaceCall(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func waitReport(t *testing.T, c *wasim.Call, within time.Duration) *wasim.Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	r, err := c.Wait(ctx)
+	if err != nil {
+		t.Fatalf("call did not end within %v: %v", within, err)
+	}
+	t.Logf("report:\n%s", r)
+	return r
+}
+
+// waitNoActiveCalls checks the gateway freed the call.
+func waitNoActiveCalls(t *testing.T, gw *gateway.Gateway) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for gw.ActiveCalls() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway still holds %d calls", gw.ActiveCalls())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func actions(r *wasim.Report) string { return strings.Join(r.ActionsReceived, ",") }

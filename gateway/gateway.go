@@ -1,0 +1,240 @@
+// Package gateway orchestrates calls: it takes Meta's call webhooks, routes
+// each call to a SIP trunk, and runs the per-call state machine that joins
+// the WhatsApp leg, the SIP leg and the media bridge.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/sip"
+	"github.com/wagateway/wagateway/whatsapp"
+)
+
+// Gateway is the running daemon.
+type Gateway struct {
+	cfg    *Config
+	log    *zap.Logger
+	graph  *whatsapp.GraphClient
+	media  *whatsapp.Media
+	ua     *sip.UA
+	trunks map[string]*sip.Trunk
+	router *Router
+	reg    *registry
+
+	webhook *whatsapp.WebhookHandler
+	httpSrv *http.Server
+	httpLn  net.Listener
+	tls     bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	calls  sync.WaitGroup
+	once   sync.Once
+}
+
+// New builds a gateway from a validated config and its resolved secrets.
+// Nothing is bound until Start.
+func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	g := &Gateway{
+		cfg:    cfg,
+		log:    log,
+		trunks: map[string]*sip.Trunk{},
+		router: NewRouter(cfg.Numbers),
+		reg:    newRegistry(30 * time.Minute),
+	}
+	for _, tc := range cfg.Trunks {
+		t := &sip.Trunk{
+			Name: tc.Name, Address: tc.Address, Transport: tc.Transport,
+			Username: tc.Username, Password: secrets.TrunkPasswords[tc.Name],
+			FromDomain: tc.FromDomain, Codecs: tc.Codecs,
+		}
+		if err := t.Validate(); err != nil {
+			return nil, fmt.Errorf("trunk %q: %w", tc.Name, err)
+		}
+		g.trunks[tc.Name] = t
+	}
+	g.graph = whatsapp.NewGraphClient(whatsapp.GraphConfig{
+		BaseURL:     cfg.WhatsApp.GraphBaseURL,
+		Version:     cfg.WhatsApp.APIVersion,
+		AccessToken: secrets.AccessToken,
+		Timeout:     cfg.WhatsApp.GraphTimeout,
+		Logger:      log.Named("graph"),
+	})
+	g.webhook = whatsapp.NewWebhookHandler(whatsapp.WebhookConfig{
+		VerifyToken: secrets.VerifyToken,
+		AppSecret:   secrets.AppSecret,
+		OnCall:      g.handleCallEvent,
+		Logger:      log.Named("webhook"),
+	})
+	return g, nil
+}
+
+// Start binds the WebRTC UDP port, the SIP listener and the HTTP listener.
+func (g *Gateway) Start(ctx context.Context) error {
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	var err error
+	g.media, err = whatsapp.NewMedia(whatsapp.MediaConfig{
+		UDPPort:   g.cfg.WebRTC.UDPPort,
+		ListenIPs: g.cfg.WebRTC.ListenIPs,
+		PublicIPs: g.cfg.WebRTC.PublicIPs,
+		Logger:    g.log.Named("webrtc"),
+	})
+	if err != nil {
+		return err
+	}
+	g.ua, err = sip.NewUA(sip.UAConfig{
+		ListenAddr:  g.cfg.SIP.Listen,
+		Transport:   g.cfg.SIP.Transport,
+		TLSCertFile: g.cfg.SIP.TLSCertFile,
+		TLSKeyFile:  g.cfg.SIP.TLSKeyFile,
+		PublicHost:  g.cfg.SIP.PublicHost,
+		RTPAddress:  g.cfg.SIP.RTPAddress,
+		RTPPortMin:  g.cfg.SIP.RTPPortMin,
+		RTPPortMax:  g.cfg.SIP.RTPPortMax,
+		Logger:      g.log.Named("sip"),
+	})
+	if err != nil {
+		g.media.Close()
+		return fmt.Errorf("sip: %w", err)
+	}
+	if err := g.ua.Start(ctx); err != nil {
+		g.media.Close()
+		return fmt.Errorf("sip: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(g.cfg.HTTP.WebhookPath, g.webhook)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	g.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	ln, err := net.Listen("tcp", g.cfg.HTTP.Listen)
+	if err != nil {
+		g.ua.Close()
+		g.media.Close()
+		return fmt.Errorf("http: listen %s: %w", g.cfg.HTTP.Listen, err)
+	}
+	if g.cfg.HTTP.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(g.cfg.HTTP.TLSCertFile, g.cfg.HTTP.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			g.ua.Close()
+			g.media.Close()
+			return fmt.Errorf("http: tls certificate: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		g.tls = true
+	}
+	g.httpLn = ln
+	go func() {
+		if err := g.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			g.log.Error("http server stopped", zap.Error(err))
+		}
+	}()
+	g.log.Info("gateway started", zap.String("webhook", g.WebhookURL()), zap.String("sip", g.ua.Addr()),
+		zap.Int("trunks", len(g.trunks)), zap.Int("numbers", len(g.cfg.Numbers)))
+	return nil
+}
+
+// WebhookURL is where this gateway takes webhooks (the bound address).
+func (g *Gateway) WebhookURL() string {
+	scheme := "http"
+	if g.tls {
+		scheme = "https"
+	}
+	addr := g.httpLn.Addr().String()
+	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "::" || host == "0.0.0.0") {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	return scheme + "://" + addr + g.cfg.HTTP.WebhookPath
+}
+
+// SIPAddr is the bound SIP listener.
+func (g *Gateway) SIPAddr() string { return g.ua.Addr() }
+
+// ActiveCalls counts the calls in progress.
+func (g *Gateway) ActiveCalls() int { return g.reg.count() }
+
+// handleCallEvent takes one webhook call event (already signature-checked
+// and de-duplicated by the webhook handler).
+func (g *Gateway) handleCallEvent(ev whatsapp.CallEvent) {
+	log := g.log.With(zap.String("call_id", ev.CallID))
+	switch strings.ToLower(ev.Event) {
+	case "connect":
+		if ev.Direction != "" && !strings.EqualFold(ev.Direction, "USER_INITIATED") {
+			log.Info("ignoring connect of a business-initiated call", zap.String("direction", ev.Direction))
+			return
+		}
+		if g.ctx.Err() != nil {
+			log.Warn("connect while stopping: not answered")
+			return
+		}
+		c := newCall(g, ev)
+		if ok, why := g.reg.begin(ev.CallID, c); !ok {
+			log.Info("connect ignored", zap.String("why", why))
+			return
+		}
+		g.calls.Add(1)
+		go func() {
+			defer g.calls.Done()
+			defer g.reg.end(ev.CallID)
+			c.run(g.ctx)
+		}()
+	case "terminate":
+		if c := g.reg.get(ev.CallID); c != nil {
+			c.callerTerminated(ev)
+			return
+		}
+		// Terminate before connect (delivery order is not guaranteed):
+		// remember it so the late connect is not answered.
+		g.reg.markEnded(ev.CallID)
+		log.Info("terminate for no active call: remembered", zap.String("status", ev.Status))
+	default:
+		log.Debug("ignoring call event", zap.String("event", ev.Event))
+	}
+}
+
+// Close ends every call on both sides (BYE and Graph terminate), then
+// releases the listeners. It waits at most for ctx.
+func (g *Gateway) Close(ctx context.Context) error {
+	var err error
+	g.once.Do(func() {
+		if g.cancel == nil {
+			return
+		}
+		g.cancel()
+		done := make(chan struct{})
+		go func() { g.calls.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("gateway close: calls still ending: %w", ctx.Err())
+		}
+		if g.httpSrv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = g.httpSrv.Shutdown(sctx)
+			cancel()
+		}
+		if g.ua != nil {
+			_ = g.ua.Close()
+		}
+		if g.media != nil {
+			_ = g.media.Close()
+		}
+	})
+	return err
+}

@@ -1,0 +1,64 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// LoopbackOptions shape a config whose every listener is on 127.0.0.1.
+type LoopbackOptions struct {
+	HTTPPort, UDPPort      int    // webhook listener and the WebRTC UDP port
+	GraphURL               string // the (simulated) Graph API
+	PBXAddr                string // host:port of the PBX
+	PhoneNumberID          string
+	AnswerTimeout          time.Duration // default 15s
+	RTPPortMin, RTPPortMax int           // default 40000-40999
+}
+
+// LoopbackConfig is the embedded default of `wagateway demo` and the end-to-end
+// tests: one trunk to PBXAddr, one number routed to it, nothing off loopback.
+func LoopbackConfig(o LoopbackOptions) *Config {
+	if o.AnswerTimeout == 0 {
+		o.AnswerTimeout = 15 * time.Second
+	}
+	if o.RTPPortMin == 0 {
+		o.RTPPortMin, o.RTPPortMax = 40000, 40999
+	}
+	cfg := &Config{
+		Log:  LogConfig{Level: "warn", Format: "console"},
+		HTTP: HTTPConfig{Listen: "127.0.0.1:" + strconv.Itoa(o.HTTPPort), WebhookPath: "/webhook"},
+		WhatsApp: WhatsAppConfig{GraphBaseURL: o.GraphURL, GraphTimeout: 5 * time.Second,
+			AccessToken: SecretRef{Env: "WA_ACCESS_TOKEN"}, AppSecret: SecretRef{Env: "WA_APP_SECRET"}, VerifyToken: SecretRef{Env: "WA_VERIFY_TOKEN"}},
+		WebRTC: WebRTCConfig{UDPPort: o.UDPPort, ListenIPs: []string{"127.0.0.1"}},
+		SIP:    SIPConfig{Listen: "127.0.0.1:0", RTPAddress: "127.0.0.1", RTPPortMin: o.RTPPortMin, RTPPortMax: o.RTPPortMax},
+		Trunks: []TrunkConfig{{Name: "pbx", Address: o.PBXAddr}},
+		Numbers: []NumberConfig{{PhoneNumberID: o.PhoneNumberID, Routes: []RouteConfig{
+			{Name: "pbx", Trunk: "pbx", Destination: "sip:agents@" + o.PBXAddr, AnswerTimeout: o.AnswerTimeout},
+		}}},
+	}
+	cfg.ApplyDefaults()
+	return cfg
+}
+
+// FreeLoopbackPort asks the kernel for a free port on 127.0.0.1 ("tcp" or "udp").
+func FreeLoopbackPort(network string) (int, error) {
+	switch network {
+	case "udp":
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("free udp port: %w", err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port, nil
+	case "tcp":
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("free tcp port: %w", err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port, nil
+	}
+	return 0, fmt.Errorf("free port: unknown network %q", network)
+}
