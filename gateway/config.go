@@ -358,6 +358,16 @@ func (r SecretRef) check(required bool) error {
 	return nil
 }
 
+// UnmarshalYAML refuses a secret written inline, without repeating it in the
+// error (the error is printed and logged).
+func (r *SecretRef) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: a secret is named, never written in the config: use {env: NAME} or {file: PATH}", n.Line)
+	}
+	type plain SecretRef
+	return n.Decode((*plain)(r))
+}
+
 // Resolve reads the secret. The error names the variable or file, never the value.
 func (r SecretRef) Resolve() (string, error) {
 	switch {

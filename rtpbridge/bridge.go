@@ -59,8 +59,8 @@ type Config struct {
 const DefaultOpusComplexity = 5
 
 const (
-	defaultOpusPT         = 111
-	defaultFrame          = 20 * time.Millisecond
+	defaultOpusPT = 111
+	defaultFrame  = 20 * time.Millisecond
 )
 
 // frameSpec is the frame period in the units each side counts it in.
