@@ -16,7 +16,10 @@ import (
 
 // EchoConfig configures an EchoServer.
 type EchoConfig struct {
-	ListenAddr  string // UDP; default "127.0.0.1:0"
+	ListenAddr  string // default "127.0.0.1:0"
+	Transport   string // "udp" (default), "tcp" or "tls"
+	TLSCertFile string // for tls
+	TLSKeyFile  string
 	RTPAddress  string // default: host of ListenAddr
 	RTPPortMin  int    // even RTP ports from this range; both 0 = any free port
 	RTPPortMax  int
@@ -25,7 +28,7 @@ type EchoConfig struct {
 	HangupAfter time.Duration // > 0: the echo sends BYE this long after answering
 }
 
-// EchoServer is a SIP endpoint (UAS over UDP) that answers every INVITE with
+// EchoServer is a SIP endpoint (a UAS) that answers every INVITE with
 // 180 then 200, choosing the first codec of the offer among PCMU, PCMA, G722
 // and opus (plus telephone-event if offered), and sends every RTP packet it
 // receives back to its sender with its own SSRC and continuous sequence
@@ -85,6 +88,12 @@ func NewEchoServer(cfg EchoConfig) (*EchoServer, error) {
 			return nil, fmt.Errorf("echo: bad rtp port range %d-%d", cfg.RTPPortMin, cfg.RTPPortMax)
 		}
 	}
+	if cfg.Transport, err = normTransport(cfg.Transport); err != nil {
+		return nil, fmt.Errorf("echo: transport: %w", err)
+	}
+	if cfg.Transport == "tls" && (cfg.TLSCertFile == "" || cfg.TLSKeyFile == "") {
+		return nil, errors.New("echo: transport tls needs TLSCertFile and TLSKeyFile")
+	}
 	if cfg.AnswerDelay < 0 || cfg.HangupAfter < 0 {
 		return nil, errors.New("echo: negative AnswerDelay or HangupAfter")
 	}
@@ -100,7 +109,8 @@ func (e *EchoServer) Start(ctx context.Context) error {
 		return errors.New("echo: already started or closed")
 	}
 	st, err := newStack(ctx, stackConfig{
-		listenAddr: e.cfg.ListenAddr, transport: "udp", userAgent: "wagateway-echo", log: e.log,
+		listenAddr: e.cfg.ListenAddr, transport: e.cfg.Transport, certFile: e.cfg.TLSCertFile, keyFile: e.cfg.TLSKeyFile,
+		userAgent: "wagateway-echo", log: e.log,
 	}, func(srv *sipgo.Server) {
 		srv.OnInvite(e.onInvite)
 		srv.OnAck(e.onAck)
@@ -282,7 +292,7 @@ func (e *EchoServer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		echoLoop(c)
 	}()
 	ok200 := e.response(req, c, 200, "OK", c.sdp(info.Direction))
-	if err := respond2xxUntilAck(tx, ok200, false, acked, c.stop); err != nil {
+	if err := respond2xxUntilAck(tx, ok200, e.st.transport != "udp", acked, c.stop); err != nil {
 		log.Debug("echo: answer not confirmed", zap.Error(err))
 		ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
 		e.bye(ctx, c)
@@ -324,7 +334,7 @@ func (e *EchoServer) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.mu.Lock()
 	c.acked = acked
 	c.mu.Unlock()
-	if err := respond2xxUntilAck(tx, res, false, acked, c.stop); err != nil {
+	if err := respond2xxUntilAck(tx, res, e.st.transport != "udp", acked, c.stop); err != nil {
 		e.log.Debug("echo: re-INVITE not confirmed", zap.Error(err))
 	}
 }

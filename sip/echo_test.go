@@ -3,9 +3,21 @@ package sip
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/pem"
 	"errors"
+	"fmt"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -270,3 +282,124 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 }
 
 var netErrClosed = net.ErrClosed
+
+// TestEchoOverTLSAndTCP: the UA and the echo talk SIP over TCP and over TLS
+// (a certificate made for 127.0.0.1, trusted by the UA), then RTP.
+func TestEchoOverTLSAndTCP(t *testing.T) {
+	certFile, keyFile, pool := testCert(t)
+	for _, tr := range []string{"tcp", "tls"} {
+		t.Run(tr, func(t *testing.T) {
+			checkLeaks(t)
+			echo := startEcho(t, EchoConfig{Transport: tr, TLSCertFile: certFile, TLSKeyFile: keyFile})
+			ua, err := NewUA(UAConfig{
+				ListenAddr: "127.0.0.1:0", Transport: tr, TLSCertFile: certFile, TLSKeyFile: keyFile,
+				RTPAddress: "127.0.0.1", RTPPortMin: 30000, RTPPortMax: 30999, Logger: testLogger(t).Named("ua"),
+				tlsClient: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ua.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer ua.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := ua.Invite(ctx, InviteRequest{Trunk: &Trunk{Name: "echo", Address: echo.Addr(), Transport: tr}, To: "echo"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			roundTrip(t, c, 5)
+			if err := c.Hangup(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 2*time.Second, func() bool { return echo.ActiveCalls() == 0 })
+		})
+	}
+}
+
+// testCert writes a self-signed certificate for 127.0.0.1.
+func testCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// TestEchoConcurrentCalls runs calls in parallel through one UA and one echo.
+func TestEchoConcurrentCalls(t *testing.T) {
+	checkLeaks(t)
+	echo := startEcho(t, EchoConfig{AnswerDelay: 20 * time.Millisecond})
+	ua := newTestUA(t, "udp")
+	const calls = 25
+	errs := make(chan error, calls)
+	var wg sync.WaitGroup
+	for i := 0; i < calls; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := ua.Invite(ctx, InviteRequest{Trunk: echoTrunk(echo), To: "echo", FromUser: fmt.Sprint(1000 + i)})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			pkt := make([]byte, 172)
+			buf := make([]byte, 1500)
+			for j := 0; j < 10; j++ {
+				pkt[0], pkt[3] = 0x80, byte(j)
+				pkt[12] = byte(i)
+				if err := c.WritePacket(pkt); err != nil {
+					errs <- err
+					return
+				}
+				n, err := c.ReadPacket(buf)
+				if err != nil || n != len(pkt) || buf[12] != byte(i) {
+					errs <- fmt.Errorf("call %d packet %d: n=%d err=%v", i, j, n, err)
+					return
+				}
+			}
+			if err := c.Hangup(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { return echo.ActiveCalls() == 0 && ua.ActiveCalls() == 0 })
+}

@@ -121,7 +121,7 @@ func TestInviteRejected(t *testing.T) {
 func TestInviteCancel(t *testing.T) {
 	checkLeaks(t)
 	ua := newTestUA(t, "udp")
-	p := startSipp(t, "uas_ring_cancel.xml", "u1")
+	p := startSipp(t, "uas_ring_cancel.xml", "u1", "-d", "0")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := time.Now()
@@ -139,17 +139,22 @@ func TestInviteCancel(t *testing.T) {
 	p.wait(t, 10*time.Second)
 }
 
-// TestInviteCancelBeforeProvisional: with ctx already ended before any
-// provisional response, the CANCEL waits for one (RFC 3261 §9.1).
-func TestInviteCancelDeadline(t *testing.T) {
+// TestInviteCancelBeforeProvisional: ctx ends before the PBX sent any
+// provisional response; Invite returns at once and the CANCEL goes out only
+// after the 180 (RFC 3261 §9.1), which sipp checks.
+func TestInviteCancelBeforeProvisional(t *testing.T) {
 	checkLeaks(t)
 	ua := newTestUA(t, "udp")
-	p := startSipp(t, "uas_ring_cancel.xml", "u1")
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	p := startSipp(t, "uas_ring_cancel.xml", "u1", "-d", "600")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
+	start := time.Now()
 	_, err := ua.Invite(ctx, InviteRequest{Trunk: sippTrunk(p, "udp"), To: "agents"})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err %v, want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Invite returned after %s", d)
 	}
 	p.wait(t, 10*time.Second)
 }
@@ -335,4 +340,26 @@ func TestInDialogRequests(t *testing.T) {
 		t.Errorf("remote RTP port %d after re-INVITE, want 40002", got)
 	}
 	p.wait(t, 10*time.Second)
+}
+
+// TestAnswerCrossesCancel: the PBX answers although we cancelled; the UA
+// ACKs the 2xx and sends BYE in the background (sipp checks both).
+func TestAnswerCrossesCancel(t *testing.T) {
+	checkLeaks(t)
+	ua := newTestUA(t, "udp")
+	p := startSipp(t, "uas_answer_crosses_cancel.xml", "u1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := ua.Invite(ctx, InviteRequest{Trunk: sippTrunk(p, "udp"), To: "agents", OnProgress: func(code int, _ string) {
+		if code == 180 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	p.wait(t, 10*time.Second)
+	if ua.ActiveCalls() != 0 {
+		t.Errorf("active calls %d", ua.ActiveCalls())
+	}
 }
