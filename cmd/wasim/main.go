@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -82,6 +83,7 @@ func main() {
 // run is the whole command; interrupt, when not nil, replaces the process's
 // SIGINT/SIGTERM (for tests).
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer, interrupt <-chan os.Signal) int {
+	stderr = &lockedWriter{w: stderr} // the logger writes from the simulator's goroutines too
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 		fs, _ := newFlagSet(stderr)
 		fs.Usage()
@@ -312,6 +314,18 @@ func judge(r *wasim.Report, o *options) []string {
 		why = append(why, fmt.Sprintf("received %.0f Hz, expected %.0f Hz", r.ReceivedFreqHz, o.expectHz))
 	}
 	return why
+}
+
+// lockedWriter serialises writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func newLogger(w io.Writer, verbose bool) *zap.Logger {

@@ -434,8 +434,7 @@ func (p *peer) sendTone(freq float64, maxPkts, dtmfAt int) {
 		tone := audio.NewTone(freq, 16000, 8000)
 		pcm := make([]int16, 320)
 		out := make([]byte, 1500)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
+		next := time.Now()
 		var seq uint16 = 100
 		var ts uint32 = 5000
 		for n := 1; maxPkts == 0 || n <= maxPkts; n++ {
@@ -460,10 +459,14 @@ func (p *peer) sendTone(freq float64, maxPkts, dtmfAt int) {
 			}
 			seq++
 			ts += 960
-			select {
-			case <-tick.C:
-			case <-p.stop:
-				return
+			// Clock-paced like the simulator: late wake-ups catch up.
+			next = next.Add(20 * time.Millisecond)
+			if d := time.Until(next); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-p.stop:
+					return
+				}
 			}
 		}
 	}()

@@ -29,6 +29,8 @@ const (
 	opusFmtp      = "minptime=10;useinbandfec=1"
 	rtpClock      = 48000
 	gatherTimeout = 5 * time.Second
+	// maxPacerLag is how far the sender catches up after a stall.
+	maxPacerLag = 200 * time.Millisecond
 	// dropBurstLen is how many packets DropBurstAt drops in a row.
 	dropBurstLen = 5
 	// maxWAVSeconds bounds the WAV audio encoded for a call.
@@ -273,7 +275,7 @@ func (c *Call) onConnectionState(st webrtc.PeerConnectionState) {
 }
 
 // send plays the call's pre-encoded audio loop toward the business, one
-// packet per frame on a ticker: one SSRC, seq +1, timestamp += frame samples.
+// packet per frame: one SSRC, seq +1, timestamp += frame samples.
 // It starts once the connection is up; with a Duration it hangs up after
 // that long.
 func (c *Call) send() {
@@ -285,13 +287,17 @@ func (c *Call) send() {
 	}
 	loop := c.loop
 	frame := time.Duration(c.opts.FrameMs) * time.Millisecond
-	ticker := time.NewTicker(frame)
-	defer ticker.Stop()
+	// Paced by the clock, not by ticks: a late wake-up sends the packets
+	// that are due at once, so the rate holds on a busy machine; after a
+	// stall of more than maxPacerLag the schedule restarts from now.
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	seq := uint16(mrand.Uint32())
 	ts := mrand.Uint32()
+	next := time.Now()
 	var hangupAt time.Time
 	if c.opts.Duration > 0 {
-		hangupAt = time.Now().Add(c.opts.Duration)
+		hangupAt = next.Add(c.opts.Duration)
 	}
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: opusPT, Marker: true}}
 	for n := 1; ; n++ {
@@ -315,14 +321,28 @@ func (c *Call) send() {
 		pkt.Marker = false
 		seq++
 		ts += loop.step
-		if !hangupAt.IsZero() && !time.Now().Before(hangupAt) {
+		now := time.Now()
+		if !hangupAt.IsZero() && !now.Before(hangupAt) {
 			c.userHangup()
 			return
 		}
-		select {
-		case <-ticker.C:
-		case <-c.endCh:
-			return
+		next = next.Add(frame)
+		if now.Sub(next) > maxPacerLag {
+			next = now
+		}
+		if wait := next.Sub(now); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-c.endCh:
+				return
+			}
+		} else {
+			select {
+			case <-c.endCh:
+				return
+			default:
+			}
 		}
 	}
 }
