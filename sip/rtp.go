@@ -126,6 +126,9 @@ func (r *RTPConn) ReadPacket(b []byte) (int, error) {
 
 // ReadPacketFrom is ReadPacket that also returns the packet's source.
 func (r *RTPConn) ReadPacketFrom(b []byte) (int, netip.AddrPort, error) {
+	if len(b) < 12 {
+		return 0, netip.AddrPort{}, errors.New("rtp: read buffer shorter than an RTP header")
+	}
 	for {
 		n, src, err := r.conn.ReadFromUDPAddrPort(b)
 		if err != nil {

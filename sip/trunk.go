@@ -1,7 +1,3 @@
-// Package sip is the gateway's SIP side: a user agent that places calls to a
-// PBX (INVITE with digest auth, CANCEL, BYE, in-dialog requests), SDP offer and
-// answer handling, RTP sockets with symmetric RTP, and a SIP echo endpoint for
-// demos and load tests.
 package sip
 
 import (

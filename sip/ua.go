@@ -415,6 +415,7 @@ func newStack(ctx context.Context, cfg stackConfig, register func(*sipgo.Server)
 		sipgo.WithClientLogger(slogger),
 		sipgo.WithClientHostname(public),
 		sipgo.WithClientPort(port),
+		sipgo.WithClientNAT(), // Via ;rport (RFC 3581): answers come back to our source port through NAT
 	}
 	if cfg.transport == "udp" {
 		// Send requests from the listening socket, so that responses and

@@ -1,0 +1,26 @@
+// Package sip is the gateway's SIP side, built on sipgo's transport and
+// transaction layers with its own dialog handling:
+//
+//   - UA places calls to a PBX through a Trunk (Invite): SDP offer of the
+//     trunk's codecs plus telephone-event/8000 on PT 101, one answer to a
+//     401/407 digest challenge, 1xx reported through OnProgress, ACK of the
+//     2xx (re-sent on 2xx retransmissions), CANCEL when the context ends
+//     first (sent only once a provisional response came, RFC 3261 §9.1; a
+//     2xx that crosses the CANCEL is ACKed and ended with BYE), non-2xx as
+//     *FinalError.
+//   - As UAS for its calls' dialogs it answers BYE, OPTIONS, re-INVITE and
+//     UPDATE (our SDP again, version bumped, direction mirrored), INFO and
+//     NOTIFY; unknown dialogs get 481, a new INVITE 403, OPTIONS outside a
+//     dialog 200 (PBX qualify).
+//   - Call carries the media: one RTP socket on an even port of the UA's
+//     range, symmetric RTP (send to where the PBX's packets come from once
+//     one has arrived), and a read/write path that does not allocate.
+//   - SDP is parsed with pion/sdp and written by hand (BuildSDP, ParseSDP,
+//     NegotiateCodec): static PTs 0/8/9 are understood without rtpmap, CN is
+//     never taken as the audio codec.
+//   - EchoServer is a UAS that answers any INVITE and reflects RTP, for the
+//     demo and load tests.
+//
+// sipgo's log/slog output goes to the zap logger given in the config. Trunk
+// passwords are never logged.
+package sip
