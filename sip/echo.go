@@ -142,7 +142,7 @@ func (e *EchoServer) Addr() string {
 	return e.st.addr
 }
 
-// ActiveCalls is the number of calls answered and not yet ended.
+// ActiveCalls is the number of calls ringing or answered and not yet ended.
 func (e *EchoServer) ActiveCalls() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -156,7 +156,8 @@ func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
 			}
 			log.Debug("sip INVITE re-sent with credentials", zap.Int("challenge", res.StatusCode))
 		default:
-			tx.Terminate()
+			// The transaction ACKs this response itself and stays until
+			// Timer D to ACK its retransmissions (RFC 3261 §17.1.1.2).
 			return nil, &FinalError{Code: res.StatusCode, Reason: res.Reason}
 		}
 	}
