@@ -229,6 +229,7 @@ func (g *Gateway) Close(ctx context.Context) error {
 			_ = g.httpSrv.Shutdown(sctx)
 			cancel()
 		}
+		_ = g.webhook.Close() // delivers what is queued; calls are already ending
 		if g.ua != nil {
 			_ = g.ua.Close()
 		}
