@@ -1,11 +1,14 @@
-// Package rtpbridge is the gateway's media core: it transcodes one call
-// between WhatsApp's Opus (WebRTC leg) and the PBX's G.711 (SIP leg).
+// Package rtpbridge is the gateway's media core: it bridges one call
+// between WhatsApp's Opus (WebRTC leg) and the PBX's codec (SIP leg): G.711
+// (PCMU, PCMA) and G.722 are transcoded, Opus is passed through.
 //
 // It knows nothing of WebRTC or SIP: each leg hands it whole, decrypted RTP
 // packets through PacketReader and takes packets through PacketWriter. A
-// Bridge runs three goroutines: the WhatsApp reader (Opus → G.711, driven by
-// WhatsApp's packets), the SIP reader (G.711 → a bounded PCM ring) and the
-// pacer (ring → Opus toward WhatsApp, one packet every 20 ms, always).
+// Bridge runs three goroutines: the WhatsApp reader (Opus → SIP codec,
+// driven by WhatsApp's packets), the SIP reader (SIP codec → a playout
+// buffer) and the pacer (playout buffer → Opus toward WhatsApp, one packet
+// every 20 ms, always). DTMF goes both ways: RFC 4733 events, in-band
+// tones, or SIP INFO through the gateway (OnDigit, SendDigitToWhatsApp).
 //
 // Per packet the bridge allocates nothing, logs nothing, starts no goroutine
 // and takes no lock other than the one its own SIP reader and pacer share.
@@ -18,6 +21,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wagateway/wagateway/rtpbridge/opus"
@@ -33,9 +37,9 @@ type PacketWriter interface{ WritePacket(b []byte) error }
 
 // Codec is the SIP side codec as negotiated, e.g. {"PCMU", 0, 8000}.
 type Codec struct {
-	Name        string // case-insensitive: PCMU, PCMA
+	Name        string // case-insensitive: PCMU, PCMA, G722, opus
 	PayloadType uint8
-	ClockRate   uint32 // 0 means the codec's own
+	ClockRate   uint32 // 0 means the codec's own (8000; 48000 for opus; 8000 for G722, RFC 3551 §4.5.2)
 }
 
 // Config describes one call's media.
@@ -47,8 +51,26 @@ type Config struct {
 
 	SIPIn    PacketReader
 	SIPOut   PacketWriter
-	SIPCodec Codec  // PCMU or PCMA
+	SIPCodec Codec  // PCMU, PCMA, G722 (transcoded) or opus (passed through)
 	SIPSSRC  uint32 // 0 = random
+
+	// SIPDTMFPayloadType is the PBX's telephone-event payload type as
+	// negotiated; 0 if it negotiated none. SIPDTMFClockRate is its clock
+	// (0 = 8000).
+	SIPDTMFPayloadType uint8
+	SIPDTMFClockRate   uint32
+	// DTMFMode says how digits cross to the PBX: DTMFModeRFC4733 (the
+	// default: as RFC 4733 events, if the PBX negotiated telephone-event,
+	// else only reported through OnDigit), DTMFModeInfo (only reported
+	// through OnDigit: the gateway sends SIP INFO, and hands the PBX's INFO
+	// digits to SendDigitToWhatsApp) or DTMFModeInband (as tone pairs in the
+	// audio; the PBX's audio is searched for tones, which go to WhatsApp as
+	// events). RFC 4733 events from the PBX go to WhatsApp in every mode.
+	DTMFMode string
+	// OnDigit, if set, is called once per digit the bridge finds: from
+	// "whatsapp" (its telephone-events) or "sip" (the PBX's events or
+	// tones). It is called on the media goroutines and must not block.
+	OnDigit func(from string, digit rune)
 
 	OpusComplexity int           // 0 (cheapest) to 10, used as given; DefaultOpusComplexity is a good start
 	Frame          time.Duration // 0 = 20 ms, the only frame supported now
@@ -66,34 +88,40 @@ const (
 // frameSpec is the frame period in the units each side counts it in.
 type frameSpec struct {
 	d       time.Duration
-	samples int    // PCM samples at the SIP codec's rate
+	samples int    // PCM samples at the SIP codec's rate (0 in passthrough)
 	sipTS   uint32 // SIP RTP timestamp units
 	opusTS  uint32 // Opus RTP timestamp units (48 kHz clock)
 }
 
-// Bridge transcodes one call. Its methods are safe for concurrent use.
+// Bridge bridges one call. Its methods are safe for concurrent use.
 type Bridge struct {
 	w2s   *waToSIP
 	s2w   *sipToWhatsApp
 	waIn  PacketReader
 	sipIn PacketReader
-	frame frameSpec
 
-	dec *opus.Decoder
-	enc *opus.Encoder
+	setup      atomic.Pointer[sipSetup] // the SIP setup in force
+	complexity int
+	frame      time.Duration
+	mode       string
+	toSIP      chan digitRequest
+	toWA       chan waDigit
 
 	w2sCount dirCounters
 	s2wCount dirCounters
 
-	mu        sync.Mutex // guards started/closed, not the media
-	started   bool
-	closed    bool
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	closeOnce sync.Once
+	mu         sync.Mutex // guards the fields below, not the media
+	setups     []*sipSetup
+	sipStarted bool
+	started    bool
+	closed     bool
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
 }
 
-// New checks cfg and prepares the codecs; nothing runs until Start.
+// New checks cfg and prepares the codecs; nothing runs until Start (or
+// StartSIPReceive).
 func New(cfg Config) (*Bridge, error) {
 	if cfg.WhatsAppIn == nil || cfg.WhatsAppOut == nil || cfg.SIPIn == nil || cfg.SIPOut == nil {
 		return nil, errors.New("rtpbridge: WhatsAppIn, WhatsAppOut, SIPIn and SIPOut are all required")
@@ -113,36 +141,49 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.OpusComplexity < 0 || cfg.OpusComplexity > 10 {
 		return nil, fmt.Errorf("rtpbridge: Opus complexity %d is not within 0-10", cfg.OpusComplexity)
 	}
-	codec, err := lookupCodec(cfg.SIPCodec)
+	switch cfg.DTMFMode {
+	case "":
+		cfg.DTMFMode = DTMFModeRFC4733
+	case DTMFModeRFC4733, DTMFModeInfo, DTMFModeInband:
+	default:
+		return nil, fmt.Errorf("rtpbridge: DTMF mode %q is not one of %s, %s, %s", cfg.DTMFMode, DTMFModeRFC4733, DTMFModeInfo, DTMFModeInband)
+	}
+	if cfg.SIPDTMFClockRate == 0 {
+		cfg.SIPDTMFClockRate = 8000
+	}
+	if cfg.SIPDTMFClockRate < 8000 || cfg.SIPDTMFClockRate > opusClock {
+		return nil, fmt.Errorf("rtpbridge: telephone-event clock %d Hz is not within 8000-48000", cfg.SIPDTMFClockRate)
+	}
+	setup, err := newSetup(cfg.SIPCodec, cfg.SIPDTMFPayloadType, cfg.OpusComplexity, cfg.Frame, nil)
 	if err != nil {
+		return nil, err
+	}
+	silence, err := opusSilence()
+	if err != nil {
+		setup.close()
 		return nil, err
 	}
 	for cfg.SIPSSRC == 0 {
 		cfg.SIPSSRC = rand.Uint32()
 	}
-	f := frameSpec{
-		d:       cfg.Frame,
-		samples: codec.pcmRate * int(cfg.Frame/time.Millisecond) / 1000,
-		sipTS:   codec.clock * uint32(cfg.Frame/time.Millisecond) / 1000,
-		opusTS:  opusClock * uint32(cfg.Frame/time.Millisecond) / 1000,
-	}
 
-	dec, err := opus.NewDecoder(codec.pcmRate)
-	if err != nil {
-		return nil, fmt.Errorf("rtpbridge: %w", err)
+	b := &Bridge{
+		waIn: cfg.WhatsAppIn, sipIn: cfg.SIPIn, complexity: cfg.OpusComplexity, frame: cfg.Frame, mode: cfg.DTMFMode,
+		toSIP: make(chan digitRequest, digitQueueLen), toWA: make(chan waDigit, digitQueueLen),
+		setups: []*sipSetup{setup}, stop: make(chan struct{}),
 	}
-	enc, err := newOpusEncoder(codec.pcmRate, cfg.OpusComplexity)
-	if err != nil {
-		dec.Close()
-		return nil, fmt.Errorf("rtpbridge: %w", err)
-	}
-
-	b := &Bridge{waIn: cfg.WhatsAppIn, sipIn: cfg.SIPIn, frame: f, dec: dec, enc: enc, stop: make(chan struct{})}
+	b.setup.Store(setup)
+	epoch := time.Now()
+	now := func() int64 { return int64(time.Since(epoch)) }
 	// Sequence numbers and timestamps start at random values (RFC 3550 §5.1).
 	sipOut := newRTPSender("sip", cfg.SIPOut, cfg.SIPSSRC, uint16(rand.Uint32()), rand.Uint32(), &b.w2sCount)
 	waOut := newRTPSender("whatsapp", cfg.WhatsAppOut, cfg.WhatsAppSSRC, uint16(rand.Uint32()), rand.Uint32(), &b.s2wCount)
-	b.w2s = newWAToSIP(cfg.WhatsAppOpusPT, dec, codec, f, sipOut, &b.w2sCount)
-	b.s2w = newSIPToWhatsApp(codec, enc, f, cfg.WhatsAppOpusPT, waOut, &b.s2wCount)
+	b.w2s = newWAToSIP(cfg.WhatsAppOpusPT, &b.setup,
+		toSIPDTMF{mode: cfg.DTMFMode, dtmfClock: cfg.SIPDTMFClockRate, onDigit: cfg.OnDigit, queue: b.toSIP},
+		sipOut, &b.w2sCount)
+	b.s2w = newSIPToWhatsApp(&b.setup, silence, cfg.WhatsAppOpusPT,
+		toWADTMF{mode: cfg.DTMFMode, dtmfClock: cfg.SIPDTMFClockRate, onDigit: cfg.OnDigit, queue: b.toWA},
+		now, waOut, &b.s2wCount)
 	return b, nil
 }
 
@@ -166,9 +207,44 @@ func newOpusEncoder(rate, complexity int) (*opus.Encoder, error) {
 	return enc, nil
 }
 
-// Start launches the WhatsApp→SIP reader, the SIP→WhatsApp reader and the
-// pacer that sends one Opus packet toward WhatsApp every 20 ms. It does
-// nothing after the first call or after Close.
+// opusSilence is one 20 ms Opus frame of silence, encoded once: what the
+// pacer sends in passthrough while the PBX sends nothing.
+var opusSilence = sync.OnceValues(func() ([]byte, error) {
+	enc, err := opus.NewEncoder(opusClock, opus.AppVoIP)
+	if err != nil {
+		return nil, fmt.Errorf("rtpbridge: %w", err)
+	}
+	defer enc.Close()
+	out := make([]byte, 256)
+	n, err := enc.Encode(make([]int16, opusClock/50), out)
+	if err != nil {
+		return nil, fmt.Errorf("rtpbridge: %w", err)
+	}
+	return out[:n], nil
+})
+
+// StartSIPReceive starts the SIP reader alone: the PBX's audio is kept
+// (up to a second, the oldest dropped beyond) until Start, which plays it
+// from its start. The gateway calls it once the PBX answers, so an IVR
+// greeting that begins while the WhatsApp leg is being accepted is not
+// clipped; nothing goes to WhatsApp before Start, as none may before the
+// call is accepted. It does nothing after the first call, after Start or
+// after Close.
+func (b *Bridge) StartSIPReceive() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sipStarted || b.closed {
+		return
+	}
+	b.sipStarted = true
+	b.wg.Add(1)
+	go b.readLoop(b.sipIn, b.handleSIPPacket)
+}
+
+// Start launches the WhatsApp→SIP reader, the SIP→WhatsApp reader (unless
+// StartSIPReceive did) and the pacer that sends one packet toward WhatsApp
+// every 20 ms from now on. It does nothing after the first call or after
+// Close.
 func (b *Bridge) Start() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -176,14 +252,19 @@ func (b *Bridge) Start() {
 		return
 	}
 	b.started = true
-	b.wg.Add(3)
+	if !b.sipStarted {
+		b.sipStarted = true
+		b.wg.Add(1)
+		go b.readLoop(b.sipIn, b.handleSIPPacket)
+	}
+	b.wg.Add(2)
 	go b.readLoop(b.waIn, b.handleWhatsAppPacket)
-	go b.readLoop(b.sipIn, b.handleSIPPacket)
 	go func() {
 		defer b.wg.Done()
-		pace(b.frame.d, b.stop, b.sendFrameToWhatsApp, func(frames int64) {
+		pace(b.frame, b.stop, b.sendFrameToWhatsApp, func(frames int64) {
 			b.s2wCount.pacerResyncs.Add(1)
-			b.s2w.out.skip(uint32(frames) * b.frame.opusTS)
+			b.s2w.out.skip(uint32(frames) * b.s2w.opusTS)
+			b.s2w.play.skip(frames)
 		})
 	}()
 }
@@ -215,9 +296,92 @@ func (b *Bridge) Close() {
 		close(b.stop)
 		b.mu.Unlock()
 		b.wg.Wait()
-		b.enc.Close()
-		b.dec.Close()
+		for _, s := range b.setups {
+			s.close()
+		}
 	})
+}
+
+// SetSIPCodec changes the SIP side's codec and telephone-event payload type
+// after a re-INVITE. It is safe while the bridge runs: the new setup is
+// prepared here and taken up by the readers at their next packet (the
+// pacer with the first audio of the new codec). The stream toward WhatsApp
+// keeps its SSRC, sequence and timestamps; toward the PBX likewise, with
+// the marker bit. Setting what is already in force does nothing.
+func (b *Bridge) SetSIPCodec(c Codec, dtmfPT uint8) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("rtpbridge: bridge closed")
+	}
+	cur := b.setup.Load()
+	if cur.same(c, dtmfPT) {
+		return nil
+	}
+	s, err := newSetup(c, dtmfPT, b.complexity, b.frame, cur)
+	if err != nil {
+		return err
+	}
+	b.setups = append(b.setups, s)
+	b.setup.Store(s)
+	return nil
+}
+
+// SendDigitToWhatsApp queues a digit (0-9, *, #, A-D) to be sent to
+// WhatsApp as telephone-events lasting d (0: 100 ms; at least 40 ms, at
+// most 5 s): a SIP INFO digit from the PBX, say. It returns at once; the
+// pacer sends the digit in place of audio.
+func (b *Bridge) SendDigitToWhatsApp(digit rune, d time.Duration) error {
+	code, dur, err := b.digit(digit, d)
+	if err != nil {
+		return err
+	}
+	select {
+	case b.toWA <- waDigit{code: code, begin: true, end: true, dur: dur}:
+		return nil
+	default:
+		return errors.New("rtpbridge: too many digits queued toward WhatsApp")
+	}
+}
+
+// SendDigitToSIP queues a digit to be sent to the PBX lasting d (as for
+// SendDigitToWhatsApp): as the DTMF mode says, and in modes that send
+// nothing in the media (info, or rfc4733 without a negotiated
+// telephone-event) as events if the PBX negotiated them, else as tones.
+// The WhatsApp reader plays it in the next frames of the stream.
+func (b *Bridge) SendDigitToSIP(digit rune, d time.Duration) error {
+	code, dur, err := b.digit(digit, d)
+	if err != nil {
+		return err
+	}
+	if sendMethodToSIP(b.mode, b.setup.Load()) == dtmfNone {
+		return errors.New("rtpbridge: the PBX takes no telephone-event and Opus carries no tones")
+	}
+	select {
+	case b.toSIP <- digitRequest{code: code, dur: dur}:
+		return nil
+	default:
+		return errors.New("rtpbridge: too many digits queued toward the PBX")
+	}
+}
+
+// digit checks a digit to send and its duration (in 8 kHz units).
+func (b *Bridge) digit(digit rune, d time.Duration) (uint8, uint32, error) {
+	code, ok := digitCode(digit)
+	if !ok {
+		return 0, 0, fmt.Errorf("rtpbridge: %q is not a DTMF digit", digit)
+	}
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return 0, 0, errors.New("rtpbridge: bridge closed")
+	}
+	if d <= 0 {
+		d = defaultDigitMs * time.Millisecond
+	}
+	d = min(max(d, minDigitMs*time.Millisecond), maxDigitMs*time.Millisecond)
+	return code, uint32(d/time.Millisecond) * dtmfUnitsPerMs, nil
 }
 
 // Stats returns a snapshot of both directions' counters.
@@ -225,9 +389,11 @@ func (b *Bridge) Stats() Stats {
 	return Stats{WhatsAppToSIP: b.w2sCount.snapshot(), SIPToWhatsApp: b.s2wCount.snapshot()}
 }
 
-// String prints both directions' chains of stages, for logs.
+// String prints both directions' chains of stages as they run with the SIP
+// setup in force, for logs.
 func (b *Bridge) String() string {
-	return b.w2s.chain().String() + " | " + b.s2w.chain().String()
+	s := b.setup.Load()
+	return b.w2s.chainOf(s).String() + " | " + b.s2w.chainOf(s).String()
 }
 
 // The per-packet work, callable without goroutines (tests and benchmarks).
@@ -235,7 +401,7 @@ func (b *Bridge) String() string {
 // handleWhatsAppPacket runs one packet from WhatsApp through to the PBX.
 func (b *Bridge) handleWhatsAppPacket(pkt []byte) { b.w2s.handle(pkt) }
 
-// handleSIPPacket takes one packet from the PBX into the PCM ring.
+// handleSIPPacket takes one packet from the PBX into the playout buffer.
 func (b *Bridge) handleSIPPacket(pkt []byte) { b.s2w.handle(pkt) }
 
 // sendFrameToWhatsApp sends the next pacer frame toward WhatsApp.

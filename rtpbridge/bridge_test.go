@@ -24,6 +24,12 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		"complexity -1":      func(c *Config) { c.OpusComplexity = -1 },
 		"opus on pt 126":     func(c *Config) { c.WhatsAppOpusPT = 126 },
 		"opus on pt 128":     func(c *Config) { c.WhatsAppOpusPT = 128 },
+		"opus at 8 kHz":      func(c *Config) { c.SIPCodec = Codec{"opus", 96, 8000} },
+		"G.722 at 16 kHz":    func(c *Config) { c.SIPCodec = Codec{"G722", 9, 16000} },
+		"dtmf mode":          func(c *Config) { c.DTMFMode = "sip-info" },
+		"dtmf pt 200":        func(c *Config) { c.SIPDTMFPayloadType = 200 },
+		"dtmf pt = codec pt": func(c *Config) { c.SIPCodec.PayloadType, c.SIPDTMFPayloadType = 101, 101 },
+		"dtmf clock 4 kHz":   func(c *Config) { c.SIPDTMFClockRate = 4000 },
 	}
 	for name, mod := range cases {
 		c := ok
@@ -36,23 +42,44 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		}
 	}
 	c := ok
-	c.SIPCodec = Codec{"G722", 9, 8000}
-	if _, err := New(c); err == nil || !strings.Contains(err.Error(), `"G722" is not supported (supported: PCMU, PCMA)`) {
+	c.SIPCodec = Codec{"G729", 18, 8000}
+	if _, err := New(c); err == nil || !strings.Contains(err.Error(), `"G729" is not supported (supported: PCMU, PCMA, G722, opus)`) {
 		t.Fatalf("unclear error: %v", err)
 	}
 }
 
 func TestBridgeString(t *testing.T) {
 	l := newMemLeg()
-	b, err := New(Config{WhatsAppIn: l, WhatsAppOut: l, SIPIn: l, SIPOut: l, SIPCodec: Codec{"pcma", 8, 0}, OpusComplexity: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	want := "whatsapp opus/48000 → opus decode 8k (fec/plc) → 20ms frames → pcma encode → sip" +
-		" | sip pcma/8000 → pcma decode → fifo 100ms → opus encode 8k (20ms pacer) → whatsapp"
-	if got := b.String(); got != want {
-		t.Fatalf("chain\n%s\nwant\n%s", got, want)
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{SIPCodec: Codec{"pcma", 8, 0}, OpusComplexity: 10},
+			"whatsapp opus/48000 → reorder 60ms → opus decode 8k (fec/plc) → 20ms frames → pcma encode → sip" +
+				" | sip pcma/8000 → pcma decode → playout 20-40ms → opus encode 8k (20ms pacer) → whatsapp"},
+		{Config{SIPCodec: Codec{"G722", 9, 8000}, SIPDTMFPayloadType: 101},
+			"whatsapp opus/48000 → reorder 60ms → telephone-event → rfc4733/101 → opus decode 16k (fec/plc) → 20ms frames → g722 encode → sip" +
+				" | sip g722/8000 → g722 decode → playout 20-40ms → opus encode 16k (20ms pacer) → rfc4733/101 → telephone-event 126 → whatsapp"},
+		{Config{SIPCodec: Codec{"opus", 107, 48000}, SIPDTMFPayloadType: 101},
+			"whatsapp opus/48000 → reorder 60ms → telephone-event → rfc4733/101 → opus passthrough → sip" +
+				" | sip opus/48000 → opus passthrough → playout 20-40ms → opus passthrough (20ms pacer) → rfc4733/101 → telephone-event 126 → whatsapp"},
+		{Config{SIPCodec: pcmu, DTMFMode: DTMFModeInband},
+			"whatsapp opus/48000 → reorder 60ms → telephone-event → dtmf tones → opus decode 8k (fec/plc) → 20ms frames → pcmu encode → sip" +
+				" | sip pcmu/8000 → pcmu decode → dtmf detect (goertzel) → playout 20-40ms → opus encode 8k (20ms pacer) → whatsapp"},
+		{Config{SIPCodec: pcmu, DTMFMode: DTMFModeInfo, SIPDTMFPayloadType: 101},
+			"whatsapp opus/48000 → reorder 60ms → telephone-event → OnDigit (info) → opus decode 8k (fec/plc) → 20ms frames → pcmu encode → sip" +
+				" | sip pcmu/8000 → pcmu decode → playout 20-40ms → opus encode 8k (20ms pacer) → rfc4733/101 → telephone-event 126 → whatsapp"},
+	} {
+		c := tc.cfg
+		c.WhatsAppIn, c.WhatsAppOut, c.SIPIn, c.SIPOut = l, l, l, l
+		b, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := b.String(); got != tc.want {
+			t.Errorf("chain\n%s\nwant\n%s", got, tc.want)
+		}
+		b.Close()
 	}
 }
 

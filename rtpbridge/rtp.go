@@ -108,8 +108,27 @@ func (s *rtpSender) send(pt uint8, n int, tsStep uint32) {
 	s.counter.bytesOut.Add(uint64(len(pkt)))
 }
 
+// sendAt writes the packet whose n payload bytes are in payload() with
+// timestamp ts and the given marker bit, leaving the stream's own timestamp
+// and pending marker alone: telephone-events, stamped with their event's
+// start, in the stream's sequence.
+func (s *rtpSender) sendAt(pt uint8, n int, ts uint32, marker bool) {
+	saved, savedMarker := s.ts, s.marker
+	s.ts, s.marker = ts, marker
+	s.send(pt, n, 0)
+	s.ts, s.marker = saved, savedMarker
+}
+
 // skip moves the timestamp on without sending: a pause in the stream.
 func (s *rtpSender) skip(ts uint32) { s.ts += ts }
+
+// skipSeq moves the sequence number on without sending, so the receiver
+// sees packets as lost (Opus passthrough: the PBX's FEC and PLC need to
+// know).
+func (s *rtpSender) skipSeq(n uint16) { s.seq += n }
+
+// setTS sets the next packet's timestamp.
+func (s *rtpSender) setTS(ts uint32) { s.ts = ts }
 
 // mark sets the marker bit on the next packet (a new talkspurt or stream).
 func (s *rtpSender) mark() { s.marker = true }

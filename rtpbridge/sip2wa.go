@@ -2,16 +2,19 @@ package rtpbridge
 
 import (
 	"fmt"
-	"time"
+	"sync/atomic"
 
 	"github.com/wagateway/wagateway/rtpbridge/opus"
 )
 
-// SIP → WhatsApp: the SIP reader decodes G.711 packets of any ptime into a
-// bounded PCM ring; the pacer takes one frame from it every 20 ms (silence
-// when there is not enough), encodes it to Opus and sends it with the one
-// WhatsApp SSRC, sequence +1, timestamp +960. The ring is the only state the
-// two goroutines share.
+// SIP → WhatsApp: the SIP reader decodes the PBX's packets (any ptime) into
+// the playout buffer (Opus from an Opus-speaking PBX goes in as it is); the
+// pacer takes one frame from it every 20 ms (silence when it holds none),
+// encodes it to Opus and sends it with the one WhatsApp SSRC, sequence +1,
+// timestamp +960. Whatever the PBX does (new SSRC on transfer or music on
+// hold, a codec change, comfort noise, silence suppression, hold) the
+// stream toward WhatsApp goes on unbroken. The playout buffer and the digit
+// queue are the only state the two goroutines share.
 
 const (
 	// Opus encoder settings toward WhatsApp. The audio is narrowband (it
@@ -19,8 +22,8 @@ const (
 	// libopus actually put in-band FEC into the packets (it adds none at 0 %).
 	opusBitrate      = 16000
 	opusLossPercent  = 10
-	bufferMs         = 100 // depth of the SIP→WhatsApp PCM ring
 	maxSIPPayloadLen = maxPacket
+	maxPCMRate       = 16000 // G.722
 )
 
 // opusEncodeStage encodes one frame per pacer tick.
@@ -36,43 +39,77 @@ func (s *opusEncodeStage) String() string {
 
 type sipToWhatsApp struct {
 	// The SIP reader's side.
-	src     label
-	codec   *sipCodec
+	pub     *atomic.Pointer[sipSetup]
+	setup   *sipSetup // the setup the SIP reader uses
 	track   seqTracker
-	dec     codecStage
 	scratch []int16 // one decoded packet
+	now     func() int64
 
-	ring *pcmRing
+	play *playout
 
 	// The pacer's side. Every packet toward WhatsApp goes through out, from
-	// the pacer goroutine: telephone-events (PT 126), when DTMF is relayed,
-	// are to be sent from there too so they share its sequence numbers
-	// (whatsapp-calling.md, media rules).
-	enc    opusEncodeStage
-	pcm    []int16 // one frame
-	out    *rtpSender
-	opusPT uint8
+	// the pacer goroutine, telephone-events (PT 126) included, so all share
+	// one sequence space (whatsapp-calling.md, media rules).
+	pcm     []int16 // one frame
+	pkt     []byte  // one passthrough packet
+	silence []byte  // one 20 ms Opus frame of silence
+	out     *rtpSender
+	opusPT  uint8
+	opusTS  uint32 // Opus clock units per frame
+
+	dtmf toWADTMF
 
 	c *dirCounters
 }
 
-func newSIPToWhatsApp(codec *sipCodec, enc *opus.Encoder, f frameSpec, opusPT uint8, out *rtpSender, c *dirCounters) *sipToWhatsApp {
-	return &sipToWhatsApp{
-		src:     label(fmt.Sprintf("sip %s/%d", codec.name, codec.clock)),
-		codec:   codec,
-		dec:     codecStage{c: codec, op: "decode"},
-		scratch: make([]int16, codec.samplesIn(maxSIPPayloadLen)),
-		ring:    newPCMRing(codec.pcmRate*bufferMs/1000, time.Duration(bufferMs)*time.Millisecond),
-		enc:     opusEncodeStage{enc: enc, rate: codec.pcmRate, frame: f},
-		pcm:     make([]int16, f.samples),
+func newSIPToWhatsApp(pub *atomic.Pointer[sipSetup], silence []byte, opusPT uint8, dtmf toWADTMF, now func() int64, out *rtpSender, c *dirCounters) *sipToWhatsApp {
+	d := &sipToWhatsApp{
+		pub:     pub,
+		scratch: make([]int16, maxSIPPayloadLen*2),
+		now:     now,
+		play:    newPlayout(c),
+		pcm:     make([]int16, maxPCMRate/50),
+		pkt:     make([]byte, maxPacket),
+		silence: silence,
 		out:     out,
 		opusPT:  opusPT,
+		opusTS:  pub.Load().frame.opusTS,
+		dtmf:    dtmf,
 		c:       c,
 	}
+	d.setup = pub.Load()
+	d.play.configure(d.setup)
+	d.dtmf.adopt(d.setup)
+	return d
 }
 
-func (d *sipToWhatsApp) chain() chain {
-	return chain{d.src, d.dec, d.ring, &d.enc, d.out}
+// chainOf prints the direction as it runs with setup s.
+func (d *sipToWhatsApp) chainOf(s *sipSetup) chain {
+	c := chain{s.s2wSource, s.s2wDecode}
+	if d.dtmf.detects(s) {
+		c = append(c, d.dtmf.detector(s))
+	}
+	c = append(c, d.play, s.s2wEncode)
+	if s.dtmfPT != 0 {
+		c = append(c, dtmfStage(fmt.Sprintf("rfc4733/%d → telephone-event %d", s.dtmfPT, telephoneEventPT)))
+	}
+	return append(c, d.out)
+}
+
+// adopt takes up a new setup on the SIP reader's side: the playout buffer
+// starts afresh if the audio's form changes, and so does the stream.
+func (d *sipToWhatsApp) adopt(s *sipSetup) {
+	old := d.setup
+	d.setup = s
+	d.play.mu.Lock()
+	if old.codec.passthrough != s.codec.passthrough || old.codec.pcmRate != s.codec.pcmRate {
+		d.play.configureLocked(s)
+	} else {
+		d.play.setup = s
+	}
+	d.play.mu.Unlock()
+	d.track = seqTracker{}
+	d.dtmf.adopt(s)
 }
 
 // handle takes one RTP packet from the PBX (the SIP reader goroutine).
@@ -80,56 +117,123 @@ func (d *sipToWhatsApp) handle(pkt []byte) {
 	c := d.c
 	c.packetsIn.Add(1)
 	c.bytesIn.Add(uint64(len(pkt)))
+	if s := d.pub.Load(); s != d.setup {
+		d.adopt(s)
+	}
 	h, payload, ok := parseRTP(pkt)
 	if !ok {
 		c.malformed.Add(1)
 		return
 	}
-	switch h.pt {
-	case d.codec.pt:
-	case ptComfortNoise:
-		// The PBX went quiet: the pacer sends silence once the ring runs dry.
+	switch {
+	case h.pt == d.setup.codec.pt:
+	case h.pt == ptComfortNoise && !d.setup.codec.passthrough:
+		// The PBX went quiet (RFC 3389): the pacer plays silence until
+		// audio comes again. The packet keeps its place in the sequence.
 		c.comfortNoise.Add(1)
+		d.consume(h)
+		return
+	case h.pt == d.setup.dtmfPT && d.setup.dtmfPT != 0:
+		c.telephoneEvents.Add(1)
+		d.consume(h)
+		d.dtmf.event(d, h, payload)
 		return
 	default:
-		c.otherPT.Add(1) // telephone-events too, until DTMF is relayed
+		c.otherPT.Add(1)
 		return
 	}
 	if len(payload) == 0 || len(payload) > maxSIPPayloadLen {
 		c.malformed.Add(1)
 		return
 	}
-	switch v, missing := d.track.check(h.seq, h.ssrc); v {
-	case seqLate:
-		c.late.Add(1)
-		return
+	var dur uint32 // RTP timestamp units
+	if d.setup.codec.passthrough {
+		n, err := opus.PacketSamples(payload, opusClock)
+		if err != nil || n <= 0 || n > opusClock*maxOpusMs/1000 {
+			c.malformed.Add(1)
+			return
+		}
+		dur = uint32(n)
+	} else {
+		dur = d.setup.codec.tsUnits(d.setup.codec.samplesIn(len(payload)))
+	}
+	v, missing := d.track.check(h.seq, h.ssrc)
+	switch v {
 	case seqRestart:
 		if d.track.started {
 			c.resets.Add(1)
 		}
+		if d.setup.codec.reset != nil {
+			d.setup.codec.reset() // a new stream: the ADPCM state starts afresh
+		}
+		d.dtmf.restart(d)
 	case seqGap:
 		c.lost.Add(uint64(missing))
 	}
-	n := d.codec.samplesIn(len(payload))
-	d.track.accept(h.seq, h.ssrc, h.ts, uint32(n))
-	pcm := d.scratch[:n]
-	d.codec.decode(payload, pcm)
-	if d.ring.push(pcm) > 0 {
-		c.overruns.Add(1)
+	if v != seqLate {
+		d.track.accept(h.seq, h.ssrc, h.ts, dur)
+	}
+	d.dtmf.audio(d, h)
+	now := d.now()
+	var res putResult
+	if d.setup.codec.passthrough {
+		res = d.play.putPacket(h, payload, int64(dur), now)
+	} else {
+		n := d.setup.codec.samplesIn(len(payload))
+		pcm := d.scratch[:n]
+		d.setup.codec.decode(payload, pcm)
+		d.dtmf.detect(d, h, pcm)
+		res = d.play.putPCM(h, pcm, now)
+	}
+	if v == seqLate {
+		if res == putOK {
+			// Out of order, but in time: it fills the hole it left.
+			c.reordered.Add(1)
+			c.lost.Add(^uint64(0))
+		} else if res == putDuplicate {
+			c.late.Add(1)
+		}
 	}
 }
 
-// sendFrame sends one Opus packet toward WhatsApp (the pacer goroutine).
-func (d *sipToWhatsApp) sendFrame() {
-	if !d.ring.pop(d.pcm) {
-		clear(d.pcm)
-		d.c.silenceFrames.Add(1)
+// consume moves the sequence on over a packet that holds no audio.
+func (d *sipToWhatsApp) consume(h rtpHeader) {
+	if v, _ := d.track.check(h.seq, h.ssrc); v == seqNext || v == seqGap {
+		d.track.skip(h.seq)
 	}
-	n, err := d.enc.enc.Encode(d.pcm, d.out.payload())
-	if err != nil {
-		d.c.encodeErrors.Add(1)
-		d.out.skip(d.enc.frame.opusTS)
+}
+
+// sendFrame sends one packet toward WhatsApp (the pacer goroutine): the
+// playout buffer's next frame, or a telephone-event in its place.
+func (d *sipToWhatsApp) sendFrame() {
+	// The buffer says which setup its audio belongs to: a codec change
+	// reaches the pacer with the first audio of the new codec.
+	kind, n, dur, s := d.play.get(d.now(), d.pcm, d.pkt)
+	if d.dtmf.slot(d) {
 		return
 	}
-	d.out.send(d.opusPT, n, d.enc.frame.opusTS)
+	f := s.frame
+	if s.codec.passthrough {
+		switch kind {
+		case playPacket:
+			copy(d.out.payload(), d.pkt[:n])
+			d.out.send(d.opusPT, n, uint32(dur))
+		case playCovered: // the last packet lasts over this frame too
+		default:
+			d.c.silenceFrames.Add(1)
+			d.out.send(d.opusPT, copy(d.out.payload(), d.silence), f.opusTS)
+		}
+		return
+	}
+	pcm := d.pcm[:f.samples]
+	if kind == playSilence {
+		d.c.silenceFrames.Add(1)
+	}
+	n, err := s.enc.Encode(pcm, d.out.payload())
+	if err != nil {
+		d.c.encodeErrors.Add(1)
+		d.out.skip(f.opusTS)
+		return
+	}
+	d.out.send(d.opusPT, n, f.opusTS)
 }

@@ -76,28 +76,29 @@ func TestSIPToWhatsAppOtherPackets(t *testing.T) {
 	b.handleSIPPacket([]byte{0x80, 0})                            // short
 	b.handleSIPPacket(mk(0, 9, 0x1234, in[0][12:]))               // new SSRC
 	st := b.Stats().SIPToWhatsApp
-	want := DirectionStats{PacketsIn: 8, Late: 1, Lost: 2, ComfortNoise: 1, OtherPT: 1, Malformed: 2, Resets: 1}
+	want := DirectionStats{PacketsIn: 8, Late: 1, Lost: 2, ComfortNoise: 1, OtherPT: 1, Malformed: 2, Resets: 1, PlayoutDelayMs: 20}
 	st.BytesIn = 0
 	if st != want {
 		t.Fatalf("stats\n%+v\nwant\n%+v", st, want)
 	}
-	if n := b.s2w.ring.len(); n != 3*160 {
+	if n := b.s2w.play.held(); n != 3*160 {
 		t.Fatalf("%d samples buffered, want %d", n, 3*160)
 	}
 }
 
-// Fed faster than the pacer takes, the ring keeps its bound (100 ms),
-// drops the oldest audio and counts it.
+// Before the pacer starts (StartSIPReceive before Start) the playout buffer
+// keeps the PBX's audio up to its bound (a second): beyond, the oldest goes
+// and is counted.
 func TestSIPToWhatsAppOverrun(t *testing.T) {
 	b, _, _ := newDrivenBridge(t, pcmu)
-	for _, p := range g711Packets(t, 0, 800, 8000, 20, 10) {
+	for _, p := range g711Packets(t, 0, 800, 8000, 20, 60) {
 		b.handleSIPPacket(p)
 	}
-	if n := b.s2w.ring.len(); n != 800 {
-		t.Fatalf("%d samples buffered, want 800", n)
+	if n := b.s2w.play.held(); n != 8000 {
+		t.Fatalf("%d samples buffered, want 8000", n)
 	}
-	if st := b.Stats().SIPToWhatsApp; st.Overruns != 5 {
-		t.Fatalf("overruns %d, want 5", st.Overruns)
+	if st := b.Stats().SIPToWhatsApp; st.Overruns != 10 {
+		t.Fatalf("overruns %d, want 10", st.Overruns)
 	}
 }
 

@@ -20,7 +20,7 @@ type DirectionStats struct {
 	Malformed    uint64 `json:"malformed"`     // not RTP, empty payload, or a payload the codec rejects
 	Resets       uint64 `json:"resets"`        // stream restarts: new SSRC, sequence jump, gap too long to conceal
 
-	TelephoneEvents uint64 `json:"telephone_events"` // RFC 4733 packets received (not yet relayed)
+	TelephoneEvents uint64 `json:"telephone_events"` // RFC 4733 packets received
 	ComfortNoise    uint64 `json:"comfort_noise"`    // CN packets received (treated as silence)
 	OtherPT         uint64 `json:"other_pt"`         // packets of any other payload type, ignored
 
@@ -30,6 +30,15 @@ type DirectionStats struct {
 	EncodeErrors    uint64 `json:"encode_errors"`   // frames the encoder refused (none expected)
 	WriteErrors     uint64 `json:"write_errors"`    // packets the output leg refused
 	Discontinuities uint64 `json:"discontinuities"` // pauses in the input (DTX, DTMF) bridged by a timestamp jump
+
+	Digits     uint64 `json:"digits"`      // DTMF digits found in the input (telephone-events, or tones in the PBX's audio)
+	DigitsSent uint64 `json:"digits_sent"` // digits sent on (as events or tones), SendDigitTo… ones included
+	Reordered  uint64 `json:"reordered"`   // packets that came out of order and were put back in place (SIP side)
+
+	// The playout buffer toward WhatsApp.
+	Underruns      uint64 `json:"underruns"`        // packets that came after their time had begun to play (the delay then grows)
+	CatchUps       uint64 `json:"catch_ups"`        // stretches of audio skipped to bring the delay back down
+	PlayoutDelayMs uint64 `json:"playout_delay_ms"` // the delay it aims at now
 }
 
 // Stats is a snapshot of both directions.
@@ -39,10 +48,11 @@ type Stats struct {
 }
 
 func (s DirectionStats) String() string {
-	return fmt.Sprintf("in %d pkts/%d B, out %d pkts/%d B, lost %d (fec %d, plc %d), late %d, malformed %d, resets %d, pauses %d, dtmf %d, cn %d, other pt %d, silence %d, overruns %d, pacer resyncs %d, encode errors %d, write errors %d",
+	return fmt.Sprintf("in %d pkts/%d B, out %d pkts/%d B, lost %d (fec %d, plc %d), late %d, malformed %d, resets %d, pauses %d, dtmf %d, cn %d, other pt %d, silence %d, overruns %d, pacer resyncs %d, encode errors %d, write errors %d, digits %d (sent %d), reordered %d, underruns %d, catch-ups %d, playout %d ms",
 		s.PacketsIn, s.BytesIn, s.PacketsOut, s.BytesOut, s.Lost, s.FECRecovered, s.Concealed,
 		s.Late, s.Malformed, s.Resets, s.Discontinuities, s.TelephoneEvents, s.ComfortNoise, s.OtherPT,
-		s.SilenceFrames, s.Overruns, s.PacerResyncs, s.EncodeErrors, s.WriteErrors)
+		s.SilenceFrames, s.Overruns, s.PacerResyncs, s.EncodeErrors, s.WriteErrors,
+		s.Digits, s.DigitsSent, s.Reordered, s.Underruns, s.CatchUps, s.PlayoutDelayMs)
 }
 
 func (s Stats) String() string {
@@ -50,7 +60,9 @@ func (s Stats) String() string {
 }
 
 // dirCounters are the live counters of one direction. Each counter has one
-// writer goroutine; Stats reads them from any goroutine.
+// writer goroutine (digitsSent toward the PBX: the WhatsApp reader; the
+// playout buffer's: whichever of the SIP reader and the pacer holds its
+// lock); Stats reads them from any goroutine.
 type dirCounters struct {
 	packetsIn, bytesIn, packetsOut, bytesOut   atomic.Uint64
 	lost, fecRecovered, concealed, late        atomic.Uint64
@@ -58,6 +70,8 @@ type dirCounters struct {
 	telephoneEvents, comfortNoise, otherPT     atomic.Uint64
 	silenceFrames, overruns, pacerResyncs      atomic.Uint64
 	encodeErrors, writeErrors, discontinuities atomic.Uint64
+	digits, digitsSent, reordered              atomic.Uint64
+	underruns, catchUps, playoutDelayMs        atomic.Uint64
 	_                                          [64]byte // keep the other direction's counters off this cache line
 }
 
@@ -82,5 +96,11 @@ func (c *dirCounters) snapshot() DirectionStats {
 		EncodeErrors:    c.encodeErrors.Load(),
 		WriteErrors:     c.writeErrors.Load(),
 		Discontinuities: c.discontinuities.Load(),
+		Digits:          c.digits.Load(),
+		DigitsSent:      c.digitsSent.Load(),
+		Reordered:       c.reordered.Load(),
+		Underruns:       c.underruns.Load(),
+		CatchUps:        c.catchUps.Load(),
+		PlayoutDelayMs:  c.playoutDelayMs.Load(),
 	}
 }

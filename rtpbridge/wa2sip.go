@@ -2,16 +2,21 @@ package rtpbridge
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/wagateway/wagateway/rtpbridge/opus"
 )
 
 // WhatsApp → SIP: Opus packets of any duration (10-60 ms in practice, up to
-// libopus's 120 ms) in, 20 ms G.711 packets out, one per 20 ms of audio, with
-// the bridge's own SSRC, sequence and timestamps. Loss is filled from
-// in-band FEC or by concealment so the PBX hears no gap; pauses in WhatsApp's
-// stream (DTX, telephone-events) become a timestamp jump with the marker bit.
-// One goroutine (the WhatsApp reader) runs it all.
+// libopus's 120 ms) in, 20 ms packets of the SIP codec out, one per 20 ms
+// of audio, with the bridge's own SSRC, sequence and timestamps. Loss is
+// filled from in-band FEC or by concealment so the PBX hears no gap; pauses
+// in WhatsApp's stream (DTX, telephone-events) become a timestamp jump with
+// the marker bit. Packets ahead of a gap wait a moment in a small reorder
+// window. When the PBX speaks Opus too, packets pass through with new
+// headers only. Telephone-events go on as RFC 4733 events, as tones, or
+// only to OnDigit (wa2sip_dtmf.go). One goroutine (the WhatsApp reader)
+// runs it all.
 
 const (
 	opusClock        = 48000 // RTP clock of Opus whatever the PCM rate (RFC 7587 §4.1)
@@ -37,47 +42,81 @@ func (s *opusDecodeStage) String() string {
 }
 
 type waToSIP struct {
-	src    label
-	opusPT uint8
-	track  seqTracker
-	dec    opusDecodeStage
-	frames *framer
-	enc    codecStage
-	out    *rtpSender
-	c      *dirCounters
+	src     label
+	opusPT  uint8
+	pub     *atomic.Pointer[sipSetup] // the setup to use; taken up at the next packet
+	setup   *sipSetup                 // the setup in use
+	reorder reorderWindow
+	track   seqTracker
+	out     *rtpSender
+	c       *dirCounters
 
+	// Transcoding, from the setup.
+	dec        *opusDecodeStage
+	frames     *framer
 	codec      *sipCodec
 	tsPerFrame uint32 // SIP RTP timestamp units per frame
 	ratio      int    // Opus clock units per PCM sample (6 at 8 kHz)
 	quantum    int    // samples in 2.5 ms, the unit of concealment
-	maxSamples int    // samples in the longest Opus packet
 	maxConceal int32  // longest gap concealed, in Opus clock units
 	maxJump    int32  // longest pause bridged by a timestamp jump, in Opus clock units
+
+	// Passthrough: SIP timestamp = WhatsApp timestamp + passOff.
+	passOff    uint32
+	passSynced bool
+
+	dtmf toSIPDTMF
 }
 
-func newWAToSIP(opusPT uint8, dec *opus.Decoder, codec *sipCodec, f frameSpec, out *rtpSender, c *dirCounters) *waToSIP {
-	rate := codec.pcmRate
-	maxSamples := rate * maxOpusMs / 1000
-	return &waToSIP{
+func newWAToSIP(opusPT uint8, pub *atomic.Pointer[sipSetup], dtmf toSIPDTMF, out *rtpSender, c *dirCounters) *waToSIP {
+	d := &waToSIP{
 		src:        label("whatsapp opus/48000"),
 		opusPT:     opusPT,
-		dec:        opusDecodeStage{dec: dec, rate: rate},
-		frames:     newFramer(f.samples, f.d, max(maxSamples, rate*maxConcealMs/1000)),
-		enc:        codecStage{c: codec, op: "encode"},
+		pub:        pub,
 		out:        out,
 		c:          c,
-		codec:      codec,
-		tsPerFrame: f.sipTS,
-		ratio:      opusClock / rate,
-		quantum:    rate / 400,
-		maxSamples: maxSamples,
+		dtmf:       dtmf,
 		maxConceal: opusClock * maxConcealMs / 1000,
 		maxJump:    opusClock / 1000 * maxJumpMs,
 	}
+	d.adopt(pub.Load())
+	return d
 }
 
-func (d *waToSIP) chain() chain {
-	return chain{d.src, &d.dec, d.frames, d.enc, d.out}
+// chainOf prints the direction as it runs with setup s.
+func (d *waToSIP) chainOf(s *sipSetup) chain {
+	c := chain{d.src, &d.reorder}
+	if st := d.dtmf.stage(s); st != nil {
+		c = append(c, st)
+	}
+	return append(append(c, s.w2sStages...), d.out)
+}
+
+// adopt takes up setup s: what is pending in the old codec's framer goes
+// out first; the stream toward the PBX keeps its SSRC, sequence and
+// timestamps, and marks the change.
+func (d *waToSIP) adopt(s *sipSetup) {
+	if d.setup != nil {
+		d.dtmf.finish(d)
+		if !d.codec.passthrough {
+			if fr, _, ok := d.frames.flush(); ok {
+				d.emit(fr)
+			}
+		}
+		d.out.mark()
+	}
+	d.setup, d.codec = s, s.codec
+	d.passSynced = false
+	d.dtmf.adopt(s)
+	if s.codec.passthrough {
+		d.dec, d.frames = nil, nil
+		return
+	}
+	rate := s.codec.pcmRate
+	d.dec, d.frames = s.decStage, s.frames
+	d.tsPerFrame = s.frame.sipTS
+	d.ratio = opusClock / rate
+	d.quantum = rate / 400
 }
 
 // handle takes one RTP packet from WhatsApp.
@@ -85,35 +124,108 @@ func (d *waToSIP) handle(pkt []byte) {
 	c := d.c
 	c.packetsIn.Add(1)
 	c.bytesIn.Add(uint64(len(pkt)))
+	if s := d.pub.Load(); s != d.setup {
+		d.adopt(s)
+	}
 	h, payload, ok := parseRTP(pkt)
 	if !ok {
 		c.malformed.Add(1)
 		return
 	}
+	var dur uint32
 	switch h.pt {
 	case d.opusPT:
+		if len(payload) == 0 {
+			c.malformed.Add(1)
+			return
+		}
+		n, err := opus.PacketSamples(payload, opusClock)
+		if err != nil || n <= 0 || n > opusClock*maxOpusMs/1000 {
+			c.malformed.Add(1)
+			return
+		}
+		dur = uint32(n)
 	case telephoneEventPT:
 		c.telephoneEvents.Add(1)
-		d.telephoneEvent(h, payload)
-		return
+		if len(payload) < eventPayloadLen {
+			c.malformed.Add(1)
+			return
+		}
 	default:
 		c.otherPT.Add(1)
 		return
 	}
-	if len(payload) == 0 {
-		c.malformed.Add(1)
-		return
-	}
-	samples, err := opus.PacketSamples(payload, d.codec.pcmRate)
-	if err != nil || samples <= 0 || samples > d.maxSamples {
-		c.malformed.Add(1)
-		return
-	}
+	d.arrive(h, payload, dur)
+}
 
-	switch v, missing := d.track.check(h.seq, h.ssrc); v {
+// arrive puts a packet through the reorder window: the expected packet
+// goes on at once (and with it any held ones that now follow), one ahead
+// of a gap waits until the window gives up on the gap.
+func (d *waToSIP) arrive(h rtpHeader, payload []byte, dur uint32) {
+	switch v, _ := d.track.check(h.seq, h.ssrc); v {
+	case seqNext:
+		d.process(h, payload, dur)
+		d.releaseReady()
 	case seqLate:
-		c.late.Add(1)
+		d.c.late.Add(1)
+	case seqGap:
+		if d.reorder.holds(h.seq) || !d.reorder.put(h, payload, dur) {
+			d.c.late.Add(1) // a duplicate of a held packet
+			return
+		}
+		for d.reorder.n > 0 && d.reorder.full(d.track.nextTS) {
+			d.releaseFirst()
+		}
+	case seqRestart:
+		for d.reorder.n > 0 {
+			d.releaseFirst()
+		}
+		d.process(h, payload, dur)
+	}
+}
+
+// releaseReady processes held packets for as long as the next one expected
+// is among them.
+func (d *waToSIP) releaseReady() {
+	for d.reorder.n > 0 {
+		p, ok := d.reorder.take(d.track.next)
+		if !ok {
+			return
+		}
+		d.process(p.h, p.buf[:p.n], p.dur)
+	}
+}
+
+// releaseFirst gives up on the gap before the first held packet: it goes
+// on as after a loss, then whatever follows it.
+func (d *waToSIP) releaseFirst() {
+	if p, ok := d.reorder.takeFirst(d.track.next); ok {
+		d.process(p.h, p.buf[:p.n], p.dur)
+	}
+	d.releaseReady()
+}
+
+// process handles one packet in sequence order.
+func (d *waToSIP) process(h rtpHeader, payload []byte, dur uint32) {
+	v, missing := d.track.check(h.seq, h.ssrc)
+	if v == seqLate { // cannot happen: the window passes packets on in order
+		d.c.late.Add(1)
 		return
+	}
+	if h.pt == telephoneEventPT {
+		d.telephoneEvent(h, payload, v, missing)
+		return
+	}
+	if d.dtmf.takesAudio(d, h, v, missing) {
+		return
+	}
+	if d.codec.passthrough {
+		d.forward(h, payload, dur, v, missing)
+		return
+	}
+	c := d.c
+	samples := int(dur) / d.ratio
+	switch v {
 	case seqRestart:
 		if d.track.started {
 			c.resets.Add(1)
@@ -130,21 +242,60 @@ func (d *waToSIP) handle(pkt []byte) {
 			d.discontinuity(gap)
 		}
 	}
-	d.track.accept(h.seq, h.ssrc, h.ts, uint32(samples*d.ratio))
+	d.track.accept(h.seq, h.ssrc, h.ts, dur)
 	d.decode(payload, samples)
 }
 
-// telephoneEvent takes an RFC 4733 packet. WhatsApp sends them in the audio
-// packets' sequence space, so they move the expected sequence number on
-// (they are not losses); their digits are not relayed yet.
-func (d *waToSIP) telephoneEvent(h rtpHeader, _ []byte) {
-	switch v, missing := d.track.check(h.seq, h.ssrc); v {
+// consume moves the sequence on over a packet that carries no audio for
+// the PBX (a telephone-event, or audio an event replaces).
+func (d *waToSIP) consume(h rtpHeader, v seqVerdict, missing int) {
+	switch v {
 	case seqGap:
 		d.c.lost.Add(uint64(missing))
 		d.track.skip(h.seq)
 	case seqNext:
 		d.track.skip(h.seq)
 	}
+}
+
+// forward sends an Opus packet on to an Opus-speaking PBX: new payload
+// type, SSRC, sequence number and timestamp, same payload. Loss stays
+// visible as a sequence gap (the PBX's FEC and PLC need to see it);
+// WhatsApp's pauses stay timestamp jumps; a new WhatsApp stream continues
+// the PBX's timeline where it was.
+func (d *waToSIP) forward(h rtpHeader, payload []byte, dur uint32, v seqVerdict, missing int) {
+	c := d.c
+	switch v {
+	case seqRestart:
+		if d.track.started {
+			c.resets.Add(1)
+		}
+		d.passSynced = false
+	case seqGap:
+		c.lost.Add(uint64(missing))
+		d.out.skipSeq(uint16(missing))
+	}
+	d.track.accept(h.seq, h.ssrc, h.ts, dur)
+	if !d.passSynced {
+		d.passOff = d.out.ts - h.ts
+		d.passSynced = true
+		d.out.mark()
+	}
+	ts := h.ts + d.passOff
+	if d.dtmf.hold && int32(d.dtmf.holdUntil-ts) > 0 {
+		// An event was relayed at the current time: the audio after it
+		// moves behind it.
+		d.passOff += d.dtmf.holdUntil - ts
+		ts = d.dtmf.holdUntil
+		d.out.mark()
+	}
+	d.dtmf.hold = false
+	d.out.setTS(ts)
+	if d.dtmf.slot(d, nil, dur) {
+		return
+	}
+	n := copy(d.out.payload(), payload)
+	d.out.send(d.codec.pt, n, dur)
 }
 
 // fillGap makes up for missing packets before an Opus packet stamped ts:
@@ -191,6 +342,9 @@ func (d *waToSIP) fillGap(ts uint32, missing int, payload []byte) {
 // padded with silence, the timestamp jumps over the pause (gap Opus clock
 // units, 0 if unknown) and the next packet carries the marker bit.
 func (d *waToSIP) discontinuity(gap int32) {
+	if d.codec.passthrough {
+		return
+	}
 	if fr, padding, ok := d.frames.flush(); ok {
 		d.emit(fr)
 		gap -= int32(padding * d.ratio)
@@ -238,8 +392,25 @@ func (d *waToSIP) drain() {
 	}
 }
 
-// emit encodes one frame and sends it to the PBX.
+// emit sends one frame of audio to the PBX, unless a digit takes its place
+// (as an event, or as a tone written over it), and never before the end of
+// an event relayed at the current time.
 func (d *waToSIP) emit(fr []int16) {
+	if d.dtmf.hold {
+		if lag := int32(d.dtmf.holdUntil - d.out.ts); lag > 0 {
+			d.out.skip(uint32(lag))
+			d.out.mark()
+		}
+		d.dtmf.hold = false
+	}
+	if d.dtmf.slot(d, fr, d.tsPerFrame*opusClock/d.codec.clock) {
+		return
+	}
+	d.encodeSend(fr)
+}
+
+// encodeSend encodes one frame and sends it.
+func (d *waToSIP) encodeSend(fr []int16) {
 	n := d.codec.bytesFor(len(fr))
 	d.codec.encode(fr, d.out.payload()[:n])
 	d.out.send(d.codec.pt, n, d.tsPerFrame)

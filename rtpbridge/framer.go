@@ -2,7 +2,6 @@ package rtpbridge
 
 import (
 	"fmt"
-	"sync"
 	"time"
 )
 
@@ -69,66 +68,4 @@ func (f *framer) flush() (fr []int16, padding int, ok bool) {
 	f.wrote(padding)
 	fr, _ = f.next()
 	return fr, padding, true
-}
-
-// pcmRing is the bounded PCM buffer between one call's SIP reader (writer)
-// and its pacer (reader). A per-call mutex guards it: the two goroutines of
-// one call are the only ones that ever take it, each once per packet or
-// frame, for a copy of a few hundred samples.
-type pcmRing struct {
-	name string
-	mu   sync.Mutex
-	buf  []int16
-	r, n int // n samples stored from buf[r], wrapping
-}
-
-// newPCMRing makes a ring of capacity samples, lasting d.
-func newPCMRing(capacity int, d time.Duration) *pcmRing {
-	return &pcmRing{name: fmt.Sprintf("fifo %v", d), buf: make([]int16, capacity)}
-}
-
-func (q *pcmRing) String() string { return q.name }
-
-// push appends pcm, dropping the oldest samples when full; it returns how
-// many samples were dropped.
-func (q *pcmRing) push(pcm []int16) (dropped int) {
-	if len(pcm) > len(q.buf) { // keep only the newest
-		dropped = len(pcm) - len(q.buf)
-		pcm = pcm[dropped:]
-	}
-	q.mu.Lock()
-	if over := q.n + len(pcm) - len(q.buf); over > 0 {
-		q.r = (q.r + over) % len(q.buf)
-		q.n -= over
-		dropped += over
-	}
-	w := (q.r + q.n) % len(q.buf)
-	c := copy(q.buf[w:], pcm)
-	copy(q.buf, pcm[c:])
-	q.n += len(pcm)
-	q.mu.Unlock()
-	return dropped
-}
-
-// pop fills dst if at least len(dst) samples are stored, else leaves them
-// (and dst) alone and returns false.
-func (q *pcmRing) pop(dst []int16) bool {
-	q.mu.Lock()
-	if q.n < len(dst) {
-		q.mu.Unlock()
-		return false
-	}
-	c := copy(dst, q.buf[q.r:min(q.r+len(dst), len(q.buf))])
-	copy(dst[c:], q.buf)
-	q.r = (q.r + len(dst)) % len(q.buf)
-	q.n -= len(dst)
-	q.mu.Unlock()
-	return true
-}
-
-// len is the number of samples stored.
-func (q *pcmRing) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.n
 }

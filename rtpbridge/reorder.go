@@ -1,0 +1,105 @@
+package rtpbridge
+
+import (
+	"fmt"
+	"time"
+)
+
+// WhatsApp → SIP reordering: a packet that arrives ahead of a gap is held
+// for a moment in case the missing one is only late (reordered on the
+// way), instead of concealing the gap at once and then dropping the
+// latecomer. The window is small: it gives up on the missing packet once
+// reorderSlots packets are held or the held audio starts reorderSpan after
+// the expected point, whichever comes first; in-order packets pass through
+// without delay. Held packets are copies in fixed slots (no allocation).
+
+const (
+	reorderSlots = 3
+	reorderSpan  = opusClock * 60 / 1000 // 60 ms on the Opus clock
+)
+
+// heldPacket is one packet waiting in the window.
+type heldPacket struct {
+	h   rtpHeader
+	dur uint32 // Opus clock units of audio (0 for telephone-events)
+	n   int
+	buf [maxPacket]byte
+}
+
+// reorderWindow holds packets that arrived ahead of a gap.
+type reorderWindow struct {
+	slots [reorderSlots]heldPacket
+	used  [reorderSlots]bool
+	n     int
+}
+
+func (w *reorderWindow) String() string {
+	return fmt.Sprintf("reorder %v", time.Duration(reorderSpan)*time.Second/opusClock)
+}
+
+// holds reports whether a packet with sequence number seq is held.
+func (w *reorderWindow) holds(seq uint16) bool {
+	for i := range w.slots {
+		if w.used[i] && w.slots[i].h.seq == seq {
+			return true
+		}
+	}
+	return false
+}
+
+// put copies a packet into a free slot; ok is false if none is free.
+func (w *reorderWindow) put(h rtpHeader, payload []byte, dur uint32) bool {
+	for i := range w.slots {
+		if !w.used[i] {
+			s := &w.slots[i]
+			s.h, s.dur, s.n = h, dur, copy(s.buf[:], payload)
+			w.used[i] = true
+			w.n++
+			return true
+		}
+	}
+	return false
+}
+
+// full reports whether the window must give up on the gap: every slot
+// taken, or held audio starting reorderSpan or more after nextTS.
+func (w *reorderWindow) full(nextTS uint32) bool {
+	if w.n == reorderSlots {
+		return true
+	}
+	for i := range w.slots {
+		if w.used[i] && int32(w.slots[i].h.ts-nextTS) >= reorderSpan {
+			return true
+		}
+	}
+	return false
+}
+
+// take removes and returns the held packet with sequence number seq.
+func (w *reorderWindow) take(seq uint16) (*heldPacket, bool) {
+	for i := range w.slots {
+		if w.used[i] && w.slots[i].h.seq == seq {
+			w.used[i] = false
+			w.n--
+			return &w.slots[i], true
+		}
+	}
+	return nil, false
+}
+
+// takeFirst removes and returns the held packet nearest after next in
+// sequence order.
+func (w *reorderWindow) takeFirst(next uint16) (*heldPacket, bool) {
+	best := -1
+	for i := range w.slots {
+		if w.used[i] && (best < 0 || uint16(w.slots[i].h.seq-next) < uint16(w.slots[best].h.seq-next)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil, false
+	}
+	w.used[best] = false
+	w.n--
+	return &w.slots[best], true
+}
