@@ -26,9 +26,11 @@ import (
 //
 // The timeline is restarted (the next packet played after the target
 // delay, or after what is still held) when the PBX's SSRC changes, when a
-// talkspurt starts (marker bit) while nothing is held, and when a packet
+// talkspurt starts (marker bit) while nothing is held, when a packet
 // lands more than playResyncMs off it (a PBX that restarted its
-// timestamps, or resumed after hold with the old ones). Silence, of any
+// timestamps, or resumed after hold with the old ones), and when
+// playLateRun packets in a row come late (its timestamps slipped behind
+// its clock by more than the delay can grow). Silence, of any
 // length, needs nothing: the pacer plays silence meanwhile, and the next
 // packet's timestamp places it.
 //
@@ -49,6 +51,7 @@ const (
 	playSteadyWins = 4    // windows without a late packet before the target may shrink
 	playCapacityMs = 1000 // most audio held
 	playResyncMs   = 500
+	playLateRun    = 3 // late packets in a row that restart the timeline
 	playQuantumDiv = 400 // validity is kept per 2.5 ms
 	// playQuietLevel is the mean square below which a stretch of audio is
 	// quiet enough to skip (about -50 dBFS).
@@ -99,6 +102,7 @@ type playout struct {
 
 	rd, end int64 // next unit to play; end of the audio held
 	synced  bool
+	lateRun int // late packets in a row
 	ssrc    uint32
 	lastTS  uint32 // newest timestamp seen, and its place on the extended timeline
 	lastExt int64
@@ -207,11 +211,23 @@ func (p *playout) place(h rtpHeader, n int64, now int64) (from int64, late bool)
 	}
 	pp := p.playPoint(now)
 	resync := p.rate * playResyncMs / 1000
-	if from+n < p.rd-resync || from > max(p.end, pp+p.target)+resync || h.marker && p.end <= p.rd {
+	late = from < p.rd
+	if late {
+		p.lateRun++
+	} else {
+		p.lateRun = 0
+	}
+	switch {
+	case from+n < p.rd-resync || from > max(p.end, pp+p.target)+resync || p.lateRun >= playLateRun:
+		// Off the timeline: the PBX's timestamps jumped, or its stream
+		// slipped later than the delay can grow.
+		p.c.resets.Add(1)
+		fallthrough
+	case h.marker && p.end <= p.rd:
 		p.resync(h, now)
 		from = p.off
+		late = false
 	}
-	late = from < p.rd
 	p.measure(from-pp, late)
 	return from, late
 }
@@ -229,7 +245,7 @@ func (p *playout) resync(h rtpHeader, now int64) {
 	} else if !p.packets && base%p.q != 0 {
 		base += p.q - base%p.q
 	}
-	p.synced, p.ssrc = true, h.ssrc
+	p.synced, p.ssrc, p.lateRun = true, h.ssrc, 0
 	p.lastTS, p.lastExt, p.off = h.ts, 0, base
 }
 

@@ -198,7 +198,11 @@ func (d *sipToWhatsApp) handle(pkt []byte) {
 
 // consume moves the sequence on over a packet that holds no audio.
 func (d *sipToWhatsApp) consume(h rtpHeader) {
-	if v, _ := d.track.check(h.seq, h.ssrc); v == seqNext || v == seqGap {
+	switch v, missing := d.track.check(h.seq, h.ssrc); v {
+	case seqGap:
+		d.c.lost.Add(uint64(missing))
+		d.track.skip(h.seq)
+	case seqNext:
 		d.track.skip(h.seq)
 	}
 }
