@@ -74,7 +74,16 @@ type CallOptions struct {
 	SendTerminateFirst bool
 	// WebhookSecret overrides the signing secret (to test bad signatures).
 	WebhookSecret string
+
+	// ExternalOffer is an offer made by another WebRTC stack (a browser,
+	// say): the simulator posts it as Meta would and enforces the Graph
+	// rules, hands the business's answer to OnAnswer, and neither sends nor
+	// analyses media (the external peer does; no media timeout applies).
+	ExternalOffer string
+	OnAnswer      func(sdp string)
 }
+
+func (c *Call) external() bool { return c.opts.ExternalOffer != "" }
 
 // Call is one simulated user-initiated call.
 type Call struct {
@@ -138,9 +147,12 @@ func (s *Sim) PlaceCall(ctx context.Context, opts CallOptions) (*Call, error) {
 	if !ok {
 		return nil, errors.New("wasim: simulator not started or closed")
 	}
-	loop, err := s.loopFor(loopKey{tone: opts.ToneHz, wav: opts.WAVFile, frameMs: opts.FrameMs})
-	if err != nil {
-		return nil, err
+	var loop *audioLoop
+	if opts.ExternalOffer == "" {
+		var err error
+		if loop, err = s.loopFor(loopKey{tone: opts.ToneHz, wav: opts.WAVFile, frameMs: opts.FrameMs}); err != nil {
+			return nil, err
+		}
 	}
 	id := "wacid." + randomID(27)
 	c := &Call{
@@ -158,12 +170,16 @@ func (s *Sim) PlaceCall(ctx context.Context, opts CallOptions) (*Call, error) {
 	}
 	c.rep.CallID = id
 	c.rep.PlacedAt = c.placedAt
-	offer, err := c.setupMedia(ctx)
-	if err != nil {
-		c.closeMedia()
-		return nil, err
+	if c.external() {
+		c.offerSDP = normalizeSDP(opts.ExternalOffer)
+	} else {
+		offer, err := c.setupMedia(ctx)
+		if err != nil {
+			c.closeMedia()
+			return nil, err
+		}
+		c.offerSDP = offer
 	}
-	c.offerSDP = offer
 
 	s.mu.Lock()
 	if s.closing {
@@ -360,7 +376,7 @@ loop:
 				last = c.lastRecv
 			}
 			c.mu.Unlock()
-			if accepted && now.Sub(last) >= s.cfg.NoMediaTimeout {
+			if accepted && !c.external() && now.Sub(last) >= s.cfg.NoMediaTimeout {
 				c.finish(endSpec{outcome: OutcomeMediaTimeout, status: statusFailed, webhook: true,
 					code: ErrMediaReceiveTimeout, message: "Media receive timeout",
 					details: fmt.Sprintf("no media from the business for %s", s.cfg.NoMediaTimeout)})

@@ -224,7 +224,7 @@ func (c *Call) handleAction(req *actionRequest) *graphError {
 		c.bizOpaque = req.BizOpaqueCallbackData
 		c.rep.AcceptAt = time.Now()
 		c.mu.Unlock()
-		if c.mediaGo() {
+		if !c.external() && c.mediaGo() {
 			go c.send()
 		}
 		return nil
@@ -267,6 +267,15 @@ func (c *Call) sessionSDP(req *actionRequest) (string, *graphError) {
 func (c *Call) applyAnswer(sdp string) *graphError {
 	for _, v := range checkAnswer(sdp) {
 		c.violation(v)
+	}
+	if c.external() {
+		if c.opts.OnAnswer != nil {
+			c.opts.OnAnswer(sdp)
+		}
+		c.mu.Lock()
+		c.remoteSet = true
+		c.mu.Unlock()
+		return nil
 	}
 	err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
 	if err != nil {
