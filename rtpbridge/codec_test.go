@@ -23,7 +23,9 @@ func decodeG722(pkts []rtp.Packet) []int16 {
 	return pcm
 }
 
-func sinAt(freq float64, i, rate int) float64 { return math.Sin(2 * math.Pi * freq * float64(i) / float64(rate)) }
+func sinAt(freq float64, i, rate int) float64 {
+	return math.Sin(2 * math.Pi * freq * float64(i) / float64(rate))
+}
 
 var g722Codec = Codec{"G722", 9, 8000}
 

@@ -51,7 +51,7 @@ const (
 	playSteadyWins = 4    // windows without a late packet before the target may shrink
 	playCapacityMs = 1000 // most audio held
 	playResyncMs   = 500
-	playLateRun    = 3 // late packets in a row that restart the timeline
+	playLateRun    = 3   // late packets in a row that restart the timeline
 	playQuantumDiv = 400 // validity is kept per 2.5 ms
 	// playQuietLevel is the mean square below which a stretch of audio is
 	// quiet enough to skip (about -50 dBFS).
