@@ -33,7 +33,7 @@ type DirectionStats struct {
 
 	Digits     uint64 `json:"digits"`      // DTMF digits found in the input (telephone-events, or tones in the PBX's audio)
 	DigitsSent uint64 `json:"digits_sent"` // digits sent on (as events or tones), SendDigitTo… ones included
-	Reordered  uint64 `json:"reordered"`   // packets that came out of order and were put back in place (SIP side)
+	Reordered  uint64 `json:"reordered"`   // packets that came out of order and were put back in place
 
 	// The playout buffer toward WhatsApp.
 	Underruns      uint64 `json:"underruns"`        // packets that came after their time had begun to play (the delay then grows)

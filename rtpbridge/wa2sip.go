@@ -164,6 +164,9 @@ func (d *waToSIP) handle(pkt []byte) {
 func (d *waToSIP) arrive(h rtpHeader, payload []byte, dur uint32) {
 	switch v, _ := d.track.check(h.seq, h.ssrc); v {
 	case seqNext:
+		if d.reorder.n > 0 {
+			d.c.reordered.Add(1) // later packets came before it
+		}
 		d.process(h, payload, dur)
 		d.releaseReady()
 	case seqLate:
