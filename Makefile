@@ -6,7 +6,7 @@
 GO        ?= go
 # System packages: libopus for the codec (cgo), sipp and baresip as real SIP peers in tests.
 BUILD_PKGS = libopus-dev pkg-config gcc
-TEST_PKGS  = $(BUILD_PKGS) sip-tester baresip-core
+TEST_PKGS  = $(BUILD_PKGS) sip-tester baresip-core chromium
 
 .PHONY: demo test bench build deps-build deps-test
 

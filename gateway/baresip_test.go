@@ -46,6 +46,9 @@ func startBaresip(t *testing.T, toneHz float64) *baresip {
 		}
 	}
 	write("tone.wav", wav.String())
+	// baresip puts this host's first non-loopback address in its SDP (libre
+	// will not use lo); the gateway's loopback-bound RTP sends to 127.0.0.1
+	// instead (sip.RTPConn.SetRemote), so the test stays on loopback.
 	write("config", fmt.Sprintf(`sip_listen %s
 audio_player aubridge,nil
 audio_source aufile,%s

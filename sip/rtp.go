@@ -100,6 +100,17 @@ func (r *RTPConn) SetRemote(a *net.UDPAddr) {
 	}
 	ap := a.AddrPort()
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	// A socket bound to a loopback address reaches only this host: a peer
+	// that advertises another of this host's addresses (a PBX or phone
+	// beside the gateway) is sent to over loopback instead, until its own
+	// packets latch the real source.
+	if r.local != nil && r.local.IP.IsLoopback() && !ap.Addr().IsLoopback() {
+		lo := netip.IPv6Loopback()
+		if r.local.IP.To4() != nil {
+			lo = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		}
+		ap = netip.AddrPortFrom(lo, ap.Port())
+	}
 	r.dst.Store(&ap)
 	r.latched.Store(false)
 }

@@ -154,3 +154,21 @@ func BenchmarkRTPWriteRead(b *testing.B) {
 		}
 	}
 }
+
+// A loopback-bound socket never sends off loopback: a peer advertising
+// another of this host's addresses is reached over 127.0.0.1.
+func TestLoopbackSocketKeepsToLoopback(t *testing.T) {
+	c, err := ListenRTP(net.ParseIP("127.0.0.1"), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetRemote(&net.UDPAddr{IP: net.ParseIP("192.0.2.2"), Port: 4000})
+	if got := c.Remote().String(); got != "127.0.0.1:4000" {
+		t.Fatalf("remote %s, want 127.0.0.1:4000", got)
+	}
+	c.SetRemote(&net.UDPAddr{IP: net.ParseIP("127.0.0.5"), Port: 4002})
+	if got := c.Remote().String(); got != "127.0.0.5:4002" {
+		t.Fatalf("remote %s, want the loopback address as given", got)
+	}
+}
