@@ -12,6 +12,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/whatsapp/rtptrack"
 )
 
 // ErrLegClosed is returned by reads and writes on a closed Leg.
@@ -21,7 +23,7 @@ var ErrLegClosed = errors.New("whatsapp leg closed")
 // offer, the remote Opus stream in, and one SSRC out.
 type Leg struct {
 	pc        *webrtc.PeerConnection
-	track     *audioTrack
+	track     *rtptrack.Track
 	ssrc      uint32
 	answer    string
 	log       *zap.Logger
@@ -58,7 +60,7 @@ func (m *Media) Answer(ctx context.Context, offerSDP string, log *zap.Logger) (*
 	}
 	l := &Leg{
 		pc:        pc,
-		track:     newAudioTrack("audio", "wagateway"),
+		track:     rtptrack.New("audio", "wagateway"),
 		log:       log,
 		remote:    make(chan *webrtc.TrackRemote, 1),
 		connected: make(chan struct{}),
@@ -175,7 +177,7 @@ func (l *Leg) WritePacket(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("whatsapp leg: bad rtp packet: %w", err)
 	}
-	ok, err := l.track.write(&l.hdr, b[hl:])
+	ok, err := l.track.WriteRTP(&l.hdr, b[hl:])
 	if ok {
 		l.sent.Add(1)
 	} else {

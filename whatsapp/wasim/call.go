@@ -12,6 +12,8 @@ import (
 
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/whatsapp/rtptrack"
 )
 
 // Call states.
@@ -96,7 +98,7 @@ type Call struct {
 	placedAt time.Time
 
 	pc    *webrtc.PeerConnection
-	track *webrtc.TrackLocalStaticRTP
+	track *rtptrack.Track
 
 	sigMu sync.Mutex // serialises Graph actions on this call
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wagateway/wagateway/rtpbridge/audio"
 	"github.com/wagateway/wagateway/rtpbridge/opus"
+	"github.com/wagateway/wagateway/whatsapp/rtptrack"
 )
 
 // What Meta offers (whatsapp-calling.md, media rules).
@@ -109,12 +110,7 @@ func (c *Call) setupMedia(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("wasim: peer connection: %w", err)
 	}
 	c.pc = pc
-	track, err := webrtc.NewTrackLocalStaticRTP(
-		webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: rtpClock, Channels: 2, SDPFmtpLine: opusFmtp},
-		"WhatsAppTrack1", "WhatsAppMedia")
-	if err != nil {
-		return "", err
-	}
+	track := rtptrack.New("WhatsAppTrack1", "WhatsAppMedia")
 	c.track = track
 	tr, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
 	if err != nil {
@@ -308,7 +304,8 @@ func (c *Call) send() {
 			c.rep.PacketsDropped++
 			c.mu.Unlock()
 		} else {
-			if err := c.track.WriteRTP(pkt); err != nil {
+			pkt.SSRC = c.track.SSRC()
+			if _, err := c.track.WriteRTP(&pkt.Header, pkt.Payload); err != nil {
 				return
 			}
 			c.mu.Lock()
