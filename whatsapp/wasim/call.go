@@ -83,6 +83,11 @@ type CallOptions struct {
 	// analyses media (the external peer does; no media timeout applies).
 	ExternalOffer string
 	OnAnswer      func(sdp string)
+
+	// Digits are pressed (RFC 4733 on PT 126, in place of audio) DigitsAfter
+	// (default 1 s) after the caller starts talking, 100 ms each.
+	Digits      string
+	DigitsAfter time.Duration
 }
 
 func (c *Call) external() bool { return c.opts.ExternalOffer != "" }
@@ -114,6 +119,7 @@ type Call struct {
 	pcm               []int16
 	flaggedEarlyMedia bool
 	flaggedPT         bool
+	dtmfIn            dtmfReceiver
 	pairChanges       int
 
 	endCh         chan struct{} // closed when the call ends
@@ -213,7 +219,13 @@ func normalizeOptions(o *CallOptions) error {
 	if o.FromUserID == "" {
 		o.FromUserID = "US." + strconv.FormatUint(rand.Uint64N(9e18)+1e18, 10)
 	}
+	if o.DigitsAfter == 0 {
+		o.DigitsAfter = time.Second
+	}
 	var errs []error
+	if err := validateDigits(o.Digits); err != nil {
+		errs = append(errs, err)
+	}
 	switch o.FrameMs {
 	case 10, 20, 40, 60:
 	default:

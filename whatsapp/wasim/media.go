@@ -296,9 +296,19 @@ func (c *Call) send() {
 		hangupAt = next.Add(c.opts.Duration)
 	}
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: opusPT, Marker: true}}
+	digits := newDTMFPlan(c.opts.Digits, c.opts.DigitsAfter, frame)
+	dtmfPayload := make([]byte, 4)
+	var eventTS uint32
 	for n := 1; ; n++ {
 		pkt.SequenceNumber, pkt.Timestamp = seq, ts
+		pkt.PayloadType = opusPT
 		pkt.Payload = loop.frames[(n-1)%len(loop.frames)]
+		if k, ok := digits.packet(n, dtmfPayload); ok {
+			if k == 0 {
+				eventTS = ts
+			}
+			pkt.PayloadType, pkt.Payload, pkt.Marker, pkt.Timestamp = dtmfPT, dtmfPayload, k == 0, eventTS
+		}
 		if c.dropPacket(n) {
 			c.mu.Lock()
 			c.rep.PacketsDropped++
@@ -407,6 +417,8 @@ func (c *Call) countReceived(p *rtp.Packet, now time.Time) {
 	case opusPT:
 	case dtmfPT:
 		r.DTMFPacketsReceived++
+		c.dtmfIn.add(p.Timestamp, p.Payload)
+		r.DigitsReceived = string(c.dtmfIn.digits)
 	default:
 		if !c.flaggedPT {
 			c.flaggedPT = true

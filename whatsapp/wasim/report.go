@@ -33,7 +33,8 @@ type Report struct {
 	SSRCsReceived               int
 	// SeqGaps counts the packets missing from the business's sequence numbers.
 	SeqGaps             int
-	DTMFPacketsReceived int // payload type 126
+	DTMFPacketsReceived int    // payload type 126
+	DigitsReceived      string // DTMF digits heard, in order (one per event)
 	DecodeErrors        int
 
 	// Analysis of the decoded received audio after its first 200 ms.
@@ -88,6 +89,9 @@ func (r *Report) String() string {
 	fmt.Fprintf(&b, "  sent:           %d packets (%d dropped on purpose)\n", r.PacketsSent, r.PacketsDropped)
 	fmt.Fprintf(&b, "  received:       %d packets, %d SSRC(s), %d missing by sequence, %d DTMF packets, %d decode errors, longest silence %s\n",
 		r.PacketsReceived, r.SSRCsReceived, r.SeqGaps, r.DTMFPacketsReceived, r.DecodeErrors, r.LongestSilenceGap.Round(time.Millisecond))
+	if r.DigitsReceived != "" {
+		fmt.Fprintf(&b, "  digits heard:   %s\n", r.DigitsReceived)
+	}
 	if r.ReceivedSeconds > 0 {
 		fmt.Fprintf(&b, "  received audio: %.1f s, dominant %.0f Hz (purity %.2f), level %.1f dBFS\n",
 			r.ReceivedSeconds, r.ReceivedFreqHz, r.ReceivedPurity, r.ReceivedLevelDBFS)
