@@ -7,10 +7,15 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
 )
+
+// ErrCallEnded is returned by requests on a dialog that has ended.
+var ErrCallEnded = errors.New("sip: call ended")
 
 // Call is an established outgoing call: its dialog and its RTP socket.
 type Call struct {
@@ -20,16 +25,36 @@ type Call struct {
 	key      string
 	log      *zap.Logger
 	rtp      *RTPConn
-	codec    Codec
-	dtmfPT   uint8
+	offered  []Codec // the trunk's codecs: what a new offer from the PBX may switch to
 	inviteTx sip.ClientTransaction
 	sdpID    uint64
 
+	// sendOK is false while the PBX's SDP says it does not receive
+	// (sendonly, inactive, c=0.0.0.0): WritePacket then drops packets.
+	sendOK atomic.Bool
+	// mediaMu serialises offer/answer exchanges with their notification,
+	// so that OnMediaChange sees changes in the order they were answered.
+	mediaMu sync.Mutex
+	// digitMu serialises digit delivery (OnInfoDigit sees digits in order).
+	digitMu sync.Mutex
+	// infoSem lets one INFO of ours be in flight at a time, so the PBX
+	// gets digits in order.
+	infoSem chan struct{}
+
 	mu        sync.Mutex
+	codec     Codec
+	dtmfPT    uint8
+	remoteDir string       // the PBX's direction (its view), hold by c=0.0.0.0 folded in
+	remoteSDP *net.UDPAddr // the RTP address of the PBX's latest SDP
 	sdpVer    uint64
+	onDigit   func(digit rune, d time.Duration)
+	digits    []infoDigit // received while no OnInfoDigit was set
+	onMedia   func(MediaChange)
+	media     *MediaChange  // latest change made while no OnMediaChange was set
 	ack       *sip.Request  // our ACK to the 2xx, resent on 2xx retransmissions
 	reAck     chan struct{} // closed by the ACK of a re-INVITE we answered
 	reAckSeq  uint32
+	reOffer   []Codec // codecs of the offer we put in a 2xx to an offerless re-INVITE
 	endReason string
 	done      chan struct{}
 	ended     bool
@@ -39,12 +64,23 @@ type Call struct {
 // CallID is the dialog's Call-ID.
 func (c *Call) CallID() string { return c.d.callID }
 
-// Codec is the codec the PBX answered: the first of its answer we offered,
-// with the PBX's payload type.
-func (c *Call) Codec() Codec { return c.codec }
+// Codec is the codec the PBX chose: the first of its answer we offered, with
+// the PBX's payload type (the one to send with). A later offer from the PBX
+// (re-INVITE, UPDATE) may change it; OnMediaChange tells when.
+func (c *Call) Codec() Codec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.codec
+}
 
-// DTMFPayloadType is the telephone-event payload type of the answer, 0 if none.
-func (c *Call) DTMFPayloadType() uint8 { return c.dtmfPT }
+// DTMFPayloadType is the PBX's telephone-event payload type (clock 8000
+// preferred), 0 if its SDP has none. It is read from the PBX's SDP and may
+// differ from the one we offered (DefaultDTMFPayloadType).
+func (c *Call) DTMFPayloadType() uint8 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dtmfPT
+}
 
 // RemoteRTPAddr is where RTP goes now: the answer's address until the first
 // packet from the PBX, then that packet's source (symmetric RTP).
@@ -57,8 +93,16 @@ func (c *Call) LocalRTPAddr() *net.UDPAddr { return c.rtp.LocalAddr() }
 // It returns an error once the call is closed.
 func (c *Call) ReadPacket(b []byte) (int, error) { return c.rtp.ReadPacket(b) }
 
-// WritePacket sends one RTP packet to the PBX.
-func (c *Call) WritePacket(b []byte) error { return c.rtp.WritePacket(b) }
+// WritePacket sends one RTP packet to the PBX. While the PBX holds the call
+// (its SDP is sendonly or inactive, or has c=0.0.0.0) packets are dropped
+// without error: we answered recvonly or inactive and must not send
+// (RFC 3264 §6.1). The socket stays open and ReadPacket keeps working.
+func (c *Call) WritePacket(b []byte) error {
+	if !c.sendOK.Load() {
+		return nil
+	}
+	return c.rtp.WritePacket(b)
+}
 
 // Done is closed when the dialog ends: BYE from the PBX, Hangup or Close.
 func (c *Call) Done() <-chan struct{} { return c.done }
@@ -168,14 +212,23 @@ func (c *Call) sendAck() {
 	})
 }
 
-// onAck takes the ACK of a 2xx we sent to a re-INVITE.
+// onAck takes the ACK of a 2xx we sent to a re-INVITE. If that re-INVITE
+// had no SDP, our 2xx carried the offer and the ACK carries the answer
+// (RFC 3261 §14.2).
 func (c *Call) onAck(req *sip.Request) {
 	cs := req.CSeq()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.reAck != nil && cs != nil && cs.SeqNo == c.reAckSeq {
-		close(c.reAck)
-		c.reAck = nil
+	if c.reAck == nil || cs == nil || cs.SeqNo != c.reAckSeq {
+		c.mu.Unlock()
+		return
+	}
+	close(c.reAck)
+	c.reAck = nil
+	offer := c.reOffer
+	c.reOffer = nil
+	c.mu.Unlock()
+	if offer != nil {
+		c.applyAckAnswer(req.Body(), offer)
 	}
 }
 
@@ -197,73 +250,16 @@ func (c *Call) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		c.onReinvite(req, tx)
 	case sip.UPDATE:
 		c.onUpdate(req, tx)
-	case sip.INFO, sip.NOTIFY:
-		// SIP INFO DTMF and refer/dialog NOTIFYs are acknowledged and ignored.
+	case sip.INFO:
+		c.onInfo(req, tx)
+	case sip.NOTIFY:
+		// Refer/dialog NOTIFYs are acknowledged and ignored.
 		respond(tx, sip.NewResponseFromRequest(req, 200, "OK", nil), c.log)
 	default:
 		res := sip.NewResponseFromRequest(req, 501, "Not Implemented", nil)
 		res.AppendHeader(sip.NewHeader("Allow", allowHeader))
 		respond(tx, res, c.log)
 	}
-}
-
-// answerSDP applies a new offer from the PBX (if any) and returns our SDP for
-// the response: the negotiated codec and DTMF, version bumped (RFC 3264 §8).
-// ok is false if the offer no longer holds our codec.
-func (c *Call) answerSDP(body []byte) (sdp []byte, ok bool) {
-	dir := "sendrecv"
-	if len(body) > 0 && isSDP(body) {
-		info, err := ParseSDP(body)
-		if err != nil {
-			return nil, false
-		}
-		if _, found := NegotiateCodec([]Codec{c.codec}, info.Codecs); !found {
-			return nil, false
-		}
-		dir = AnswerDirection(info.Direction)
-		if !info.Addr.IP.IsUnspecified() && !sameUDPAddr(info.Addr, c.rtp.Remote()) {
-			c.rtp.SetRemote(info.Addr)
-		}
-	}
-	c.mu.Lock()
-	c.sdpVer++
-	ver := c.sdpVer
-	c.mu.Unlock()
-	return BuildSDP(SDPParams{
-		SessionID: c.sdpID, Version: ver, Host: c.st.host, Port: c.rtp.Port(),
-		Codecs: []Codec{c.codec}, DTMFPayloadType: c.dtmfPT, Direction: dir,
-	}), true
-}
-
-// onReinvite answers a re-INVITE with our SDP (hold handling is a later
-// step), then waits for its ACK, retransmitting the 2xx over UDP.
-func (c *Call) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
-	body, ok := c.answerSDP(req.Body())
-	if !ok {
-		respond(tx, sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil), c.log)
-		return
-	}
-	res := c.sdpResponse(req, body)
-	acked := make(chan struct{})
-	c.mu.Lock()
-	c.reAck, c.reAckSeq = acked, req.CSeq().SeqNo
-	c.mu.Unlock()
-	if err := respond2xxUntilAck(tx, res, c.st.transport != "udp", acked, c.done); err != nil {
-		c.log.Debug("sip re-INVITE", zap.Error(err))
-	}
-}
-
-func (c *Call) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
-	if len(req.Body()) == 0 {
-		respond(tx, sip.NewResponseFromRequest(req, 200, "OK", nil), c.log)
-		return
-	}
-	body, ok := c.answerSDP(req.Body())
-	if !ok {
-		respond(tx, sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil), c.log)
-		return
-	}
-	respond(tx, c.sdpResponse(req, body), c.log)
 }
 
 func (c *Call) sdpResponse(req *sip.Request, body []byte) *sip.Response {

@@ -190,9 +190,13 @@ func requestKey(req *sip.Request) string {
 // respond2xxUntilAck sends a 2xx to an INVITE and, on unreliable transports,
 // retransmits it from T1 doubling to T2 until acked is closed or 64*T1 pass
 // (RFC 3261 §13.3.1.4; the TU's job per RFC 6026). stop aborts the wait.
-func respond2xxUntilAck(tx sip.ServerTransaction, res *sip.Response, reliable bool, acked, stop <-chan struct{}) error {
+// sent (if not nil) runs once the first copy is sent, before the wait.
+func respond2xxUntilAck(tx sip.ServerTransaction, res *sip.Response, reliable bool, acked, stop <-chan struct{}, sent func()) error {
 	if err := tx.Respond(res); err != nil {
 		return fmt.Errorf("sip: send %d: %w", res.StatusCode, err)
+	}
+	if sent != nil {
+		sent()
 	}
 	giveUp := time.NewTimer(64 * sip.T1)
 	defer giveUp.Stop()

@@ -34,6 +34,11 @@ type InviteRequest struct {
 	Headers     []Header                      // extra headers, e.g. x-wa-meta-wacid
 	LogRef      string                        // call id for logs
 	OnProgress  func(code int, reason string) // 1xx responses; may be nil
+	// OnInfoDigit and OnMediaChange, if set, are the call's from the moment
+	// it is established (see Call.SetOnInfoDigit, Call.SetOnMediaChange), so
+	// that nothing the PBX sends right after its 2xx is missed.
+	OnInfoDigit   func(digit rune, d time.Duration)
+	OnMediaChange func(MediaChange)
 }
 
 // FinalError is a non-2xx final response to the INVITE.
@@ -212,7 +217,8 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 	}
 	c := &Call{
 		ua: u, st: st, d: d, key: dialogKey(d.callID, d.localTag()), log: log,
-		rtp: rtp, inviteTx: tx, sdpID: sdpID, sdpVer: 1, done: make(chan struct{}),
+		rtp: rtp, offered: offered, inviteTx: tx, sdpID: sdpID, sdpVer: 1, done: make(chan struct{}),
+		infoSem: make(chan struct{}, 1), onDigit: r.OnInfoDigit, onMedia: r.OnMediaChange,
 	}
 	info, perr := ParseSDP(res.Body())
 	var codec Codec
@@ -225,6 +231,9 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 	if perr == nil {
 		c.codec = codec
 		c.dtmfPT = info.DTMFPayloadType
+		c.remoteDir = remoteDirection(info)
+		c.remoteSDP = info.Addr
+		c.sendOK.Store(peerReceives(c.remoteDir))
 		rtp.SetRemote(info.Addr)
 	}
 	if !u.addCall(c) {
@@ -239,7 +248,8 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 		cancel()
 		return nil, fmt.Errorf("sip: invite: unusable answer from PBX: %w", perr)
 	}
-	log.Info("sip call established", zap.String("codec", codec.Name), zap.Stringer("rtp_remote", rtp.Remote()))
+	log.Info("sip call established", zap.String("codec", codec.Name), zap.Uint8("pt", codec.PayloadType),
+		zap.Uint8("dtmf_pt", info.DTMFPayloadType), zap.String("pbx_direction", c.remoteDir), zap.Stringer("rtp_remote", rtp.Remote()))
 	return c, nil
 }
 
