@@ -14,15 +14,19 @@ import (
 // into place, jitter is absorbed, and a packet that comes after its time
 // has been played is dropped (counted late).
 //
-// Delay. A packet's delay is how long after its arrival its first sample is
-// played (the pacer's frame counts: a packet that arrives just before a
-// tick that plays it at once waits 0). The buffer starts with a target of
-// 20 ms, grows it by 10 ms whenever a packet comes late, up to 40 ms, and
-// shrinks it back when two seconds of packets all came with 10 ms to spare;
-// it steers the packets' mean delay to the target by inserting 10 ms of
-// silence or skipping 10 ms of audio (a quiet stretch when it can find one)
-// at the read point. In passthrough (whole Opus packets) the unit is a 20 ms
-// frame instead of 10 ms.
+// Delay. A packet's delay is the time from its arrival until its first
+// sample is heard at WhatsApp's end (the frame that carries it is sent at a
+// tick, and the sample lies some way into that frame). Packets are laid on
+// the timeline so that they start on frame boundaries (for the usual 20 ms
+// packets): then a packet is late only if it comes after the tick that
+// plays it, so all of its delay protects it against jitter. The delay
+// starts at up to 20 ms (the first tick a frame's length after a packet
+// comes), grows by a frame when a packet comes late, as long as it stays
+// within 40 ms, and shrinks by a frame when three seconds of packets all
+// came with a frame to spare (or at once, down to what they need, when
+// they all came with two or more: a backlog). It grows by playing a frame
+// of silence without moving on, and shrinks by skipping a frame, a quiet
+// one when it can find one.
 //
 // The timeline is restarted (the next packet played after the target
 // delay, or after what is still held) when the PBX's SSRC changes, when a
@@ -38,21 +42,21 @@ import (
 // kept from the first one on, up to playCapacityMs (the oldest audio goes
 // if more comes): a PBX greeting that starts while the WhatsApp leg is being
 // accepted is played from its start once Start runs, and the delay comes
-// back down to the target by skipping quiet stretches.
+// back down by skipping quiet frames.
 //
 // One mutex, taken once per packet by the SIP reader and once per frame by
 // the pacer, guards it: no other goroutine ever takes it.
 
 const (
-	playMinMs      = 20
-	playMaxMs      = 40
-	playStepMs     = 10
-	playWindow     = 25   // packets per measuring window (half a second at 20 ms)
-	playSteadyWins = 4    // windows without a late packet before the target may shrink
+	playMinMs      = 20 // the delay aimed at first
+	playMaxMs      = 40 // the most it grows to
+	playWindow     = 50 // packets per measuring window (a second at 20 ms)
+	playSteadyWins = 3  // windows without a late packet before the delay shrinks
 	playCapacityMs = 1000 // most audio held
 	playResyncMs   = 500
-	playLateRun    = 3   // late packets in a row that restart the timeline
+	playLateRun    = 5   // late packets in a row that restart the timeline
 	playQuantumDiv = 400 // validity is kept per 2.5 ms
+	playEstN       = 256 // packets the delay's moving average spans (about 5 s)
 	// playQuietLevel is the mean square below which a stretch of audio is
 	// quiet enough to skip (about -50 dBFS).
 	playQuietLevel = 100 * 100
@@ -91,7 +95,6 @@ type playout struct {
 	packets  bool      // passthrough: whole Opus packets, one per frame slot
 	rate     int64     // timeline units per second
 	frame    int64     // units per frame
-	step     int64     // units per adjustment
 	mul      int64     // timeline units per RTP timestamp unit (2 for G.722)
 	capacity int64     // most units held
 	q        int64     // units per validity bit (PCM)
@@ -100,7 +103,7 @@ type playout struct {
 	valid []uint64   // a bit per quantum of pcm
 	slots []playSlot // passthrough ring, one slot per frame
 
-	rd, end int64 // next unit to play; end of the audio held
+	rd, end int64 // next unit to play (always on a frame boundary); end of the audio held
 	synced  bool
 	lateRun int // late packets in a row
 	ssrc    uint32
@@ -112,12 +115,15 @@ type playout struct {
 	tickAt  int64 // when the last frame was played (ns, the bridge's clock)
 	tickPos int64 // where on the timeline that frame started
 
-	target     int64 // delay aimed at, units
-	adjust     int64 // pending: > 0 insert that much silence, < 0 skip that much audio
+	delay      int64   // the packets' mean delay (units): as laid out, then as measured
+	est        float64 // its running measure: the mean of the first packets, then a moving average
+	estN       int64
+	adjust     int64 // pending, in frames: > 0 play silence without moving on, < 0 skip audio
 	shrinkWait int
 	win        struct {
 		n, lates int
-		sum, min int64
+		sum      int64 // of the delays
+		minSlack int64 // least time to spare before a packet's frame was played
 	}
 	steady int
 }
@@ -140,7 +146,6 @@ func (p *playout) configureLocked(s *sipSetup) {
 	if p.packets {
 		p.rate, p.mul = opusClock, 1
 		p.frame = int64(s.frame.opusTS)
-		p.step = p.frame
 		p.capacity = p.frame * (playCapacityMs / int64(s.frame.d/time.Millisecond))
 		if n := int(p.capacity/p.frame) + 2; len(p.slots) != n {
 			p.slots = make([]playSlot, n)
@@ -152,7 +157,6 @@ func (p *playout) configureLocked(s *sipSetup) {
 		p.rate = int64(s.codec.pcmRate)
 		p.mul = p.rate / int64(s.codec.clock)
 		p.frame = int64(s.frame.samples)
-		p.step = p.rate * playStepMs / 1000
 		p.q = p.rate / playQuantumDiv
 		p.capacity = p.rate * playCapacityMs / 1000
 		n := p.capacity + 2*p.frame
@@ -168,11 +172,12 @@ func (p *playout) configureLocked(s *sipSetup) {
 	}
 	p.rd, p.end, p.synced = 0, 0, false
 	p.tickPos = 0
-	p.target = p.rate * playMinMs / 1000
 	p.adjust, p.shrinkWait, p.steady = 0, 0, 0
-	p.win.n, p.win.lates, p.win.sum, p.win.min = 0, 0, 0, 0
-	p.c.playoutDelayMs.Store(uint64(playMinMs))
+	p.setDelay(p.ms(playMinMs))
+	p.restartWindow()
 }
+
+func (p *playout) ms(n int64) int64 { return p.rate * n / 1000 }
 
 // playPoint is where on the timeline the audio being heard now is: the
 // last frame's start plus the time since (at most a frame).
@@ -196,9 +201,10 @@ const (
 // place maps a packet of n units stamped h onto the timeline, restarting
 // the timeline if needed, and measures its delay. It returns where its
 // audio goes; from may be before rd (the caller keeps only what is not).
-func (p *playout) place(h rtpHeader, n int64, now int64) (from int64, late bool) {
+func (p *playout) place(h rtpHeader, n int64, now int64) (from int64) {
 	if !p.synced || h.ssrc != p.ssrc {
-		p.resync(h, now)
+		p.resync(now)
+		p.ssrc, p.lastTS = h.ssrc, h.ts
 	}
 	d := int64(int32(h.ts - p.lastTS))
 	ext := p.lastExt + d
@@ -207,107 +213,134 @@ func (p *playout) place(h rtpHeader, n int64, now int64) (from int64, late bool)
 	}
 	from = ext*p.mul + p.off
 	if !p.running {
-		return from, false
+		return from
 	}
 	pp := p.playPoint(now)
-	resync := p.rate * playResyncMs / 1000
-	late = from < p.rd
+	resync := p.ms(playResyncMs)
+	late := from < p.rd
 	if late {
 		p.lateRun++
 	} else {
 		p.lateRun = 0
 	}
 	switch {
-	case from+n < p.rd-resync || from > max(p.end, pp+p.target)+resync || p.lateRun >= playLateRun:
+	case from+n < p.rd-resync || from > max(p.end, pp+p.delay)+resync || p.lateRun >= playLateRun:
 		// Off the timeline: the PBX's timestamps jumped, or its stream
 		// slipped later than the delay can grow.
 		p.c.resets.Add(1)
 		fallthrough
 	case h.marker && p.end <= p.rd:
-		p.resync(h, now)
+		p.resync(now)
+		p.lastTS, p.lastExt = h.ts, 0
 		from = p.off
 		late = false
 	}
-	p.measure(from-pp, late)
-	return from, late
+	p.measure(from-pp, from-p.rd, late)
+	return from
 }
 
-// resync starts the timeline afresh with the packet h: it is played after
-// the target delay, and after whatever is still held.
-func (p *playout) resync(h rtpHeader, now int64) {
+// resync starts the timeline afresh with the next packet: it is placed on
+// the frame boundary nearest before the delay aimed at (playMinMs, or
+// what the delay has grown to) from now, and after whatever is still
+// held.
+func (p *playout) resync(now int64) {
 	base := p.rd
+	pp := p.playPoint(now)
 	if p.running {
-		base = p.playPoint(now) + p.target
+		base = pp + max(p.delay, p.ms(playMinMs))
+		base -= base % p.frame
 	}
-	base = max(base, p.end, p.rd)
-	if u := p.frame; p.packets && base%u != 0 {
-		base += u - base%u
-	} else if !p.packets && base%p.q != 0 {
-		base += p.q - base%p.q
+	if end := p.end + (p.frame-p.end%p.frame)%p.frame; base < end {
+		base = end
 	}
-	p.synced, p.ssrc, p.lateRun = true, h.ssrc, 0
-	p.lastTS, p.lastExt, p.off = h.ts, 0, base
+	p.synced, p.lateRun = true, 0
+	p.lastExt, p.off = 0, max(base, p.rd)
+	if p.running {
+		p.setDelay(p.off - pp)
+	}
+	p.est, p.estN = float64(p.delay), 0
+	p.restartWindow()
 }
 
-// measure keeps the delay statistics and adapts the target to them.
-func (p *playout) measure(delay int64, late bool) {
+// measure keeps the statistics of the packets' delay and of their time to
+// spare (slack: how long before the tick that plays it a packet came), and
+// adapts the delay to them.
+func (p *playout) measure(delay, slack int64, late bool) {
 	w := &p.win
-	if w.n == 0 || delay < w.min {
-		w.min = delay
+	if w.n == 0 || slack < w.minSlack {
+		w.minSlack = slack
 	}
 	w.n++
 	w.sum += delay
-	maxT := p.rate * playMaxMs / 1000
+	// The packets' mean delay: as laid out until some packets came, then
+	// their mean, then (past playEstN packets) a moving average, which
+	// follows the PBX's clock drifting against ours. Late packets are left
+	// out: lateness is often one-sided (a few packets much later than the
+	// rest), and the delay must stay within the most for the others.
+	if !late {
+		p.estN++
+		p.est += (float64(delay) - p.est) / float64(min(p.estN, playEstN))
+		if p.estN >= playWindow/5 {
+			p.setDelay(int64(p.est))
+		}
+	}
+	maxD := p.ms(playMaxMs)
 	if late {
 		w.lates++
+		p.steady = 0
 		p.c.underruns.Add(1)
-		if p.target+p.step <= maxT {
-			p.setTarget(p.target + p.step)
-			p.adjust = max(p.adjust, 0) + p.step
+		// Grow by a frame if the delay, once measured, stays within the
+		// most.
+		if p.adjust <= 0 && p.estN >= playWindow && p.delay+p.frame <= maxD {
+			p.adjust = 1
+			p.moveDelay(p.frame)
 			p.restartWindow()
-			p.steady = 0
-			return
 		}
+		return
 	}
 	if w.n < playWindow {
 		return
 	}
-	mean := w.sum / int64(w.n)
 	if w.lates == 0 {
 		p.steady++
-	} else {
-		p.steady = 0
 	}
-	if p.steady >= playSteadyWins && w.min >= p.frame+p.step && p.target-p.step >= p.rate*playMinMs/1000 {
-		p.setTarget(p.target - p.step)
+	switch {
+	case w.minSlack >= 2*p.frame:
+		// Every packet came two frames or more ahead of its time: a backlog
+		// (audio kept before Start) or a PBX running ahead. Shrink now,
+		// to leave a frame of slack.
+		p.adjust = -(w.minSlack/p.frame - 1)
 		p.steady = 0
-	}
-	// Steer the mean delay to the target, a step at a time.
-	switch excess := mean - p.target; {
-	case excess >= p.step:
-		p.adjust = -(excess / p.step * p.step)
-	case excess <= -p.step && mean+p.step <= maxT:
-		p.adjust = p.step
-	default:
-		p.adjust = 0
+	case p.steady >= playSteadyWins && w.minSlack >= p.frame:
+		p.adjust = -1
+		p.steady = 0
+	case p.delay > maxD:
+		// Grown past the most on a first guess of the delay (before the
+		// packets had measured it).
+		p.adjust = -1
 	}
 	p.restartWindow()
 }
 
-func (p *playout) setTarget(t int64) {
-	p.target = t
-	p.c.playoutDelayMs.Store(uint64(t * 1000 / p.rate))
+// moveDelay notes that the timeline moved by d units against the play
+// point.
+func (p *playout) moveDelay(d int64) {
+	p.est += float64(d)
+	p.setDelay(p.delay + d)
 }
 
-func (p *playout) restartWindow() { p.win.n, p.win.lates, p.win.sum, p.win.min = 0, 0, 0, 0 }
+func (p *playout) setDelay(d int64) {
+	p.delay = d
+	p.c.playoutDelayMs.Store(uint64(max(d, 0) * 1000 / p.rate))
+}
+
+func (p *playout) restartWindow() { p.win.n, p.win.lates, p.win.sum, p.win.minSlack = 0, 0, 0, 0 }
 
 // room makes sure the buffer can hold up to to, dropping the oldest audio
 // (counted as an overrun) if not.
 func (p *playout) room(to int64) {
 	if over := to - p.rd - p.capacity; over > 0 {
-		if p.packets {
-			over += (p.frame - over%p.frame) % p.frame
-		}
+		over += (p.frame - over%p.frame) % p.frame
 		p.discard(p.rd + over)
 		p.c.overruns.Add(1)
 	}
@@ -321,7 +354,7 @@ func (p *playout) putPCM(h rtpHeader, pcm []int16, now int64) putResult {
 		return putDuplicate
 	}
 	n := int64(len(pcm))
-	from, _ := p.place(h, n, now)
+	from := p.place(h, n, now)
 	to := from + n
 	if to <= p.rd {
 		p.c.late.Add(1)
@@ -351,7 +384,7 @@ func (p *playout) putPacket(h rtpHeader, payload []byte, dur int64, now int64) p
 	if !p.packets || len(payload) == 0 || dur <= 0 {
 		return putDuplicate
 	}
-	from, _ := p.place(h, dur, now)
+	from := p.place(h, dur, now)
 	// Frames are whole: the packet takes the slot it mostly falls in.
 	first := (from + p.frame/2) / p.frame * p.frame
 	if first < p.rd {
@@ -383,37 +416,32 @@ func (p *playout) get(now int64, pcm []int16, pkt []byte) (kind playKind, n int,
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.running {
+		// What was kept before the start is the delay from now on.
 		p.running = true
-		p.setTarget(p.target)
+		p.setDelay(p.end - p.rd)
+		p.est, p.estN = float64(p.delay), 0
 	}
 	p.tickAt = now
+	if p.adjust > 0 {
+		// Grow: a frame of silence, the read point stays.
+		p.adjust--
+		p.tickPos = p.rd - p.frame
+		if !p.packets {
+			clear(pcm[:p.frame])
+		}
+		return playSilence, 0, 0, p.setup
+	}
+	if p.adjust < 0 {
+		p.shrink()
+	}
+	p.tickPos = p.rd
 	if p.packets {
 		kind, n, dur = p.getPacket(pkt)
 	} else {
-		kind = p.getPCM(pcm[:p.frame])
+		kind = kindOf(p.read(p.rd, pcm[:p.frame]))
 	}
-	return kind, n, dur, p.setup
-}
-
-func (p *playout) getPCM(out []int16) playKind {
-	switch {
-	case p.adjust > 0:
-		// Grow: a step of silence first, the frame's audio after it.
-		s := p.step
-		clear(out[:s])
-		some := p.read(p.rd, out[s:])
-		p.tickPos = p.rd - s
-		p.rd += p.frame - s
-		p.adjust -= s
-		p.restartWindow()
-		return kindOf(some)
-	case p.adjust < 0:
-		p.shrink()
-	}
-	some := p.read(p.rd, out)
-	p.tickPos = p.rd
 	p.rd += p.frame
-	return kindOf(some)
+	return kind, n, dur, p.setup
 }
 
 func kindOf(audio bool) playKind {
@@ -423,23 +451,19 @@ func kindOf(audio bool) playKind {
 	return playSilence
 }
 
-// shrink skips audio at the read point for a pending shrink: a step of it
-// where that is quiet (or after waiting too long for quiet), and whole
-// quiet frames while more than a frame is to go (a backlog).
+// shrink skips frames at the read point for a pending shrink: quiet ones
+// (up to playMaxSkips at a time), or one of any kind once the shrink has
+// waited playForceAfter frames for quiet.
 func (p *playout) shrink() {
 	skipped := 0
-	for p.adjust <= -p.frame && skipped < playMaxSkips && p.quiet(p.rd, p.frame) {
+	for p.adjust < 0 && skipped < playMaxSkips && (p.quiet(p.rd) || p.shrinkWait >= playForceAfter) {
 		p.discard(p.rd + p.frame)
-		p.adjust += p.frame
+		p.adjust++
+		p.moveDelay(-p.frame)
 		skipped++
-	}
-	if p.adjust < 0 && (p.quiet(p.rd, p.step) || p.shrinkWait >= playForceAfter) {
-		p.discard(p.rd + p.step)
-		p.adjust += p.step
-		skipped++
+		p.shrinkWait = 0
 	}
 	if skipped > 0 {
-		p.shrinkWait = 0
 		p.c.catchUps.Add(uint64(skipped))
 		p.restartWindow()
 	} else {
@@ -448,27 +472,7 @@ func (p *playout) shrink() {
 }
 
 func (p *playout) getPacket(out []byte) (playKind, int, int64) {
-	if p.adjust > 0 {
-		// Grow: a frame of silence, the read point stays.
-		p.tickPos = p.rd - p.frame
-		p.adjust = max(p.adjust-p.frame, 0)
-		p.restartWindow()
-		return playSilence, 0, 0
-	}
-	if p.adjust < 0 {
-		if s := p.slot(p.rd); s.n == 0 || p.shrinkWait >= playForceAfter {
-			p.discard(p.rd + p.frame)
-			p.adjust = min(p.adjust+p.frame, 0)
-			p.shrinkWait = 0
-			p.c.catchUps.Add(1)
-			p.restartWindow()
-		} else {
-			p.shrinkWait++
-		}
-	}
 	s := p.slot(p.rd)
-	p.tickPos = p.rd
-	p.rd += p.frame
 	switch {
 	case s.n > 0:
 		n, dur := copy(out, s.buf[:s.n]), s.dur
@@ -514,11 +518,12 @@ func (p *playout) discard(to int64) {
 	p.rd = to
 }
 
-// quiet reports whether the n units at pos hold nothing, or nothing loud.
-func (p *playout) quiet(pos, n int64) bool {
+// quiet reports whether the frame at pos holds nothing, or nothing loud.
+func (p *playout) quiet(pos int64) bool {
 	if p.packets {
 		return p.slot(pos).n == 0
 	}
+	n := p.frame
 	if !p.anyValid(pos, pos+n) {
 		return true
 	}
