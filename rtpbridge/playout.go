@@ -48,10 +48,10 @@ import (
 // the pacer, guards it: no other goroutine ever takes it.
 
 const (
-	playMinMs      = 20 // the delay aimed at first
-	playMaxMs      = 40 // the most it grows to
-	playWindow     = 50 // packets per measuring window (a second at 20 ms)
-	playSteadyWins = 3  // windows without a late packet before the delay shrinks
+	playMinMs      = 20   // the delay aimed at first
+	playMaxMs      = 40   // the most it grows to
+	playWindow     = 50   // packets per measuring window (a second at 20 ms)
+	playSteadyWins = 3    // windows without a late packet before the delay shrinks
 	playCapacityMs = 1000 // most audio held
 	playResyncMs   = 500
 	playLateRun    = 5   // late packets in a row that restart the timeline
