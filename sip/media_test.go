@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -246,4 +247,97 @@ func TestAnswerOpusOtherPTs(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.wait(t, 10*time.Second)
+}
+
+// testCall is a Call with an RTP socket and no dialog, for the offer/answer
+// logic alone.
+func testCall(t *testing.T, offered []Codec, cur Codec, dtmf uint8, remote *net.UDPAddr) *Call {
+	t.Helper()
+	rtp, err := ListenRTP(net.IPv4(127, 0, 0, 1), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rtp.Close() })
+	rtp.SetRemote(remote)
+	c := &Call{st: &stack{host: "127.0.0.1"}, rtp: rtp, offered: offered, log: testLogger(t), sdpID: 7, sdpVer: 1,
+		codec: cur, dtmfPT: dtmf, remoteDir: "sendrecv", remoteSDP: remote}
+	c.sendOK.Store(true)
+	return c
+}
+
+func TestAnswerOfferHoldAndRefusal(t *testing.T) {
+	pcmu, pcma := Codec{"PCMU", 0, 8000}, Codec{"PCMA", 8, 8000}
+	remote := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 4000}
+	c := testCall(t, []Codec{pcmu, pcma}, pcmu, 101, remote)
+	offer := func(conn, dir, fmts string, extra ...string) []byte {
+		l := []string{"v=0", "o=pbx 1 2 IN IP4 127.0.0.9", "s=-", "c=IN IP4 " + conn, "t=0 0", "m=audio 4000 RTP/AVP " + fmts}
+		l = append(l, extra...)
+		if dir != "" {
+			l = append(l, "a="+dir)
+		}
+		return sdpLines(l...)
+	}
+
+	// RFC 2543 hold: c=0.0.0.0. We answer recvonly, stop sending, keep the
+	// RTP destination.
+	ans, mc, changed, err := c.answerOffer(offer("0.0.0.0", "", "0 101", "a=rtpmap:101 telephone-event/8000"))
+	if err != nil || !changed {
+		t.Fatalf("0.0.0.0 hold: %v changed=%v", err, changed)
+	}
+	if mc.Direction != "sendonly" || c.sendOK.Load() || mc.RemoteRTPAddr.String() != remote.String() {
+		t.Errorf("0.0.0.0 hold: %s sendOK=%v", mc, c.sendOK.Load())
+	}
+	if !strings.Contains(string(ans), "a=recvonly\r\n") || !strings.Contains(string(ans), "o=wagateway 7 2 ") {
+		t.Errorf("0.0.0.0 hold answer:\n%s", ans)
+	}
+	ans, mc, _, _ = c.answerOffer(offer("0.0.0.0", "recvonly", "0"))
+	if mc.Direction != "inactive" || mc.DTMFPayloadType != 0 || !strings.Contains(string(ans), "a=inactive\r\n") {
+		t.Errorf("0.0.0.0 + recvonly: %s\n%s", mc, ans)
+	}
+	if strings.Contains(string(ans), "telephone-event") {
+		t.Errorf("answer to an offer without telephone-event has it:\n%s", ans)
+	}
+
+	// An offer without a trunk codec is refused and changes nothing.
+	before := c.Codec()
+	if _, _, _, err := c.answerOffer(offer("127.0.0.9", "sendrecv", "9 18")); !errors.Is(err, errNoCommonCodec) {
+		t.Errorf("G722/G729 offer to a PCMU/PCMA trunk: %v", err)
+	}
+	if _, _, _, err := c.answerOffer([]byte("garbage")); err == nil {
+		t.Error("garbage offer accepted")
+	}
+	if c.Codec() != before || c.sendOK.Load() {
+		t.Errorf("refused offers changed the state: %+v sendOK=%v", c.Codec(), c.sendOK.Load())
+	}
+
+	// The PBX's first codec among the trunk's wins; resuming sends again.
+	_, mc, _, err = c.answerOffer(offer("127.0.0.9", "sendrecv", "18 8 0"))
+	if err != nil || mc.Codec != pcma || !c.sendOK.Load() || mc.Direction != "sendrecv" {
+		t.Errorf("resume with PCMA: %s %v sendOK=%v", mc, err, c.sendOK.Load())
+	}
+	// recvonly from the PBX: we answer sendonly and may send.
+	ans, mc, _, _ = c.answerOffer(offer("127.0.0.9", "recvonly", "8"))
+	if mc.Direction != "recvonly" || !c.sendOK.Load() || !strings.Contains(string(ans), "a=sendonly\r\n") {
+		t.Errorf("recvonly: %s sendOK=%v\n%s", mc, c.sendOK.Load(), ans)
+	}
+	// Held: WritePacket drops without error.
+	c.answerOffer(offer("127.0.0.9", "inactive", "8"))
+	if err := c.WritePacket(make([]byte, 12)); err != nil || c.sendOK.Load() {
+		t.Errorf("write while inactive: %v", err)
+	}
+}
+
+// TestOfferSDPAvoidsPTClash: our offer to an offerless re-INVITE lists the
+// current codec first and keeps telephone-event off the codecs' PTs.
+func TestOfferSDPAvoidsPTClash(t *testing.T) {
+	remote := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 4000}
+	opus := Codec{"opus", 101, 48000} // the PBX answered opus on 101
+	c := testCall(t, []Codec{{"PCMU", 0, 8000}, {"opus", 111, 48000}}, opus, 0, remote)
+	b, codecs := c.offerSDP()
+	if len(codecs) != 2 || codecs[0] != opus || codecs[1].Name != "PCMU" {
+		t.Errorf("offered %+v", codecs)
+	}
+	if !strings.Contains(string(b), "m=audio ") || !strings.Contains(string(b), " RTP/AVP 101 0 96\r\n") || !strings.Contains(string(b), "a=rtpmap:96 telephone-event/8000") {
+		t.Errorf("offer:\n%s", b)
+	}
 }

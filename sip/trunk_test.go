@@ -14,6 +14,8 @@ func TestTrunkValidate(t *testing.T) {
 		{Address: "127.0.0.1:5060"},
 		{Address: "pbx.example:5061", Transport: "TLS", Username: "gw", Password: "x", Codecs: []string{"opus", "pcma"}},
 		{Address: "[2001:db8::1]:5060", Transport: "tcp", FromDomain: "wa.example"},
+		{Address: "pbx:5060", Codecs: []string{"PCMU", "PCMA", "G722", "opus"}},
+		{Address: "pbx:5060", Codecs: []string{"g722", "OPUS", "pcmu"}},
 	}
 	for _, tr := range good {
 		if err := tr.Validate(); err != nil {
@@ -45,6 +47,22 @@ func TestTrunkValidate(t *testing.T) {
 	var nilTrunk *Trunk
 	if nilTrunk.Validate() == nil {
 		t.Error("nil trunk accepted")
+	}
+}
+
+// TestTrunkCodecs: the four codec names resolve, in the trunk's order, to
+// the payload types and clocks we offer (G.722 at 8000 per RFC 3551).
+func TestTrunkCodecs(t *testing.T) {
+	tr := &Trunk{Address: "pbx:5060", Codecs: []string{"g722", "OPUS", "pcmu", "PCMA"}}
+	want := []Codec{{"G722", 9, 8000}, {"opus", 111, 48000}, {"PCMU", 0, 8000}, {"PCMA", 8, 8000}}
+	got := tr.codecs()
+	if len(got) != len(want) {
+		t.Fatalf("codecs %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("codec %d: %+v, want %+v", i, got[i], want[i])
+		}
 	}
 }
 
