@@ -1,0 +1,596 @@
+package wasim
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+	"github.com/pion/stun/v4"
+)
+
+// The lite media leg is the WhatsApp user's side of a call in the form load
+// runs need: cheap enough that hundreds of them cost the generator far less
+// than the gateway under test. It does exactly what Meta's side does on the
+// wire and nothing more:
+//
+//   - ICE-lite: one host candidate, and a STUN Binding success for every
+//     check the business sends with our credentials (it never sends checks
+//     itself); the first valid check fixes the business's address, and the
+//     pair never changes;
+//   - DTLS server (the business answers a=setup:active), ECDSA certificate,
+//     the client's certificate checked against the answer's fingerprint;
+//   - SRTP with the keys DTLS exports, on the same UDP socket (rtcp-mux);
+//     the business's RTCP is read and ignored.
+//
+// There is no pion PeerConnection, no interceptor, no jitter buffer and no
+// per-packet allocation: one socket and one reader goroutine per call; the
+// sending is done by the load run's shared sender (load.go). Packets are
+// timestamped by the kernel on arrival (SO_TIMESTAMPNS where available), so
+// the generator's own scheduling delays do not count as the gateway's.
+
+const (
+	liteHandshakeTimeout = 15 * time.Second
+	liteAnswerWait       = 10 * time.Second // how long the DTLS check waits for the answer's fingerprint
+	liteDTLSQueue        = 32
+	liteMaxPacket        = 1500
+	liteReplayWindow     = 256
+)
+
+// liteCert is the DTLS certificate every lite leg of a run presents, made
+// once (Meta's is per call; the business cannot tell the difference).
+type liteCert struct {
+	cert        tls.Certificate
+	fingerprint string // "sha-256 AB:CD:…"
+}
+
+func newLiteCert() (*liteCert, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "wasim"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(30 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	return &liteCert{
+		cert:        tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+		fingerprint: "sha-256 " + colonHex(sha256Sum(der)),
+	}, nil
+}
+
+func sha256Sum(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+
+func colonHex(b []byte) string {
+	h := strings.ToUpper(hex.EncodeToString(b))
+	var sb strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		if i > 0 {
+			sb.WriteByte(':')
+		}
+		sb.WriteString(h[i : i+2])
+	}
+	return sb.String()
+}
+
+// rtpHandler takes one decrypted RTP packet (header parsed, payload in
+// place) and its arrival time in Unix nanoseconds. It runs on the leg's
+// reader goroutine; payload is reused once it returns.
+type rtpHandler func(h *rtp.Header, payload []byte, arrival int64)
+
+// liteLeg is one call's lite media leg.
+type liteLeg struct {
+	conn       *net.UDPConn
+	local      netip.AddrPort
+	ufrag, pwd string
+	ssrc       uint32
+	cert       *liteCert
+	kernelTS   bool
+	onRTP      rtpHandler
+
+	answered  chan struct{} // closed by setAnswer
+	answerMu  sync.Mutex
+	answerErr error
+	remoteFP  []byte // sha-256 of the business's certificate, from the answer
+
+	remote  atomic.Pointer[netip.AddrPort] // fixed by the first valid ICE check
+	dtlsIn  chan []byte
+	dtlsGo  sync.Once
+	ready   chan struct{} // closed once SRTP keys are in place
+	failed  chan struct{} // closed if ICE/DTLS fails
+	failMu  sync.Mutex
+	failErr error
+	tx      *srtp.Context                // the sender's, after ready
+	rxCtx   atomic.Pointer[srtp.Context] // the reader's
+	dconn   atomic.Pointer[dtls.Conn]
+
+	// Counters, written by the reader goroutine.
+	stunChecks, rtcpIn, earlyRTP, badSRTP atomic.Uint64
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	wg        sync.WaitGroup
+}
+
+// newLiteLeg binds the leg's UDP socket on ip and starts its reader.
+func newLiteLeg(ip net.IP, cert *liteCert, onRTP rtpHandler) (*liteLeg, error) {
+	network := "udp4"
+	if ip.To4() == nil {
+		network = "udp6"
+	}
+	conn, err := net.ListenUDP(network, &net.UDPAddr{IP: ip})
+	if err != nil {
+		return nil, fmt.Errorf("wasim: lite leg: %w", err)
+	}
+	_ = conn.SetReadBuffer(256 << 10)
+	la := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	l := &liteLeg{
+		conn:     conn,
+		local:    netip.AddrPortFrom(la.Addr().Unmap(), la.Port()),
+		ufrag:    randomAlnum(12) + "/" + randomAlnum(1), // Meta's ufrags hold a '/'
+		pwd:      randomAlnum(24),
+		ssrc:     mrand.Uint32() | 1,
+		cert:     cert,
+		onRTP:    onRTP,
+		answered: make(chan struct{}),
+		dtlsIn:   make(chan []byte, liteDTLSQueue),
+		ready:    make(chan struct{}),
+		failed:   make(chan struct{}),
+		closed:   make(chan struct{}),
+	}
+	l.kernelTS = enableRxTimestamps(conn)
+	l.wg.Add(1)
+	go l.readLoop()
+	return l, nil
+}
+
+// offer is the SDP offer in the shape of Meta's (whatsapp-calling.md; the
+// example offer beside it): ICE-lite, one host candidate, actpass, Opus/111
+// and telephone-event/126, rtcp-mux, BUNDLE, one SSRC.
+func (l *liteLeg) offer() string {
+	ip := l.local.Addr()
+	fam := "IP4"
+	if ip.Is6() {
+		fam = "IP6"
+	}
+	port := strconv.Itoa(int(l.local.Port()))
+	cname := "WhatsAppAudioStream" + strconv.FormatUint(uint64(l.ssrc%1000), 10)
+	lines := []string{
+		"v=0",
+		"o=- " + strconv.FormatUint(mrand.Uint64N(1e15)+1e15, 10) + " 2 IN " + fam + " " + ip.String(),
+		"s=-",
+		"t=0 0",
+		"a=group:BUNDLE audio",
+		"a=msid-semantic: WMS WhatsAppTrack1",
+		"a=ice-lite",
+		"m=audio " + port + " UDP/TLS/RTP/SAVPF 111 126",
+		"c=IN " + fam + " " + ip.String(),
+		"a=rtcp:9 IN IP4 0.0.0.0",
+		"a=candidate:1 1 udp 2113937151 " + ip.String() + " " + port + " typ host ufrag " + l.ufrag + " generation 0",
+		"a=ice-ufrag:" + l.ufrag,
+		"a=ice-pwd:" + l.pwd,
+		"a=fingerprint:" + l.cert.fingerprint,
+		"a=setup:actpass",
+		"a=mid:audio",
+		"a=sendrecv",
+		"a=rtcp-mux",
+		"a=rtpmap:111 opus/48000/2",
+		"a=fmtp:111 " + opusFmtp,
+		"a=rtpmap:126 telephone-event/8000",
+		"a=ssrc:" + strconv.FormatUint(uint64(l.ssrc), 10) + " cname:" + cname,
+		"a=ssrc:" + strconv.FormatUint(uint64(l.ssrc), 10) + " msid:WhatsAppMedia WhatsAppTrack1",
+	}
+	return strings.Join(lines, "\r\n") + "\r\n"
+}
+
+// setAnswer takes the business's answer (from pre_accept, or accept
+// without one): the certificate fingerprint DTLS must present. The rest of
+// the answer is checked by the simulator's Graph rules (checkAnswer).
+func (l *liteLeg) setAnswer(sdp string) {
+	l.answerMu.Lock()
+	defer l.answerMu.Unlock()
+	select {
+	case <-l.answered:
+		return
+	default:
+	}
+	fp, err := answerFingerprint(sdp)
+	l.remoteFP, l.answerErr = fp, err
+	close(l.answered)
+}
+
+// answerFingerprint finds the one a=fingerprint:sha-256 of an answer.
+func answerFingerprint(sdp string) ([]byte, error) {
+	for _, line := range strings.Split(strings.ReplaceAll(sdp, "\r\n", "\n"), "\n") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=fingerprint:")
+		if !ok {
+			continue
+		}
+		alg, hexfp, ok := strings.Cut(v, " ")
+		if !ok || !strings.EqualFold(alg, "sha-256") {
+			continue
+		}
+		b, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(hexfp), ":", ""))
+		if err != nil || len(b) != sha256.Size {
+			return nil, fmt.Errorf("answer fingerprint %q is not a sha-256 digest", hexfp)
+		}
+		return b, nil
+	}
+	return nil, errors.New("answer has no a=fingerprint:sha-256")
+}
+
+// Ready is closed once SRTP is keyed; Failed if ICE or DTLS failed.
+func (l *liteLeg) Ready() <-chan struct{}  { return l.ready }
+func (l *liteLeg) Failed() <-chan struct{} { return l.failed }
+
+func (l *liteLeg) isReady() bool {
+	select {
+	case <-l.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l *liteLeg) err() error {
+	l.failMu.Lock()
+	defer l.failMu.Unlock()
+	return l.failErr
+}
+
+func (l *liteLeg) fail(err error) {
+	l.failMu.Lock()
+	defer l.failMu.Unlock()
+	if l.failErr != nil {
+		return
+	}
+	l.failErr = err
+	close(l.failed)
+}
+
+// readLoop reads the socket until Close: STUN checks are answered, DTLS
+// records go to the handshake, SRTP is decrypted and handed to onRTP.
+func (l *liteLeg) readLoop() {
+	defer l.wg.Done()
+	buf := make([]byte, liteMaxPacket)
+	plain := make([]byte, liteMaxPacket)
+	oob := make([]byte, rxOOBLen)
+	var rx *srtp.Context
+	var hdr rtp.Header
+	msg := &stun.Message{}
+	for {
+		n, oobn, _, src, err := l.conn.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			return // closed
+		}
+		at, ok := rxTimestamp(oob[:oobn])
+		if !ok {
+			at = time.Now().UnixNano()
+		}
+		if n == 0 {
+			continue
+		}
+		p := buf[:n]
+		switch b := p[0]; {
+		case b < 4: // STUN (RFC 7983)
+			l.handleSTUN(msg, p, src)
+		case b >= 20 && b < 64: // DTLS
+			l.startDTLS()
+			select {
+			case l.dtlsIn <- append([]byte(nil), p...):
+			default: // the handshake is not keeping up: it retransmits
+			}
+		case b >= 128 && b < 192: // RTP or RTCP
+			if n < 12 {
+				continue
+			}
+			if pt := p[1]; pt >= 192 && pt <= 223 { // RTCP (RFC 5761 §4)
+				l.rtcpIn.Add(1)
+				continue
+			}
+			if rx == nil {
+				if !l.isReady() {
+					l.earlyRTP.Add(1)
+					continue
+				}
+				rx = l.rxContext()
+			}
+			out, err := rx.DecryptRTP(plain[:0], p, &hdr)
+			if err != nil {
+				l.badSRTP.Add(1)
+				continue
+			}
+			if l.onRTP != nil {
+				l.onRTP(&hdr, out[hdr.MarshalSize():], at)
+			}
+		}
+	}
+}
+
+// handleSTUN answers a Binding request made with our credentials: an
+// ICE-lite agent only responds. The first valid check fixes the address
+// media goes to.
+func (l *liteLeg) handleSTUN(m *stun.Message, p []byte, src netip.AddrPort) {
+	m.Raw = append(m.Raw[:0], p...)
+	if err := m.Decode(); err != nil || m.Type != stun.BindingRequest {
+		return
+	}
+	var user stun.Username
+	if err := user.GetFrom(m); err != nil {
+		return
+	}
+	if local, _, ok := strings.Cut(user.String(), ":"); !ok || local != l.ufrag {
+		return
+	}
+	integrity := stun.NewShortTermIntegrity(l.pwd)
+	if integrity.Check(m) != nil || stun.Fingerprint.Check(m) != nil {
+		return
+	}
+	l.stunChecks.Add(1)
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	if l.remote.Load() == nil {
+		l.remote.CompareAndSwap(nil, &src)
+	}
+	resp, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID), stun.BindingSuccess,
+		&stun.XORMappedAddress{IP: src.Addr().AsSlice(), Port: int(src.Port())},
+		integrity, stun.Fingerprint)
+	if err != nil {
+		return
+	}
+	_, _ = l.conn.WriteToUDPAddrPort(resp.Raw, src)
+}
+
+// startDTLS runs the DTLS server handshake once, on the first DTLS record.
+func (l *liteLeg) startDTLS() {
+	l.dtlsGo.Do(func() {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			if err := l.handshake(); err != nil {
+				l.fail(err)
+			}
+		}()
+	})
+}
+
+func (l *liteLeg) handshake() error {
+	remote := l.remote.Load()
+	if remote == nil {
+		return errors.New("dtls before any valid ICE check")
+	}
+	pipe := newDTLSPipe(l, net.UDPAddrFromAddrPort(*remote))
+	dc, err := dtls.Server(pipe, pipe.raddr, &dtls.Config{
+		Certificates:           []tls.Certificate{l.cert.cert},
+		SRTPProtectionProfiles: []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80},
+		ClientAuth:             dtls.RequireAnyClientCert,
+		ExtendedMasterSecret:   dtls.RequireExtendedMasterSecret,
+		VerifyPeerCertificate:  l.verifyPeer,
+	})
+	if err != nil {
+		_ = pipe.Close()
+		return fmt.Errorf("dtls: %w", err)
+	}
+	l.dconn.Store(dc)
+	ctx, cancel := context.WithTimeout(context.Background(), liteHandshakeTimeout)
+	go func() {
+		select {
+		case <-l.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err = dc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("dtls handshake: %w", err)
+	}
+	prof, ok := dc.SelectedSRTPProtectionProfile()
+	if !ok {
+		return errors.New("dtls: no SRTP protection profile negotiated")
+	}
+	state, ok := dc.ConnectionState()
+	if !ok {
+		return errors.New("dtls: no connection state")
+	}
+	cfg := srtp.Config{Profile: srtp.ProtectionProfile(prof)}
+	if err := cfg.ExtractSessionKeysFromDTLS(&state, false); err != nil {
+		return fmt.Errorf("srtp keys: %w", err)
+	}
+	tx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, cfg.Profile)
+	if err != nil {
+		return fmt.Errorf("srtp: %w", err)
+	}
+	rx, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, cfg.Profile,
+		srtp.SRTPReplayProtection(liteReplayWindow))
+	if err != nil {
+		return fmt.Errorf("srtp: %w", err)
+	}
+	l.tx = tx
+	l.rxCtx.Store(rx)
+	close(l.ready)
+	return nil
+}
+
+// verifyPeer checks the business's DTLS certificate against the answer's
+// fingerprint, waiting for the answer if DTLS came first.
+func (l *liteLeg) verifyPeer(raw [][]byte, _ [][]*x509.Certificate) error {
+	if len(raw) == 0 {
+		return errors.New("no client certificate")
+	}
+	t := time.NewTimer(liteAnswerWait)
+	defer t.Stop()
+	select {
+	case <-l.answered:
+	case <-t.C:
+		return errors.New("no SDP answer to check the certificate against")
+	case <-l.closed:
+		return net.ErrClosed
+	}
+	l.answerMu.Lock()
+	fp, aerr := l.remoteFP, l.answerErr
+	l.answerMu.Unlock()
+	if aerr != nil {
+		return aerr
+	}
+	if !bytes.Equal(sha256Sum(raw[0]), fp) {
+		return errors.New("the certificate does not match the answer's fingerprint")
+	}
+	return nil
+}
+
+// rxContext is the decrypting SRTP context, once ready.
+func (l *liteLeg) rxContext() *srtp.Context { return l.rxCtx.Load() }
+
+// writeRTP encrypts one plaintext RTP packet (header included) into out
+// and sends it to the business. It is called by one goroutine at a time
+// (the run's sender), only once Ready is closed.
+func (l *liteLeg) writeRTP(plain []byte, hdr *rtp.Header, out []byte) error {
+	dst := l.remote.Load()
+	if dst == nil {
+		return errors.New("no ICE check yet")
+	}
+	enc, err := l.tx.EncryptRTP(out[:0], plain, hdr)
+	if err != nil {
+		return err
+	}
+	_, err = l.conn.WriteToUDPAddrPort(enc, *dst)
+	return err
+}
+
+// Close ends the leg: DTLS close_notify, socket, goroutines.
+func (l *liteLeg) Close() {
+	l.closeOnce.Do(func() {
+		close(l.closed)
+		if dc := l.dconn.Load(); dc != nil {
+			_ = dc.Close()
+		}
+		_ = l.conn.Close()
+		l.wg.Wait()
+	})
+}
+
+// dtlsPipe is the net.PacketConn the DTLS server runs over: records come
+// from the leg's reader (which demultiplexes the socket), and go out on
+// the leg's socket to the business's address. It honours read deadlines,
+// which pion's DTLS uses to cancel reads.
+type dtlsPipe struct {
+	leg   *liteLeg
+	raddr *net.UDPAddr
+
+	mu       sync.Mutex
+	deadline time.Time
+	wake     chan struct{}
+	closed   chan struct{}
+	once     sync.Once
+}
+
+func newDTLSPipe(l *liteLeg, raddr *net.UDPAddr) *dtlsPipe {
+	return &dtlsPipe{leg: l, raddr: raddr, wake: make(chan struct{}), closed: make(chan struct{})}
+}
+
+func (p *dtlsPipe) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		p.mu.Lock()
+		dl, wake := p.deadline, p.wake
+		p.mu.Unlock()
+		var t *time.Timer
+		var timeout <-chan time.Time
+		if !dl.IsZero() {
+			d := time.Until(dl)
+			if d <= 0 {
+				return 0, nil, os.ErrDeadlineExceeded
+			}
+			t = time.NewTimer(d)
+			timeout = t.C
+		}
+		n, err, again := 0, error(nil), false
+		select {
+		case rec := <-p.leg.dtlsIn:
+			n = copy(b, rec)
+		case <-p.closed:
+			err = net.ErrClosed
+		case <-p.leg.closed:
+			err = net.ErrClosed
+		case <-wake:
+			again = true
+		case <-timeout:
+			err = os.ErrDeadlineExceeded
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if again {
+			continue
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		return n, p.raddr, nil
+	}
+}
+
+func (p *dtlsPipe) WriteTo(b []byte, _ net.Addr) (int, error) {
+	select {
+	case <-p.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	dst := p.leg.remote.Load()
+	if dst == nil {
+		return 0, errors.New("no remote address")
+	}
+	return p.leg.conn.WriteToUDPAddrPort(b, *dst)
+}
+
+func (p *dtlsPipe) Close() error {
+	p.once.Do(func() { close(p.closed) })
+	return nil
+}
+
+func (p *dtlsPipe) LocalAddr() net.Addr { return net.UDPAddrFromAddrPort(p.leg.local) }
+
+func (p *dtlsPipe) SetDeadline(t time.Time) error { return p.SetReadDeadline(t) }
+
+func (p *dtlsPipe) SetReadDeadline(t time.Time) error {
+	p.mu.Lock()
+	p.deadline = t
+	close(p.wake)
+	p.wake = make(chan struct{})
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *dtlsPipe) SetWriteDeadline(time.Time) error { return nil }
