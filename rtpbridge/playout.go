@@ -416,10 +416,14 @@ func (p *playout) get(now int64, pcm []int16, pkt []byte) (kind playKind, n int,
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.running {
-		// What was kept before the start is the delay from now on.
+		// What was kept before the start is the delay from now on; it is
+		// to come down to the usual by skipping quiet frames.
 		p.running = true
 		p.setDelay(p.end - p.rd)
 		p.est, p.estN = float64(p.delay), 0
+		if excess := p.delay - p.ms(playMinMs); excess >= p.frame {
+			p.adjust = -(excess / p.frame)
+		}
 	}
 	p.tickAt = now
 	if p.adjust > 0 {
@@ -453,10 +457,15 @@ func kindOf(audio bool) playKind {
 
 // shrink skips frames at the read point for a pending shrink: quiet ones
 // (up to playMaxSkips at a time), or one of any kind once the shrink has
-// waited playForceAfter frames for quiet.
+// waited playForceAfter frames for quiet (a fifth of that while a backlog
+// of frames is to go).
 func (p *playout) shrink() {
 	skipped := 0
-	for p.adjust < 0 && skipped < playMaxSkips && (p.quiet(p.rd) || p.shrinkWait >= playForceAfter) {
+	force := playForceAfter
+	if p.adjust < -1 {
+		force /= 5
+	}
+	for p.adjust < 0 && skipped < playMaxSkips && (p.quiet(p.rd) || p.shrinkWait >= force) {
 		p.discard(p.rd + p.frame)
 		p.adjust++
 		p.moveDelay(-p.frame)
