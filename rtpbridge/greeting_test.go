@@ -30,7 +30,7 @@ func TestGreetingBeforeStart(t *testing.T) {
 	pbx := newPBXSender(t, 0)
 	freqs := []float64{500, 700, 900, 1100, 1300, 1500}
 	pkts := greeting(pbx, freqs...) // 2.4 s
-	const early = 40               // 800 ms of it before Start
+	const early = 40                // 800 ms of it before Start
 	for i, p := range pkts[:early] {
 		*clock = int64(i) * int64(20*time.Millisecond)
 		b.handleSIPPacket(p)
