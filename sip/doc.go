@@ -8,10 +8,21 @@
 //     first (sent only once a provisional response came, RFC 3261 §9.1; a
 //     2xx that crosses the CANCEL is ACKed and ended with BYE), non-2xx as
 //     *FinalError.
-//   - As UAS for its calls' dialogs it answers BYE, OPTIONS, re-INVITE and
-//     UPDATE (our SDP again, version bumped, direction mirrored), INFO and
-//     NOTIFY; unknown dialogs get 481, a new INVITE 403, OPTIONS outside a
-//     dialog 200 (PBX qualify).
+//   - As UAS for its calls' dialogs it answers BYE, OPTIONS, NOTIFY, INFO
+//     and re-INVITE/UPDATE; unknown dialogs get 481, a new INVITE 403,
+//     OPTIONS outside a dialog 200 (PBX qualify).
+//   - A new offer from the PBX (re-INVITE or UPDATE) is answered with its
+//     first codec among the trunk's (a codec switch is accepted), its
+//     telephone-event PT and the mirrored direction (sendonly → recvonly,
+//     inactive → inactive; c=0.0.0.0 counts as hold); no common codec gets
+//     488. A re-INVITE without SDP gets our offer and its answer is taken
+//     from the ACK. Call.SetOnMediaChange hears of each change once the 200
+//     is sent. While the PBX holds the call the RTP socket stays open and
+//     reads go on, but WritePacket sends nothing.
+//   - DTMF over SIP INFO (RFC 2976 usage): Call.SendInfoDigit sends
+//     application/dtmf-relay; received application/dtmf-relay and
+//     application/dtmf digits go to Call.SetOnInfoDigit (other bodies 415,
+//     bad digits 400).
 //   - Call carries the media: one RTP socket on an even port of the UA's
 //     range, symmetric RTP (send to where the PBX's packets come from once
 //     one has arrived), and a read/write path that does not allocate.
@@ -19,7 +30,7 @@
 //     NegotiateCodec): static PTs 0/8/9 are understood without rtpmap, CN is
 //     never taken as the audio codec.
 //   - EchoServer is a UAS that answers any INVITE and reflects RTP, for the
-//     demo and load tests.
+//     demo and load tests; it takes DTMF INFO too.
 //
 // sipgo's log/slog output goes to the zap logger given in the config. Trunk
 // passwords are never logged.

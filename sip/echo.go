@@ -120,6 +120,7 @@ func (e *EchoServer) Start(ctx context.Context) error {
 			// transaction layer (200, then 487); any other is stray.
 			respond(tx, sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil), e.log)
 		})
+		srv.OnInfo(e.onInfo)
 		srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 			respond(tx, sip.NewResponseFromRequest(req, 200, "OK", nil), e.log)
 		})
@@ -348,6 +349,21 @@ func (e *EchoServer) onAck(req *sip.Request, _ sip.ServerTransaction) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// onInfo takes DTMF INFO in a call's dialog: 200 for a digit (which the
+// echo has no use for), otherwise as readInfoDigit says.
+func (e *EchoServer) onInfo(req *sip.Request, tx sip.ServerTransaction) {
+	if e.lookup(req) == nil {
+		respond(tx, sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil), e.log)
+		return
+	}
+	digit, _, res, _ := readInfoDigit(req)
+	if res == nil {
+		e.log.Debug("echo: INFO digit", zap.String("digit", string(digit)))
+		res = sip.NewResponseFromRequest(req, 200, "OK", nil)
+	}
+	respond(tx, res, e.log)
 }
 
 func (e *EchoServer) onBye(req *sip.Request, tx sip.ServerTransaction) {

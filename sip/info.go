@@ -152,13 +152,30 @@ func (c *Call) deliverDigit(digit rune, d time.Duration) {
 }
 
 // onInfo answers an in-dialog INFO: a DTMF digit gets 200 and goes to
-// OnInfoDigit; an empty INFO (a keepalive) gets 200; a hook flash 200 and
-// nothing else; another content type 415; a body that is not a digit 400.
+// OnInfoDigit; anything else is answered as readInfoDigit says.
 func (c *Call) onInfo(req *sip.Request, tx sip.ServerTransaction) {
+	digit, d, res, err := readInfoDigit(req)
+	if res != nil {
+		if err != nil {
+			c.log.Debug("sip INFO not a digit", zap.Int("code", res.StatusCode), zap.Error(err))
+		}
+		respond(tx, res, c.log)
+		return
+	}
+	respond(tx, sip.NewResponseFromRequest(req, 200, "OK", nil), c.log)
+	c.log.Debug("sip INFO digit", zap.String("digit", string(digit)), zap.Duration("duration", d))
+	c.deliverDigit(digit, d)
+}
+
+// readInfoDigit reads the digit of a DTMF INFO with its duration
+// (DefaultInfoDigitDuration when none is given). For an INFO that carries
+// no digit it returns the response to send instead: 200 for an empty body
+// (a keepalive) or a hook flash, 415 with Accept for another content type,
+// 400 for a body that is not a digit (err says why).
+func readInfoDigit(req *sip.Request) (rune, time.Duration, *sip.Response, error) {
 	body := req.Body()
 	if len(body) == 0 {
-		respond(tx, sip.NewResponseFromRequest(req, 200, "OK", nil), c.log)
-		return
+		return 0, 0, sip.NewResponseFromRequest(req, 200, "OK", nil), nil
 	}
 	ct := ""
 	if h := req.ContentType(); h != nil {
@@ -177,25 +194,18 @@ func (c *Call) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 	default:
 		res := sip.NewResponseFromRequest(req, 415, "Unsupported Media Type", nil)
 		res.AppendHeader(sip.NewHeader("Accept", contentDTMFRelay+", "+contentDTMF))
-		respond(tx, res, c.log)
-		return
+		return 0, 0, res, fmt.Errorf("content type %q", ct)
 	}
 	switch {
 	case errors.Is(err, errHookFlash):
-		respond(tx, sip.NewResponseFromRequest(req, 200, "OK", nil), c.log)
-		c.log.Debug("sip INFO hook flash ignored")
-		return
+		return 0, 0, sip.NewResponseFromRequest(req, 200, "OK", nil), err
 	case err != nil:
-		c.log.Debug("sip INFO refused", zap.Error(err))
-		respond(tx, sip.NewResponseFromRequest(req, 400, "Bad Request", nil), c.log)
-		return
+		return 0, 0, sip.NewResponseFromRequest(req, 400, "Bad Request", nil), err
 	}
 	if d == 0 {
 		d = DefaultInfoDigitDuration
 	}
-	respond(tx, sip.NewResponseFromRequest(req, 200, "OK", nil), c.log)
-	c.log.Debug("sip INFO digit", zap.String("digit", string(digit)), zap.Duration("duration", d))
-	c.deliverDigit(digit, d)
+	return digit, d, nil, nil
 }
 
 // parseDTMFRelay reads an application/dtmf-relay body: "key=value" lines,

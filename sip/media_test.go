@@ -341,3 +341,30 @@ func TestOfferSDPAvoidsPTClash(t *testing.T) {
 		t.Errorf("offer:\n%s", b)
 	}
 }
+
+// TestEchoServerG722AndInfo: the echo (the demo's PBX) answers a G722-first
+// offer with G722, reflects its RTP and takes our INFO digits.
+func TestEchoServerG722AndInfo(t *testing.T) {
+	checkLeaks(t)
+	echo := startEcho(t, EchoConfig{})
+	ua := newTestUA(t, "udp")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := ua.Invite(ctx, InviteRequest{Trunk: echoTrunk(echo, "G722", "PCMU"), To: "echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Codec() != (Codec{"G722", 9, 8000}) {
+		t.Errorf("codec %+v, want G722/9/8000", c.Codec())
+	}
+	roundTrip(t, c, 5)
+	for _, r := range "1#" {
+		if err := c.SendInfoDigit(ctx, r, 100*time.Millisecond); err != nil {
+			t.Errorf("INFO %q: %v", r, err)
+		}
+	}
+	if err := c.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
