@@ -41,6 +41,8 @@ type call struct {
 	mu        sync.Mutex
 	state     string
 	sipCallID string
+
+	ops *callOps // phase times, results and media for metrics and the call record
 }
 
 func newCall(g *Gateway, ev whatsapp.CallEvent) *call {
@@ -50,11 +52,13 @@ func newCall(g *Gateway, ev whatsapp.CallEvent) *call {
 		log:        g.log.With(zap.String("call_id", ev.CallID), zap.String("phone_number_id", ev.PhoneNumberID)),
 		terminated: make(chan struct{}),
 		state:      "connecting",
+		ops:        newCallOps(),
 	}
 }
 
 // callerTerminated is called for Meta's terminate webhook.
 func (c *call) callerTerminated(ev whatsapp.CallEvent) {
+	c.terminatedBy(ev)
 	c.termOnce.Do(func() {
 		c.log.Info("whatsapp terminate received", zap.String("status", ev.Status), zap.Any("errors", ev.Errors))
 		close(c.terminated)
@@ -83,6 +87,7 @@ func (c *call) run(ctx context.Context) {
 	start := time.Now()
 	outcome, detail := c.setupAndBridge(ctx)
 	c.setState("ended")
+	outcome, detail = c.finish(ctx, outcome, detail)
 	c.log.Info("call ended", zap.String("outcome", outcome), zap.String("detail", detail),
 		zap.String("sip_call_id", c.sipCallID), zap.Duration("duration", time.Since(start)))
 }
@@ -92,13 +97,18 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 	c.log.Info("whatsapp call connect", zap.String("caller", ev.CallerID()), zap.String("name", ev.ProfileName),
 		zap.String("cta_payload", ev.CTAPayload), zap.String("deeplink_payload", ev.DeeplinkPayload))
 
-	route, err := c.g.router.RouteFor(ev.PhoneNumberID, ev.CTAPayload, ev.DeeplinkPayload)
+	router, trunks := c.g.routing()
+	route, err := router.RouteFor(ev.PhoneNumberID, ev.CTAPayload, ev.DeeplinkPayload)
 	if err != nil {
 		c.refuse(err.Error())
 		return OutcomeNoRoute, err.Error()
 	}
-	trunk := c.g.trunks[route.Trunk]
+	trunk := trunks[route.Trunk]
 	c.log = c.log.With(zap.String("route", route.Name), zap.String("trunk", route.Trunk))
+	if outcome, why := c.admit(route); outcome != "" {
+		c.refuse(why) // draining, or the trunk is down: at once, no ringing into nothing
+		return outcome, why
+	}
 
 	// 1. Answer Meta's offer (ICE gathering is local and quick).
 	answerCtx, cancelAnswer := context.WithTimeout(ctx, 10*time.Second)
@@ -123,6 +133,8 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 		return OutcomeFailed, "pre_accept: " + err.Error()
 	}
 
+	c.ops.mark(phasePreAccept)
+
 	// 3. INVITE the PBX; Meta's terminate or the answer timeout CANCELs it.
 	c.setState("ringing")
 	inviteCtx, cancelInvite := context.WithTimeout(ctx, route.AnswerTimeout)
@@ -133,6 +145,7 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 		case <-inviteCtx.Done():
 		}
 	}()
+	c.ops.mark(phaseInvite)
 	sc, err := c.g.ua.Invite(inviteCtx, sip.InviteRequest{
 		Trunk:       trunk,
 		To:          route.Destination,
@@ -152,6 +165,7 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 		case c.callerGone():
 			return OutcomeCallerHungUp, "caller hung up while the PBX rang"
 		case errors.As(err, &fe):
+			c.sipResult(fe.Code, fe.Reason)
 			c.refuse(fmt.Sprintf("PBX answered %d %s", fe.Code, fe.Reason))
 			return OutcomePBXRejected, err.Error()
 		case errors.Is(inviteErr, context.DeadlineExceeded):
@@ -166,6 +180,8 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 		}
 	}
 	defer sc.Close()
+	c.ops.mark(phaseAnswer)
+	c.sipResult(200, "OK")
 	c.mu.Lock()
 	c.sipCallID = sc.CallID()
 	c.mu.Unlock()
@@ -188,11 +204,12 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 	// 4. The bridge is built before accept so nothing can fail between
 	// accept and the first packet; it starts only once accept returned 200
 	// (no media before accept, whatsapp-calling.md §5).
+	waIn, sipIn := c.meterLegs(leg, sc, codec) // jitter of each leg's input
 	bridge, err := rtpbridge.New(rtpbridge.Config{
-		WhatsAppIn:     leg,
+		WhatsAppIn:     waIn,
 		WhatsAppOut:    leg,
 		WhatsAppSSRC:   leg.SSRC(),
-		SIPIn:          sc,
+		SIPIn:          sipIn,
 		SIPOut:         sc,
 		SIPCodec:       rtpbridge.Codec{Name: codec.Name, PayloadType: codec.PayloadType, ClockRate: codec.ClockRate},
 		OpusComplexity: *c.g.cfg.Media.OpusComplexity,
@@ -212,6 +229,7 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 	}
 	bridge.Start()
 	c.setState("bridged")
+	c.bridged(bridge)
 	c.log.Info("call bridged", zap.Stringer("chain", bridge))
 
 	// 5. Until one side hangs up.
@@ -219,12 +237,15 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 	select {
 	case <-sc.Done():
 		detail2 = "pbx hung up (" + sc.EndReason() + ")"
+		c.ops.setHangupBy(byPBX)
 		c.terminateWhatsApp()
 	case <-c.terminated:
 		detail2 = "caller hung up"
+		c.ops.setHangupBy(byCaller)
 		hangupSIP()
 	case <-leg.Failed():
 		detail2 = "whatsapp media connection failed"
+		c.ops.setHangupBy(byGateway)
 		hangupSIP()
 		c.terminateWhatsApp()
 	case <-ctx.Done():
@@ -279,6 +300,7 @@ func (c *call) graph(parent context.Context, action string, do func(context.Cont
 	defer cancel()
 	if err := do(ctx); err != nil {
 		c.log.Warn("graph action failed", zap.String("action", action), zap.Error(err))
+		c.graphFailed(action, err)
 		return err
 	}
 	c.log.Debug("graph action ok", zap.String("action", action))

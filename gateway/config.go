@@ -26,6 +26,12 @@ type Config struct {
 	Media    MediaConfig    `yaml:"media"`
 	Trunks   []TrunkConfig  `yaml:"trunks"`
 	Numbers  []NumberConfig `yaml:"numbers"`
+
+	// Operations (config_ops.go).
+	DrainTimeout time.Duration     `yaml:"drain_timeout"` // SIGTERM: how long active calls may go on, default 60s
+	Health       HealthConfig      `yaml:"health"`
+	CallRecords  CallRecordsConfig `yaml:"call_records"`
+	Admin        AdminConfig       `yaml:"admin"`
 }
 
 type LogConfig struct {
@@ -78,6 +84,9 @@ type TrunkConfig struct {
 	Password   SecretRef `yaml:"password"`
 	FromDomain string    `yaml:"from_domain"`
 	Codecs     []string  `yaml:"codecs"` // default [PCMU, PCMA]
+	// OptionsPing: send SIP OPTIONS to watch the trunk (default true); a
+	// trunk that stops answering is marked down and its calls rejected.
+	OptionsPing *bool `yaml:"options_ping"`
 }
 
 // NumberConfig is one business phone number and the routes of its calls.
@@ -188,6 +197,7 @@ func (c *Config) ApplyDefaults() {
 			}
 		}
 	}
+	c.applyOpsDefaults()
 }
 
 // supportedCodecs are the SIP codecs the bridge can carry today.
@@ -324,6 +334,7 @@ func (c *Config) Validate() error {
 	if len(c.Numbers) == 0 {
 		bad("numbers", "at least one business number is needed")
 	}
+	p = append(p, c.validateOps()...)
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}
 	}
@@ -395,6 +406,7 @@ func (r SecretRef) Resolve() (string, error) {
 type Secrets struct {
 	AccessToken, AppSecret, VerifyToken string
 	TrunkPasswords                      map[string]string
+	AdminToken, CallRecordsToken        string // admin.token, call_records.url_token (empty when unused)
 }
 
 // ResolveSecrets reads every secret the config names, reporting all that are missing.
@@ -416,6 +428,8 @@ func (c *Config) ResolveSecrets() (*Secrets, error) {
 		get(fmt.Sprintf("trunks[%d].password", i), t.Password, &v)
 		s.TrunkPasswords[t.Name] = v
 	}
+	get("admin.token", c.Admin.Token, &s.AdminToken)
+	get("call_records.url_token", c.CallRecords.URLToken, &s.CallRecordsToken)
 	if len(p) > 0 {
 		return nil, &ConfigError{Problems: p}
 	}

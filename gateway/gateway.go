@@ -40,6 +40,11 @@ type Gateway struct {
 	cancel context.CancelFunc
 	calls  sync.WaitGroup
 	once   sync.Once
+
+	rmu         sync.RWMutex    // guards router, trunks and trunkPing (SIGHUP reload swaps them)
+	trunkPing   map[string]bool // trunk name → watched with OPTIONS
+	ops         *gatewayOps     // metrics, call records, health, drain, admin (ops.go)
+	cancelCause context.CancelCauseFunc
 }
 
 // New builds a gateway from a validated config and its resolved secrets.
@@ -55,6 +60,7 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 		router: NewRouter(cfg.Numbers),
 		reg:    newRegistry(30 * time.Minute),
 	}
+	g.initOps(cfg, secrets)
 	for _, tc := range cfg.Trunks {
 		t := &sip.Trunk{
 			Name: tc.Name, Address: tc.Address, Transport: tc.Transport,
@@ -72,19 +78,22 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 		AccessToken: secrets.AccessToken,
 		Timeout:     cfg.WhatsApp.GraphTimeout,
 		Logger:      log.Named("graph"),
+		OnRequest:   g.ops.metrics.graphRequest,
 	})
 	g.webhook = whatsapp.NewWebhookHandler(whatsapp.WebhookConfig{
 		VerifyToken: secrets.VerifyToken,
 		AppSecret:   secrets.AppSecret,
 		OnCall:      g.handleCallEvent,
 		Logger:      log.Named("webhook"),
+		OnResult:    g.ops.metrics.webhookResult,
 	})
 	return g, nil
 }
 
 // Start binds the WebRTC UDP port, the SIP listener and the HTTP listener.
 func (g *Gateway) Start(ctx context.Context) error {
-	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.ctx, g.cancelCause = context.WithCancelCause(context.Background())
+	g.cancel = func() { g.cancelCause(context.Canceled) }
 	var err error
 	g.media, err = whatsapp.NewMedia(whatsapp.MediaConfig{
 		UDPPort:   g.cfg.WebRTC.UDPPort,
@@ -117,10 +126,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 
 	mux := http.NewServeMux()
 	mux.Handle(g.cfg.HTTP.WebhookPath, g.webhook)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	g.opsRoutes(mux) // /metrics, /healthz, /readyz
 	g.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
 	ln, err := net.Listen("tcp", g.cfg.HTTP.Listen)
 	if err != nil {
@@ -145,6 +151,12 @@ func (g *Gateway) Start(ctx context.Context) error {
 			g.log.Error("http server stopped", zap.Error(err))
 		}
 	}()
+	if err := g.startOps(); err != nil {
+		_ = g.httpSrv.Close()
+		g.ua.Close()
+		g.media.Close()
+		return err
+	}
 	g.log.Info("gateway started", zap.String("webhook", g.WebhookURL()), zap.String("sip", g.ua.Addr()),
 		zap.Int("trunks", len(g.trunks)), zap.Int("numbers", len(g.cfg.Numbers)))
 	return nil
@@ -192,9 +204,10 @@ func (g *Gateway) handleCallEvent(ev whatsapp.CallEvent) {
 		go func() {
 			defer g.calls.Done()
 			defer g.reg.end(ev.CallID)
-			c.run(g.ctx)
+			c.run(c.ops.bind(g.ctx))
 		}()
 	case "terminate":
+		g.ops.metrics.terminateErrors(ev.Errors)
 		if c := g.reg.get(ev.CallID); c != nil {
 			c.callerTerminated(ev)
 			return
@@ -230,6 +243,7 @@ func (g *Gateway) Close(ctx context.Context) error {
 			cancel()
 		}
 		_ = g.webhook.Close() // delivers what is queued; calls are already ending
+		g.stopOps(ctx)        // trunk pings, admin API; call records flushed
 		if g.ua != nil {
 			_ = g.ua.Close()
 		}

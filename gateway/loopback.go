@@ -15,6 +15,9 @@ type LoopbackOptions struct {
 	PhoneNumberID          string
 	AnswerTimeout          time.Duration // default 15s
 	RTPPortMin, RTPPortMax int           // default 40000-40999
+	// PingTrunk watches the PBX with SIP OPTIONS (off by default: a sipp
+	// scenario PBX answers only what its scenario expects).
+	PingTrunk bool
 }
 
 // LoopbackConfig is the embedded default of `wagateway demo` and the end-to-end
@@ -33,7 +36,7 @@ func LoopbackConfig(o LoopbackOptions) *Config {
 			AccessToken: SecretRef{Env: "WA_ACCESS_TOKEN"}, AppSecret: SecretRef{Env: "WA_APP_SECRET"}, VerifyToken: SecretRef{Env: "WA_VERIFY_TOKEN"}},
 		WebRTC: WebRTCConfig{UDPPort: o.UDPPort, ListenIPs: []string{"127.0.0.1"}},
 		SIP:    SIPConfig{Listen: "127.0.0.1:0", RTPAddress: "127.0.0.1", RTPPortMin: o.RTPPortMin, RTPPortMax: o.RTPPortMax},
-		Trunks: []TrunkConfig{{Name: "pbx", Address: o.PBXAddr}},
+		Trunks: []TrunkConfig{{Name: "pbx", Address: o.PBXAddr, OptionsPing: &o.PingTrunk}},
 		Numbers: []NumberConfig{{PhoneNumberID: o.PhoneNumberID, Routes: []RouteConfig{
 			{Name: "pbx", Trunk: "pbx", Destination: "sip:agents@" + o.PBXAddr, AnswerTimeout: o.AnswerTimeout},
 		}}},

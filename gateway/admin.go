@@ -1,0 +1,120 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// The admin API, on its own listener (admin.listen), every request with
+// "Authorization: Bearer <admin.token>":
+//
+//	GET    /admin/calls              the active calls with live media stats (JSON)
+//	GET    /admin/calls/{id}         one call
+//	POST   /admin/calls/{id}/hangup  end it on both sides (202; 404 if unknown)
+//	DELETE /admin/calls/{id}         the same
+//
+// /metrics, /healthz and /readyz are served there too, without a token.
+func (g *Gateway) startAdmin() error {
+	o := g.ops
+	if o.adminToken == "" {
+		return errors.New("admin: admin.token resolved to nothing; the admin API is not served without one")
+	}
+	mux := http.NewServeMux()
+	g.opsRoutes(mux)
+	mux.Handle("GET /admin/calls", g.adminAuth(g.adminList))
+	mux.Handle("GET /admin/calls/{id}", g.adminAuth(g.adminGet))
+	mux.Handle("POST /admin/calls/{id}/hangup", g.adminAuth(g.adminHangup))
+	mux.Handle("DELETE /admin/calls/{id}", g.adminAuth(g.adminHangup))
+	ln, err := net.Listen("tcp", g.cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin: listen %s: %w", g.cfg.Admin.Listen, err)
+	}
+	o.adminLn = ln
+	o.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
+	go func() {
+		if err := o.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			g.log.Error("admin server stopped", zap.Error(err))
+		}
+	}()
+	g.log.Info("admin API listening", zap.String("addr", ln.Addr().String()))
+	return nil
+}
+
+// AdminAddr is the bound admin listener ("" when the admin API is off).
+func (g *Gateway) AdminAddr() string {
+	if g.ops.adminLn == nil {
+		return ""
+	}
+	return g.ops.adminLn.Addr().String()
+}
+
+func (g *Gateway) adminAuth(h http.HandlerFunc) http.Handler {
+	want := sha256.Sum256([]byte(g.ops.adminToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got := sha256.Sum256([]byte(given))
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			g.ops.metrics.adminRequests.WithLabelValues("unauthorized").Inc()
+			g.log.Warn("admin request refused: bad or missing token", zap.String("remote", r.RemoteAddr),
+				zap.String("path", r.URL.Path))
+			w.Header().Set("WWW-Authenticate", `Bearer realm="wagateway-admin"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (g *Gateway) adminList(w http.ResponseWriter, _ *http.Request) {
+	calls := g.reg.snapshot()
+	out := make([]liveCall, 0, len(calls))
+	for _, c := range calls {
+		out = append(out, c.live())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Connect.Before(out[j].Connect) })
+	g.ops.metrics.adminRequests.WithLabelValues("ok").Inc()
+	writeJSON(w, http.StatusOK, map[string]any{"calls": out, "draining": g.Draining()})
+}
+
+func (g *Gateway) adminGet(w http.ResponseWriter, r *http.Request) {
+	c := g.reg.get(r.PathValue("id"))
+	if c == nil {
+		g.ops.metrics.adminRequests.WithLabelValues("not_found").Inc()
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no active call with that id"})
+		return
+	}
+	g.ops.metrics.adminRequests.WithLabelValues("ok").Inc()
+	writeJSON(w, http.StatusOK, c.live())
+}
+
+func (g *Gateway) adminHangup(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !g.HangupCall(id) {
+		g.ops.metrics.adminRequests.WithLabelValues("not_found").Inc()
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no active call with that id"})
+		return
+	}
+	g.ops.metrics.adminRequests.WithLabelValues("ok").Inc()
+	writeJSON(w, http.StatusAccepted, map[string]string{"call_id": id, "status": "hanging up"})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func sortStrings(s []string) { sort.Strings(s) }

@@ -1,0 +1,120 @@
+package gateway
+
+import (
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"time"
+)
+
+// HealthConfig sets how trunks are watched with SIP OPTIONS.
+type HealthConfig struct {
+	OptionsInterval time.Duration `yaml:"options_interval"` // between pings of one trunk, default 30s
+	OptionsTimeout  time.Duration `yaml:"options_timeout"`  // wait for an answer, default 5s
+	DownAfter       int           `yaml:"down_after"`       // unanswered pings in a row that mark a trunk down, default 2
+}
+
+// CallRecordsConfig: one JSON object per ended call, appended to File and,
+// if URL is set, POSTed there (asynchronously, with bounded retries).
+type CallRecordsConfig struct {
+	File       string        `yaml:"file"`        // JSON lines; empty = no file
+	URL        string        `yaml:"url"`         // optional http(s) endpoint
+	URLToken   SecretRef     `yaml:"url_token"`   // optional: sent as "Authorization: Bearer …"
+	URLRetries int           `yaml:"url_retries"` // attempts after the first, default 3
+	URLTimeout time.Duration `yaml:"url_timeout"` // per attempt, default 5s
+}
+
+// AdminConfig enables the admin API (list calls, hang one up) on its own
+// listener. Off unless Listen is set; Token is then required.
+type AdminConfig struct {
+	Listen string    `yaml:"listen"` // e.g. 127.0.0.1:8081; empty = off
+	Token  SecretRef `yaml:"token"`  // "Authorization: Bearer …" on every admin request
+}
+
+// Defaults of the operations settings.
+const (
+	DefaultDrainTimeout    = 60 * time.Second
+	DefaultOptionsInterval = 30 * time.Second
+	DefaultOptionsTimeout  = 5 * time.Second
+	DefaultDownAfter       = 2
+	DefaultRecordRetries   = 3
+	DefaultRecordTimeout   = 5 * time.Second
+)
+
+func (c *Config) applyOpsDefaults() {
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.Health.OptionsInterval == 0 {
+		c.Health.OptionsInterval = DefaultOptionsInterval
+	}
+	if c.Health.OptionsTimeout == 0 {
+		c.Health.OptionsTimeout = DefaultOptionsTimeout
+	}
+	if c.Health.DownAfter == 0 {
+		c.Health.DownAfter = DefaultDownAfter
+	}
+	if c.CallRecords.URLRetries == 0 {
+		c.CallRecords.URLRetries = DefaultRecordRetries
+	}
+	if c.CallRecords.URLTimeout == 0 {
+		c.CallRecords.URLTimeout = DefaultRecordTimeout
+	}
+}
+
+// validateOps returns the problems of the operations settings, each with its field.
+func (c *Config) validateOps() []string {
+	var p []string
+	bad := func(field, format string, a ...any) { p = append(p, field+": "+fmt.Sprintf(format, a...)) }
+	if c.DrainTimeout < 0 || c.DrainTimeout > time.Hour {
+		bad("drain_timeout", "%v must lie within 0-1h", c.DrainTimeout)
+	}
+	if c.Health.OptionsInterval < 100*time.Millisecond {
+		bad("health.options_interval", "%v is shorter than 100ms", c.Health.OptionsInterval)
+	}
+	if c.Health.OptionsTimeout <= 0 || c.Health.OptionsTimeout > c.Health.OptionsInterval {
+		bad("health.options_timeout", "%v must be positive and at most options_interval (%v)", c.Health.OptionsTimeout, c.Health.OptionsInterval)
+	}
+	if c.Health.DownAfter < 1 || c.Health.DownAfter > 100 {
+		bad("health.down_after", "%d must lie within 1-100", c.Health.DownAfter)
+	}
+	cr := c.CallRecords
+	if cr.File != "" && (filepath.Base(cr.File) == "." || filepath.Base(cr.File) == string(filepath.Separator)) {
+		bad("call_records.file", "%q is not a file path", cr.File)
+	}
+	if cr.URL != "" {
+		if u, err := url.Parse(cr.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("call_records.url", "%q is not an http(s) URL", cr.URL)
+		} else if u.User != nil {
+			bad("call_records.url", "credentials in the URL would be logged: use url_token")
+		}
+	}
+	if err := cr.URLToken.check(false); err != nil {
+		bad("call_records.url_token", "%v", err)
+	}
+	if (cr.URLToken.Env != "" || cr.URLToken.File != "") && cr.URL == "" {
+		bad("call_records.url_token", "set without call_records.url")
+	}
+	if cr.URLRetries < 0 || cr.URLRetries > 20 {
+		bad("call_records.url_retries", "%d must lie within 0-20", cr.URLRetries)
+	}
+	if cr.URLTimeout < 0 || cr.URLTimeout > time.Minute {
+		bad("call_records.url_timeout", "%v must lie within 0-1m", cr.URLTimeout)
+	}
+	if c.Admin.Listen != "" {
+		if err := checkHostPort(c.Admin.Listen, true); err != nil {
+			bad("admin.listen", "%v", err)
+		} else if c.Admin.Listen == c.HTTP.Listen {
+			bad("admin.listen", "%q is the webhook listener; give the admin API its own", c.Admin.Listen)
+		}
+		if err := c.Admin.Token.check(true); err != nil {
+			bad("admin.token", "%v (the admin API is never served without a token)", err)
+		}
+	} else if c.Admin.Token.Env != "" || c.Admin.Token.File != "" {
+		bad("admin.listen", "admin.token is set but admin.listen is empty (the admin API is off)")
+	}
+	return p
+}
+
+// optionsPing reports whether the trunk is watched with OPTIONS.
+func (t TrunkConfig) optionsPing() bool { return t.OptionsPing == nil || *t.OptionsPing }

@@ -1,0 +1,233 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/sip"
+)
+
+// trunkMonitor pings each trunk with SIP OPTIONS. A trunk whose pings go
+// unanswered DownAfter times in a row is down until it answers again; new
+// calls routed to it are rejected at once instead of ringing into nothing.
+type trunkMonitor struct {
+	cfg  HealthConfig
+	log  *zap.Logger
+	m    *metrics
+	ping func(ctx context.Context, t *sip.Trunk) (int, error)
+
+	mu     sync.Mutex
+	states map[string]*trunkState
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// trunkState is one trunk's health, as /readyz shows it.
+type trunkState struct {
+	Pinged      bool      `json:"pinged"` // false: options_ping off, always taken as up
+	Up          bool      `json:"up"`
+	Answered    bool      `json:"answered"` // at least one answer since start or reload
+	Failures    int       `json:"failures"` // unanswered pings in a row
+	LastCode    int       `json:"last_code,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastRTTms   float64   `json:"last_rtt_ms,omitempty"`
+	Since       time.Time `json:"since"` // of the current up/down state
+	LastChecked time.Time `json:"last_checked,omitzero"`
+}
+
+func newTrunkMonitor(cfg HealthConfig, log *zap.Logger, m *metrics) *trunkMonitor {
+	return &trunkMonitor{cfg: cfg, log: log, m: m, states: map[string]*trunkState{}}
+}
+
+// run (re)starts the pingers for this set of trunks. States of trunks kept
+// across a reload are kept; removed trunks are forgotten.
+func (tm *trunkMonitor) run(trunks map[string]*sip.Trunk, pinged map[string]bool) {
+	tm.stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	tm.mu.Lock()
+	tm.cancel = cancel
+	states := make(map[string]*trunkState, len(trunks))
+	for name := range trunks {
+		st := tm.states[name]
+		if st == nil || st.Pinged != pinged[name] {
+			st = &trunkState{Pinged: pinged[name], Up: true, Since: time.Now()}
+		}
+		states[name] = st
+	}
+	for name := range tm.states {
+		if states[name] == nil {
+			tm.m.trunkUp.DeleteLabelValues(name)
+			tm.m.trunkPingRTT.DeleteLabelValues(name)
+		}
+	}
+	tm.states = states
+	tm.mu.Unlock()
+	for name, t := range trunks {
+		tm.m.trunkUp.WithLabelValues(name).Set(1)
+		if !pinged[name] {
+			continue
+		}
+		tm.wg.Add(1)
+		go tm.loop(ctx, name, t)
+	}
+}
+
+func (tm *trunkMonitor) stop() {
+	tm.mu.Lock()
+	cancel := tm.cancel
+	tm.cancel = nil
+	tm.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	tm.wg.Wait()
+}
+
+func (tm *trunkMonitor) loop(ctx context.Context, name string, t *sip.Trunk) {
+	defer tm.wg.Done()
+	tick := time.NewTicker(tm.cfg.OptionsInterval)
+	defer tick.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, tm.cfg.OptionsTimeout)
+		start := time.Now()
+		code, err := tm.ping(pctx, t)
+		rtt := time.Since(start)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		tm.result(name, code, rtt, err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (tm *trunkMonitor) result(name string, code int, rtt time.Duration, err error) {
+	tm.mu.Lock()
+	st := tm.states[name]
+	if st == nil {
+		tm.mu.Unlock()
+		return
+	}
+	st.LastChecked = time.Now()
+	wasUp := st.Up
+	if err == nil {
+		st.Answered, st.Failures, st.LastCode, st.LastError = true, 0, code, ""
+		st.LastRTTms = round2(float64(rtt) / float64(time.Millisecond))
+		st.Up = true
+	} else {
+		st.Failures++
+		st.LastError = err.Error()
+		if st.Failures >= tm.cfg.DownAfter {
+			st.Up = false
+		}
+	}
+	if st.Up != wasUp {
+		st.Since = time.Now()
+	}
+	up, failures, lastErr := st.Up, st.Failures, st.LastError
+	tm.mu.Unlock()
+
+	if err == nil {
+		tm.m.trunkPingRTT.WithLabelValues(name).Set(rtt.Seconds())
+	}
+	if up {
+		tm.m.trunkUp.WithLabelValues(name).Set(1)
+	} else {
+		tm.m.trunkUp.WithLabelValues(name).Set(0)
+	}
+	switch {
+	case up && !wasUp:
+		tm.log.Info("trunk up again: answers OPTIONS", zap.String("trunk", name), zap.Int("code", code))
+	case !up && wasUp:
+		tm.log.Warn("trunk down: OPTIONS unanswered; its calls are rejected until it answers",
+			zap.String("trunk", name), zap.Int("failures", failures), zap.String("error", lastErr))
+	case err != nil:
+		tm.log.Debug("trunk OPTIONS unanswered", zap.String("trunk", name), zap.Int("failures", failures), zap.Error(err))
+	}
+}
+
+// down says whether calls to the trunk must be rejected, and why.
+func (tm *trunkMonitor) down(name string) (bool, string) {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	st := tm.states[name]
+	if st == nil || st.Up {
+		return false, ""
+	}
+	return true, fmt.Sprintf("%d SIP OPTIONS pings unanswered since %s (last: %s)",
+		st.Failures, st.Since.UTC().Format(time.RFC3339), st.LastError)
+}
+
+// ready is true when every pinged trunk has answered and none is down.
+func (tm *trunkMonitor) ready() (bool, map[string]trunkState) {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	ok := true
+	out := make(map[string]trunkState, len(tm.states))
+	for name, st := range tm.states {
+		out[name] = *st
+		if st.Pinged && (!st.Up || !st.Answered) {
+			ok = false
+		}
+	}
+	return ok, out
+}
+
+// readiness is the /readyz answer.
+type readiness struct {
+	Ready     bool                  `json:"ready"`
+	Listeners bool                  `json:"listeners"`
+	Draining  bool                  `json:"draining"`
+	Trunks    map[string]trunkState `json:"trunks"`
+	Down      []string              `json:"not_ready_trunks,omitempty"`
+	Calls     int                   `json:"active_calls"`
+}
+
+// Ready reports whether the gateway should get new calls: its listeners are
+// bound, every trunk answers OPTIONS, and it is not draining.
+func (g *Gateway) Ready() bool { return g.readiness().Ready }
+
+func (g *Gateway) readiness() readiness {
+	r := readiness{
+		Listeners: g.ops.started.Load() && !g.ops.stopped.Load(),
+		Draining:  g.ops.draining.Load(),
+		Calls:     g.reg.count(),
+	}
+	trunksOK, trunks := g.ops.monitor.ready()
+	r.Trunks = trunks
+	for name, st := range trunks {
+		if st.Pinged && (!st.Up || !st.Answered) {
+			r.Down = append(r.Down, name)
+		}
+	}
+	sort.Strings(r.Down)
+	r.Ready = r.Listeners && trunksOK && !r.Draining
+	return r
+}
+
+func (g *Gateway) serveHealthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (g *Gateway) serveReadyz(w http.ResponseWriter, _ *http.Request) {
+	r := g.readiness()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !r.Ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(r)
+}

@@ -1,0 +1,193 @@
+package gateway
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wagateway/wagateway/rtpbridge"
+	"github.com/wagateway/wagateway/whatsapp"
+)
+
+// metrics are the gateway's Prometheus collectors. Each Gateway has its own
+// registry (never the global one), so tests can run several gateways.
+type metrics struct {
+	reg *prometheus.Registry
+
+	activeByCodec  *prometheus.GaugeVec
+	calls          *prometheus.CounterVec
+	metaErrors     *prometheus.CounterVec
+	setupLatency   prometheus.Histogram
+	graphRequests  *prometheus.CounterVec
+	graphLatency   *prometheus.HistogramVec
+	sipFinal       *prometheus.CounterVec
+	webhooks       *prometheus.CounterVec
+	packets        *prometheus.CounterVec
+	lost           *prometheus.CounterVec
+	late           *prometheus.CounterVec
+	concealed      *prometheus.CounterVec
+	fecRecovered   *prometheus.CounterVec
+	jitter         *prometheus.HistogramVec
+	digits         *prometheus.CounterVec
+	codecPaths     *prometheus.CounterVec
+	mos            prometheus.Histogram
+	trunkUp        *prometheus.GaugeVec
+	trunkPingRTT   *prometheus.GaugeVec
+	draining       prometheus.Gauge
+	records        *prometheus.CounterVec
+	callDuration   prometheus.Histogram
+	configReloads  *prometheus.CounterVec
+	adminRequests  *prometheus.CounterVec
+	recordsDropped prometheus.Counter
+}
+
+const ns = "wagateway"
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	m.activeByCodec = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "active_bridged_calls",
+		Help: "Bridged calls in progress by codec path (opus-pcmu, opus-pcma, opus-g722, opus-passthrough)."}, []string{"codec_path"})
+	m.calls = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "calls_total",
+		Help: "Ended calls by outcome (bridged, pbx_rejected, no_answer, caller_hungup, no_route, trunk_down, draining, failed, shutdown, admin_hangup)."}, []string{"outcome"})
+	m.metaErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "meta_call_errors_total",
+		Help: "Error codes in Meta's terminate webhooks (errors[].code, e.g. 138021)."}, []string{"code"})
+	m.setupLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "call_setup_seconds",
+		Help:    "From the connect webhook to Graph accept answered 200 (includes the PBX's ringing time).",
+		Buckets: []float64{0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60}})
+	m.graphRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "graph_requests_total",
+		Help: "Graph API call actions by action and result (ok, graph_error, network_error, bad_response, canceled)."}, []string{"action", "result"})
+	m.graphLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "graph_request_seconds",
+		Help:    "Time of one Graph API call action, retries included.",
+		Buckets: []float64{0.05, 0.1, 0.2, 0.4, 0.8, 1.5, 3, 6, 12, 30}}, []string{"action"})
+	m.sipFinal = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "sip_invite_final_responses_total",
+		Help: "Final responses to the gateway's INVITEs by status code (200, 486, 503, …)."}, []string{"code"})
+	m.webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "webhook_deliveries_total",
+		Help: "Webhook requests and events by result (accepted, duplicate, stale, bad_signature, malformed, ignored, verified, verify_failed)."}, []string{"result"})
+	dir := []string{"direction"}
+	m.packets = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "media_packets_total",
+		Help: "RTP packets by direction (whatsapp_to_sip, sip_to_whatsapp) and stage (in, out)."}, []string{"direction", "stage"})
+	m.lost = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "media_lost_packets_total",
+		Help: "Packets missing from the input sequence, by direction."}, dir)
+	m.late = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "media_late_packets_total",
+		Help: "Duplicate or out-of-order packets discarded, by direction."}, dir)
+	m.concealed = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "media_concealed_frames_total",
+		Help: "Frames filled by packet-loss concealment, by direction."}, dir)
+	m.fecRecovered = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "media_fec_recovered_frames_total",
+		Help: "Lost frames rebuilt from Opus in-band FEC, by direction."}, dir)
+	m.jitter = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "media_jitter_seconds",
+		Help:    "Interarrival jitter (RFC 3550) of each call's input at its end, by direction.",
+		Buckets: []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2}}, dir)
+	m.digits = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "dtmf_digits_total",
+		Help: "DTMF digits found, by the side that sent them (whatsapp, sip)."}, []string{"from"})
+	m.codecPaths = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "bridged_calls_total",
+		Help: "Calls that were bridged, by codec path."}, []string{"codec_path"})
+	m.mos = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "call_mos",
+		Help:    "Estimated MOS (E-model, G.107) of each bridged call, the worse direction.",
+		Buckets: []float64{1.5, 2, 2.5, 3, 3.5, 3.8, 4, 4.2, 4.4}})
+	m.callDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "call_talk_seconds",
+		Help:    "From accept to the end of a bridged call.",
+		Buckets: []float64{5, 15, 30, 60, 120, 300, 600, 1200, 3600}})
+	m.trunkUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "trunk_up",
+		Help: "1 when the trunk answers SIP OPTIONS (or is not pinged), 0 when it is marked down."}, []string{"trunk"})
+	m.trunkPingRTT = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "trunk_options_rtt_seconds",
+		Help: "Round trip of the last answered OPTIONS ping."}, []string{"trunk"})
+	m.draining = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "draining",
+		Help: "1 while the gateway drains (SIGTERM): new calls are rejected."})
+	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "call_records_total",
+		Help: "Call records by sink (file, url) and result (ok, error)."}, []string{"sink", "result"})
+	m.recordsDropped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "call_records_dropped_total",
+		Help: "Call records not POSTed because the send queue was full."})
+	m.configReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "config_reloads_total",
+		Help: "SIGHUP reloads by result (ok, error)."}, []string{"result"})
+	m.adminRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "admin_requests_total",
+		Help: "Admin API requests by result (ok, unauthorized, not_found, bad_request)."}, []string{"result"})
+	for _, c := range []prometheus.Collector{m.activeByCodec, m.calls, m.metaErrors, m.setupLatency,
+		m.graphRequests, m.graphLatency, m.sipFinal, m.webhooks, m.packets, m.lost, m.late, m.concealed,
+		m.fecRecovered, m.jitter, m.digits, m.codecPaths, m.mos, m.callDuration, m.trunkUp, m.trunkPingRTT,
+		m.draining, m.records, m.recordsDropped, m.configReloads, m.adminRequests} {
+		f(c)
+	}
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Label values known up front, so a dashboard shows 0 rather than nothing.
+	for _, o := range []string{OutcomeBridged, OutcomePBXRejected, OutcomeNoAnswer, OutcomeCallerHungUp, OutcomeFailed} {
+		m.calls.WithLabelValues(o)
+	}
+	for _, d := range []string{dirWhatsAppToSIP, dirSIPToWhatsApp} {
+		m.packets.WithLabelValues(d, "in")
+		m.packets.WithLabelValues(d, "out")
+		m.lost.WithLabelValues(d)
+	}
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Directions as labelled in metrics and call records.
+const (
+	dirWhatsAppToSIP = "whatsapp_to_sip"
+	dirSIPToWhatsApp = "sip_to_whatsapp"
+)
+
+func (m *metrics) graphRequest(action, result string, d time.Duration) {
+	m.graphRequests.WithLabelValues(action, result).Inc()
+	m.graphLatency.WithLabelValues(action).Observe(d.Seconds())
+}
+
+func (m *metrics) webhookResult(r whatsapp.WebhookResult) {
+	m.webhooks.WithLabelValues(string(r)).Inc()
+}
+
+func (m *metrics) terminateErrors(errs []whatsapp.CallError) {
+	for _, e := range errs {
+		m.metaErrors.WithLabelValues(strconv.Itoa(e.Code)).Inc()
+	}
+}
+
+// addMedia adds the growth of the bridge's counters since the last report.
+func (m *metrics) addMedia(now, prev rtpbridge.Stats) {
+	add := func(dir string, n, p rtpbridge.DirectionStats) {
+		m.packets.WithLabelValues(dir, "in").Add(float64(delta(n.PacketsIn, p.PacketsIn)))
+		m.packets.WithLabelValues(dir, "out").Add(float64(delta(n.PacketsOut, p.PacketsOut)))
+		m.lost.WithLabelValues(dir).Add(float64(delta(n.Lost, p.Lost)))
+		m.late.WithLabelValues(dir).Add(float64(delta(n.Late, p.Late)))
+		m.concealed.WithLabelValues(dir).Add(float64(delta(n.Concealed, p.Concealed)))
+		m.fecRecovered.WithLabelValues(dir).Add(float64(delta(n.FECRecovered, p.FECRecovered)))
+	}
+	add(dirWhatsAppToSIP, now.WhatsAppToSIP, prev.WhatsAppToSIP)
+	add(dirSIPToWhatsApp, now.SIPToWhatsApp, prev.SIPToWhatsApp)
+	if d := delta(now.WhatsAppToSIP.Digits, prev.WhatsAppToSIP.Digits); d > 0 {
+		m.digits.WithLabelValues("whatsapp").Add(float64(d))
+	}
+	if d := delta(now.SIPToWhatsApp.Digits, prev.SIPToWhatsApp.Digits); d > 0 {
+		m.digits.WithLabelValues("sip").Add(float64(d))
+	}
+}
+
+func delta(now, prev uint64) uint64 {
+	if now < prev {
+		return 0
+	}
+	return now - prev
+}
+
+// codecPath names the media path of a call for labels: the WhatsApp side is
+// always Opus; the SIP side is transcoded, or Opus passed through.
+func codecPath(sipCodec string) string {
+	c := strings.ToLower(sipCodec)
+	switch c {
+	case "":
+		return ""
+	case "opus":
+		return "opus-passthrough"
+	}
+	return "opus-" + c
+}

@@ -1,0 +1,202 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/sip"
+)
+
+// gatewayOps holds the operations side of a Gateway: metrics, call records,
+// trunk health, drain state and the admin API.
+type gatewayOps struct {
+	metrics    *metrics
+	records    *recorder
+	monitor    *trunkMonitor
+	adminToken string // never logged
+	draining   atomic.Bool
+	started    atomic.Bool
+	stopped    atomic.Bool
+
+	admin   *http.Server
+	adminLn net.Listener
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	reloadMu sync.Mutex // one Reload at a time
+}
+
+// mediaFlushInterval is how often live calls' media counters reach the metrics.
+const mediaFlushInterval = 5 * time.Second
+
+// initOps builds the operations side (nothing bound yet); New calls it.
+func (g *Gateway) initOps(cfg *Config, secrets *Secrets) {
+	o := &gatewayOps{stop: make(chan struct{}), adminToken: secrets.AdminToken}
+	o.metrics = newMetrics()
+	o.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "active_calls",
+		Help: "Calls in progress (from the connect webhook to the end of both legs)."},
+		func() float64 { return float64(g.reg.count()) }))
+	o.records = newRecorder(cfg.CallRecords, secrets.CallRecordsToken, g.log.Named("records"), o.metrics)
+	o.monitor = newTrunkMonitor(cfg.Health, g.log.Named("health"), o.metrics)
+	g.ops = o
+	g.trunkPing = make(map[string]bool, len(cfg.Trunks))
+	for _, tc := range cfg.Trunks {
+		g.trunkPing[tc.Name] = tc.optionsPing()
+	}
+}
+
+// opsRoutes adds /metrics, /healthz and /readyz to the webhook listener.
+func (g *Gateway) opsRoutes(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", g.ops.metrics.handler())
+	mux.HandleFunc("GET /healthz", g.serveHealthz)
+	mux.HandleFunc("GET /readyz", g.serveReadyz)
+}
+
+// startOps opens the call record file, starts the trunk pings, the media
+// flush and the admin API. Start calls it once the listeners are bound.
+func (g *Gateway) startOps() error {
+	o := g.ops
+	if err := o.records.start(); err != nil {
+		return err
+	}
+	o.monitor.ping = g.ua.Options
+	trunks, pinged := g.trunkSet()
+	o.monitor.run(trunks, pinged)
+	if g.cfg.Admin.Listen != "" {
+		if err := g.startAdmin(); err != nil {
+			o.monitor.stop()
+			o.records.close(context.Background())
+			return err
+		}
+	}
+	o.wg.Add(1)
+	go g.flushLoop()
+	o.started.Store(true)
+	return nil
+}
+
+// stopOps stops what startOps started; the records queue is flushed within ctx.
+func (g *Gateway) stopOps(ctx context.Context) {
+	o := g.ops
+	if !o.started.Load() || o.stopped.Swap(true) {
+		return
+	}
+	close(o.stop)
+	o.wg.Wait()
+	o.monitor.stop()
+	if o.admin != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = o.admin.Shutdown(sctx)
+		cancel()
+	}
+	o.records.close(ctx)
+}
+
+func (g *Gateway) flushLoop() {
+	defer g.ops.wg.Done()
+	t := time.NewTicker(mediaFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.ops.stop:
+			return
+		case <-t.C:
+			for _, c := range g.reg.snapshot() {
+				c.ops.flushMedia(g.ops.metrics)
+			}
+		}
+	}
+}
+
+// routing returns the routes and trunks in force (SIGHUP may replace them).
+func (g *Gateway) routing() (*Router, map[string]*sip.Trunk) {
+	g.rmu.RLock()
+	defer g.rmu.RUnlock()
+	return g.router, g.trunks
+}
+
+// trunkSet lists the trunks in force and which of them are pinged.
+func (g *Gateway) trunkSet() (map[string]*sip.Trunk, map[string]bool) {
+	g.rmu.RLock()
+	defer g.rmu.RUnlock()
+	pinged := make(map[string]bool, len(g.trunkPing))
+	for k, v := range g.trunkPing {
+		pinged[k] = v
+	}
+	return g.trunks, pinged
+}
+
+// Metrics serves the gateway's Prometheus metrics (also at /metrics).
+func (g *Gateway) Metrics() http.Handler { return g.ops.metrics.handler() }
+
+// Draining reports whether Drain has begun.
+func (g *Gateway) Draining() bool { return g.ops.draining.Load() }
+
+// Drain stops taking calls and lets the active ones end: new calls are
+// rejected (Graph reject), /readyz answers 503, and calls in progress go on
+// until they end or drain_timeout (or ctx) passes; the rest are then ended
+// on both sides (SIP BYE or CANCEL, Graph terminate or reject). It returns
+// once no call is left, or an error when some would not end. Close
+// releases the listeners afterwards.
+func (g *Gateway) Drain(ctx context.Context) error {
+	if g.ctx == nil {
+		return errors.New("gateway: drain before start")
+	}
+	g.ops.draining.Store(true)
+	g.ops.metrics.draining.Set(1)
+	timeout := g.cfg.DrainTimeout
+	g.log.Info("draining: new calls are rejected; waiting for active calls",
+		zap.Int("active", g.reg.count()), zap.Duration("drain_timeout", timeout))
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	if g.waitNoCalls(ctx, timer.C) {
+		g.log.Info("drained: no call left")
+		return nil
+	}
+	g.log.Warn("drain timeout: ending the remaining calls on both sides", zap.Int("active", g.reg.count()))
+	g.cancelCause(errDrainTimeout)
+	limit := time.NewTimer(15 * time.Second) // BYE and terminate, each bounded
+	defer limit.Stop()
+	if g.waitNoCalls(context.Background(), limit.C) {
+		return nil
+	}
+	return errors.New("gateway: drain: calls still ending")
+}
+
+// waitNoCalls polls until no call is active (true) or until stop or ctx.
+func (g *Gateway) waitNoCalls(ctx context.Context, stop <-chan time.Time) bool {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if g.reg.count() == 0 {
+			return true
+		}
+		select {
+		case <-stop:
+			return g.reg.count() == 0
+		case <-ctx.Done():
+			return g.reg.count() == 0
+		case <-t.C:
+		}
+	}
+}
+
+// HangupCall ends one active call on both sides, as the admin API does.
+// It is false when no call has that id.
+func (g *Gateway) HangupCall(callID string) bool {
+	c := g.reg.get(callID)
+	if c == nil {
+		return false
+	}
+	g.log.Info("hanging up a call on request", zap.String("call_id", callID))
+	return c.ops.hangup(errAdminHangup)
+}

@@ -1,0 +1,81 @@
+package gateway
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/sip"
+)
+
+// buildTrunks turns the trunk configs into SIP trunks with their passwords.
+func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[string]bool, error) {
+	trunks := make(map[string]*sip.Trunk, len(cfg.Trunks))
+	pinged := make(map[string]bool, len(cfg.Trunks))
+	for _, tc := range cfg.Trunks {
+		t := &sip.Trunk{
+			Name: tc.Name, Address: tc.Address, Transport: tc.Transport,
+			Username: tc.Username, Password: secrets.TrunkPasswords[tc.Name],
+			FromDomain: tc.FromDomain, Codecs: tc.Codecs,
+		}
+		if err := t.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("trunk %q: %w", tc.Name, err)
+		}
+		trunks[tc.Name] = t
+		pinged[tc.Name] = tc.optionsPing()
+	}
+	return trunks, pinged, nil
+}
+
+// Reload takes the routes (numbers) and trunks of a new config, as SIGHUP
+// does, without touching the calls in progress: they keep the trunk and
+// route they were set up with. Other sections need a restart; changes to
+// them are logged and otherwise ignored. The call record file is reopened
+// (for logrotate).
+func (g *Gateway) Reload(cfg *Config, secrets *Secrets) error {
+	g.ops.reloadMu.Lock()
+	defer g.ops.reloadMu.Unlock()
+	trunks, pinged, err := buildTrunks(cfg, secrets)
+	if err != nil {
+		g.ops.metrics.configReloads.WithLabelValues("error").Inc()
+		return err
+	}
+	router := NewRouter(cfg.Numbers)
+	g.rmu.Lock()
+	g.router, g.trunks, g.trunkPing = router, trunks, pinged
+	g.rmu.Unlock()
+
+	if g.ops.started.Load() && !g.ops.stopped.Load() {
+		g.ops.monitor.run(trunks, pinged)
+		if err := g.ops.records.reopen(); err != nil {
+			g.log.Error("reload: call record file", zap.Error(err))
+		}
+	}
+	if ignored := restartOnly(g.cfg, cfg); len(ignored) > 0 {
+		g.log.Warn("reload: these sections changed but only take effect on restart",
+			zap.String("sections", strings.Join(ignored, ", ")))
+	}
+	g.ops.metrics.configReloads.WithLabelValues("ok").Inc()
+	g.log.Info("reloaded routes and trunks", zap.Int("trunks", len(trunks)), zap.Int("numbers", len(cfg.Numbers)),
+		zap.Int("active_calls", g.reg.count()))
+	return nil
+}
+
+// restartOnly names the sections that differ but are not reloaded.
+func restartOnly(old, new *Config) []string {
+	var out []string
+	for name, pair := range map[string][2]any{
+		"log": {old.Log, new.Log}, "http": {old.HTTP, new.HTTP}, "whatsapp": {old.WhatsApp, new.WhatsApp},
+		"webrtc": {old.WebRTC, new.WebRTC}, "sip": {old.SIP, new.SIP}, "media": {old.Media, new.Media},
+		"drain_timeout": {old.DrainTimeout, new.DrainTimeout}, "health": {old.Health, new.Health},
+		"call_records": {old.CallRecords, new.CallRecords}, "admin": {old.Admin, new.Admin},
+	} {
+		if !reflect.DeepEqual(pair[0], pair[1]) {
+			out = append(out, name)
+		}
+	}
+	sortStrings(out)
+	return out
+}
