@@ -3,6 +3,7 @@ package rtpbridge
 import (
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/wagateway/wagateway/rtpbridge/g711"
 	"github.com/wagateway/wagateway/rtpbridge/opus"
@@ -192,5 +193,111 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 		j++
 	}); n != 0 {
 		t.Fatalf("%v allocations per 10 ms packet", n)
+	}
+}
+
+// allocScript is a call's worth of packets both ways, with every new path
+// in it: digits each way (whole, with lost starts, ends only), reordering,
+// loss, comfort noise, a new PBX SSRC, and silence from the PBX.
+type allocScript struct {
+	wa, sip [][]byte // one of each per 20 ms frame (nil: nothing then)
+}
+
+func newAllocScript(t *testing.T, c Codec, dtmfPT uint8, inband bool) allocScript {
+	var s allocScript
+	src := newWhatsAppSender(t, 1000, 9000, 20, true)
+	src.depth = 0.45
+	pbx := newPBXSender(t, dtmfPT)
+	if c.Name == "opus" {
+		pbx.frame = 960
+	}
+	for round := 0; len(s.wa) < 700; round++ {
+		for range 20 {
+			s.wa = append(s.wa, src.next())
+		}
+		var keep func(int) bool
+		switch round % 3 {
+		case 1:
+			keep = func(i int) bool { return i >= 2 }
+		case 2:
+			keep = func(i int) bool { return i >= 5 }
+		}
+		s.wa = append(s.wa, src.digit(rune('0'+round%10), 100*time.Millisecond, keep)...)
+		n := len(s.wa)
+		s.wa[n-12], s.wa[n-13] = s.wa[n-13], s.wa[n-12] // reordered
+		s.wa[n-16] = nil                                // lost
+	}
+	for round := 0; len(s.sip) < 700; round++ {
+		s.sip = append(s.sip, pbxTone(t, pbx, c, 700, 20)...)
+		switch {
+		case inband:
+			s.sip = append(s.sip, pbx.audio(toneSequence(string(rune('0'+round%10)), 8000, 100*time.Millisecond, 60*time.Millisecond))...)
+		case dtmfPT != 0:
+			s.sip = append(s.sip, pbx.digit(rune('0'+round%10), 100*time.Millisecond, nil)...)
+		}
+		if round%4 == 1 && c.Name != "opus" {
+			s.sip = append(s.sip, pbx.packet(ptComfortNoise, false, pbx.ts, []byte{50}), nil, nil)
+			pbx.ts += 3 * 160
+		}
+		if round%5 == 4 {
+			pbx.ssrc++
+		}
+		n := len(s.sip)
+		s.sip[n-3], s.sip[n-4] = s.sip[n-4], s.sip[n-3]
+	}
+	return s
+}
+
+// The new paths allocate nothing per packet either: digits both ways
+// (events and tones), G.722, Opus passthrough, the reorder window and the
+// playout buffer.
+func TestNewHotPathsDoNotAllocate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		codec  Codec
+		dtmfPT uint8
+		mode   string
+	}{
+		{"pcmu/rfc4733", pcmu, 101, ""},
+		{"pcmu/inband", pcmu, 0, DTMFModeInband},
+		{"g722/rfc4733", g722Codec, 101, ""},
+		{"opus/rfc4733", opusSIP, 101, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			digits := 0
+			b, _, _ := newDrivenBridgeWith(t, Config{SIPCodec: tc.codec, SIPDTMFPayloadType: tc.dtmfPT, DTMFMode: tc.mode, OnDigit: func(string, rune) { digits++ }})
+			b.w2s.out.w, b.s2w.out.w = discard{}, discard{}
+			clock := simClock(b)
+			s := newAllocScript(t, tc.codec, tc.dtmfPT, tc.mode == DTMFModeInband)
+			i := 0
+			step := func() {
+				*clock = int64(i) * int64(20*time.Millisecond)
+				if p := s.wa[i]; p != nil {
+					b.handleWhatsAppPacket(p)
+				}
+				if p := s.sip[i]; p != nil {
+					b.handleSIPPacket(p)
+				}
+				*clock += int64(5 * time.Millisecond)
+				b.sendFrameToWhatsApp()
+				i++
+			}
+			for range 100 {
+				step()
+			}
+			if n := testing.AllocsPerRun(550, step); n != 0 {
+				t.Fatalf("%v allocations per frame", n)
+			}
+			st := b.Stats()
+			w, x := st.WhatsAppToSIP, st.SIPToWhatsApp
+			t.Logf("whatsapp→sip: %v", w)
+			t.Logf("sip→whatsapp: %v", x)
+			if w.DigitsSent < 20 || x.DigitsSent < 20 || w.Reordered == 0 || w.Lost == 0 || x.Resets == 0 || digits != int(w.Digits+x.Digits) {
+				t.Fatal("not every path was taken")
+			}
+			if tc.codec.Name != "opus" && (x.ComfortNoise == 0 || w.FECRecovered+w.Concealed == 0) {
+				t.Fatal("not every path was taken")
+			}
+		})
 	}
 }

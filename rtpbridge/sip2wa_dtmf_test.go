@@ -15,13 +15,14 @@ import (
 type pbxSender struct {
 	t      testing.TB
 	dtmfPT uint8
+	frame  uint32 // timestamp units per 20 ms: 160, or 960 for Opus
 	seq    uint16
 	ts     uint32
 	ssrc   uint32
 }
 
 func newPBXSender(t testing.TB, dtmfPT uint8) *pbxSender {
-	return &pbxSender{t: t, dtmfPT: dtmfPT, seq: 500, ts: 0xfffff000, ssrc: 0x5195}
+	return &pbxSender{t: t, dtmfPT: dtmfPT, frame: 160, seq: 500, ts: 0xfffff000, ssrc: 0x5195}
 }
 
 func (s *pbxSender) packet(pt uint8, marker bool, ts uint32, payload []byte) []byte {
@@ -63,7 +64,7 @@ func (s *pbxSender) digit(r rune, d time.Duration, keep func(i int) bool) [][]by
 			out = append(out, p)
 		}
 	}
-	s.ts += uint32((n + 2) * 160)
+	s.ts += uint32(n+2) * s.frame
 	return out
 }
 
