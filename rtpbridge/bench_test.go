@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wagateway/wagateway/rtpbridge/audio"
 	"github.com/wagateway/wagateway/rtpbridge/g711"
 	"github.com/wagateway/wagateway/rtpbridge/opus"
 )
@@ -46,9 +47,14 @@ func restamp(p []byte, i int, tsStep uint32) {
 	binary.BigEndian.PutUint32(p[4:], uint32(i)*tsStep)
 }
 
-func newBenchBridge(b *testing.B) *Bridge {
+func newBenchBridge(b *testing.B, c Config) *Bridge {
 	never := nullReader{closed: make(chan struct{})}
-	br, err := New(Config{WhatsAppIn: never, WhatsAppOut: discard{}, WhatsAppSSRC: 1, SIPIn: never, SIPOut: discard{}, SIPCodec: pcmu, OpusComplexity: DefaultOpusComplexity})
+	c.WhatsAppIn, c.WhatsAppOut, c.WhatsAppSSRC, c.SIPIn, c.SIPOut = never, discard{}, 1, never, discard{}
+	if c.SIPCodec.Name == "" {
+		c.SIPCodec = pcmu
+	}
+	c.OpusComplexity = DefaultOpusComplexity
+	br, err := New(c)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -56,20 +62,31 @@ func newBenchBridge(b *testing.B) *Bridge {
 	return br
 }
 
-// One 20 ms Opus packet from WhatsApp → one PCMU packet to the PBX.
+// benchCodecs are the SIP codecs, each benchmarked both ways.
+var benchCodecs = []struct {
+	name  string
+	codec Codec
+}{{"PCMU", pcmu}, {"PCMA", Codec{"PCMA", 8, 8000}}, {"G722", g722Codec}, {"opus-passthrough", opusSIP}}
+
+// One 20 ms Opus packet from WhatsApp → one packet to the PBX (a PCMU,
+// PCMA or G.722 packet, or the same Opus packet with new headers).
 func BenchmarkWhatsAppToSIP(b *testing.B) {
 	pkts := whatsAppFrames(b)
-	br := newBenchBridge(b)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		p := pkts[i%benchFrames]
-		restamp(p, i, 960)
-		br.handleWhatsAppPacket(p)
-		i++
-	}
-	if st := br.Stats().WhatsAppToSIP; st.PacketsOut != st.PacketsIn || st.Lost+st.Late+st.Malformed != 0 {
-		b.Fatalf("stats %v", st)
+	for _, bc := range benchCodecs {
+		b.Run(bc.name, func(b *testing.B) {
+			br := newBenchBridge(b, Config{SIPCodec: bc.codec})
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				p := pkts[i%benchFrames]
+				restamp(p, i, 960)
+				br.handleWhatsAppPacket(p)
+				i++
+			}
+			if st := br.Stats().WhatsAppToSIP; st.PacketsOut != st.PacketsIn || st.Lost+st.Late+st.Malformed != 0 {
+				b.Fatalf("stats %v", st)
+			}
+		})
 	}
 }
 
@@ -92,21 +109,34 @@ func BenchmarkWhatsAppToSIPBareLibopus(b *testing.B) {
 	}
 }
 
-// One 20 ms PCMU packet from the PBX in, one pacer frame (Opus packet) out.
+// One 20 ms packet from the PBX in (PCMU, PCMA, G.722 or Opus), one pacer
+// frame (Opus packet) out, on a simulated clock.
 func BenchmarkSIPToWhatsApp(b *testing.B) {
-	pkts, _ := sipFrames(b)
-	br := newBenchBridge(b)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		p := pkts[i%benchFrames]
-		restamp(p, i, 160)
-		br.handleSIPPacket(p)
-		br.sendFrameToWhatsApp()
-		i++
-	}
-	if st := br.Stats().SIPToWhatsApp; st.PacketsOut != st.PacketsIn || st.SilenceFrames+st.Overruns+st.Lost != 0 {
-		b.Fatalf("stats %v", st)
+	for _, bc := range benchCodecs {
+		b.Run(bc.name, func(b *testing.B) {
+			br := newBenchBridge(b, Config{SIPCodec: bc.codec})
+			clock := simClock(br)
+			pbx := newPBXSender(b, 0)
+			var tsStep uint32 = 160
+			if bc.codec.Name == "opus" {
+				tsStep = 960
+			}
+			pkts := pbxTone(b, pbx, bc.codec, 800, benchFrames)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				*clock = int64(i) * int64(20*time.Millisecond)
+				p := pkts[i%benchFrames]
+				restamp(p, i, tsStep)
+				br.handleSIPPacket(p)
+				*clock += int64(5 * time.Millisecond)
+				br.sendFrameToWhatsApp()
+				i++
+			}
+			if st := br.Stats().SIPToWhatsApp; st.PacketsOut != st.PacketsIn || st.Overruns+st.Lost+st.Late != 0 || st.SilenceFrames > 1 {
+				b.Fatalf("stats %v", st)
+			}
+		})
 	}
 }
 
@@ -134,6 +164,7 @@ func BenchmarkSIPToWhatsAppBareLibopus(b *testing.B) {
 func TestHotPathsDoNotAllocate(t *testing.T) {
 	br, _, _ := newDrivenBridge(t, pcmu)
 	br.w2s.out.w, br.s2w.out.w = discard{}, discard{}
+	simClock(br)
 	wa := whatsAppFrames(t)
 	sip, _ := sipFrames(t)
 	src10 := newWhatsAppSender(t, 1000, 9000, 10, true)
@@ -299,5 +330,130 @@ func TestNewHotPathsDoNotAllocate(t *testing.T) {
 				t.Fatal("not every path was taken")
 			}
 		})
+	}
+}
+
+// eventPacket i of an endless run of 100 ms digits (a start, four updates,
+// three ends: eight packets each) written into p, a 16-byte RTP packet.
+func stampEvent(p []byte, pt uint8, i int, tsPerDigit uint32) {
+	k := i % 8
+	p[0], p[1] = 0x80, pt
+	if k == 0 {
+		p[1] |= 0x80
+	}
+	binary.BigEndian.PutUint16(p[2:], uint16(i))
+	binary.BigEndian.PutUint32(p[4:], uint32(i/8)*tsPerDigit)
+	binary.BigEndian.PutUint32(p[8:], 0x5195)
+	dur := uint16(160 * min(k+1, 5))
+	p[12], p[13] = byte(i/8%10), 10
+	if k >= 5 {
+		p[13] |= 0x80
+	}
+	binary.BigEndian.PutUint16(p[14:], dur)
+}
+
+// DTMF, per telephone-event packet received: WhatsApp's relayed to the PBX
+// as RFC 4733 (one packet out per packet in, three for the end), WhatsApp's
+// played as tones into PCMU (a tone frame per 20 ms of the event), the
+// PBX's relayed to WhatsApp (the pacer sends one event packet per frame),
+// and PBX audio with in-band digits (per 20 ms PCMU packet with its pacer
+// frame: the detector's cost, plus Opus frames between the digits and
+// event packets during them).
+func BenchmarkDTMF(b *testing.B) {
+	p := make([]byte, 16)
+	b.Run("whatsapp-to-sip-events", func(b *testing.B) {
+		br := newBenchBridge(b, Config{SIPDTMFPayloadType: 101})
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			stampEvent(p, telephoneEventPT, i, 8*960)
+			br.handleWhatsAppPacket(p)
+			i++
+		}
+		if st := br.Stats().WhatsAppToSIP; st.DigitsSent != uint64(i+7)/8 {
+			b.Fatalf("stats %v", st)
+		}
+	})
+	b.Run("whatsapp-to-sip-tones", func(b *testing.B) {
+		br := newBenchBridge(b, Config{DTMFMode: DTMFModeInband})
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			stampEvent(p, telephoneEventPT, i, 8*960)
+			br.handleWhatsAppPacket(p)
+			i++
+		}
+		if st := br.Stats().WhatsAppToSIP; st.DigitsSent != uint64(i+7)/8 {
+			b.Fatalf("stats %v", st)
+		}
+	})
+	b.Run("sip-to-whatsapp-events", func(b *testing.B) {
+		br := newBenchBridge(b, Config{SIPDTMFPayloadType: 101})
+		clock := simClock(br)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			*clock = int64(i) * int64(20*time.Millisecond)
+			stampEvent(p, 101, i, 8*160)
+			br.handleSIPPacket(p)
+			br.sendFrameToWhatsApp()
+			i++
+		}
+		if st := br.Stats().SIPToWhatsApp; st.Digits != uint64(i+7)/8 {
+			b.Fatalf("stats %v", st)
+		}
+	})
+	b.Run("sip-inband-detect", func(b *testing.B) {
+		br := newBenchBridge(b, Config{DTMFMode: DTMFModeInband})
+		clock := simClock(br)
+		pbx := newPBXSender(b, 0)
+		pkts := pbx.audio(toneSequence("1234567890", 8000, 100*time.Millisecond, 100*time.Millisecond)) // 100 packets
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			*clock = int64(i) * int64(20*time.Millisecond)
+			q := pkts[i%len(pkts)]
+			restamp(q, i, 160)
+			br.handleSIPPacket(q)
+			*clock += int64(5 * time.Millisecond)
+			br.sendFrameToWhatsApp()
+			i++
+		}
+		if st := br.Stats().SIPToWhatsApp; i >= 100 && st.Digits < uint64(i/10-1) {
+			b.Fatalf("stats %v", st)
+		}
+	})
+}
+
+// Bare G.722 (the library alone): one 20 ms frame encoded and decoded.
+func BenchmarkG722Bare(b *testing.B) {
+	c, err := lookupCodec(g722Codec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pcm := make([]int16, 320)
+	audio.NewTone(800, 16000, 9000).Fill(pcm)
+	out := make([]byte, 160)
+	back := make([]int16, 320)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.encode(pcm, out)
+		c.decode(out, back)
+	}
+}
+
+// The in-band detector alone, per 20 ms of 8 kHz audio.
+func BenchmarkDTMFDetector(b *testing.B) {
+	pcm := speechLike(8000, time.Second, 3)
+	d := newDTMFDetector(8000)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		fr := pcm[i%50*160 : i%50*160+160]
+		for len(fr) > 0 {
+			n, _, _, _ := d.feed(fr)
+			fr = fr[n:]
+		}
+		i++
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 // pbxTone makes count 20 ms packets of a tone in codec c, continuing pbx's
 // sequence and timestamps.
-func pbxTone(t *testing.T, pbx *pbxSender, c Codec, freq float64, count int) [][]byte {
+func pbxTone(t testing.TB, pbx *pbxSender, c Codec, freq float64, count int) [][]byte {
 	var out [][]byte
 	switch c.Name {
 	case "PCMU", "PCMA":
