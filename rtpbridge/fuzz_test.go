@@ -16,6 +16,9 @@ func fuzzSeeds(t *testing.F) [][]byte {
 	}
 	seeds = append(seeds, g711Packets(t, 0, 800, 8000, 20, 1)...)
 	ev, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 126, SequenceNumber: 3}, Payload: []byte{1, 0x80, 0, 160}}).Marshal()
+	pbxEv, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: 4, Marker: true}, Payload: []byte{11, 10, 0, 160}}).Marshal()
+	cn, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 13, SequenceNumber: 5}, Payload: []byte{60}}).Marshal()
+	seeds = append(seeds, pbxEv, cn)
 	ext := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, CSRC: []uint32{1, 2}}, Payload: []byte{0x78, 1, 2}}
 	_ = ext.SetExtension(1, []byte{0xff})
 	extRaw, _ := ext.Marshal()
@@ -33,18 +36,18 @@ func fuzzSeeds(t *testing.F) [][]byte {
 }
 
 // Whatever arrives from WhatsApp, the bridge neither panics nor sends
-// anything but well-formed 20 ms packets to the PBX.
+// anything but well-formed 20 ms packets and telephone-events to the PBX.
 func FuzzHandleWhatsAppPacket(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
 	}
-	b, sip, _ := newDrivenBridge(f, pcmu)
+	b, sip, _ := newDrivenBridgeWith(f, Config{SIPCodec: pcmu, SIPSSRC: 0x51b, SIPDTMFPayloadType: 101})
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		sip.out = sip.out[:0]
 		b.handleWhatsAppPacket(pkt)
 		for _, p := range sip.out {
 			h, payload, ok := parseRTP(p)
-			if !ok || h.pt != 0 || h.ssrc != 0x51b || len(payload) != 160 {
+			if !ok || h.ssrc != 0x51b || !(h.pt == 0 && len(payload) == 160 || h.pt == 101 && len(payload) == 4) {
 				t.Fatalf("sent %x", p)
 			}
 		}
@@ -57,7 +60,7 @@ func FuzzHandleSIPPacket(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
 	}
-	b, _, _ := newDrivenBridge(f, pcmu)
+	b, _, _ := newDrivenBridgeWith(f, Config{SIPCodec: pcmu, SIPDTMFPayloadType: 101, DTMFMode: DTMFModeInband})
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		b.handleSIPPacket(pkt)
 		if n := b.s2w.play.held(); n > 8000 {

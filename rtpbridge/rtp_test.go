@@ -95,6 +95,36 @@ func TestRTPSender(t *testing.T) {
 	}
 }
 
+// Telephone-events go out with their own timestamp and marker in the
+// stream's sequence, leaving the stream's timestamp and pending marker as
+// they were; skipSeq leaves a visible gap; setTS moves the timeline.
+func TestRTPSenderEventsAndGaps(t *testing.T) {
+	var c dirCounters
+	r := &recorder{}
+	s := newRTPSender("x", r, 42, 10, 1000, &c)
+	s.send(0, 1, 160)         // seq 10, ts 1000, marker
+	s.sendAt(101, 4, 5, true) // seq 11, ts 5, marker
+	s.mark()
+	s.sendAt(101, 4, 5, false) // seq 12, no marker: the stream's stays pending
+	s.skipSeq(3)
+	s.send(0, 1, 160) // seq 16, ts 1160, marker
+	s.setTS(77)
+	s.send(0, 1, 160) // seq 17, ts 77
+	want := []struct {
+		seq    uint16
+		ts     uint32
+		pt     uint8
+		marker bool
+	}{{10, 1000, 0, true}, {11, 5, 101, true}, {12, 5, 101, false}, {16, 1160, 0, true}, {17, 77, 0, false}}
+	pkts := unmarshal(t, r.out)
+	for i, w := range want {
+		p := pkts[i]
+		if p.SequenceNumber != w.seq || p.Timestamp != w.ts || p.PayloadType != w.pt || p.Marker != w.marker || p.SSRC != 42 {
+			t.Fatalf("packet %d: %+v, want %+v", i, p.Header, w)
+		}
+	}
+}
+
 func randBytes(rng *rand.Rand, n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
