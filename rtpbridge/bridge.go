@@ -194,7 +194,7 @@ func newOpusEncoder(rate, complexity int) (*opus.Encoder, error) {
 	}
 	for _, set := range []func() error{
 		func() error { return enc.SetComplexity(complexity) },
-		func() error { return enc.SetBitrate(opusBitrate) },
+		func() error { return enc.SetBitrate(opusBitrate(rate)) },
 		func() error { return enc.SetInbandFEC(true) },
 		func() error { return enc.SetPacketLossPerc(opusLossPercent) },
 		func() error { return enc.SetSignalVoice() },
@@ -205,6 +205,14 @@ func newOpusEncoder(rate, complexity int) (*opus.Encoder, error) {
 		}
 	}
 	return enc, nil
+}
+
+// opusBitrate is the bit rate toward WhatsApp for audio at rate.
+func opusBitrate(rate int) int {
+	if rate > 8000 {
+		return opusBitrateWB
+	}
+	return opusBitrateNB
 }
 
 // opusSilence is one 20 ms Opus frame of silence, encoded once: what the

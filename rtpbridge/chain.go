@@ -23,8 +23,8 @@ type label string
 
 func (l label) String() string { return string(l) }
 
-// codecStage names a G.711 (or later other SIP codec) step. The work is a
-// plain function call on the codec; the stage is here to be printed.
+// codecStage names a SIP codec step (G.711, G.722). The work is a plain
+// function call on the codec; the stage is here to be printed.
 type codecStage struct {
 	c  *sipCodec
 	op string // "encode" or "decode"

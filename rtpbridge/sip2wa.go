@@ -17,10 +17,12 @@ import (
 // queue are the only state the two goroutines share.
 
 const (
-	// Opus encoder settings toward WhatsApp. The audio is narrowband (it
-	// comes from G.711), for which 16 kbit/s is plenty; the loss figure makes
-	// libopus actually put in-band FEC into the packets (it adds none at 0 %).
-	opusBitrate      = 16000
+	// Opus encoder settings toward WhatsApp. Narrowband audio (from G.711)
+	// needs no more than 16 kbit/s; wideband (from G.722) gets 24 kbit/s,
+	// about what WhatsApp itself sends. The loss figure makes libopus
+	// actually put in-band FEC into the packets (it adds none at 0 %).
+	opusBitrateNB    = 16000
+	opusBitrateWB    = 24000
 	opusLossPercent  = 10
 	maxSIPPayloadLen = maxPacket
 	maxPCMRate       = 16000 // G.722

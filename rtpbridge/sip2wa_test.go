@@ -36,8 +36,9 @@ func TestSIPToWhatsAppTone(t *testing.T) {
 			pcm := decodeOpus(t, pkts, 8000)
 			checkTone(t, pcm[len(pcm)/3:], 8000, 800, toneLevel(amp), 0.8)
 			st := b.Stats().SIPToWhatsApp
-			// The ring starts empty and 30 ms packets against 20 ms frames
-			// starve it once; after that it holds enough.
+			// The playout buffer starts with the first packet and 30 ms
+			// packets against 20 ms frames starve it once (it then grows
+			// its delay by a frame); after that it holds enough.
 			if st.SilenceFrames > 2 || st.PacketsIn != totalMs/30 || st.PacketsOut != totalMs/20 || st.Overruns != 0 || st.Lost != 0 {
 				t.Fatalf("stats %v", st)
 			}
