@@ -12,6 +12,9 @@ import (
 // reorderSlots packets are held or the held audio starts reorderSpan after
 // the expected point, whichever comes first; in-order packets pass through
 // without delay. Held packets are copies in fixed slots (no allocation).
+// Like the rest of this direction it runs on WhatsApp's packets, with no
+// clock of its own: WhatsApp sends a packet every 20 ms, so the window
+// gives up on a gap within 60 ms.
 
 const (
 	reorderSlots = 3
