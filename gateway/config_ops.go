@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 )
@@ -118,3 +120,29 @@ func (c *Config) validateOps() []string {
 
 // optionsPing reports whether the trunk is watched with OPTIONS.
 func (t TrunkConfig) optionsPing() bool { return t.OptionsPing == nil || *t.OptionsPing }
+
+// CheckFiles looks at the files the config names (TLS certificates and
+// keys, the call record file's folder) as `wagateway check-config` does; the
+// daemon finds the same problems at start. Each problem names its field.
+func (c *Config) CheckFiles() error {
+	var p []string
+	pair := func(field, cert, key string) {
+		if cert == "" || key == "" {
+			return
+		}
+		if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+			p = append(p, field+": "+err.Error())
+		}
+	}
+	pair("http.tls_cert_file", c.HTTP.TLSCertFile, c.HTTP.TLSKeyFile)
+	pair("sip.tls_cert_file", c.SIP.TLSCertFile, c.SIP.TLSKeyFile)
+	if f := c.CallRecords.File; f != "" {
+		if st, err := os.Stat(filepath.Dir(f)); err != nil || !st.IsDir() {
+			p = append(p, fmt.Sprintf("call_records.file: folder %s does not exist", filepath.Dir(f)))
+		}
+	}
+	if len(p) > 0 {
+		return &ConfigError{Problems: p}
+	}
+	return nil
+}

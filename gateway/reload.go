@@ -79,3 +79,17 @@ func restartOnly(old, new *Config) []string {
 	sortStrings(out)
 	return out
 }
+
+// ReloadFile re-reads the config file and its secrets and reloads routes and
+// trunks (SIGHUP). A config that does not load changes nothing.
+func (g *Gateway) ReloadFile(path string) error {
+	cfg, err := LoadConfig(path)
+	if err == nil {
+		var secrets *Secrets
+		if secrets, err = cfg.ResolveSecrets(); err == nil {
+			return g.Reload(cfg, secrets)
+		}
+	}
+	g.ops.metrics.configReloads.WithLabelValues("error").Inc()
+	return err
+}

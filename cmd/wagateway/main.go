@@ -4,6 +4,12 @@
 //	wagateway -config gateway.yaml      run the gateway
 //	wagateway demo                      one call through the real SIP/RTP path on loopback
 //	wagateway check-config FILE         validate a config and list every problem
+//
+// Signals: SIGTERM drains (new calls rejected, active calls go on until they
+// end or drain_timeout passes, then are ended on both sides; a second SIGTERM
+// ends them at once); SIGINT stops at once (calls ended on both sides);
+// SIGHUP reloads routes and trunks from the config file and reopens the
+// call record file.
 package main
 
 import (
@@ -61,7 +67,11 @@ Usage:
   wagateway demo [-v] [-seconds N]   place one simulated WhatsApp call through the gateway
                                      to a built-in SIP echo endpoint on loopback and check
                                      the audio that comes back (no Meta account or PBX needed)
-  wagateway check-config FILE        validate a config file and list every problem
+  wagateway check-config FILE        validate a config file (fields, secrets, files it names)
+                                     and list every problem
+
+Signals: SIGTERM drains (new calls rejected, active calls continue up to drain_timeout),
+SIGINT stops at once, SIGHUP reloads routes and trunks.
 `)
 }
 
@@ -75,11 +85,30 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return 1
 	}
-	if _, err := cfg.ResolveSecrets(); err != nil {
-		printConfigError(stderr, err)
+	_, serr := cfg.ResolveSecrets()
+	ferr := cfg.CheckFiles()
+	if serr != nil || ferr != nil {
+		var all []string
+		for _, err := range []error{serr, ferr} {
+			var ce *gateway.ConfigError
+			if errors.As(err, &ce) {
+				all = append(all, ce.Problems...)
+			} else if err != nil {
+				all = append(all, err.Error())
+			}
+		}
+		printConfigError(stderr, &gateway.ConfigError{Problems: all})
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d trunks, %d numbers)\n", args[0], len(cfg.Trunks), len(cfg.Numbers))
+	fmt.Fprintf(stdout, "  drain_timeout %v; trunk OPTIONS every %v (down after %d unanswered)\n",
+		cfg.DrainTimeout, cfg.Health.OptionsInterval, cfg.Health.DownAfter)
+	if cfg.CallRecords.File != "" || cfg.CallRecords.URL != "" {
+		fmt.Fprintf(stdout, "  call records: file %q, url set: %v\n", cfg.CallRecords.File, cfg.CallRecords.URL != "")
+	}
+	if cfg.Admin.Listen != "" {
+		fmt.Fprintf(stdout, "  admin API on %s (token required)\n", cfg.Admin.Listen)
+	}
 	return 0
 }
 
@@ -96,6 +125,19 @@ func printConfigError(w io.Writer, err error) {
 }
 
 func serve(path string, stderr io.Writer) int {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	return serveSignals(path, stderr, sigs, nil)
+}
+
+// closeTimeout bounds the final Close: BYE and Graph terminate of calls
+// still up, the last call record POSTs.
+const closeTimeout = 30 * time.Second
+
+// serveSignals runs the gateway until SIGTERM (drain) or SIGINT (stop at
+// once); SIGHUP reloads. started, if set, gets the running gateway (tests).
+func serveSignals(path string, stderr io.Writer, sigs <-chan os.Signal, started func(*gateway.Gateway)) int {
 	cfg, err := gateway.LoadConfig(path)
 	if err != nil {
 		printConfigError(stderr, err)
@@ -117,19 +159,64 @@ func serve(path string, stderr io.Writer) int {
 		log.Error("gateway", zap.Error(err))
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := gw.Start(ctx); err != nil {
+	if err := gw.Start(context.Background()); err != nil {
 		log.Error("gateway start", zap.Error(err))
 		return 1
 	}
-	<-ctx.Done()
-	log.Info("stopping: ending active calls", zap.Int("active", gw.ActiveCalls()))
-	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := gw.Close(cctx); err != nil {
-		log.Error("stop", zap.Error(err))
-		return 1
+	if started != nil {
+		started(gw)
 	}
-	return 0
+	reload := func() {
+		if err := gw.ReloadFile(path); err != nil {
+			log.Error("SIGHUP: reload refused; routes and trunks unchanged", zap.Error(err))
+		}
+	}
+	for {
+		sig := <-sigs
+		switch sig {
+		case syscall.SIGHUP:
+			log.Info("SIGHUP: reloading routes and trunks", zap.String("config", path))
+			reload()
+			continue
+		case syscall.SIGTERM:
+			drain(gw, log, sigs, reload)
+		default: // SIGINT
+			log.Info("stopping: ending active calls", zap.Int("active", gw.ActiveCalls()))
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		err := gw.Close(cctx)
+		cancel()
+		if err != nil {
+			log.Error("stop", zap.Error(err))
+			return 1
+		}
+		log.Info("stopped")
+		return 0
+	}
+}
+
+// drain runs Gateway.Drain; another SIGTERM or a SIGINT cuts it short
+// (the calls left are then ended on both sides), SIGHUP still reloads.
+func drain(gw *gateway.Gateway, log *zap.Logger, sigs <-chan os.Signal, reload func()) {
+	log.Info("SIGTERM: draining", zap.Int("active", gw.ActiveCalls()))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- gw.Drain(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				log.Warn("drain", zap.Error(err))
+			}
+			return
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload()
+				continue
+			}
+			log.Warn("second signal while draining: ending the remaining calls now", zap.Stringer("signal", sig))
+			cancel()
+		}
+	}
 }

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wagateway/wagateway/gateway"
+)
+
+const opsConfig = `
+log: {level: error}
+http: {listen: "127.0.0.1:0"}
+whatsapp: {graph_base_url: "http://127.0.0.1:9", access_token: {env: WAGW_T}, app_secret: {env: WAGW_S}, verify_token: {env: WAGW_V}}
+webrtc: {udp_port: %d, listen_ips: [127.0.0.1]}
+sip: {listen: "127.0.0.1:0", rtp_address: 127.0.0.1, rtp_port_min: 41000, rtp_port_max: 41099}
+drain_timeout: 2s
+call_records: {file: %q}
+trunks:
+  - {name: pbx, address: "127.0.0.1:5999", options_ping: false}
+%s
+numbers:
+  - phone_number_id: "1"
+    routes: [{trunk: %s, destination: "sip:a@127.0.0.1"}]
+`
+
+func writeOpsConfig(t *testing.T, path string, udp int, extraTrunk, routeTrunk string) {
+	t.Helper()
+	raw := fmt.Sprintf(opsConfig, udp, filepath.Join(filepath.Dir(path), "calls.jsonl"), extraTrunk, routeTrunk)
+	if err := os.WriteFile(path, []byte(raw), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func metricValue(t *testing.T, gw *gateway.Gateway, series string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	gw.Metrics().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// SIGHUP reloads (a bad file changes nothing), SIGTERM drains and exits 0.
+func TestSignalsReloadAndDrain(t *testing.T) {
+	t.Setenv("WAGW_T", "t")
+	t.Setenv("WAGW_S", "s")
+	t.Setenv("WAGW_V", "v")
+	udp, err := gateway.FreeLoopbackPort("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	writeOpsConfig(t, path, udp, "", "pbx")
+
+	sigs := make(chan os.Signal, 1)
+	started := make(chan *gateway.Gateway, 1)
+	exit := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() { exit <- serveSignals(path, &stderr, sigs, func(gw *gateway.Gateway) { started <- gw }) }()
+	var gw *gateway.Gateway
+	select {
+	case gw = <-started:
+	case code := <-exit:
+		t.Fatalf("gateway exited %d: %s", code, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("gateway did not start")
+	}
+	waitMetric := func(series, want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for metricValue(t, gw, series) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s = %q, want %s", series, metricValue(t, gw, series), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	writeOpsConfig(t, path, udp, `  - {name: pbx2, address: "127.0.0.1:5998", options_ping: false}`, "pbx2")
+	sigs <- syscall.SIGHUP
+	waitMetric(`wagateway_config_reloads_total{result="ok"}`, "1")
+	waitMetric(`wagateway_trunk_up{trunk="pbx2"}`, "1")
+
+	if err := os.WriteFile(path, []byte("trunks: [oops"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sigs <- syscall.SIGHUP
+	waitMetric(`wagateway_config_reloads_total{result="error"}`, "1")
+	if metricValue(t, gw, `wagateway_trunk_up{trunk="pbx2"}`) != "1" {
+		t.Fatal("a bad reload changed the trunks")
+	}
+
+	sigs <- syscall.SIGTERM
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Fatalf("exit %d after SIGTERM: %s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit after SIGTERM with no call")
+	}
+	if !gw.Draining() {
+		t.Error("SIGTERM did not drain")
+	}
+}
+
+// check-config reports problems of every kind: fields, operations
+// settings, secrets and the files the config names.
+func TestCheckConfigOpsProblems(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte(`
+drain_timeout: -1s
+health: {options_interval: 1s, options_timeout: 3s}
+admin: {listen: "127.0.0.1:8081"}
+call_records: {url: "ftp://records"}
+whatsapp: {access_token: {env: T}, app_secret: {env: S}, verify_token: {env: V}}
+trunks: [{name: pbx, address: "127.0.0.1:5060"}]
+numbers: [{phone_number_id: "12", routes: [{trunk: pbx, destination: "sip:a@b"}]}]
+`), 0o600)
+	var out, errb bytes.Buffer
+	if code := run([]string{"check-config", bad}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, field := range []string{"drain_timeout", "health.options_timeout", "admin.token", "call_records.url"} {
+		if !strings.Contains(errb.String(), field) {
+			t.Errorf("check-config does not name %s:\n%s", field, errb.String())
+		}
+	}
+
+	// Valid fields, but a missing secret, an unreadable certificate and a
+	// record file in a folder that does not exist: all listed at once.
+	files := filepath.Join(dir, "files.yaml")
+	os.WriteFile(files, []byte(`
+http: {tls_cert_file: `+filepath.Join(dir, "nope.crt")+`, tls_key_file: `+filepath.Join(dir, "nope.key")+`}
+call_records: {file: /nonexistent-dir/calls.jsonl}
+whatsapp: {access_token: {env: WAGW_CC_T}, app_secret: {env: WAGW_CC_S}, verify_token: {env: WAGW_CC_V}}
+trunks: [{name: pbx, address: "127.0.0.1:5060"}]
+numbers: [{phone_number_id: "12", routes: [{trunk: pbx, destination: "sip:a@b"}]}]
+`), 0o600)
+	t.Setenv("WAGW_CC_T", "t")
+	t.Setenv("WAGW_CC_S", "s")
+	os.Unsetenv("WAGW_CC_V")
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"check-config", files}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, field := range []string{"whatsapp.verify_token", "http.tls_cert_file", "call_records.file"} {
+		if !strings.Contains(errb.String(), field) {
+			t.Errorf("check-config does not name %s:\n%s", field, errb.String())
+		}
+	}
+}
