@@ -132,7 +132,9 @@ func TestStartSIPReceive(t *testing.T) {
 	if f, purity := audio.DominantFrequency(pcm[:160*8], 8000, 200, 3400, 10); math.Abs(f-500) > 10 || purity < 0.8 {
 		t.Fatalf("first 160 ms: %v Hz purity %.2f, want the greeting's 500 Hz", f, purity)
 	}
-	if st := b.Stats().SIPToWhatsApp; st.PacketsIn != uint64(len(pkts)) || st.Overruns+st.Late != 0 {
+	// (In real time a packet may come late now and then: the delay has
+	// come down to a few ms by then.)
+	if st := b.Stats().SIPToWhatsApp; st.PacketsIn != uint64(len(pkts)) || st.Overruns != 0 || st.Late > 3 {
 		t.Fatalf("stats %v", st)
 	}
 }
