@@ -19,50 +19,78 @@ import (
 // baresip answers as an agent's phone would: it auto-answers, speaks a
 // 600 Hz tone from a WAV file, and its sndfile module records what it hears.
 type baresip struct {
-	Addr string
-	dir  string
-	cmd  *exec.Cmd
-	out  bytes.Buffer
-	done chan error
+	Addr     string
+	CtrlAddr string // ctrl_tcp: events (DTMF received) and commands (send DTMF)
+	dir      string
+	cmd      *exec.Cmd
+	out      bytes.Buffer
+	done     chan error
+}
+
+// baresipOptions: the tone it speaks, and the codecs it answers with
+// ("PCMU,PCMA", "G722", "opus").
+type baresipOptions struct {
+	ToneHz float64
+	Codecs string
+	WAV    string // what it plays instead of the tone (8 kHz, 16-bit mono)
 }
 
 func startBaresip(t *testing.T, toneHz float64) *baresip {
+	return startBaresipWith(t, baresipOptions{ToneHz: toneHz})
+}
+
+func startBaresipWith(t *testing.T, o baresipOptions) *baresip {
 	t.Helper()
 	bin := requirePeer(t, "baresip")
+	if o.Codecs == "" {
+		o.Codecs = "PCMU,PCMA"
+	}
 	port, err := gateway.FreeLoopbackPort("udp")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &baresip{Addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir(), done: make(chan error, 1)}
-	pcm := make([]int16, 8000*30)
-	audio.NewTone(toneHz, 8000, 12000).Fill(pcm)
-	var wav bytes.Buffer
-	if err := audio.WriteWAV(&wav, pcm, 8000); err != nil {
+	ctrl, err := gateway.FreeLoopbackPort("tcp")
+	if err != nil {
 		t.Fatal(err)
+	}
+	b := &baresip{Addr: "127.0.0.1:" + strconv.Itoa(port), CtrlAddr: "127.0.0.1:" + strconv.Itoa(ctrl), dir: t.TempDir(), done: make(chan error, 1)}
+	source := o.WAV
+	if source == "" {
+		pcm := make([]int16, 8000*30)
+		audio.NewTone(o.ToneHz, 8000, 12000).Fill(pcm)
+		var wav bytes.Buffer
+		if err := audio.WriteWAV(&wav, pcm, 8000); err != nil {
+			t.Fatal(err)
+		}
+		source = filepath.Join(b.dir, "tone.wav")
+		if err := os.WriteFile(source, wav.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	write := func(name, body string) {
 		if err := os.WriteFile(filepath.Join(b.dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write("tone.wav", wav.String())
-	// baresip puts this host's first non-loopback address in its SDP (libre
-	// will not use lo); the gateway's loopback-bound RTP sends to 127.0.0.1
-	// instead (sip.RTPConn.SetRemote), so the test stays on loopback.
 	write("config", fmt.Sprintf(`sip_listen %s
 audio_player aubridge,nil
 audio_source aufile,%s
 audio_alert aufile,/dev/null
 module_path /usr/lib/baresip/modules
 module g711.so
+module g722.so
+module opus.so
 module aufile.so
 module aubridge.so
 module sndfile.so
 module account.so
+module menu.so
+module ctrl_tcp.so
+ctrl_tcp_listen %s
 snd_path %s
-`, b.Addr, filepath.Join(b.dir, "tone.wav"), b.dir))
+`, b.Addr, source, b.CtrlAddr, b.dir))
 	// The gateway calls sip:agents@…: the account's user must match.
-	write("accounts", fmt.Sprintf("<sip:agents@%s>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA\n", b.Addr))
+	write("accounts", fmt.Sprintf("<sip:agents@%s>;regint=0;answermode=auto;audio_codecs=%s\n", b.Addr, o.Codecs))
 
 	b.cmd = exec.Command(bin, "-f", b.dir, "-t", "60")
 	b.cmd.Stdout, b.cmd.Stderr = &b.out, &b.out

@@ -28,6 +28,10 @@ const (
 // graphTimeout bounds one Graph action including its retries.
 const graphTimeout = 30 * time.Second
 
+// terminateGrace is how long a closed WebRTC connection waits for Meta's
+// terminate webhook before the call is treated as a media failure.
+const terminateGrace = 2 * time.Second
+
 // call is one WhatsApp call through its life: connect → answer → pre_accept
 // → INVITE → 200 OK → accept → media → hang-up on both sides.
 type call struct {
@@ -206,12 +210,17 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 	// (no media before accept, whatsapp-calling.md §5).
 	waIn, sipIn := c.meterLegs(leg, sc, codec) // jitter of each leg's input
 	bridge, err := rtpbridge.New(rtpbridge.Config{
-		WhatsAppIn:     waIn,
-		WhatsAppOut:    leg,
-		WhatsAppSSRC:   leg.SSRC(),
-		SIPIn:          sipIn,
-		SIPOut:         sc,
-		SIPCodec:       rtpbridge.Codec{Name: codec.Name, PayloadType: codec.PayloadType, ClockRate: codec.ClockRate},
+		WhatsAppIn:         waIn,
+		WhatsAppOut:        leg,
+		WhatsAppSSRC:       leg.SSRC(),
+		SIPIn:              sipIn,
+		SIPOut:             sc,
+		SIPCodec:           bridgeCodec(codec),
+		SIPDTMFPayloadType: sc.DTMFPayloadType(),
+		DTMFMode:           trunk.DTMF,
+		OnDigit: func(from string, d rune) {
+			c.log.Info("dtmf digit", zap.String("from", from), zap.String("digit", string(d)))
+		},
 		OpusComplexity: *c.g.cfg.Media.OpusComplexity,
 	})
 	if err != nil {
@@ -219,6 +228,16 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 		c.terminateWhatsApp()
 		return OutcomeFailed, "bridge: " + err.Error()
 	}
+	// The PBX may start its greeting right after the 200 OK: hold that audio
+	// and play it once WhatsApp accepts (nothing may go to WhatsApp before).
+	bridge.StartSIPReceive()
+	sc.SetOnMediaChange(func(mc sip.MediaChange) {
+		c.log.Info("pbx changed the media", zap.String("direction", mc.Direction), zap.String("codec", mc.Codec.Name),
+			zap.Stringer("rtp_remote", mc.RemoteRTPAddr))
+		if err := bridge.SetSIPCodec(bridgeCodec(mc.Codec), mc.DTMFPayloadType); err != nil {
+			c.log.Warn("cannot switch the bridge to the new codec", zap.Error(err))
+		}
+	})
 	c.setState("accepting")
 	if err := c.graph(ctx, "accept", func(ctx context.Context) error {
 		return c.g.graph.Accept(ctx, ev.PhoneNumberID, ev.CallID, leg.AnswerSDP(), "")
@@ -244,10 +263,19 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 		c.ops.setHangupBy(byCaller)
 		hangupSIP()
 	case <-leg.Failed():
-		detail2 = "whatsapp media connection failed"
-		c.ops.setHangupBy(byGateway)
+		// A caller who hangs up closes the WebRTC connection, often before
+		// Meta's terminate webhook arrives: give it a moment to tell the two
+		// apart, so a normal hang-up is not taken for a media failure.
+		select {
+		case <-c.terminated:
+			detail2 = "caller hung up"
+			c.ops.setHangupBy(byCaller)
+		case <-time.After(terminateGrace):
+			detail2 = "whatsapp media connection failed"
+			c.ops.setHangupBy(byGateway)
+			c.terminateWhatsApp()
+		}
 		hangupSIP()
-		c.terminateWhatsApp()
 	case <-ctx.Done():
 		detail2 = "gateway shutting down"
 		hangupSIP()
@@ -263,6 +291,11 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 		return OutcomeShutdown, detail2
 	}
 	return OutcomeBridged, detail2
+}
+
+// bridgeCodec is the SIP leg's codec as the bridge names it.
+func bridgeCodec(c sip.Codec) rtpbridge.Codec {
+	return rtpbridge.Codec{Name: c.Name, PayloadType: c.PayloadType, ClockRate: c.ClockRate}
 }
 
 // refuse ends a call that was never accepted: reject is allowed until accept

@@ -83,7 +83,8 @@ type TrunkConfig struct {
 	Username   string    `yaml:"username"`
 	Password   SecretRef `yaml:"password"`
 	FromDomain string    `yaml:"from_domain"`
-	Codecs     []string  `yaml:"codecs"` // default [PCMU, PCMA]
+	Codecs     []string  `yaml:"codecs"` // default [PCMU, PCMA]; also G722, opus (passed through)
+	DTMF       string    `yaml:"dtmf"`   // rfc4733 (default), info (SIP INFO) or inband (tones in the audio)
 	// OptionsPing: send SIP OPTIONS to watch the trunk (default true); a
 	// trunk that stops answering is marked down and its calls rejected.
 	OptionsPing *bool `yaml:"options_ping"`
@@ -185,6 +186,7 @@ func (c *Config) ApplyDefaults() {
 		if len(t.Codecs) == 0 {
 			t.Codecs = []string{"PCMU", "PCMA"}
 		}
+		def(&t.DTMF, "rfc4733")
 	}
 	for i := range c.Numbers {
 		for j := range c.Numbers[i].Routes {
@@ -201,7 +203,7 @@ func (c *Config) ApplyDefaults() {
 }
 
 // supportedCodecs are the SIP codecs the bridge can carry today.
-var supportedCodecs = map[string]bool{"PCMU": true, "PCMA": true}
+var supportedCodecs = map[string]bool{"PCMU": true, "PCMA": true, "G722": true, "OPUS": true}
 
 // Validate reports every problem at once, each with its field path.
 func (c *Config) Validate() error {
@@ -297,8 +299,13 @@ func (c *Config) Validate() error {
 		}
 		for j, name := range t.Codecs {
 			if !supportedCodecs[strings.ToUpper(name)] {
-				bad(fmt.Sprintf("%s.codecs[%d]", f, j), "%q is not supported (PCMU, PCMA)", name)
+				bad(fmt.Sprintf("%s.codecs[%d]", f, j), "%q is not supported (PCMU, PCMA, G722, opus)", name)
 			}
+		}
+		switch t.DTMF {
+		case "rfc4733", "info", "inband":
+		default:
+			bad(f+".dtmf", "%q is not rfc4733, info or inband", t.DTMF)
 		}
 	}
 	if len(c.Trunks) == 0 {

@@ -110,6 +110,8 @@ type harnessOptions struct {
 	PBXAddr       string
 	AnswerTimeout time.Duration
 	NoMedia       time.Duration
+	DTMF          string   // trunk dtmf mode (default rfc4733)
+	Codecs        []string // trunk codecs (default PCMU, PCMA)
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -141,6 +143,12 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		HTTPPort: httpPort, UDPPort: udpPort, GraphURL: sim.GraphURL(), PBXAddr: o.PBXAddr,
 		PhoneNumberID: testPhoneNumberID, AnswerTimeout: o.AnswerTimeout,
 	})
+	if o.DTMF != "" {
+		cfg.Trunks[0].DTMF = o.DTMF
+	}
+	if len(o.Codecs) > 0 {
+		cfg.Trunks[0].Codecs = o.Codecs
+	}
 	gw, err := gateway.New(cfg, secrets, log.Named("gateway"))
 	if err != nil {
 		t.Fatal(err)

@@ -53,25 +53,19 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	trunks, pinged, err := buildTrunks(cfg, secrets)
+	if err != nil {
+		return nil, err
+	}
 	g := &Gateway{
-		cfg:    cfg,
-		log:    log,
-		trunks: map[string]*sip.Trunk{},
-		router: NewRouter(cfg.Numbers),
-		reg:    newRegistry(30 * time.Minute),
+		cfg:       cfg,
+		log:       log,
+		trunks:    trunks,
+		trunkPing: pinged,
+		router:    NewRouter(cfg.Numbers),
+		reg:       newRegistry(30 * time.Minute),
 	}
 	g.initOps(cfg, secrets)
-	for _, tc := range cfg.Trunks {
-		t := &sip.Trunk{
-			Name: tc.Name, Address: tc.Address, Transport: tc.Transport,
-			Username: tc.Username, Password: secrets.TrunkPasswords[tc.Name],
-			FromDomain: tc.FromDomain, Codecs: tc.Codecs,
-		}
-		if err := t.Validate(); err != nil {
-			return nil, fmt.Errorf("trunk %q: %w", tc.Name, err)
-		}
-		g.trunks[tc.Name] = t
-	}
 	g.graph = whatsapp.NewGraphClient(whatsapp.GraphConfig{
 		BaseURL:     cfg.WhatsApp.GraphBaseURL,
 		Version:     cfg.WhatsApp.APIVersion,

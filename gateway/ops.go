@@ -48,10 +48,6 @@ func (g *Gateway) initOps(cfg *Config, secrets *Secrets) {
 	o.records = newRecorder(cfg.CallRecords, secrets.CallRecordsToken, g.log.Named("records"), o.metrics)
 	o.monitor = newTrunkMonitor(cfg.Health, g.log.Named("health"), o.metrics)
 	g.ops = o
-	g.trunkPing = make(map[string]bool, len(cfg.Trunks))
-	for _, tc := range cfg.Trunks {
-		g.trunkPing[tc.Name] = tc.optionsPing()
-	}
 }
 
 // opsRoutes adds /metrics, /healthz and /readyz to the webhook listener.

@@ -18,7 +18,7 @@ func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[stri
 		t := &sip.Trunk{
 			Name: tc.Name, Address: tc.Address, Transport: tc.Transport,
 			Username: tc.Username, Password: secrets.TrunkPasswords[tc.Name],
-			FromDomain: tc.FromDomain, Codecs: tc.Codecs,
+			FromDomain: tc.FromDomain, Codecs: tc.Codecs, DTMF: tc.DTMF,
 		}
 		if err := t.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("trunk %q: %w", tc.Name, err)
