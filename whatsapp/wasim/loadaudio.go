@@ -1,0 +1,163 @@
+package wasim
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/wagateway/wagateway/rtpbridge/audio"
+	"github.com/wagateway/wagateway/rtpbridge/opus"
+)
+
+// The audio of a load run is encoded once and shared by every call: a
+// second of tone (50 frames of 20 ms) looped, and the same second with a
+// latency marker in it: markerGapFrames frames of silence, then the tone
+// again. The sender plays the marker second in place of a tone second every
+// few seconds per call; the receiver times when the tone's return after the
+// gap comes back (see loadRun.detect and the README, "Load and capacity").
+
+const (
+	loadFrameMs     = 20
+	loadFrames      = 1000 / loadFrameMs // frames in the looped second
+	loadRate        = 48000              // the Opus the caller sends, as Meta's
+	loadFrameTS     = loadRate * loadFrameMs / 1000
+	markerGapFrames = 6 // 120 ms of silence before the onset
+	detectRate      = 8000
+	detectFrame     = detectRate * loadFrameMs / 1000
+	// The onset detector: after at least detectQuietMs of samples under
+	// detectQuiet, the first sample over detectLoud is the onset.
+	detectQuiet   = 1000 // about -30 dBFS: over codec pre-echo, far under the tone
+	detectLoud    = 2500 // under a third of the tone's peak
+	detectQuietMs = 40
+)
+
+// loadAudio is the pre-encoded audio of a run.
+type loadAudio struct {
+	tone   [][]byte // 50 frames of tone, looped
+	marker [][]byte // 50 frames: markerGapFrames of silence, then the tone
+	// onset is the marker frame where the tone comes back.
+	onset int
+	// onsetDelay is where the detector finds the onset when the marker is
+	// decoded here at detectRate, in samples after the start of frame
+	// onset: the simulator's own encoder and decoder delay, taken off every
+	// measured round trip of transcoded calls.
+	onsetDelay int
+}
+
+// newLoadAudio encodes the tone (two passes, keeping the second, so the
+// encoder state runs on across the loop point) and then the marker second
+// with the same encoder, so tone → marker is seamless too.
+func newLoadAudio(toneHz float64) (*loadAudio, error) {
+	if toneHz < 300 || toneHz > 2000 {
+		return nil, fmt.Errorf("wasim: load tone %g Hz: want 300-2000 Hz (it must cross G.711 and Opus at 8 kHz cleanly)", toneHz)
+	}
+	spf := loadRate * loadFrameMs / 1000
+	tone := make([]int16, loadRate)
+	audio.NewTone(toneHz, loadRate, toneAmplitude).Fill(tone)
+	marked := append([]int16(nil), tone...)
+	clear(marked[:markerGapFrames*spf])
+
+	enc, err := opus.NewEncoder(loadRate, opus.AppVoIP)
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Close()
+	if err := errors.Join(enc.SetInbandFEC(true), enc.SetComplexity(5), enc.SetBitrate(32000)); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 1500)
+	encode := func(pcm []int16) ([][]byte, error) {
+		frames := make([][]byte, 0, loadFrames)
+		for i := 0; i < loadFrames; i++ {
+			n, err := enc.Encode(pcm[i*spf:(i+1)*spf], buf)
+			if err != nil {
+				return nil, fmt.Errorf("wasim: opus encode: %w", err)
+			}
+			frames = append(frames, append([]byte(nil), buf[:n]...))
+		}
+		return frames, nil
+	}
+	a := &loadAudio{onset: markerGapFrames}
+	for pass := 0; pass < 2; pass++ {
+		if a.tone, err = encode(tone); err != nil {
+			return nil, err
+		}
+	}
+	if a.marker, err = encode(marked); err != nil {
+		return nil, err
+	}
+	if err := a.measureOnsetDelay(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// measureOnsetDelay decodes tone, tone, marker here and finds the onset.
+func (a *loadAudio) measureOnsetDelay() error {
+	dec, err := opus.NewDecoder(detectRate)
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	pcm := make([]int16, detectFrame*6)
+	var det onsetDetector
+	for pass, frames := range [][][]byte{a.tone, a.tone, a.marker} {
+		for i, f := range frames {
+			n, err := dec.Decode(f, pcm)
+			if err != nil {
+				return fmt.Errorf("wasim: decode the marker: %w", err)
+			}
+			if pass < 2 {
+				det.feed(pcm[:n])
+				continue
+			}
+			if at, ok := det.feed(pcm[:n]); ok {
+				if i < a.onset-1 {
+					return fmt.Errorf("wasim: the marker's onset shows in frame %d, before its end of silence", i)
+				}
+				a.onsetDelay = (i-a.onset)*detectFrame + at
+				return nil
+			}
+		}
+	}
+	return errors.New("wasim: the marker's onset is not found in its own decoding")
+}
+
+// onsetDetector finds a tone's return after silence in decoded audio: the
+// first sample over detectLoud after at least detectQuietMs of samples
+// under detectQuiet (a few samples of the rise in between are allowed).
+type onsetDetector struct {
+	quiet      int // quiet samples in a row, up to now
+	lastRun    int // the length of the last quiet run
+	sinceQuiet int // samples since it ended
+}
+
+// detectRise is how many samples (5 ms) the rise from quiet to loud may take.
+const detectRise = 40
+
+func (d *onsetDetector) reset() { *d = onsetDetector{} }
+
+// feed scans pcm; it returns the index of the onset if there is one.
+func (d *onsetDetector) feed(pcm []int16) (int, bool) {
+	const need = detectRate * detectQuietMs / 1000
+	for i, s := range pcm {
+		v := int(s)
+		if v < 0 {
+			v = -v
+		}
+		switch {
+		case v < detectQuiet:
+			d.quiet++
+			continue
+		case v > detectLoud:
+			if d.quiet >= need || (d.quiet == 0 && d.lastRun >= need && d.sinceQuiet < detectRise) {
+				*d = onsetDetector{}
+				return i, true
+			}
+		}
+		if d.quiet > 0 {
+			d.lastRun, d.sinceQuiet, d.quiet = d.quiet, 0, 0
+		}
+		d.sinceQuiet++
+	}
+	return 0, false
+}
