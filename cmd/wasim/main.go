@@ -37,7 +37,9 @@ const (
 const usageText = `wasim: a WhatsApp Cloud API calling simulator (plays Meta for the gateway)
 
 Usage:
-  wasim call [flags]
+  wasim call [flags]     one call (below)
+  wasim load [flags]     many calls at once: capacity and quality (wasim load -h)
+  wasim echo [flags]     a SIP endpoint that answers and echoes RTP (wasim echo -h)
 
 Places one user-initiated call: posts a signed "connect" webhook carrying an
 SDP offer to -webhook, serves the Graph API at -graph-listen
@@ -92,8 +94,14 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, in
 		}
 		return exitOK
 	}
+	switch args[0] {
+	case "load":
+		return runLoad(args[1:], getenv, stdout, stderr, interrupt)
+	case "echo":
+		return runEcho(args[1:], stdout, stderr, interrupt)
+	}
 	if args[0] != "call" {
-		fmt.Fprintf(stderr, "wasim: unknown command %q (want \"call\")\n\n", args[0])
+		fmt.Fprintf(stderr, "wasim: unknown command %q (want \"call\", \"load\" or \"echo\")\n\n", args[0])
 		fs, _ := newFlagSet(stderr)
 		fs.Usage()
 		return exitUsage
