@@ -44,13 +44,25 @@ func baresipModuleDir(t *testing.T) string {
 
 // startBaresip runs baresip as a callee on 127.0.0.1 that answers every
 // call at once, plays a sine tone and knows G.722 and G.711. It stops on
-// its own after 20 s at the latest.
+// its own after 20 s at the latest. A port taken between our probe and its
+// bind (it binds UDP and TCP) costs a retry on another port.
 func startBaresip(t *testing.T) (addr string, out *lockedBuffer) {
 	t.Helper()
 	bin := needBaresip(t)
 	mods := baresipModuleDir(t)
+	for attempt := 0; attempt < 3; attempt++ {
+		var ok bool
+		if addr, out, ok = tryBaresip(t, bin, mods); ok {
+			return addr, out
+		}
+	}
+	t.Fatalf("baresip did not start:\n%s", out.String())
+	return "", nil
+}
+
+func tryBaresip(t *testing.T, bin, mods string) (string, *lockedBuffer, bool) {
 	dir := t.TempDir()
-	port := freePort(t, "udp")
+	port := freePort(t, "tcp")
 	// RTP from a range of its own (the UA's tests use 30000-31999, baresip's
 	// default is 10000-20000). ausine only makes 48 kHz stereo: baresip
 	// resamples it for G.722.
@@ -79,7 +91,7 @@ module_app menu.so
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	cmd := exec.CommandContext(ctx, bin, "-f", dir, "-t", "20")
 	cmd.Dir = dir
-	out = &lockedBuffer{}
+	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -90,19 +102,27 @@ module_app menu.so
 		defer close(done)
 		_ = cmd.Wait()
 	}()
-	t.Cleanup(func() {
+	stop := func() {
 		cancel() // kills baresip if it still runs
 		<-done
-		cancel()
-	})
+	}
+	// "baresip is ready." comes once its SIP sockets are bound.
 	deadline := time.Now().Add(5 * time.Second)
-	for !portBound("udp", port) {
+	for !strings.Contains(out.String(), "baresip is ready") {
+		select {
+		case <-done:
+			stop()
+			return "", out, false
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("baresip did not bind 127.0.0.1:%d\n%s", port, out.String())
+			stop()
+			return "", out, false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Sprintf("127.0.0.1:%d", port), out
+	t.Cleanup(stop)
+	return fmt.Sprintf("127.0.0.1:%d", port), out, true
 }
 
 // TestBaresipAnswersG722: a real UA as the callee. Our G722-first offer is

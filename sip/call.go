@@ -171,7 +171,8 @@ func (c *Call) hangup(ctx context.Context, reason string) error {
 	return fmt.Errorf("sip: BYE %s: too many provisional responses", c.d.callID)
 }
 
-// end marks the dialog ended once: Done closes, the UA forgets it.
+// end marks the dialog ended once: the UA forgets it, then Done closes (so
+// that whoever sees Done also sees ActiveCalls without it).
 func (c *Call) end(reason string) {
 	c.mu.Lock()
 	if c.ended {
@@ -180,9 +181,9 @@ func (c *Call) end(reason string) {
 	}
 	c.ended = true
 	c.endReason = reason
-	close(c.done)
 	c.mu.Unlock()
 	c.ua.removeCall(c)
+	close(c.done) // only the caller that set ended gets here
 	if c.inviteTx != nil {
 		c.inviteTx.Terminate()
 	}

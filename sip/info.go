@@ -135,6 +135,11 @@ func (c *Call) SetOnInfoDigit(f func(digit rune, d time.Duration)) {
 func (c *Call) deliverDigit(digit rune, d time.Duration) {
 	c.digitMu.Lock()
 	defer c.digitMu.Unlock()
+	c.deliverDigitLocked(digit, d)
+}
+
+// deliverDigitLocked is deliverDigit for a caller holding digitMu.
+func (c *Call) deliverDigitLocked(digit rune, d time.Duration) {
 	c.mu.Lock()
 	f := c.onDigit
 	kept := false
@@ -162,9 +167,13 @@ func (c *Call) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, res, c.log)
 		return
 	}
+	// Take the delivery lock before the 200 goes out: the PBX's next INFO
+	// (sent once it has our 200) then cannot overtake this digit.
+	c.digitMu.Lock()
+	defer c.digitMu.Unlock()
 	respond(tx, sip.NewResponseFromRequest(req, 200, "OK", nil), c.log)
 	c.log.Debug("sip INFO digit", zap.String("digit", string(digit)), zap.Duration("duration", d))
-	c.deliverDigit(digit, d)
+	c.deliverDigitLocked(digit, d)
 }
 
 // readInfoDigit reads the digit of a DTMF INFO with its duration

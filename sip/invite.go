@@ -221,7 +221,10 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 		infoSem: make(chan struct{}, 1), onDigit: r.OnInfoDigit, onMedia: r.OnMediaChange,
 	}
 	info, perr := ParseSDP(res.Body())
-	var codec Codec
+	var (
+		codec Codec
+		dir   string
+	)
 	if perr == nil {
 		var ok bool
 		if codec, ok = NegotiateCodec(offered, info.Codecs); !ok {
@@ -231,9 +234,10 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 	if perr == nil {
 		c.codec = codec
 		c.dtmfPT = info.DTMFPayloadType
-		c.remoteDir = remoteDirection(info)
+		dir = remoteDirection(info)
+		c.remoteDir = dir
 		c.remoteSDP = info.Addr
-		c.sendOK.Store(peerReceives(c.remoteDir))
+		c.sendOK.Store(peerReceives(dir))
 		rtp.SetRemote(info.Addr)
 	}
 	if !u.addCall(c) {
@@ -248,8 +252,10 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 		cancel()
 		return nil, fmt.Errorf("sip: invite: unusable answer from PBX: %w", perr)
 	}
+	// The call is live: a re-INVITE may already be changing it, so log what
+	// the answer said, not the call's fields.
 	log.Info("sip call established", zap.String("codec", codec.Name), zap.Uint8("pt", codec.PayloadType),
-		zap.Uint8("dtmf_pt", info.DTMFPayloadType), zap.String("pbx_direction", c.remoteDir), zap.Stringer("rtp_remote", rtp.Remote()))
+		zap.Uint8("dtmf_pt", info.DTMFPayloadType), zap.String("pbx_direction", dir), zap.Stringer("rtp_remote", info.Addr))
 	return c, nil
 }
 

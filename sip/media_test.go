@@ -162,6 +162,11 @@ func TestReinviteMedia(t *testing.T) {
 		written <- struct{}{}
 	}
 	p.wait(t, 10*time.Second) // sipp checked our answers and got our 200 to its BYE
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed after the PBX's BYE")
+	}
 	if c.EndReason() != "remote_bye" {
 		t.Errorf("end reason %q", c.EndReason())
 	}
