@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -39,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runDemo(args[1:], stdout, stderr)
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)
+		case "healthcheck":
+			return healthcheck(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			usage(stdout)
 			return 0
@@ -69,6 +72,8 @@ Usage:
                                      the audio that comes back (no Meta account or PBX needed)
   wagateway check-config FILE        validate a config file (fields, secrets, files it names)
                                      and list every problem
+  wagateway healthcheck [URL]        GET URL (default http://127.0.0.1:8080/healthz); exit 0 on
+                                     200 (the container HEALTHCHECK: the image has no curl)
 
 Signals: SIGTERM drains (new calls rejected, active calls continue up to drain_timeout),
 SIGINT stops at once, SIGHUP reloads routes and trunks.
@@ -219,4 +224,30 @@ func drain(gw *gateway.Gateway, log *zap.Logger, sigs <-chan os.Signal, reload f
 			cancel()
 		}
 	}
+}
+
+// healthcheck probes the gateway's /healthz (or any URL) for the container
+// HEALTHCHECK, so the image needs no curl.
+func healthcheck(args []string, stdout, stderr io.Writer) int {
+	url := "http://127.0.0.1:8080/healthz"
+	if len(args) > 1 {
+		fmt.Fprintln(stderr, "usage: wagateway healthcheck [URL]")
+		return 2
+	}
+	if len(args) == 1 {
+		url = args[0]
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	res, err := client.Get(url)
+	if err != nil {
+		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
+		return 1
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "healthcheck: %s answered %d\n", url, res.StatusCode)
+		return 1
+	}
+	fmt.Fprintln(stdout, "ok")
+	return 0
 }

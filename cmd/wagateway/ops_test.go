@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -160,5 +161,22 @@ numbers: [{phone_number_id: "12", routes: [{trunk: pbx, destination: "sip:a@b"}]
 		if !strings.Contains(errb.String(), field) {
 			t.Errorf("check-config does not name %s:\n%s", field, errb.String())
 		}
+	}
+}
+
+func TestHealthcheckCommand(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) }))
+	defer ok.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }))
+	defer down.Close()
+	var out, errb bytes.Buffer
+	if code := run([]string{"healthcheck", ok.URL}, &out, &errb); code != 0 {
+		t.Errorf("healthy: exit %d %s", code, errb.String())
+	}
+	if code := run([]string{"healthcheck", down.URL}, &out, &errb); code != 1 {
+		t.Errorf("503: exit %d", code)
+	}
+	if code := run([]string{"healthcheck", "http://127.0.0.1:1/healthz"}, &out, &errb); code != 1 {
+		t.Errorf("nothing listening: exit %d", code)
 	}
 }
