@@ -107,10 +107,7 @@ func newMetrics() *metrics {
 		Help: "SIGHUP reloads by result (ok, error)."}, []string{"result"})
 	m.adminRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "admin_requests_total",
 		Help: "Admin API requests by result (ok, unauthorized, not_found, bad_request)."}, []string{"result"})
-	for _, c := range []prometheus.Collector{m.activeByCodec, m.calls, m.metaErrors, m.setupLatency,
-		m.graphRequests, m.graphLatency, m.sipFinal, m.webhooks, m.packets, m.lost, m.late, m.concealed,
-		m.fecRecovered, m.jitter, m.digits, m.codecPaths, m.mos, m.callDuration, m.trunkUp, m.trunkPingRTT,
-		m.draining, m.records, m.recordsDropped, m.configReloads, m.adminRequests} {
+	for _, c := range m.all() {
 		f(c)
 	}
 	f(collectors.NewGoCollector())
@@ -125,6 +122,14 @@ func newMetrics() *metrics {
 		m.lost.WithLabelValues(d)
 	}
 	return m
+}
+
+// all lists the gateway's own collectors.
+func (m *metrics) all() []prometheus.Collector {
+	return []prometheus.Collector{m.activeByCodec, m.calls, m.metaErrors, m.setupLatency,
+		m.graphRequests, m.graphLatency, m.sipFinal, m.webhooks, m.packets, m.lost, m.late, m.concealed,
+		m.fecRecovered, m.jitter, m.digits, m.codecPaths, m.mos, m.callDuration, m.trunkUp, m.trunkPingRTT,
+		m.draining, m.records, m.recordsDropped, m.configReloads, m.adminRequests}
 }
 
 func (m *metrics) handler() http.Handler {
