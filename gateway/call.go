@@ -209,6 +209,8 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 	// accept and the first packet; it starts only once accept returned 200
 	// (no media before accept, whatsapp-calling.md §5).
 	waIn, sipIn := c.meterLegs(leg, sc, codec) // jitter of each leg's input
+	info := newInfoSender(sc, trunk.DTMF == rtpbridge.DTMFModeInfo, c.log)
+	defer info.stop()
 	bridge, err := rtpbridge.New(rtpbridge.Config{
 		WhatsAppIn:         waIn,
 		WhatsAppOut:        leg,
@@ -220,6 +222,9 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 		DTMFMode:           trunk.DTMF,
 		OnDigit: func(from string, d rune) {
 			c.log.Info("dtmf digit", zap.String("from", from), zap.String("digit", string(d)))
+			if from == "whatsapp" {
+				info.send(d)
+			}
 		},
 		OpusComplexity: *c.g.cfg.Media.OpusComplexity,
 	})
@@ -228,9 +233,23 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 		c.terminateWhatsApp()
 		return OutcomeFailed, "bridge: " + err.Error()
 	}
+	// Every return from here on frees the bridge (goroutines and libopus
+	// state): the legs first, so its readers return, then the bridge.
+	defer func() {
+		leg.Close()
+		sc.Close()
+		bridge.Close()
+	}()
 	// The PBX may start its greeting right after the 200 OK: hold that audio
 	// and play it once WhatsApp accepts (nothing may go to WhatsApp before).
 	bridge.StartSIPReceive()
+	// Digits the PBX sends by SIP INFO reach the caller whatever the mode.
+	sc.SetOnInfoDigit(func(d rune, dur time.Duration) {
+		c.log.Info("dtmf digit", zap.String("from", "sip-info"), zap.String("digit", string(d)))
+		if err := bridge.SendDigitToWhatsApp(d, dur); err != nil {
+			c.log.Warn("dtmf digit not forwarded", zap.Error(err))
+		}
+	})
 	sc.SetOnMediaChange(func(mc sip.MediaChange) {
 		c.log.Info("pbx changed the media", zap.String("direction", mc.Direction), zap.String("codec", mc.Codec.Name),
 			zap.Stringer("rtp_remote", mc.RemoteRTPAddr))

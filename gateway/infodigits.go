@@ -1,0 +1,61 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/sip"
+)
+
+// infoDigitDuration is how long each caller digit lasts in its SIP INFO.
+const infoDigitDuration = 100 * time.Millisecond
+
+// infoSender sends the caller's digits to the PBX as SIP INFO (a trunk with
+// dtmf: info). The bridge reports digits on its media goroutine, which must
+// not wait for a SIP transaction: digits queue here and one goroutine per
+// call sends them in order.
+type infoSender struct {
+	queue chan rune
+	done  chan struct{}
+}
+
+func newInfoSender(sc *sip.Call, enabled bool, log *zap.Logger) *infoSender {
+	if !enabled {
+		return nil
+	}
+	s := &infoSender{queue: make(chan rune, 32), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for d := range s.queue {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := sc.SendInfoDigit(ctx, d, infoDigitDuration); err != nil {
+				log.Warn("sip INFO digit failed", zap.String("digit", string(d)), zap.Error(err))
+			}
+			cancel()
+		}
+	}()
+	return s
+}
+
+// send queues a digit; a full queue (a caller far ahead of the PBX) drops it.
+func (s *infoSender) send(d rune) {
+	if s == nil {
+		return
+	}
+	select {
+	case s.queue <- d:
+	default:
+	}
+}
+
+// stop ends the sender once queued digits are sent (call it after the bridge
+// is closed, when no more digits come).
+func (s *infoSender) stop() {
+	if s == nil {
+		return
+	}
+	close(s.queue)
+	<-s.done
+}
