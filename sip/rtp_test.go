@@ -60,7 +60,7 @@ func TestSymmetricRTP(t *testing.T) {
 	if err := c.WritePacket(make([]byte, 12)); !errors.Is(err, ErrNoRemote) {
 		t.Errorf("write without remote: %v", err)
 	}
-	announced := &net.UDPAddr{IP: net.IPv4(10, 9, 8, 7), Port: 4000} // never written to
+	announced := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 4000} // another loopback address, never written to
 	c.SetRemote(announced)
 	if c.Remote().String() != announced.String() || c.Latched() {
 		t.Fatalf("remote %s latched %v", c.Remote(), c.Latched())
