@@ -42,8 +42,14 @@ func startBaresip(t *testing.T, toneHz float64) *baresip {
 func startBaresipWith(t *testing.T, o baresipOptions) *baresip {
 	t.Helper()
 	bin := requirePeer(t, "baresip")
-	if o.Codecs == "" {
-		o.Codecs = "PCMU,PCMA"
+	// baresip 1.0 answers with the codec modules it has loaded, and its
+	// aufile source must run at that codec's rate.
+	modules, rate, channels := "module g711.so", 8000, 1
+	switch o.Codecs {
+	case "G722":
+		modules, rate = "module g722.so", 16000
+	case "opus":
+		modules, rate, channels = "module opus.so", 48000, 2
 	}
 	port, err := gateway.FreeLoopbackPort("udp")
 	if err != nil {
@@ -56,10 +62,10 @@ func startBaresipWith(t *testing.T, o baresipOptions) *baresip {
 	b := &baresip{Addr: "127.0.0.1:" + strconv.Itoa(port), CtrlAddr: "127.0.0.1:" + strconv.Itoa(ctrl), dir: t.TempDir(), done: make(chan error, 1)}
 	source := o.WAV
 	if source == "" {
-		pcm := make([]int16, 8000*30)
-		audio.NewTone(o.ToneHz, 8000, 12000).Fill(pcm)
+		pcm := make([]int16, rate*30)
+		audio.NewTone(o.ToneHz, rate, 12000).Fill(pcm)
 		var wav bytes.Buffer
-		if err := audio.WriteWAV(&wav, pcm, 8000); err != nil {
+		if err := audio.WriteWAVChannels(&wav, pcm, rate, channels); err != nil {
 			t.Fatal(err)
 		}
 		source = filepath.Join(b.dir, "tone.wav")
@@ -77,9 +83,7 @@ audio_player aubridge,nil
 audio_source aufile,%s
 audio_alert aufile,/dev/null
 module_path /usr/lib/baresip/modules
-module g711.so
-module g722.so
-module opus.so
+%s
 module aufile.so
 module aubridge.so
 module sndfile.so
@@ -88,9 +92,9 @@ module menu.so
 module ctrl_tcp.so
 ctrl_tcp_listen %s
 snd_path %s
-`, b.Addr, source, b.CtrlAddr, b.dir))
+`, b.Addr, source, modules, b.CtrlAddr, b.dir))
 	// The gateway calls sip:agents@…: the account's user must match.
-	write("accounts", fmt.Sprintf("<sip:agents@%s>;regint=0;answermode=auto;audio_codecs=%s\n", b.Addr, o.Codecs))
+	write("accounts", fmt.Sprintf("<sip:agents@%s>;regint=0;answermode=auto\n", b.Addr))
 
 	b.cmd = exec.Command(bin, "-f", b.dir, "-t", "60")
 	b.cmd.Stdout, b.cmd.Stderr = &b.out, &b.out

@@ -60,16 +60,34 @@ func ParseWAV(b []byte) (pcm []int16, sampleRate int, err error) {
 
 // WriteWAV writes mono 16-bit PCM as a WAV file.
 func WriteWAV(w io.Writer, pcm []int16, sampleRate int) error {
+	return WriteWAVChannels(w, pcm, sampleRate, 1)
+}
+
+// WriteWAVChannels writes 16-bit PCM as a WAV file of that many channels,
+// each carrying the same samples.
+func WriteWAVChannels(w io.Writer, mono []int16, sampleRate, channels int) error {
+	if channels < 1 {
+		return fmt.Errorf("wav: %d channels", channels)
+	}
+	pcm := mono
+	if channels > 1 {
+		pcm = make([]int16, len(mono)*channels)
+		for i, s := range mono {
+			for c := 0; c < channels; c++ {
+				pcm[i*channels+c] = s
+			}
+		}
+	}
 	hdr := make([]byte, 44)
 	copy(hdr[0:], "RIFF")
 	binary.LittleEndian.PutUint32(hdr[4:], uint32(36+2*len(pcm)))
 	copy(hdr[8:], "WAVEfmt ")
 	binary.LittleEndian.PutUint32(hdr[16:], 16)
 	binary.LittleEndian.PutUint16(hdr[20:], 1)
-	binary.LittleEndian.PutUint16(hdr[22:], 1)
+	binary.LittleEndian.PutUint16(hdr[22:], uint16(channels))
 	binary.LittleEndian.PutUint32(hdr[24:], uint32(sampleRate))
-	binary.LittleEndian.PutUint32(hdr[28:], uint32(2*sampleRate))
-	binary.LittleEndian.PutUint16(hdr[32:], 2)
+	binary.LittleEndian.PutUint32(hdr[28:], uint32(2*channels*sampleRate)) // bytes per second
+	binary.LittleEndian.PutUint16(hdr[32:], uint16(2*channels))
 	binary.LittleEndian.PutUint16(hdr[34:], 16)
 	copy(hdr[36:], "data")
 	binary.LittleEndian.PutUint32(hdr[40:], uint32(2*len(pcm)))

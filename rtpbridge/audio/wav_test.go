@@ -31,3 +31,21 @@ func TestWAVRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestWAVStereo(t *testing.T) {
+	pcm := make([]int16, 480)
+	NewTone(1000, 48000, 9000).Fill(pcm)
+	var buf bytes.Buffer
+	if err := WriteWAVChannels(&buf, pcm, 48000, 2); err != nil {
+		t.Fatal(err)
+	}
+	got, rate, err := ParseWAV(buf.Bytes())
+	if err != nil || rate != 48000 || len(got) != len(pcm) {
+		t.Fatalf("stereo: %d frames at %d Hz, %v", len(got), rate, err)
+	}
+	for i := range pcm {
+		if got[i] != pcm[i] {
+			t.Fatalf("frame %d: %d, want %d", i, got[i], pcm[i])
+		}
+	}
+}
