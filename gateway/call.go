@@ -255,6 +255,8 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 			zap.Stringer("rtp_remote", mc.RemoteRTPAddr))
 		if err := bridge.SetSIPCodec(bridgeCodec(mc.Codec), mc.DTMFPayloadType); err != nil {
 			c.log.Warn("cannot switch the bridge to the new codec", zap.Error(err))
+		} else {
+			c.codecChanged(mc.Codec) // metrics, jitter meter and call record follow
 		}
 	})
 	c.setState("accepting")

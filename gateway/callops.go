@@ -144,6 +144,33 @@ func (c *call) meterLegs(leg *whatsapp.Leg, sc *sip.Call, codec sip.Codec) (wa, 
 	return c.ops.waJitter, c.ops.sipJitter
 }
 
+// codecChanged follows the PBX switching codec mid-call (re-INVITE or
+// UPDATE): the jitter meter, the active-calls-by-codec gauge and the record.
+func (c *call) codecChanged(codec sip.Codec) {
+	o := c.ops
+	o.mu.Lock()
+	if strings.EqualFold(o.sipCodec, codec.Name) {
+		o.mu.Unlock()
+		return
+	}
+	o.sipCodec = codec.Name
+	if o.sipJitter != nil {
+		o.sipJitter.retarget(codec.PayloadType, codec.ClockRate)
+	}
+	old := o.activeCodec
+	if old != "" {
+		o.activeCodec = codecPath(codec.Name)
+	}
+	now := o.activeCodec
+	o.mu.Unlock()
+	if old != "" {
+		m := c.g.ops.metrics
+		m.activeByCodec.WithLabelValues(old).Dec()
+		m.activeByCodec.WithLabelValues(now).Inc()
+	}
+	c.log.Debug("codec path changed", zap.String("codec_path", codecPath(codec.Name)))
+}
+
 // bridged is called once accept answered 200 and the bridge runs.
 func (c *call) bridged(b *rtpbridge.Bridge) {
 	o := c.ops

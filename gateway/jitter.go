@@ -18,6 +18,11 @@ type jitterMeter struct {
 	pt    uint8   // audio payload type measured; others (telephone-event, CN) are passed by
 	clock float64 // RTP clock rate, Hz
 
+	// A codec switch mid-call (retarget) hands the reader a new payload
+	// type and clock; it takes them at its next packet.
+	next    atomic.Uint64 // pt<<32 | clock rate
+	changed atomic.Bool
+
 	// reader goroutine only
 	have        bool
 	ssrc        uint32
@@ -38,6 +43,10 @@ func newJitterMeter(r rtpbridge.PacketReader, pt uint8, clockRate uint32) *jitte
 // ReadPacket implements rtpbridge.PacketReader.
 func (m *jitterMeter) ReadPacket(b []byte) (int, error) {
 	n, err := m.r.ReadPacket(b)
+	if m.changed.Load() && m.changed.CompareAndSwap(true, false) {
+		v := m.next.Load()
+		m.pt, m.clock, m.have = uint8(v>>32), float64(uint32(v)), false
+	}
 	if err == nil && n >= 12 && b[0]>>6 == 2 && b[1]&0x7f == m.pt {
 		m.observe(binary.BigEndian.Uint32(b[4:8]), binary.BigEndian.Uint32(b[8:12]), time.Now())
 	}
@@ -65,4 +74,13 @@ func (m *jitterMeter) Jitter() time.Duration {
 		return 0
 	}
 	return time.Duration(math.Float64frombits(m.jitterBits.Load()) * float64(time.Second))
+}
+
+// retarget makes the meter follow a new codec (payload type and clock).
+func (m *jitterMeter) retarget(pt uint8, clockRate uint32) {
+	if clockRate == 0 {
+		clockRate = 8000
+	}
+	m.next.Store(uint64(pt)<<32 | uint64(clockRate))
+	m.changed.Store(true)
 }

@@ -122,3 +122,26 @@ func TestCodecPathLabel(t *testing.T) {
 		}
 	}
 }
+
+func TestJitterMeterFollowsCodecSwitch(t *testing.T) {
+	// PCMU (PT 0, 8 kHz) then G.722 (PT 9, clock 8000) then Opus (PT 111, 48 kHz).
+	r := &fakeReader{}
+	m := newJitterMeter(r, 0, 8000)
+	b := make([]byte, 1500)
+	r.pkts = append(r.pkts, rtpHeader(0, 1, 0, 5), rtpHeader(0, 2, 160, 5))
+	m.ReadPacket(b)
+	m.ReadPacket(b)
+	if m.lastTS != 160 {
+		t.Fatalf("PCMU not measured: ts %d", m.lastTS)
+	}
+	m.retarget(111, 48000)
+	r.pkts = append(r.pkts, rtpHeader(0, 3, 320, 5), rtpHeader(111, 4, 96000, 5))
+	m.ReadPacket(b) // the old payload type is no longer measured
+	if m.have {
+		t.Fatal("the switch did not restart the estimate")
+	}
+	m.ReadPacket(b)
+	if !m.have || m.lastTS != 96000 || m.clock != 48000 || m.pt != 111 {
+		t.Fatalf("after the switch: have %v ts %d clock %v pt %d", m.have, m.lastTS, m.clock, m.pt)
+	}
+}
