@@ -314,7 +314,7 @@ func (c *call) record(outcome, detail string) *CallRecord {
 			WhatsAppToSIP: recordDirection(st.WhatsAppToSIP, o.waJitter.Jitter()),
 			SIPToWhatsApp: recordDirection(st.SIPToWhatsApp, o.sipJitter.Jitter()),
 			DigitsFromWA:  st.WhatsAppToSIP.Digits,
-			DigitsFromSIP: st.SIPToWhatsApp.Digits,
+			DigitsFromSIP: sipDigits(st.SIPToWhatsApp),
 		}
 		toSIP, toWA := directionMOS(o.sipCodec,
 			r.Media.WhatsAppToSIP.LossPct, r.Media.WhatsAppToSIP.JitterMs,
@@ -373,7 +373,7 @@ func (c *call) live() liveCall {
 			WhatsAppToSIP: recordDirection(st.WhatsAppToSIP, o.waJitter.Jitter()),
 			SIPToWhatsApp: recordDirection(st.SIPToWhatsApp, o.sipJitter.Jitter()),
 			DigitsFromWA:  st.WhatsAppToSIP.Digits,
-			DigitsFromSIP: st.SIPToWhatsApp.Digits,
+			DigitsFromSIP: sipDigits(st.SIPToWhatsApp),
 		}
 	}
 	return l

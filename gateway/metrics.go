@@ -172,10 +172,15 @@ func (m *metrics) addMedia(now, prev rtpbridge.Stats) {
 	if d := delta(now.WhatsAppToSIP.Digits, prev.WhatsAppToSIP.Digits); d > 0 {
 		m.digits.WithLabelValues("whatsapp").Add(float64(d))
 	}
-	if d := delta(now.SIPToWhatsApp.Digits, prev.SIPToWhatsApp.Digits); d > 0 {
+	if d := delta(sipDigits(now.SIPToWhatsApp), sipDigits(prev.SIPToWhatsApp)); d > 0 {
 		m.digits.WithLabelValues("sip").Add(float64(d))
 	}
 }
+
+// sipDigits counts the PBX's digits: those found in its media (events or
+// tones), or, when more, those sent on to WhatsApp (SIP INFO digits are
+// only sent, never found in the media).
+func sipDigits(s rtpbridge.DirectionStats) uint64 { return max(s.Digits, s.DigitsSent) }
 
 func delta(now, prev uint64) uint64 {
 	if now < prev {
