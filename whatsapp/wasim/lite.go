@@ -45,10 +45,13 @@ import (
 //     the business's RTCP is read and ignored.
 //
 // There is no pion PeerConnection, no interceptor, no jitter buffer and no
-// per-packet allocation: one socket and one reader goroutine per call; the
-// sending is done by the load run's shared sender (load.go). Packets are
-// timestamped by the kernel on arrival (SO_TIMESTAMPNS where available), so
-// the generator's own scheduling delays do not count as the gateway's.
+// per-packet allocation: one socket per call, read either by a goroutine
+// of its own or, on Linux, by one poller for every leg of a run (epoll,
+// lite_poll_linux.go), which wakes at most once a millisecond whatever the
+// number of calls; the sending is done by the load run's shared sender
+// (load.go). Packets are timestamped by the kernel on arrival
+// (SO_TIMESTAMPNS where available), so neither the poller's pause nor the
+// generator's own scheduling delays count as the gateway's.
 
 const (
 	liteHandshakeTimeout = 15 * time.Second
@@ -111,9 +114,27 @@ func colonHex(b []byte) string {
 // reader goroutine; payload is reused once it returns.
 type rtpHandler func(h *rtp.Header, payload []byte, arrival int64)
 
+// liteSock is a leg's UDP socket: a net.UDPConn read by the leg's own
+// goroutine, or a raw socket read by a litePoller.
+type liteSock interface {
+	writeTo(b []byte, dst netip.AddrPort) error
+	close() error
+}
+
+// udpSock is the portable liteSock.
+type udpSock struct{ c *net.UDPConn }
+
+func (u udpSock) writeTo(b []byte, dst netip.AddrPort) error {
+	_, err := u.c.WriteToUDPAddrPort(b, dst)
+	return err
+}
+
+func (u udpSock) close() error { return u.c.Close() }
+
 // liteLeg is one call's lite media leg.
 type liteLeg struct {
-	conn       *net.UDPConn
+	sock       liteSock
+	poller     *litePoller // nil: the leg reads its socket itself
 	local      netip.AddrPort
 	ufrag, pwd string
 	ssrc       uint32
@@ -137,16 +158,46 @@ type liteLeg struct {
 	rxCtx   atomic.Pointer[srtp.Context] // the reader's
 	dconn   atomic.Pointer[dtls.Conn]
 
-	// Counters, written by the reader goroutine.
+	// Counters, written by the reader.
 	stunChecks, rtcpIn, earlyRTP, badSRTP atomic.Uint64
+
+	// The reader's own (the leg's goroutine, or the poller).
+	rx    *srtp.Context
+	hdr   rtp.Header
+	msg   stun.Message
+	plain []byte
 
 	closeOnce sync.Once
 	closed    chan struct{}
 	wg        sync.WaitGroup
 }
 
-// newLiteLeg binds the leg's UDP socket on ip and starts its reader.
-func newLiteLeg(ip net.IP, cert *liteCert, onRTP rtpHandler) (*liteLeg, error) {
+// newLiteLeg binds the leg's UDP socket on ip and starts reading it: with
+// poller, by the poller; without, by a goroutine of its own.
+func newLiteLeg(ip net.IP, cert *liteCert, onRTP rtpHandler, poller *litePoller) (*liteLeg, error) {
+	l := &liteLeg{
+		ufrag:    randomAlnum(12) + "/" + randomAlnum(1), // Meta's ufrags hold a '/'
+		pwd:      randomAlnum(24),
+		ssrc:     mrand.Uint32() | 1,
+		cert:     cert,
+		onRTP:    onRTP,
+		poller:   poller,
+		answered: make(chan struct{}),
+		dtlsIn:   make(chan []byte, liteDTLSQueue),
+		ready:    make(chan struct{}),
+		failed:   make(chan struct{}),
+		closed:   make(chan struct{}),
+		plain:    make([]byte, liteMaxPacket),
+	}
+	if poller != nil && ip.To4() != nil {
+		sock, local, err := poller.add(ip, l)
+		if err != nil {
+			return nil, fmt.Errorf("wasim: lite leg: %w", err)
+		}
+		l.sock, l.local, l.kernelTS = sock, local, true
+		return l, nil
+	}
+	l.poller = nil
 	network := "udp4"
 	if ip.To4() == nil {
 		network = "udp6"
@@ -157,23 +208,11 @@ func newLiteLeg(ip net.IP, cert *liteCert, onRTP rtpHandler) (*liteLeg, error) {
 	}
 	_ = conn.SetReadBuffer(256 << 10)
 	la := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	l := &liteLeg{
-		conn:     conn,
-		local:    netip.AddrPortFrom(la.Addr().Unmap(), la.Port()),
-		ufrag:    randomAlnum(12) + "/" + randomAlnum(1), // Meta's ufrags hold a '/'
-		pwd:      randomAlnum(24),
-		ssrc:     mrand.Uint32() | 1,
-		cert:     cert,
-		onRTP:    onRTP,
-		answered: make(chan struct{}),
-		dtlsIn:   make(chan []byte, liteDTLSQueue),
-		ready:    make(chan struct{}),
-		failed:   make(chan struct{}),
-		closed:   make(chan struct{}),
-	}
+	l.sock = udpSock{conn}
+	l.local = netip.AddrPortFrom(la.Addr().Unmap(), la.Port())
 	l.kernelTS = enableRxTimestamps(conn)
 	l.wg.Add(1)
-	go l.readLoop()
+	go l.readLoop(conn)
 	return l, nil
 }
 
@@ -281,18 +320,13 @@ func (l *liteLeg) fail(err error) {
 	close(l.failed)
 }
 
-// readLoop reads the socket until Close: STUN checks are answered, DTLS
-// records go to the handshake, SRTP is decrypted and handed to onRTP.
-func (l *liteLeg) readLoop() {
+// readLoop reads the leg's own socket until Close.
+func (l *liteLeg) readLoop(conn *net.UDPConn) {
 	defer l.wg.Done()
 	buf := make([]byte, liteMaxPacket)
-	plain := make([]byte, liteMaxPacket)
 	oob := make([]byte, rxOOBLen)
-	var rx *srtp.Context
-	var hdr rtp.Header
-	msg := &stun.Message{}
 	for {
-		n, oobn, _, src, err := l.conn.ReadMsgUDPAddrPort(buf, oob)
+		n, oobn, _, src, err := conn.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			return // closed
 		}
@@ -300,42 +334,48 @@ func (l *liteLeg) readLoop() {
 		if !ok {
 			at = time.Now().UnixNano()
 		}
-		if n == 0 {
-			continue
+		l.handleDatagram(buf[:n], src, at)
+	}
+}
+
+// handleDatagram takes one datagram that arrived at `at` (Unix ns): STUN
+// checks are answered, DTLS records go to the handshake, SRTP is decrypted
+// and handed to onRTP. One reader at a time.
+func (l *liteLeg) handleDatagram(p []byte, src netip.AddrPort, at int64) {
+	if len(p) == 0 {
+		return
+	}
+	switch b := p[0]; {
+	case b < 4: // STUN (RFC 7983)
+		l.handleSTUN(&l.msg, p, src)
+	case b >= 20 && b < 64: // DTLS
+		l.startDTLS()
+		select {
+		case l.dtlsIn <- append([]byte(nil), p...):
+		default: // the handshake is not keeping up: it retransmits
 		}
-		p := buf[:n]
-		switch b := p[0]; {
-		case b < 4: // STUN (RFC 7983)
-			l.handleSTUN(msg, p, src)
-		case b >= 20 && b < 64: // DTLS
-			l.startDTLS()
-			select {
-			case l.dtlsIn <- append([]byte(nil), p...):
-			default: // the handshake is not keeping up: it retransmits
+	case b >= 128 && b < 192: // RTP or RTCP
+		if len(p) < 12 {
+			return
+		}
+		if pt := p[1]; pt >= 192 && pt <= 223 { // RTCP (RFC 5761 §4)
+			l.rtcpIn.Add(1)
+			return
+		}
+		if l.rx == nil {
+			if !l.isReady() {
+				l.earlyRTP.Add(1)
+				return
 			}
-		case b >= 128 && b < 192: // RTP or RTCP
-			if n < 12 {
-				continue
-			}
-			if pt := p[1]; pt >= 192 && pt <= 223 { // RTCP (RFC 5761 §4)
-				l.rtcpIn.Add(1)
-				continue
-			}
-			if rx == nil {
-				if !l.isReady() {
-					l.earlyRTP.Add(1)
-					continue
-				}
-				rx = l.rxContext()
-			}
-			out, err := rx.DecryptRTP(plain[:0], p, &hdr)
-			if err != nil {
-				l.badSRTP.Add(1)
-				continue
-			}
-			if l.onRTP != nil {
-				l.onRTP(&hdr, out[hdr.MarshalSize():], at)
-			}
+			l.rx = l.rxCtx.Load()
+		}
+		out, err := l.rx.DecryptRTP(l.plain[:0], p, &l.hdr)
+		if err != nil {
+			l.badSRTP.Add(1)
+			return
+		}
+		if l.onRTP != nil {
+			l.onRTP(&l.hdr, out[l.hdr.MarshalSize():], at)
 		}
 	}
 }
@@ -370,7 +410,7 @@ func (l *liteLeg) handleSTUN(m *stun.Message, p []byte, src netip.AddrPort) {
 	if err != nil {
 		return
 	}
-	_, _ = l.conn.WriteToUDPAddrPort(resp.Raw, src)
+	_ = l.sock.writeTo(resp.Raw, src)
 }
 
 // startDTLS runs the DTLS server handshake once, on the first DTLS record.
@@ -471,9 +511,6 @@ func (l *liteLeg) verifyPeer(raw [][]byte, _ [][]*x509.Certificate) error {
 	return nil
 }
 
-// rxContext is the decrypting SRTP context, once ready.
-func (l *liteLeg) rxContext() *srtp.Context { return l.rxCtx.Load() }
-
 // writeRTP encrypts one plaintext RTP packet (header included) into out
 // and sends it to the business. It is called by one goroutine at a time
 // (the run's sender), only once Ready is closed.
@@ -486,8 +523,7 @@ func (l *liteLeg) writeRTP(plain []byte, hdr *rtp.Header, out []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = l.conn.WriteToUDPAddrPort(enc, *dst)
-	return err
+	return l.sock.writeTo(enc, *dst)
 }
 
 // Close ends the leg: DTLS close_notify, socket, goroutines.
@@ -497,7 +533,10 @@ func (l *liteLeg) Close() {
 		if dc := l.dconn.Load(); dc != nil {
 			_ = dc.Close()
 		}
-		_ = l.conn.Close()
+		if l.poller != nil {
+			l.poller.remove(l) // the poller no longer touches the leg after this
+		}
+		_ = l.sock.close()
 		l.wg.Wait()
 	})
 }
@@ -572,7 +611,10 @@ func (p *dtlsPipe) WriteTo(b []byte, _ net.Addr) (int, error) {
 	if dst == nil {
 		return 0, errors.New("no remote address")
 	}
-	return p.leg.conn.WriteToUDPAddrPort(b, *dst)
+	if err := p.leg.sock.writeTo(b, *dst); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 func (p *dtlsPipe) Close() error {

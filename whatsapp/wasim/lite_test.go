@@ -26,8 +26,20 @@ func freeUDPPort(t *testing.T) int {
 
 // The lite leg against the gateway's own WebRTC leg (pion, full ICE agent,
 // DTLS client): ICE and DTLS come up, and SRTP flows both ways with the
-// payloads, sequence numbers and SSRCs intact.
+// payloads, sequence numbers and SSRCs intact; read by a goroutine of its
+// own, and by the poller.
 func TestLiteLegAgainstGatewayLeg(t *testing.T) {
+	t.Run("own goroutine", func(t *testing.T) { testLiteLeg(t, nil) })
+	p, err := newLitePoller()
+	if err != nil {
+		t.Logf("no poller: %v", err)
+		return
+	}
+	defer p.Close()
+	t.Run("poller", func(t *testing.T) { testLiteLeg(t, p) })
+}
+
+func testLiteLeg(t *testing.T, poller *litePoller) {
 	cert, err := newLiteCert()
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +54,7 @@ func TestLiteLegAgainstGatewayLeg(t *testing.T) {
 			got = append(got, h.SequenceNumber)
 			ssrcs[h.SSRC] = true
 		}
-	})
+	}, poller)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +174,7 @@ func TestLiteLegRefusesWrongFingerprint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lite, err := newLiteLeg(net.IPv4(127, 0, 0, 1), cert, nil)
+	lite, err := newLiteLeg(net.IPv4(127, 0, 0, 1), cert, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

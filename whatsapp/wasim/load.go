@@ -176,6 +176,7 @@ type loadRun struct {
 	opts  LoadOptions
 	audio *loadAudio
 	cert  *liteCert
+	poll  *litePoller // nil: each leg reads its own socket
 	log   *zap.Logger
 
 	mu    sync.Mutex
@@ -219,6 +220,10 @@ func (s *Sim) RunLoad(ctx context.Context, o LoadOptions) (*LoadReport, error) {
 		Calls: o.Calls, Rate: o.Rate, HoldSeconds: o.Hold.Seconds(), ToneHz: o.ToneHz,
 		MarkerEverySeconds: o.MarkerEvery.Seconds(), LateAfterMs: float64(o.LateAfter) / 1e6,
 		StartedAt: time.Now(),
+	}
+	if p, err := newLitePoller(); err == nil {
+		r.poll = p
+		defer p.Close() // after every leg is closed (hangupAll)
 	}
 	base := r.sampleProcs()
 	r.wg.Add(2)
@@ -312,7 +317,7 @@ func (r *loadRun) place(ctx context.Context) {
 	idx := len(r.calls) + sumMap(r.placeErr)
 	r.mu.Unlock()
 	c := &loadCall{run: r, idx: idx, slot: idx % loadSlots}
-	leg, err := newLiteLeg(r.sim.mediaIP, r.cert, c.onRTP)
+	leg, err := newLiteLeg(r.sim.mediaIP, r.cert, c.onRTP, r.poll)
 	if err != nil {
 		r.placeFailed(err)
 		return
