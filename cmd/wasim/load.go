@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -76,6 +77,7 @@ type loadFlags struct {
 	timeout                      time.Duration
 	opusComplexity               int
 	verbose                      bool
+	cpuProfile                   string
 }
 
 func newLoadFlagSet(stderr io.Writer) (*flag.FlagSet, *loadFlags) {
@@ -112,6 +114,7 @@ func newLoadFlagSet(stderr io.Writer) (*flag.FlagSet, *loadFlags) {
 	fs.StringVar(&o.jsonOut, "json", "", "write the report as JSON to this `file` (\"-\": to stdout, instead of the table)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "end the run after this long in any case (default: derived from the others)")
 	fs.BoolVar(&o.verbose, "v", false, "debug logs on stderr")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile over the run to this `file`")
 	return fs, o
 }
 
@@ -259,11 +262,26 @@ func runLoad(args []string, getenv func(string) string, stdout, stderr io.Writer
 	defer sim.Close()
 	fmt.Fprintf(stderr, "wasim load: graph api at %s, webhook %s\n", sim.GraphURL(), webhook)
 
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "wasim load: %v\n", err)
+			return exitUsage
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "wasim load: %v\n", err)
+			return exitRuntime
+		}
+	}
 	rep, err := sim.RunLoad(ctx, wasim.LoadOptions{
 		Calls: o.calls, Rate: o.rate, Hold: o.hold, HangupRate: o.hangupRate, ToneHz: o.tone,
 		MarkerEvery: o.markerEvery, LateAfter: time.Duration(o.lateMs * float64(time.Millisecond)),
 		SetupTimeout: o.setupWait, Watch: watch, Progress: stderr,
 	})
+	if o.cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "wasim load: %v\n", err)
 		return exitRuntime
