@@ -102,22 +102,38 @@ func (s *sipp) invites() int {
 
 // harness runs the simulated Cloud API and a gateway pointed at a PBX.
 type harness struct {
-	sim *wasim.Sim
-	gw  *gateway.Gateway
+	sim  *wasim.Sim
+	gw   *gateway.Gateway
+	cfg  *gateway.Config
+	base string // http://host:port of the webhook listener (metrics, health)
 }
 
 type harnessOptions struct {
 	PBXAddr       string
 	AnswerTimeout time.Duration
 	NoMedia       time.Duration
-	DTMF          string   // trunk dtmf mode (default rfc4733)
-	Codecs        []string // trunk codecs (default PCMU, PCMA)
+	DTMF          string                // trunk dtmf mode (default rfc4733)
+	Codecs        []string              // trunk codecs (default PCMU, PCMA)
+	PingTrunk     bool                  // watch the trunk with OPTIONS (sipp scenarios abort on one they do not expect)
+	Config        func(*gateway.Config) // last edit of the loopback config before New
+	Secrets       *gateway.Secrets
+	Log           *zap.Logger // the gateway's logger (default: zaptest at info)
 }
+
+var testSecrets = gateway.Secrets{AccessToken: "test-access-token", AppSecret: "test-app-secret", VerifyToken: "test-verify"}
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
-	secrets := &gateway.Secrets{AccessToken: "test-access-token", AppSecret: "test-app-secret", VerifyToken: "test-verify"}
+	gwLog := o.Log
+	if gwLog == nil {
+		gwLog = log.Named("gateway")
+	}
+	secrets := o.Secrets
+	if secrets == nil {
+		s := testSecrets
+		secrets = &s
+	}
 	httpPort, err := gateway.FreeLoopbackPort("tcp")
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +157,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Cleanup(func() { sim.Close() })
 	cfg := gateway.LoopbackConfig(gateway.LoopbackOptions{
 		HTTPPort: httpPort, UDPPort: udpPort, GraphURL: sim.GraphURL(), PBXAddr: o.PBXAddr,
-		PhoneNumberID: testPhoneNumberID, AnswerTimeout: o.AnswerTimeout,
+		PhoneNumberID: testPhoneNumberID, AnswerTimeout: o.AnswerTimeout, PingTrunk: o.PingTrunk,
 	})
 	if o.DTMF != "" {
 		cfg.Trunks[0].DTMF = o.DTMF
@@ -149,7 +165,13 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if len(o.Codecs) > 0 {
 		cfg.Trunks[0].Codecs = o.Codecs
 	}
-	gw, err := gateway.New(cfg, secrets, log.Named("gateway"))
+	if o.Config != nil {
+		o.Config(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(cfg, secrets, gwLog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +185,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 			t.Errorf("gateway close: %v", err)
 		}
 	})
-	return &harness{sim: sim, gw: gw}
+	return &harness{sim: sim, gw: gw, cfg: cfg, base: strings.TrimSuffix(gw.WebhookURL(), cfg.HTTP.WebhookPath)}
 }
 
 func (h *harness) call(t *testing.T, o wasim.CallOptions) *wasim.Call {

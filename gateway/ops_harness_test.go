@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,112 +13,30 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
-
 	"github.com/wagateway/wagateway/gateway"
-	"github.com/wagateway/wagateway/whatsapp/wasim"
 )
 
 // opsHarness is the e2e harness with the operations side switched on: call
-// records to a file, fast trunk pings, optional admin API, and the config
-// open to each test.
+// records to a file and fast trunk pings (the options' Config runs after).
 type opsHarness struct {
-	sim     *wasim.Sim
-	gw      *gateway.Gateway
-	cfg     *gateway.Config
+	*harness
 	records string
-	base    string // http://host:port of the webhook listener (metrics, health)
 }
 
-type opsOptions struct {
-	PBXAddr   string
-	PingTrunk bool
-	Config    func(*gateway.Config) // edits the loopback config before New
-	Secrets   *gateway.Secrets
-	Log       *zap.Logger // the gateway's logger (default: zaptest at warn)
-}
-
-var testSecrets = gateway.Secrets{AccessToken: "test-access-token", AppSecret: "test-app-secret", VerifyToken: "test-verify"}
+type opsOptions = harnessOptions
 
 func newOpsHarness(t *testing.T, o opsOptions) *opsHarness {
 	t.Helper()
-	simLog := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	log := o.Log
-	if log == nil {
-		log = simLog.Named("gateway")
-	}
-	secrets := o.Secrets
-	if secrets == nil {
-		s := testSecrets
-		secrets = &s
-	}
-	httpPort, err := gateway.FreeLoopbackPort("tcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	udpPort, err := gateway.FreeLoopbackPort("udp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	sim, err := wasim.New(wasim.Config{
-		GraphListen: "127.0.0.1:0", WebhookURL: "http://127.0.0.1:" + strconv.Itoa(httpPort) + "/webhook",
-		AppSecret: secrets.AppSecret, AccessToken: secrets.AccessToken, PhoneNumberID: testPhoneNumberID,
-		MediaIP: "127.0.0.1", Logger: simLog.Named("wasim"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	cfg := gateway.LoopbackConfig(gateway.LoopbackOptions{
-		HTTPPort: httpPort, UDPPort: udpPort, GraphURL: sim.GraphURL(), PBXAddr: o.PBXAddr,
-		PhoneNumberID: testPhoneNumberID, PingTrunk: o.PingTrunk,
-	})
-	cfg.CallRecords.File = filepath.Join(t.TempDir(), "calls.jsonl")
-	cfg.Health = gateway.HealthConfig{OptionsInterval: 200 * time.Millisecond, OptionsTimeout: 150 * time.Millisecond, DownAfter: 2}
-	if o.Config != nil {
-		o.Config(cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	gw, err := gateway.New(cfg, secrets, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := gw.Close(cctx); err != nil {
-			t.Errorf("gateway close: %v", err)
+	records := filepath.Join(t.TempDir(), "calls.jsonl")
+	edit := o.Config
+	o.Config = func(c *gateway.Config) {
+		c.CallRecords.File = records
+		c.Health = gateway.HealthConfig{OptionsInterval: 200 * time.Millisecond, OptionsTimeout: 150 * time.Millisecond, DownAfter: 2}
+		if edit != nil {
+			edit(c)
 		}
-	})
-	return &opsHarness{sim: sim, gw: gw, cfg: cfg, records: cfg.CallRecords.File,
-		base: strings.TrimSuffix(gw.WebhookURL(), cfg.HTTP.WebhookPath)}
-}
-
-func (h *opsHarness) call(t *testing.T, o wasim.CallOptions) *wasim.Call {
-	t.Helper()
-	if o.From == "" && o.FromUserID == "" {
-		o.From, o.FromUserID = "15550001234", "US.1349120865530274"
 	}
-	if o.ProfileName == "" {
-		o.ProfileName = "Ada Lovelace"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := h.sim.PlaceCall(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return &opsHarness{harness: newHarness(t, o), records: records}
 }
 
 // record waits for the call record of callID in the records file.

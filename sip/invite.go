@@ -68,7 +68,7 @@ func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
 	if state != 1 {
 		return nil, errors.New("sip: invite: UA not started or closed")
 	}
-	log := u.log.With(zap.String("call", r.LogRef), zap.String("trunk", r.Trunk.Name))
+	log := u.log.With(zap.String("call_id", r.LogRef), zap.String("trunk", r.Trunk.Name))
 
 	recipient, err := inviteURI(r.To, r.Trunk)
 	if err != nil {
