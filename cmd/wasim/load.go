@@ -78,6 +78,7 @@ type loadFlags struct {
 	opusComplexity               int
 	verbose                      bool
 	cpuProfile                   string
+	perCall                      bool
 }
 
 func newLoadFlagSet(stderr io.Writer) (*flag.FlagSet, *loadFlags) {
@@ -115,6 +116,7 @@ func newLoadFlagSet(stderr io.Writer) (*flag.FlagSet, *loadFlags) {
 	fs.DurationVar(&o.timeout, "timeout", 0, "end the run after this long in any case (default: derived from the others)")
 	fs.BoolVar(&o.verbose, "v", false, "debug logs on stderr")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile over the run to this `file`")
+	fs.BoolVar(&o.perCall, "per-call", false, "add every call's own figures to the JSON report")
 	return fs, o
 }
 
@@ -277,7 +279,7 @@ func runLoad(args []string, getenv func(string) string, stdout, stderr io.Writer
 	rep, err := sim.RunLoad(ctx, wasim.LoadOptions{
 		Calls: o.calls, Rate: o.rate, Hold: o.hold, HangupRate: o.hangupRate, ToneHz: o.tone,
 		MarkerEvery: o.markerEvery, LateAfter: time.Duration(o.lateMs * float64(time.Millisecond)),
-		SetupTimeout: o.setupWait, Watch: watch, Progress: stderr,
+		SetupTimeout: o.setupWait, Watch: watch, Progress: stderr, PerCall: o.perCall,
 	})
 	if o.cpuProfile != "" {
 		pprof.StopCPUProfile()
@@ -298,11 +300,17 @@ func runLoad(args []string, getenv func(string) string, stdout, stderr io.Writer
 		time.Sleep(2 * time.Second) // the last calls' BYEs
 	}
 	if logFile != "" {
-		gm, err := readGatewayMedia(logFile, rep.StartedAt)
+		gm, perCall, err := readGatewayMedia(logFile, rep.StartedAt)
 		if err != nil {
 			fmt.Fprintf(stderr, "wasim load: gateway log: %v\n", err)
 		} else {
 			rep.Gateway = gm
+			for i := range rep.PerCall {
+				if st, ok := perCall[rep.PerCall[i].CallID]; ok {
+					rep.PerCall[i].GatewayLostFromCaller = st[0]
+					rep.PerCall[i].GatewayUnderruns = st[1]
+				}
+			}
 		}
 	}
 	if o.codec != "" && o.gatewayBin != "" {
@@ -693,11 +701,12 @@ sip: {listen: "127.0.0.1:%d", rtp_address: 127.0.0.1, rtp_port_min: 20000, rtp_p
 }
 
 // readGatewayMedia sums the gateway's "media stats" log lines of calls that
-// ended after since.
-func readGatewayMedia(path string, since time.Time) (*wasim.GatewayMedia, error) {
+// ended after since; per call id, it also returns the callers' packets lost
+// before the gateway and the PBX's packets that came too late to play.
+func readGatewayMedia(path string, since time.Time) (*wasim.GatewayMedia, map[string][2]uint64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	type dir struct {
@@ -719,11 +728,13 @@ func readGatewayMedia(path string, since time.Time) (*wasim.GatewayMedia, error)
 		S2W dir `json:"sip_to_whatsapp"`
 	}
 	var line struct {
-		Msg   string          `json:"msg"`
-		TS    float64         `json:"ts"`
-		Stats json.RawMessage `json:"stats"`
+		Msg    string          `json:"msg"`
+		TS     float64         `json:"ts"`
+		CallID string          `json:"call_id"`
+		Stats  json.RawMessage `json:"stats"`
 	}
 	gm := &wasim.GatewayMedia{}
+	perCall := map[string][2]uint64{}
 	add := func(g *wasim.GatewayDirection, d dir) {
 		g.PacketsIn += d.PacketsIn
 		g.PacketsOut += d.PacketsOut
@@ -803,6 +814,7 @@ func readGatewayMedia(path string, since time.Time) (*wasim.GatewayMedia, error)
 		gm.Calls++
 		add(&gm.WhatsAppToSIP, st.W2S)
 		add(&gm.SIPToWhatsApp, st.S2W)
+		perCall[line.CallID] = [2]uint64{st.W2S.Lost, st.S2W.Underruns}
 	}
 	for _, g := range []*wasim.GatewayDirection{&gm.WhatsAppToSIP, &gm.SIPToWhatsApp} {
 		if exp := g.PacketsIn + g.Lost; exp > 0 {
@@ -810,9 +822,9 @@ func readGatewayMedia(path string, since time.Time) (*wasim.GatewayMedia, error)
 		}
 	}
 	if gm.Calls == 0 {
-		return nil, fmt.Errorf("no \"media stats\" lines in %s (log.format json, level info?)", path)
+		return nil, nil, fmt.Errorf("no \"media stats\" lines in %s (log.format json, level info?)", path)
 	}
-	return gm, sc.Err()
+	return gm, perCall, sc.Err()
 }
 
 func freePort(network string) (int, error) {

@@ -78,6 +78,8 @@ type LoadOptions struct {
 	Watch []WatchedProcess
 	// Progress, if set, gets one line per phase.
 	Progress io.Writer
+	// PerCall adds every call's own figures to the report.
+	PerCall bool
 }
 
 // WatchedProcess names a process to measure.

@@ -54,6 +54,28 @@ type LoadReport struct {
 	FloorUSPer20ms float64 `json:"floor_us_per_20ms,omitempty"`
 	// Notes say what the figures do not (a generator that fell behind, …).
 	Notes []string `json:"notes,omitempty"`
+	// PerCall, when asked for, has every call's own figures.
+	PerCall []CallFigures `json:"per_call,omitempty"`
+}
+
+// CallFigures are one call's figures.
+type CallFigures struct {
+	Index   int     `json:"index"`
+	CallID  string  `json:"call_id"`
+	Outcome string  `json:"outcome"`
+	SetupMs float64 `json:"setup_ms"`
+	// Toward WhatsApp.
+	Received     uint64  `json:"received"`
+	Lost         uint64  `json:"lost"`
+	Late         uint64  `json:"late"`
+	LatenessP99  float64 `json:"lateness_p99_ms"`
+	LongestGapMs float64 `json:"longest_gap_ms"`
+	// The latency markers' round trips, in order, and the best.
+	RoundTripsMs []float64 `json:"round_trips_ms"`
+	BestMs       float64   `json:"best_round_trip_ms"`
+	// The gateway's own counters for the call, when its log was read.
+	GatewayLostFromCaller uint64 `json:"gateway_lost_from_caller,omitempty"`
+	GatewayUnderruns      uint64 `json:"gateway_underruns,omitempty"`
 }
 
 // ToGatewayReport is the caller → gateway direction as sent.
@@ -259,8 +281,32 @@ func (r *loadRun) report(rep *LoadReport) {
 			}
 		}
 		x := &c.rx
+		var cf *CallFigures
+		if r.opts.PerCall {
+			rep.PerCall = append(rep.PerCall, CallFigures{Index: c.idx, CallID: c.call.ID(), Outcome: cr.Outcome})
+			cf = &rep.PerCall[len(rep.PerCall)-1]
+			if cr.Answered() {
+				cf.SetupMs = math.Round(float64(cr.AcceptAt.Sub(cr.PlacedAt))/1e4) / 100
+			}
+		}
 		if !x.started {
 			continue
+		}
+		if cf != nil {
+			cf.Received, cf.LongestGapMs = x.unique, math.Round(float64(x.gapMax)/1e4)/100
+			if exp := uint64(x.maxExt-x.firstExt) + 1; exp > x.unique {
+				cf.Lost = exp - x.unique
+			}
+			if x.hist != nil && x.hist.n > 0 {
+				cf.Late = x.hist.countAbove(x.hist.min + int64(r.opts.LateAfter/time.Microsecond))
+				cf.LatenessP99 = math.Round(float64(x.hist.quantile(0.99)-x.hist.min)/10) / 100
+			}
+			for _, v := range x.rtts {
+				cf.RoundTripsMs = append(cf.RoundTripsMs, math.Round(v*100)/100)
+			}
+			if len(x.rtts) > 0 {
+				cf.BestMs = math.Round(slices.Min(x.rtts)*100) / 100
+			}
 		}
 		exp := uint64(x.maxExt-x.firstExt) + 1
 		tw.PacketsExpected += exp
