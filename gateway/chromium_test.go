@@ -163,9 +163,8 @@ func tail(s string, n int) string {
 }
 
 // Headless Chromium, a WebRTC stack none of us wrote, is the WhatsApp caller:
-// its microphone's 800 Hz tone must reach the agent's phone (baresip), and
-// the caller must hear the phone's 600 Hz tone... as far as a test can tell
-// from the gateway's side: baresip's recording is checked by frequency.
+// its microphone's 800 Hz tone must be in the agent's phone's (baresip's)
+// recording, and the digits it presses with insertDTMF must reach the phone.
 func TestChromiumCallerReachesSIPPhone(t *testing.T) {
 	phone := startBaresip(t, 600)
 	h := newHarness(t, harnessOptions{PBXAddr: phone.Addr})
@@ -182,7 +181,8 @@ func TestChromiumCallerReachesSIPPhone(t *testing.T) {
 	}
 	f.Close()
 
-	caller := startBrowserCaller(t, h.sim, "")
+	ctrl := phone.control(t)
+	caller := startBrowserCaller(t, h.sim, "159#")
 	startChromium(t, caller.url, wav)
 	select {
 	case <-caller.dtmfDone: // the page talked for two seconds
@@ -202,6 +202,9 @@ func TestChromiumCallerReachesSIPPhone(t *testing.T) {
 	}
 	if got := actions(r); got != "pre_accept,accept" {
 		t.Errorf("graph actions %q, want pre_accept,accept", got)
+	}
+	if got := ctrl.heardDigits(); got != "159#" {
+		t.Errorf("baresip heard digits %q from Chromium's insertDTMF, want 159#; page log:\n%s", got, caller.browserLog())
 	}
 	waitNoActiveCalls(t, h.gw)
 	time.Sleep(300 * time.Millisecond)

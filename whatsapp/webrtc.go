@@ -17,7 +17,6 @@ import (
 const (
 	OpusPayloadType    = 111
 	DTMFPayloadType    = 126 // telephone-event/8000
-	dtmfPayloadType48k = 110 // telephone-event/48000, registered because browsers offer it
 	opusFmtp           = "minptime=10;useinbandfec=1"
 	telephoneEventMime = "audio/telephone-event"
 )
@@ -110,8 +109,9 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 	me := &webrtc.MediaEngine{}
 	codecs := []webrtc.RTPCodecParameters{
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: opusFmtp}, PayloadType: OpusPayloadType},
+		// Only telephone-event/8000: Meta sends DTMF on 126/8000, and a
+		// browser offering 48000 too then also sends its digits on 126.
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: telephoneEventMime, ClockRate: 8000, SDPFmtpLine: "0-16"}, PayloadType: DTMFPayloadType},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: telephoneEventMime, ClockRate: 48000, SDPFmtpLine: "0-16"}, PayloadType: dtmfPayloadType48k},
 	}
 	for _, c := range codecs {
 		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
