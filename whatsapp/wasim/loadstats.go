@@ -14,12 +14,14 @@ import (
 )
 
 // latHist is a histogram of durations in microseconds: 20 µs buckets over
-// [lo, lo+40 ms), and every value outside kept as it is (there are few).
-// One writer at a time.
+// [lo, lo+40 ms), and every value outside kept as it is (there are few;
+// past maxHistOutlie of them, further ones above the range are only
+// counted, as the largest). One writer at a time.
 type latHist struct {
 	lo   int64 // µs
 	fine []uint32
 	out  []int64
+	over uint64 // outliers above the range not kept
 	n    uint64
 	min  int64
 	max  int64
@@ -46,17 +48,21 @@ func (h *latHist) add(us int64) {
 		h.fine[i/histStepUS]++
 		return
 	}
-	if len(h.out) < maxHistOutlie {
+	if len(h.out) < maxHistOutlie || us < h.lo {
 		h.out = append(h.out, us)
 	} else {
-		h.out = append(h.out[:len(h.out)-1], max(us, h.out[len(h.out)-1]))
+		h.over++
 	}
 }
 
-// addShifted adds every value of o, minus shift µs, into h.
+// addShifted adds every value of o, minus shift µs, into h (a bucket's
+// values as its middle, kept within o's exact extremes).
 func (h *latHist) addShifted(o *latHist, shift int64) {
+	if o.n == 0 {
+		return
+	}
 	for i, c := range o.fine {
-		v := o.lo + int64(i)*histStepUS + histStepUS/2 - shift
+		v := min(max(o.lo+int64(i)*histStepUS+histStepUS/2, o.min), o.max) - shift
 		for k := uint32(0); k < c; k++ {
 			h.add(v)
 		}
@@ -64,14 +70,8 @@ func (h *latHist) addShifted(o *latHist, shift int64) {
 	for _, v := range o.out {
 		h.add(v - shift)
 	}
-	if o.n > 0 {
-		// The exact extremes, not their buckets' middles.
-		if m := o.min - shift; m < h.min {
-			h.min = m
-		}
-		if m := o.max - shift; m > h.max {
-			h.max = m
-		}
+	for k := uint64(0); k < o.over; k++ {
+		h.add(o.max - shift)
 	}
 }
 
@@ -87,6 +87,9 @@ func (h *latHist) countAbove(us int64) uint64 {
 		if v > us {
 			c++
 		}
+	}
+	if h.max > us {
+		c += h.over
 	}
 	return c
 }
