@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -249,10 +250,10 @@ func (s *Sim) RunLoad(ctx context.Context, o LoadOptions) (*LoadReport, error) {
 	// Hold.
 	live := r.liveCount()
 	r.progress("hold: %d calls up for %s", live, o.Hold)
-	holdStart := r.sampleProcs()
+	holdStart, m0 := r.sampleProcs(), readMachine()
 	t0 := time.Now()
 	sleepCtx(ctx, o.Hold)
-	holdEnd := r.sampleProcs()
+	holdEnd, m1 := r.sampleProcs(), readMachine()
 	held := time.Since(t0)
 	liveEnd := r.liveCount()
 	rep.CallsUpAtHoldStart, rep.CallsUpAtHoldEnd = live, liveEnd
@@ -265,6 +266,20 @@ func (s *Sim) RunLoad(ctx context.Context, o LoadOptions) (*LoadReport, error) {
 
 	r.report(rep)
 	rep.Processes = procReports(o.Watch, base, holdStart, holdEnd, end, held, float64(live+liveEnd)/2)
+	if sec := held.Seconds(); m0.ok && m1.ok && sec > 0 {
+		mc := &MachineCPU{
+			CPUs:    runtime.NumCPU(),
+			Busy:    round3((m1.busy - m0.busy) / sec),
+			Softirq: round3((m1.softirq - m0.softirq) / sec),
+			Steal:   round3((m1.steal - m0.steal) / sec),
+		}
+		procs := 0.0
+		for _, p := range rep.Processes {
+			procs += p.HoldCPUSeconds
+		}
+		mc.Unaccounted = round3(mc.Busy - procs/sec)
+		rep.Machine = mc
+	}
 	return rep, nil
 }
 

@@ -49,6 +49,12 @@ type LoadReport struct {
 	// was read (the caller fills it in).
 	Gateway   *GatewayMedia `json:"gateway_media,omitempty"`
 	Processes []ProcReport  `json:"processes"`
+	// Machine is the whole machine's CPU during the hold, in cores: busy
+	// (softirq and steal included), of which softirq (the loopback network
+	// stack, mostly) and steal, and how much of busy the watched processes
+	// do not account for (other work on the machine, and softirq run
+	// outside their time).
+	Machine *MachineCPU `json:"machine_cpu,omitempty"`
 	// FloorUSPer20ms is the libopus floor of one transcoded call (decode +
 	// encode per 20 ms), when given; CPU ratios are against it.
 	FloorUSPer20ms float64 `json:"floor_us_per_20ms,omitempty"`
@@ -148,6 +154,15 @@ type GatewayDirection struct {
 	CallsWithLoss  int     `json:"calls_with_loss"`
 	CallsWithLates int     `json:"calls_with_lates"`
 	MaxLossPercent float64 `json:"max_call_loss_percent"`
+}
+
+// MachineCPU is the machine's CPU during the hold, in cores.
+type MachineCPU struct {
+	CPUs        int     `json:"cpus"`
+	Busy        float64 `json:"busy_cores"`
+	Softirq     float64 `json:"softirq_cores"`
+	Steal       float64 `json:"steal_cores"`
+	Unaccounted float64 `json:"unaccounted_cores"`
 }
 
 // ProcReport is one watched process's cost.
@@ -420,6 +435,10 @@ func (r *LoadReport) String() string {
 	}
 	for _, v := range r.Violations {
 		fmt.Fprintf(&b, "violation: %s\n", v)
+	}
+	if m := r.Machine; m != nil {
+		fmt.Fprintf(&b, "machine during the hold: %.2f of %d cores busy (softirq %.2f, steal %.2f; %.2f not in the processes above)\n",
+			m.Busy, m.CPUs, m.Softirq, m.Steal, m.Unaccounted)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)

@@ -238,6 +238,38 @@ func readProc(pid int) (procSample, error) {
 	return s, sc.Err()
 }
 
+// machineSample is the whole machine's CPU time so far (/proc/stat), in
+// seconds summed over the CPUs.
+type machineSample struct {
+	busy, idle, softirq, steal float64
+	ok                         bool
+}
+
+func readMachine() machineSample {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineSample{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return machineSample{}
+	}
+	v := make([]float64, len(f)-1)
+	for i := range v {
+		n, err := strconv.ParseUint(f[i+1], 10, 64)
+		if err != nil {
+			return machineSample{}
+		}
+		v[i] = float64(n) / clockTicks
+	}
+	// user nice system idle iowait irq softirq steal [guest guest_nice]
+	// (guest time is already in user).
+	m := machineSample{idle: v[3] + v[4], softirq: v[6], steal: v[7], ok: true}
+	m.busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+	return m
+}
+
 // PIDListeningOn finds the process holding a listening TCP socket on port
 // (any local address), from /proc/net/tcp{,6} and the processes' fds.
 func PIDListeningOn(port int) (int, error) {
