@@ -127,6 +127,14 @@ type RoundTripReport struct {
 	// over the markers of calls with at least minMarkersForAdded of them
 	// (each call's best marker itself left out).
 	AddedOneWayMs Percentiles `json:"added_one_way_ms"`
+	// The added round trip in two parts. The gateway's playout buffer
+	// moves in whole 20 ms frames, so a round trip a frame or more above
+	// its call's best is one played with a grown buffer: FrameStepMarkers
+	// counts those. What is left once whole frames are taken off is the
+	// packets' own delay (pacer wake-ups, queues, CPU):
+	// AddedWithinFrameOneWayMs, halved like AddedOneWayMs.
+	FrameStepMarkers         int         `json:"frame_step_markers"`
+	AddedWithinFrameOneWayMs Percentiles `json:"added_within_frame_one_way_ms"`
 }
 
 // GatewayMedia sums the gateway's per-call media statistics.
@@ -250,7 +258,7 @@ func (r *loadRun) report(rep *LoadReport) {
 		rep.Attempted += v
 	}
 	r.mu.Unlock()
-	var setup, rtts, best, added []float64
+	var setup, rtts, best, added, within []float64
 	late := newLatHist(0)
 	violations := map[string]bool{}
 	tw := &rep.ToWhatsApp
@@ -356,6 +364,11 @@ func (r *loadRun) report(rep *LoadReport) {
 						continue
 					}
 					added = append(added, (v-m)/2)
+					steps := math.Round((v - m) / loadFrameMs)
+					if steps >= 1 {
+						rt.FrameStepMarkers++
+					}
+					within = append(within, math.Abs(v-m-steps*loadFrameMs)/2)
 				}
 			}
 		}
@@ -371,6 +384,7 @@ func (r *loadRun) report(rep *LoadReport) {
 	rt.RoundTripMs = percentilesOf(rtts)
 	rt.CallBestMs = percentilesOf(best)
 	rt.AddedOneWayMs = percentilesOf(added)
+	rt.AddedWithinFrameOneWayMs = percentilesOf(within)
 	if p := rep.ToGateway.SendLatenessMs; p.P99 > 5 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the generator sent late (p99 %.1f ms behind its schedule): it, not the gateway, may be the limit", p.P99))
 	}
@@ -406,6 +420,8 @@ func (r *LoadReport) String() string {
 	fmt.Fprintf(w, "  WA→PBX echo→WA\t%s\n", rt.RoundTripMs)
 	fmt.Fprintf(w, "  each call's best\t%s\n", rt.CallBestMs)
 	fmt.Fprintf(w, "  added one-way\t%s\n", rt.AddedOneWayMs)
+	fmt.Fprintf(w, "    in whole frames\t%d markers a frame or more above their call's best (a grown playout buffer)\n", rt.FrameStepMarkers)
+	fmt.Fprintf(w, "    within a frame\t%s\n", rt.AddedWithinFrameOneWayMs)
 	if g := r.Gateway; g != nil {
 		for _, d := range []struct {
 			name string
