@@ -15,17 +15,39 @@ import (
 	"github.com/wagateway/wagateway/whatsapp/wasim"
 )
 
-// A short load run in-process: 20 calls through the gateway to the built-in
-// SIP echo, held 10 s. No call may fail or drop, loss must stay small and
-// every call's latency markers must come back.
+// A short load run in-process: 20 calls through the gateway (Opus ⇄ PCMU)
+// to the built-in SIP echo, held 10 s. No call may fail or drop, loss must
+// stay small and every call's latency markers must come back.
 func TestShortLoadRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load run")
 	}
-	calls, hold := 20, 10*time.Second
+	calls := 20
 	if v, err := strconv.Atoi(os.Getenv("WASIM_LOAD_CALLS")); err == nil && v > 0 {
 		calls = v
 	}
+	rep := runInProcess(t, nil, calls, 10*time.Second)
+	if rep.RoundTrip.PassthroughCalls != 0 || rep.RoundTrip.DecodedPackets == 0 {
+		t.Errorf("transcoded calls, but %d markers came back byte for byte", rep.RoundTrip.PassthroughCalls)
+	}
+}
+
+// The same with Opus passed through to the PBX: the markers come back byte
+// for byte and nothing is decoded after each call's first marker.
+func TestShortLoadRunPassthrough(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load run")
+	}
+	rep := runInProcess(t, []string{"opus"}, 10, 5*time.Second)
+	if rep.RoundTrip.PassthroughCalls != 10 {
+		t.Errorf("%d of 10 calls passed through", rep.RoundTrip.PassthroughCalls)
+	}
+}
+
+// runInProcess runs the echo, the gateway (trunk codecs as given, default
+// if nil) and a load run in this process, and checks what every run must.
+func runInProcess(t *testing.T, codecs []string, calls int, hold time.Duration) *wasim.LoadReport {
+	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -64,6 +86,9 @@ func TestShortLoadRun(t *testing.T) {
 		HTTPPort: httpPort, UDPPort: udpPort, GraphURL: sim.GraphURL(), PBXAddr: echo.Addr(), PhoneNumberID: "1000000001",
 		RTPPortMin: 42000, RTPPortMax: 42999,
 	})
+	if codecs != nil {
+		cfg.Trunks[0].Codecs = codecs
+	}
 	gw, err := gateway.New(cfg, secrets, log.Named("gateway"))
 	if err != nil {
 		t.Fatal(err)
@@ -98,6 +123,7 @@ func TestShortLoadRun(t *testing.T) {
 	if rt := rep.RoundTrip; rt.Detected == 0 || rt.Missed*10 > rt.Markers {
 		t.Errorf("latency markers: %d sent, %d found", rt.Markers, rt.Detected)
 	}
+	return rep
 }
 
 type testWriter struct{ t *testing.T }
