@@ -1,6 +1,6 @@
 # Each target installs what it needs first, so a fresh machine needs nothing else.
 #   make demo   one simulated WhatsApp call through the gateway to a SIP echo, audio checked
-#   make test   the whole test suite with its real peers (sipp, baresip)
+#   make test   the whole test suite with its real peers (sipp, baresip, headless Chromium)
 #   make bench  the per-frame media benchmarks
 
 GO        ?= go
