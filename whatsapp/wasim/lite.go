@@ -190,11 +190,10 @@ func newLiteLeg(ip net.IP, cert *liteCert, onRTP rtpHandler, poller *litePoller)
 		plain:    make([]byte, liteMaxPacket),
 	}
 	if poller != nil && ip.To4() != nil {
-		sock, local, err := poller.add(ip, l)
-		if err != nil {
+		// add sets l.sock and l.local before the poller can see the leg.
+		if err := poller.add(ip, l); err != nil {
 			return nil, fmt.Errorf("wasim: lite leg: %w", err)
 		}
-		l.sock, l.local, l.kernelTS = sock, local, true
 		return l, nil
 	}
 	l.poller = nil

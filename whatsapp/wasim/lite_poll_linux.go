@@ -88,19 +88,20 @@ func (r rawSock) writeTo(b []byte, dst netip.AddrPort) error {
 
 func (r rawSock) close() error { return syscall.Close(r.fd) }
 
-// add binds a socket on ip for leg l and starts reading it.
-func (p *litePoller) add(ip net.IP, l *liteLeg) (liteSock, netip.AddrPort, error) {
+// add binds a socket on ip for leg l, sets l.sock, l.local and
+// l.kernelTS, and starts reading it.
+func (p *litePoller) add(ip net.IP, l *liteLeg) error {
 	ip4 := ip.To4()
 	if ip4 == nil {
-		return nil, netip.AddrPort{}, errors.New("the poller takes IPv4 only")
+		return errors.New("the poller takes IPv4 only")
 	}
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, netip.AddrPort{}, err
+		return err
 	}
-	fail := func(err error) (liteSock, netip.AddrPort, error) {
+	fail := func(err error) error {
 		syscall.Close(fd)
-		return nil, netip.AddrPort{}, err
+		return err
 	}
 	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, liteRcvBuf)
 	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
@@ -126,11 +127,14 @@ func (p *litePoller) add(ip net.IP, l *liteLeg) (liteSock, netip.AddrPort, error
 		return fail(errors.New("poller closed"))
 	default:
 	}
+	l.sock, l.kernelTS = rawSock{fd}, true
+	l.local = netip.AddrPortFrom(netip.AddrFrom4(bound.Addr), uint16(bound.Port))
 	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}); err != nil {
+		l.sock = nil
 		return fail(err)
 	}
 	p.legs[int32(fd)] = l
-	return rawSock{fd}, netip.AddrPortFrom(netip.AddrFrom4(bound.Addr), uint16(bound.Port)), nil
+	return nil
 }
 
 // remove stops reading l's socket; once it returns the poller does not

@@ -5,7 +5,6 @@ package wasim
 import (
 	"errors"
 	"net"
-	"net/netip"
 )
 
 // litePoller exists on Linux only; elsewhere each lite leg reads its own
@@ -16,8 +15,8 @@ func newLitePoller() (*litePoller, error) {
 	return nil, errors.New("wasim: no poller on this platform")
 }
 
-func (p *litePoller) add(net.IP, *liteLeg) (liteSock, netip.AddrPort, error) {
-	return nil, netip.AddrPort{}, errors.New("wasim: no poller on this platform")
+func (p *litePoller) add(net.IP, *liteLeg) error {
+	return errors.New("wasim: no poller on this platform")
 }
 
 func (p *litePoller) remove(*liteLeg) {}
