@@ -19,6 +19,7 @@ const (
 	DTMFPayloadType    = 126 // telephone-event/8000
 	opusFmtp           = "minptime=10;useinbandfec=1"
 	telephoneEventMime = "audio/telephone-event"
+	udpMuxBufferSize   = 4 << 20 // bytes, each way, on the shared ICE socket
 )
 
 // MediaConfig sets up the WebRTC side shared by every call.
@@ -76,6 +77,13 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 	opts := []ice.UDPMuxFromPortOption{
 		ice.UDPMuxFromPortWithIPFilter(ipFilter),
 		ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6),
+		// Every call's media shares this one socket: at tens of thousands of
+		// packets a second the default kernel buffer overflows during a
+		// short pause of its reader (measured with wasim load: 0.25 % loss at
+		// 500 passthrough calls, 0 % with 4 MiB). The kernel caps the size at
+		// net.core.rmem_max / wmem_max.
+		ice.UDPMuxFromPortWithReadBufferSize(udpMuxBufferSize),
+		ice.UDPMuxFromPortWithWriteBufferSize(udpMuxBufferSize),
 	}
 	if loopback {
 		opts = append(opts, ice.UDPMuxFromPortWithLoopback())
