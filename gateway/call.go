@@ -307,7 +307,9 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 	sc.Close()
 	bridge.Close()
 	st := bridge.Stats()
-	c.log.Info("media stats", zap.Any("stats", st))
+	// Reflect, not Any: Stats is a Stringer, and the object keeps its
+	// counters machine-readable (wasim load sums them from the log).
+	c.log.Info("media stats", zap.Reflect("stats", st))
 	if ctx.Err() != nil {
 		return OutcomeShutdown, detail2
 	}

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wagateway/wagateway/gateway"
+	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/whatsapp/wasim"
 )
 
@@ -211,7 +213,7 @@ func runLoad(args []string, getenv func(string) string, stdout, stderr io.Writer
 		}
 		// The Graph API must be bound before the gateway's config names it.
 		if graphListen == "127.0.0.1:0" {
-			p, err := freePort("tcp")
+			p, err := gateway.FreeLoopbackPort("tcp")
 			if err != nil {
 				fmt.Fprintf(stderr, "wasim load: %v\n", err)
 				return exitRuntime
@@ -425,7 +427,7 @@ func startPBX(ctx context.Context, o *loadFlags, dir string, stderr io.Writer) (
 		if err != nil {
 			return "", nil, err
 		}
-		port, err := freePort("udp")
+		port, err := gateway.FreeLoopbackPort("udp")
 		if err != nil {
 			return "", nil, err
 		}
@@ -477,11 +479,11 @@ func startPBX(ctx context.Context, o *loadFlags, dir string, stderr io.Writer) (
 		if err != nil {
 			return "", nil, errors.New("sipp is not installed (Debian: sip-tester)")
 		}
-		port, err := freePort("udp")
+		port, err := gateway.FreeLoopbackPort("udp")
 		if err != nil {
 			return "", nil, err
 		}
-		mport, err := freePort("udp")
+		mport, err := gateway.FreeLoopbackPort("udp")
 		if err != nil {
 			return "", nil, err
 		}
@@ -588,15 +590,15 @@ Content-Length: 0
 // startGateway writes a loopback config, starts the gateway with its
 // secrets in its environment only, and waits for /healthz.
 func startGateway(ctx context.Context, o *loadFlags, dir, pbxAddr, graphURL, secret, token string, stderr io.Writer) (*child, string, error) {
-	httpPort, err := freePort("tcp")
+	httpPort, err := gateway.FreeLoopbackPort("tcp")
 	if err != nil {
 		return nil, "", err
 	}
-	udpPort, err := freePort("udp")
+	udpPort, err := gateway.FreeLoopbackPort("udp")
 	if err != nil {
 		return nil, "", err
 	}
-	sipPort, err := freePort("udp")
+	sipPort, err := gateway.FreeLoopbackPort("udp")
 	if err != nil {
 		return nil, "", err
 	}
@@ -709,24 +711,6 @@ func readGatewayMedia(path string, since time.Time) (*wasim.GatewayMedia, map[st
 		return nil, nil, err
 	}
 	defer f.Close()
-	type dir struct {
-		PacketsIn      uint64 `json:"packets_in"`
-		PacketsOut     uint64 `json:"packets_out"`
-		Lost           uint64 `json:"lost"`
-		Late           uint64 `json:"late"`
-		Concealed      uint64 `json:"concealed"`
-		FECRecovered   uint64 `json:"fec_recovered"`
-		Underruns      uint64 `json:"underruns"`
-		SilenceFrames  uint64 `json:"silence_frames"`
-		PacerResyncs   uint64 `json:"pacer_resyncs"`
-		Overruns       uint64 `json:"overruns"`
-		WriteErrors    uint64 `json:"write_errors"`
-		PlayoutDelayMs uint64 `json:"playout_delay_ms"`
-	}
-	type both struct {
-		W2S dir `json:"whatsapp_to_sip"`
-		S2W dir `json:"sip_to_whatsapp"`
-	}
 	var line struct {
 		Msg    string          `json:"msg"`
 		TS     float64         `json:"ts"`
@@ -735,7 +719,7 @@ func readGatewayMedia(path string, since time.Time) (*wasim.GatewayMedia, map[st
 	}
 	gm := &wasim.GatewayMedia{}
 	perCall := map[string][2]uint64{}
-	add := func(g *wasim.GatewayDirection, d dir) {
+	add := func(g *wasim.GatewayDirection, d rtpbridge.DirectionStats) {
 		g.PacketsIn += d.PacketsIn
 		g.PacketsOut += d.PacketsOut
 		g.Lost += d.Lost
@@ -758,32 +742,6 @@ func readGatewayMedia(path string, since time.Time) (*wasim.GatewayMedia, map[st
 			g.MaxLossPercent = max(g.MaxLossPercent, math.Round(1e5*float64(d.Lost)/float64(exp))/1e3)
 		}
 	}
-	// The stats are logged as an object, or (a Stringer) as the text of
-	// rtpbridge.Stats.String: "whatsapp→sip: in 167 pkts/…, lost 0 (fec 0,
-	// plc 0), late 0, … | sip→whatsapp: …".
-	fromText := func(t string) (dir, bool) {
-		num := func(key string) uint64 {
-			i := strings.Index(t, key)
-			if i < 0 {
-				return 0
-			}
-			f := strings.FieldsFunc(t[i+len(key):], func(r rune) bool { return r < '0' || r > '9' })
-			if len(f) == 0 {
-				return 0
-			}
-			v, _ := strconv.ParseUint(f[0], 10, 64)
-			return v
-		}
-		if !strings.Contains(t, "in ") {
-			return dir{}, false
-		}
-		return dir{
-			PacketsIn: num("in "), PacketsOut: num("out "), Lost: num("lost "), Late: num("late "),
-			Concealed: num("plc "), FECRecovered: num("(fec "), Underruns: num("underruns "),
-			SilenceFrames: num("silence "), PacerResyncs: num("pacer resyncs "), Overruns: num("overruns "),
-			WriteErrors: num("write errors "), PlayoutDelayMs: num("playout "),
-		}, true
-	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<16), 1<<22)
 	start := float64(since.UnixNano()) / 1e9
@@ -796,25 +754,14 @@ func readGatewayMedia(path string, since time.Time) (*wasim.GatewayMedia, map[st
 		if err := json.Unmarshal(b, &line); err != nil || len(line.Stats) == 0 || line.TS < start {
 			continue
 		}
-		var st both
-		var text string
-		switch {
-		case json.Unmarshal(line.Stats, &text) == nil:
-			w2s, s2w, ok := strings.Cut(text, "|")
-			d1, ok1 := fromText(strings.TrimPrefix(strings.TrimSpace(w2s), "whatsapp→sip:"))
-			d2, ok2 := fromText(strings.TrimPrefix(strings.TrimSpace(s2w), "sip→whatsapp:"))
-			if !ok || !ok1 || !ok2 {
-				continue
-			}
-			st = both{W2S: d1, S2W: d2}
-		case json.Unmarshal(line.Stats, &st) == nil:
-		default:
+		var st rtpbridge.Stats
+		if json.Unmarshal(line.Stats, &st) != nil {
 			continue
 		}
 		gm.Calls++
-		add(&gm.WhatsAppToSIP, st.W2S)
-		add(&gm.SIPToWhatsApp, st.S2W)
-		perCall[line.CallID] = [2]uint64{st.W2S.Lost, st.S2W.Underruns}
+		add(&gm.WhatsAppToSIP, st.WhatsAppToSIP)
+		add(&gm.SIPToWhatsApp, st.SIPToWhatsApp)
+		perCall[line.CallID] = [2]uint64{st.WhatsAppToSIP.Lost, st.SIPToWhatsApp.Underruns}
 	}
 	for _, g := range []*wasim.GatewayDirection{&gm.WhatsAppToSIP, &gm.SIPToWhatsApp} {
 		if exp := g.PacketsIn + g.Lost; exp > 0 {
@@ -825,25 +772,6 @@ func readGatewayMedia(path string, since time.Time) (*wasim.GatewayMedia, map[st
 		return nil, nil, fmt.Errorf("no \"media stats\" lines in %s (log.format json, level info?)", path)
 	}
 	return gm, perCall, sc.Err()
-}
-
-func freePort(network string) (int, error) {
-	switch network {
-	case "udp":
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port, nil
-	default:
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port, nil
-	}
 }
 
 func randomHex(n int) string {
