@@ -2,130 +2,134 @@ package whatsapp
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
+	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/pion/dtls/v3"
 	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
+	"github.com/pion/srtp/v3"
 	"go.uber.org/zap"
 
-	"github.com/wagateway/wagateway/whatsapp/rtptrack"
+	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
 )
 
 // ErrLegClosed is returned by reads and writes on a closed Leg.
 var ErrLegClosed = errors.New("whatsapp leg closed")
 
-// Leg is one call's WebRTC media leg toward WhatsApp: the answer to Meta's
-// offer, the remote Opus stream in, and one SSRC out.
+const (
+	maxDatagram          = 1500
+	legQueue             = 8 // packets from WhatsApp waiting for the bridge (160 ms of 20 ms packets)
+	dtlsHandshakeTimeout = 15 * time.Second
+)
+
+// Leg is one call's WebRTC media leg toward WhatsApp: the answer to the
+// caller's offer, ICE on the shared port (ice.go), DTLS-SRTP as client, the
+// Opus (+ telephone-event) stream in and one SSRC out.
+//
+// Per packet: the socket's reader copies an SRTP packet into the leg's
+// queue and wakes the bridge's reader, which decrypts it in ReadPacket;
+// WritePacket encrypts and sends on the caller's goroutine (the bridge's
+// pacer). No lock, no allocation, no other goroutine.
 type Leg struct {
-	pc        *webrtc.PeerConnection
-	track     *rtptrack.Track
-	ssrc      uint32
-	answer    string
-	log       *zap.Logger
-	remote    chan *webrtc.TrackRemote
+	media  *Media
+	ice    *iceAgent
+	offer  *offer
+	answer string
+	ssrc   uint32
+	log    *zap.Logger
+
 	connected chan struct{}
 	failed    chan struct{}
 	closed    chan struct{}
-	closeOnce sync.Once
 	connOnce  sync.Once
 	failOnce  sync.Once
+	closeOnce sync.Once
+	failErr   atomic.Pointer[error]
+	life      sync.Mutex // orders starting goroutines against Close
+	ending    bool
+	wg        sync.WaitGroup
 
-	// Read side: owned by the one reader goroutine.
-	in *webrtc.TrackRemote
-	// Write side: owned by the one writer (the bridge's pacer).
-	hdr rtp.Header
+	// Set once the pair is selected (before ready), read by the writers.
+	pair  atomic.Pointer[icePair]
+	pipe  atomic.Pointer[dtlssrtp.Pipe]
+	dconn atomic.Pointer[dtls.Conn]
+	// ready is set once SRTP is keyed: tx and rx are in place.
+	ready atomic.Bool
+	tx    *srtp.Context // the writer's
+	rx    *srtp.Context // the reader's
 
-	sent, dropped atomic.Uint64
+	// The queue from the socket's reader (producer) to ReadPacket
+	// (consumer): a single-producer single-consumer ring.
+	queue      [legQueue][maxDatagram]byte
+	queueLen   [legQueue]uint16
+	head, tail atomic.Uint32
+	wake       chan struct{}
+
+	// The reader's own.
+	rhdr rtp.Header
+	// The writer's own.
+	whdr rtp.Header
+	out  [maxDatagram + 64]byte
+	rtcp rtcpSender
+
+	// PT numbers of the offer when they are not the bridge's 111/126.
+	inOpusPT, inDTMFPT uint8
+
+	sent, dropped, received, early, badSRTP, overflow, rtcpIn atomic.Uint64
 }
 
-// Answer answers Meta's offer: Opus/48000 + telephone-event/8000, DTLS client,
-// full ICE agent (pion takes the controlling role against an ICE-lite offer),
-// and every candidate inside the answer (no trickle in the Cloud API). It
-// returns once ICE gathering is complete or ctx ends.
+// Answer answers the caller's offer: Opus/48000 + telephone-event/8000,
+// DTLS client (a=setup:active), a full ICE agent with our host candidates
+// inside the answer (the Cloud API does not trickle). ICE starts at once;
+// Connected closes once DTLS-SRTP is up.
 func (m *Media) Answer(ctx context.Context, offerSDP string, log *zap.Logger) (*Leg, error) {
 	if log == nil {
 		log = m.log
 	}
-	if !strings.Contains(offerSDP, "m=audio") {
-		return nil, errors.New("webrtc: offer has no audio m-line")
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("webrtc: answer: %w", err)
 	}
-	pc, err := m.api.NewPeerConnection(webrtc.Configuration{})
+	o, err := parseOffer(offerSDP)
 	if err != nil {
-		return nil, fmt.Errorf("webrtc: new peer connection: %w", err)
+		return nil, fmt.Errorf("webrtc: %w", err)
 	}
 	l := &Leg{
-		pc:        pc,
-		track:     rtptrack.New("audio", "wagateway"),
+		media:     m,
+		offer:     o,
+		ssrc:      randomSSRC(),
 		log:       log,
-		remote:    make(chan *webrtc.TrackRemote, 1),
 		connected: make(chan struct{}),
 		failed:    make(chan struct{}),
 		closed:    make(chan struct{}),
+		wake:      make(chan struct{}, 1),
 	}
-	fail := func(err error) (*Leg, error) {
-		_ = pc.Close()
-		return nil, err
+	if o.opusPT != OpusPayloadType {
+		l.inOpusPT = o.opusPT
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: normalizeSDP(offerSDP)}); err != nil {
-		return fail(fmt.Errorf("webrtc: offer: %w", err))
+	if o.dtmfPT != 0 && o.dtmfPT != DTMFPayloadType {
+		l.inDTMFPT = o.dtmfPT
 	}
-	// AddTrack after the offer reuses the offer's audio transceiver and makes
-	// it sendrecv (JSEP §5.10).
-	sender, err := pc.AddTrack(l.track)
-	if err != nil {
-		return fail(fmt.Errorf("webrtc: attach track: %w", err))
+	l.ice = newICEAgent(l, m.mux, o, m.sockets, log)
+	if len(l.ice.pairs) == 0 {
+		return nil, errors.New("webrtc: the offer has no candidate of an address family we listen on")
 	}
-	if enc := sender.GetParameters().Encodings; len(enc) > 0 {
-		l.ssrc = uint32(enc[0].SSRC)
-	}
-
-	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		if t.Kind() != webrtc.RTPCodecTypeAudio {
-			return
-		}
-		select {
-		case l.remote <- t:
-		default: // one audio stream per call; a second one is ignored
-			log.Warn("webrtc: ignoring extra remote track", zap.Uint32("ssrc", uint32(t.SSRC())))
-		}
-	})
-	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		log.Debug("webrtc state", zap.String("state", s.String()))
-		switch s {
-		case webrtc.PeerConnectionStateConnected:
-			l.connOnce.Do(func() { close(l.connected) })
-		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-			l.failOnce.Do(func() { close(l.failed) })
-		}
-	})
-
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil {
-		return fail(fmt.Errorf("webrtc: create answer: %w", err))
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return fail(fmt.Errorf("webrtc: set answer: %w", err))
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return fail(fmt.Errorf("webrtc: gathering candidates: %w", ctx.Err()))
-	}
-	l.answer = pc.LocalDescription().SDP
-
-	// RTCP from WhatsApp must be read for the report interceptors to run.
+	l.ice.onSelected = l.startDTLS
+	l.ice.onSwitched = l.movePair
+	l.answer = m.buildAnswer(o, l.ice.localUfrag, l.ice.localPwd, l.ssrc)
+	l.rtcp.init(l.ssrc)
+	m.mux.addLeg(l)
+	l.wg.Add(1)
 	go func() {
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := sender.Read(buf); err != nil {
-				return
-			}
+		defer l.wg.Done()
+		if err := l.ice.run(l.closed); err != nil {
+			l.fail(err)
 		}
 	}()
 	return l, nil
@@ -141,65 +145,280 @@ func (l *Leg) SSRC() uint32 { return l.ssrc }
 // Connected is closed once ICE and DTLS are up.
 func (l *Leg) Connected() <-chan struct{} { return l.connected }
 
-// Failed is closed when the connection fails or closes.
+// Failed is closed when ICE, DTLS or consent fails, or the leg closes.
 func (l *Leg) Failed() <-chan struct{} { return l.failed }
 
-// ReadPacket returns the next decrypted RTP packet from WhatsApp. It waits for
-// the remote track to appear; it fails once the leg is closed.
-func (l *Leg) ReadPacket(b []byte) (int, error) {
-	if l.in == nil {
-		select {
-		case t := <-l.remote:
-			l.in = t
-		case <-l.closed:
-			return 0, ErrLegClosed
-		}
+// Err says why the leg failed (nil while it has not).
+func (l *Leg) Err() error {
+	if e := l.failErr.Load(); e != nil {
+		return *e
 	}
-	n, _, err := l.in.Read(b)
+	return nil
+}
+
+func (l *Leg) fail(err error) {
+	l.failOnce.Do(func() {
+		l.failErr.Store(&err)
+		if !errors.Is(err, ErrLegClosed) {
+			l.log.Warn("webrtc: leg failed", zap.Error(err))
+		}
+		close(l.failed)
+	})
+}
+
+// startDTLS runs the DTLS client handshake on the selected pair and keys
+// SRTP (RFC 5764); the caller's certificate must match its offer's
+// fingerprint.
+func (l *Leg) startDTLS(p icePair) {
+	l.life.Lock()
+	defer l.life.Unlock()
+	if l.ending {
+		return
+	}
+	l.pair.Store(&p)
+	local := net.UDPAddrFromAddrPort(p.sock.local)
+	remote := net.UDPAddrFromAddrPort(p.remote)
+	pipe := dtlssrtp.NewPipe(local, remote, func(b []byte) error {
+		cur := l.pair.Load()
+		return cur.sock.writeTo(b, cur.remote)
+	})
+	l.pipe.Store(pipe)
+	p.sock.bind(p.remote, l)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		if err := l.handshake(pipe); err != nil {
+			l.fail(err)
+		}
+	}()
+}
+
+// movePair sends and takes media on another pair from now on.
+func (l *Leg) movePair(p icePair) {
+	l.life.Lock()
+	defer l.life.Unlock()
+	if l.ending {
+		return
+	}
+	old := l.pair.Swap(&p)
+	p.sock.bind(p.remote, l)
+	if old != nil && *old != p {
+		old.sock.unbind(old.remote, l)
+	}
+}
+
+func (l *Leg) handshake(pipe *dtlssrtp.Pipe) error {
+	dc, err := dtls.Client(pipe, pipe.RemoteAddr(), &dtls.Config{
+		Certificates:           []tls.Certificate{l.media.cert.TLS},
+		SRTPProtectionProfiles: dtlssrtp.Profiles,
+		ExtendedMasterSecret:   dtls.RequireExtendedMasterSecret,
+		// The certificate is self-signed: it is checked against the offer's
+		// fingerprint instead (RFC 8122 §5).
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return dtlssrtp.CheckFingerprint(raw, l.offer.fingerprint)
+		},
+	})
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return 0, ErrLegClosed
-		}
-		return 0, err
+		return fmt.Errorf("webrtc: dtls: %w", err)
 	}
-	return n, nil
+	l.dconn.Store(dc)
+	select {
+	case <-l.closed: // Close may have missed dc
+		_ = dc.Close()
+		return ErrLegClosed
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), dtlsHandshakeTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	tx, rx, err := dtlssrtp.Keys(ctx, dc, true)
+	if err != nil {
+		return fmt.Errorf("webrtc: %w", err)
+	}
+	l.tx, l.rx = tx, rx
+	l.ready.Store(true)
+	l.connOnce.Do(func() { close(l.connected) })
+	l.log.Debug("webrtc: connected")
+	return nil
+}
+
+// deliver takes one non-STUN datagram from the selected pair (the
+// socket's reader goroutine).
+func (l *Leg) deliver(p []byte) {
+	switch b := p[0]; {
+	case b >= 20 && b < 64: // DTLS (RFC 7983)
+		if pipe := l.pipe.Load(); pipe != nil {
+			pipe.Deliver(p)
+		}
+	case b >= 128 && b < 192: // RTP or RTCP
+		if len(p) < 12 {
+			return
+		}
+		if pt := p[1]; pt >= 192 && pt <= 223 { // RTCP (RFC 5761 §4): counted, not read
+			l.rtcpIn.Add(1)
+			return
+		}
+		if !l.ready.Load() {
+			l.early.Add(1)
+			return
+		}
+		head, tail := l.head.Load(), l.tail.Load()
+		if tail-head >= legQueue {
+			l.overflow.Add(1) // the bridge is 160 ms behind: drop the newest
+			return
+		}
+		i := tail % legQueue
+		l.queueLen[i] = uint16(copy(l.queue[i][:], p))
+		l.tail.Store(tail + 1)
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// ReadPacket returns the next decrypted RTP packet from WhatsApp. It waits
+// for DTLS; it fails once the leg is closed. One reader at a time.
+func (l *Leg) ReadPacket(b []byte) (int, error) {
+	select {
+	case <-l.connected:
+	case <-l.closed:
+		return 0, ErrLegClosed
+	}
+	for {
+		head := l.head.Load()
+		if head == l.tail.Load() {
+			select {
+			case <-l.wake:
+				continue
+			case <-l.closed:
+				return 0, ErrLegClosed
+			}
+		}
+		i := head % legQueue
+		pkt := l.queue[i][:l.queueLen[i]]
+		out, err := l.rx.DecryptRTP(b[:0], pkt, &l.rhdr)
+		l.head.Store(head + 1)
+		if err != nil || len(out) > len(b) {
+			l.badSRTP.Add(1) // forged, replayed or cut: dropped
+			continue
+		}
+		l.received.Add(1)
+		l.rtcp.received(l.rhdr.SSRC, l.rhdr.SequenceNumber)
+		l.mapInPT(out)
+		return len(out), nil
+	}
+}
+
+// mapInPT renumbers the offer's payload types to the bridge's 111/126 when
+// the caller used others.
+func (l *Leg) mapInPT(pkt []byte) {
+	pt := pkt[1] & 0x7f
+	switch {
+	case l.inOpusPT != 0 && pt == l.inOpusPT:
+		pkt[1] = pkt[1]&0x80 | OpusPayloadType
+	case l.inDTMFPT != 0 && pt == l.inDTMFPT:
+		pkt[1] = pkt[1]&0x80 | DTMFPayloadType
+	}
 }
 
 // WritePacket sends one RTP packet (header as built by the bridge, with this
-// leg's SSRC) toward WhatsApp. Before DTLS is up the packet is dropped.
+// leg's SSRC) toward WhatsApp. Before DTLS is up the packet is dropped. One
+// writer at a time.
 func (l *Leg) WritePacket(b []byte) error {
 	select {
 	case <-l.closed:
 		return ErrLegClosed
 	default:
 	}
-	hl, err := l.hdr.Unmarshal(b)
-	if err != nil {
+	if !l.ready.Load() {
+		l.dropped.Add(1)
+		return nil
+	}
+	if _, err := l.whdr.Unmarshal(b); err != nil {
 		return fmt.Errorf("whatsapp leg: bad rtp packet: %w", err)
 	}
-	ok, err := l.track.WriteRTP(&l.hdr, b[hl:])
-	if ok {
-		l.sent.Add(1)
-	} else {
-		l.dropped.Add(1)
+	if pt := l.outPT(l.whdr.PayloadType); pt != l.whdr.PayloadType {
+		l.whdr.PayloadType = pt
+		b[1] = b[1]&0x80 | pt
 	}
-	if err != nil && !errors.Is(err, io.ErrClosedPipe) {
-		return err
+	p := l.pair.Load()
+	enc, err := l.tx.EncryptRTP(l.out[:0], b, &l.whdr)
+	if err != nil {
+		return fmt.Errorf("whatsapp leg: srtp: %w", err)
+	}
+	if err := p.sock.writeTo(enc, p.remote); err != nil {
+		l.dropped.Add(1)
+		return nil // a full socket buffer loses a packet, not the call
+	}
+	l.sent.Add(1)
+	if l.rtcp.sent(&l.whdr, len(b)-l.whdr.MarshalSize()) {
+		l.sendRTCP(p)
 	}
 	return nil
 }
 
-// Sent and Dropped count packets handed to SRTP and packets dropped before
-// the transport was up.
+// outPT is the offer's number for one of the bridge's payload types.
+func (l *Leg) outPT(pt uint8) uint8 {
+	switch {
+	case pt == OpusPayloadType && l.inOpusPT != 0:
+		return l.inOpusPT
+	case pt == DTMFPayloadType && l.inDTMFPT != 0:
+		return l.inDTMFPT
+	}
+	return pt
+}
+
+// sendRTCP sends a sender report (RFC 3550 §6.4.1) on the writer's
+// goroutine: WebRTC endpoints must send RTCP (RFC 8834 §5.1).
+func (l *Leg) sendRTCP(p *icePair) {
+	plain := l.rtcp.report(time.Now())
+	enc, err := l.tx.EncryptRTCP(l.out[:0], plain, nil)
+	if err != nil {
+		return
+	}
+	_ = p.sock.writeTo(enc, p.remote)
+}
+
+// Sent and Dropped count packets sent toward WhatsApp and packets dropped
+// before the transport was up (or by a full socket buffer).
 func (l *Leg) Sent() uint64    { return l.sent.Load() }
 func (l *Leg) Dropped() uint64 { return l.dropped.Load() }
 
-// Close tears the peer connection down; reads and writes fail after it.
+// Close tears the leg down (DTLS close_notify to the caller); reads and
+// writes fail after it.
 func (l *Leg) Close() error {
-	var err error
 	l.closeOnce.Do(func() {
+		l.life.Lock()
+		l.ending = true
+		l.life.Unlock()
 		close(l.closed)
-		err = l.pc.Close()
+		l.fail(ErrLegClosed)
+		l.ice.stop()
+		l.media.mux.removeLeg(l)
+		if dc := l.dconn.Load(); dc != nil {
+			_ = dc.Close()
+		}
+		if pipe := l.pipe.Load(); pipe != nil {
+			_ = pipe.Close()
+		}
+		l.wg.Wait()
+		if p := l.pair.Load(); p != nil {
+			p.sock.unbind(p.remote, l)
+		}
+		if n := l.badSRTP.Load() + l.overflow.Load() + l.early.Load(); n > 0 {
+			l.log.Debug("webrtc: packets not delivered", zap.Uint64("bad_srtp", l.badSRTP.Load()),
+				zap.Uint64("overflow", l.overflow.Load()), zap.Uint64("before_dtls", l.early.Load()))
+		}
 	})
-	return err
+	return nil
 }
+
+func randomSSRC() uint32 { return rand.Uint32() | 1 } // never 0

@@ -4,48 +4,49 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
+	"net/netip"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/report"
-	"github.com/pion/webrtc/v4"
 	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
 )
 
 // Payload types Meta uses in its offers (whatsapp-calling.md, media rules).
 const (
-	OpusPayloadType    = 111
-	DTMFPayloadType    = 126 // telephone-event/8000
-	opusFmtp           = "minptime=10;useinbandfec=1"
-	telephoneEventMime = "audio/telephone-event"
-	udpMuxBufferSize   = 4 << 20 // bytes, each way, on the shared ICE socket
+	OpusPayloadType  = 111
+	DTMFPayloadType  = 126 // telephone-event/8000
+	opusFmtp         = "minptime=10;useinbandfec=1"
+	udpMuxBufferSize = 4 << 20 // bytes, each way, on each shared ICE socket
 )
 
 // MediaConfig sets up the WebRTC side shared by every call.
 type MediaConfig struct {
-	// UDPPort is the one UDP port every call's ICE traffic shares (an ICE UDP
-	// mux), so a container exposes a single port.
+	// UDPPort is the one UDP port every call's ICE traffic shares, so a
+	// container exposes a single port. 0 picks a free one (tests).
 	UDPPort int
-	// ListenIPs restricts the addresses the mux binds on; empty means every
+	// ListenIPs restricts the addresses bound; empty means every
 	// non-loopback interface address.
 	ListenIPs []string
 	// PublicIPs are advertised as host candidates instead of the bound
-	// addresses (NAT 1:1): Meta is ICE-lite and only reaches what we announce.
+	// addresses (NAT 1:1), one per address family: Meta is ICE-lite and only
+	// reaches what we announce.
 	PublicIPs []string
 	Logger    *zap.Logger
 }
 
-// Media is the WebRTC stack shared by all calls: one pion API over one UDP mux.
+// Media is the WebRTC side shared by all calls: the ICE sockets (one per
+// listen address, all on one port), the STUN demultiplexer, and the DTLS
+// certificate every leg presents.
 type Media struct {
-	api    *webrtc.API
-	mux    *ice.MultiUDPMuxDefault
-	log    *zap.Logger
-	listen []net.Addr
+	sockets    []*iceSocket
+	advertised []netip.Addr // per socket: the address put in our candidates
+	mux        *legMux
+	cert       *dtlssrtp.Certificate
+	log        *zap.Logger
+	listen     []net.Addr
 }
 
-// NewMedia binds the ICE UDP port and prepares the pion API that answers
-// Meta's offers.
+// NewMedia binds the ICE UDP port on every listen address.
 func NewMedia(cfg MediaConfig) (*Media, error) {
 	log := cfg.Logger
 	if log == nil {
@@ -54,117 +55,114 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 	if cfg.UDPPort < 0 || cfg.UDPPort > 65535 {
 		return nil, fmt.Errorf("webrtc udp port %d out of range", cfg.UDPPort)
 	}
-	var keep map[string]bool
-	loopback := false
-	if len(cfg.ListenIPs) > 0 {
-		keep = map[string]bool{}
-		for _, s := range cfg.ListenIPs {
-			ip := net.ParseIP(s)
-			if ip == nil {
-				return nil, fmt.Errorf("webrtc listen ip %q is not an IP address", s)
-			}
-			keep[ip.String()] = true
-			loopback = loopback || ip.IsLoopback()
-		}
+	ips, err := listenAddrs(cfg.ListenIPs)
+	if err != nil {
+		return nil, err
 	}
+	var public []netip.Addr
 	for _, s := range cfg.PublicIPs {
-		if net.ParseIP(s) == nil {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
 			return nil, fmt.Errorf("webrtc public ip %q is not an IP address", s)
 		}
+		public = append(public, ip.Unmap())
 	}
-	ipFilter := func(ip net.IP) bool { return keep == nil || keep[ip.String()] }
-
-	opts := []ice.UDPMuxFromPortOption{
-		ice.UDPMuxFromPortWithIPFilter(ipFilter),
-		ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6),
-		// Every call's media shares this one socket: at tens of thousands of
+	cert, err := dtlssrtp.NewCertificate("wagateway")
+	if err != nil {
+		return nil, fmt.Errorf("webrtc: %w", err)
+	}
+	m := &Media{mux: newLegMux(), cert: cert, log: log}
+	port := cfg.UDPPort
+	for _, ip := range ips {
+		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+		if err != nil {
+			_ = m.Close()
+			return nil, fmt.Errorf("webrtc: bind ICE UDP port %d on %s: %w", port, ip, err)
+		}
+		// Every call's media shares these sockets: at tens of thousands of
 		// packets a second the default kernel buffer overflows during a
-		// short pause of its reader (measured with wasim load: 0.25 % loss at
+		// short pause of the reader (measured with wasim load: 0.25 % loss at
 		// 500 passthrough calls, 0 % with 4 MiB). The kernel caps the size at
 		// net.core.rmem_max / wmem_max.
-		ice.UDPMuxFromPortWithReadBufferSize(udpMuxBufferSize),
-		ice.UDPMuxFromPortWithWriteBufferSize(udpMuxBufferSize),
+		_ = conn.SetReadBuffer(udpMuxBufferSize)
+		_ = conn.SetWriteBuffer(udpMuxBufferSize)
+		s := newICESocket(conn, m.mux, log)
+		port = int(s.local.Port()) // with port 0, the others follow the first
+		m.sockets = append(m.sockets, s)
+		m.listen = append(m.listen, conn.LocalAddr())
+		m.advertised = append(m.advertised, advertise(ip, public))
 	}
-	if loopback {
-		opts = append(opts, ice.UDPMuxFromPortWithLoopback())
-	}
-	mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("webrtc: bind ICE UDP port %d: %w", cfg.UDPPort, err)
-	}
-	listen := mux.GetListenAddresses()
-	if len(listen) == 0 {
-		_ = mux.Close()
-		return nil, errors.New("webrtc: no address to bind the ICE UDP port on (check webrtc.listen_ips)")
-	}
-
-	se := webrtc.SettingEngine{}
-	se.SetICEUDPMux(mux)
-	se.SetIPFilter(ipFilter)
-	se.SetIncludeLoopbackCandidate(loopback)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	if len(cfg.PublicIPs) > 0 {
-		se.SetNAT1To1IPs(cfg.PublicIPs, webrtc.ICECandidateTypeHost)
-	}
-	// Meta expects the business to be the DTLS client: a=setup:active
-	// (media-stack.md, traps).
-	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleClient); err != nil {
-		_ = mux.Close()
-		return nil, fmt.Errorf("webrtc: dtls role: %w", err)
-	}
-
-	me := &webrtc.MediaEngine{}
-	codecs := []webrtc.RTPCodecParameters{
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: opusFmtp}, PayloadType: OpusPayloadType},
-		// Only telephone-event/8000: Meta sends DTMF on 126/8000, and a
-		// browser offering 48000 too then also sends its digits on 126.
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: telephoneEventMime, ClockRate: 8000, SDPFmtpLine: "0-16"}, PayloadType: DTMFPayloadType},
-	}
-	for _, c := range codecs {
-		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
-			_ = mux.Close()
-			return nil, fmt.Errorf("webrtc: register %s: %w", c.MimeType, err)
-		}
-	}
-	// RTCP sender and receiver reports only: no NACK buffers, no TWCC, so the
-	// media path keeps no per-packet copies.
-	reg := &interceptor.Registry{}
-	rr, err := report.NewReceiverInterceptor()
-	if err == nil {
-		reg.Add(rr)
-	}
-	sr, err2 := report.NewSenderInterceptor()
-	if err2 == nil {
-		reg.Add(sr)
-	}
-	if err := errors.Join(err, err2); err != nil {
-		_ = mux.Close()
-		return nil, fmt.Errorf("webrtc: rtcp report interceptors: %w", err)
-	}
-
-	api := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg))
-	addrs := make([]string, len(listen))
-	for i, a := range listen {
+	addrs := make([]string, len(m.listen))
+	for i, a := range m.listen {
 		addrs[i] = a.String()
 	}
 	log.Info("webrtc media ready", zap.Strings("ice_udp", addrs), zap.Strings("public_ips", cfg.PublicIPs))
-	return &Media{api: api, mux: mux, log: log, listen: listen}, nil
+	return m, nil
+}
+
+// listenAddrs are the configured addresses, or every up interface's
+// non-loopback, non-link-local address.
+func listenAddrs(configured []string) ([]netip.Addr, error) {
+	var ips []netip.Addr
+	if len(configured) > 0 {
+		for _, s := range configured {
+			ip, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("webrtc listen ip %q is not an IP address", s)
+			}
+			ips = append(ips, ip.Unmap())
+		}
+		return ips, nil
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("webrtc: list interfaces: %w", err)
+	}
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			pfx, err := netip.ParsePrefix(a.String())
+			if err != nil {
+				continue
+			}
+			ip := pfx.Addr().Unmap()
+			if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() {
+				continue
+			}
+			ips = append(ips, ip)
+		}
+	}
+	if len(ips) == 0 {
+		return nil, errors.New("webrtc: no address to bind the ICE UDP port on (check webrtc.listen_ips)")
+	}
+	return ips, nil
+}
+
+// advertise is the public address of ip's family if one is configured
+// (NAT 1:1), else ip itself.
+func advertise(ip netip.Addr, public []netip.Addr) netip.Addr {
+	for _, p := range public {
+		if p.Is4() == ip.Is4() {
+			return p
+		}
+	}
+	return ip
 }
 
 // ListenAddrs are the bound ICE UDP addresses.
 func (m *Media) ListenAddrs() []net.Addr { return m.listen }
 
 // Close releases the shared UDP port. Close every Leg first.
-func (m *Media) Close() error { return m.mux.Close() }
-
-// normalizeSDP makes an SDP from a JSON webhook parseable whatever its line
-// ends: pion wants CRLF.
-func normalizeSDP(s string) string {
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	s = strings.ReplaceAll(s, "\n", "\r\n")
-	if !strings.HasSuffix(s, "\r\n") {
-		s += "\r\n"
+func (m *Media) Close() error {
+	var errs []error
+	for _, s := range m.sockets {
+		errs = append(errs, s.close())
 	}
-	return s
+	return errors.Join(errs...)
 }

@@ -1,23 +1,14 @@
 package wasim
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +19,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/stun/v4"
+
+	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
 )
 
 // The lite media leg is the WhatsApp user's side of a call in the form load
@@ -56,58 +49,12 @@ import (
 const (
 	liteHandshakeTimeout = 15 * time.Second
 	liteAnswerWait       = 10 * time.Second // how long the DTLS check waits for the answer's fingerprint
-	liteDTLSQueue        = 32
 	liteMaxPacket        = 1500
-	liteReplayWindow     = 256
 )
 
-// liteCert is the DTLS certificate every lite leg of a run presents, made
+// newLiteCert makes the DTLS certificate every lite leg of a run presents,
 // once (Meta's is per call; the business cannot tell the difference).
-type liteCert struct {
-	cert        tls.Certificate
-	fingerprint string // "sha-256 AB:CD:…"
-}
-
-func newLiteCert() (*liteCert, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "wasim"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(30 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	return &liteCert{
-		cert:        tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
-		fingerprint: "sha-256 " + colonHex(sha256Sum(der)),
-	}, nil
-}
-
-func sha256Sum(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
-
-func colonHex(b []byte) string {
-	h := strings.ToUpper(hex.EncodeToString(b))
-	var sb strings.Builder
-	for i := 0; i < len(h); i += 2 {
-		if i > 0 {
-			sb.WriteByte(':')
-		}
-		sb.WriteString(h[i : i+2])
-	}
-	return sb.String()
-}
+func newLiteCert() (*dtlssrtp.Certificate, error) { return dtlssrtp.NewCertificate("wasim") }
 
 // rtpHandler takes one decrypted RTP packet (header parsed, payload in
 // place) and its arrival time in Unix nanoseconds. It runs on the leg's
@@ -138,7 +85,7 @@ type liteLeg struct {
 	local      netip.AddrPort
 	ufrag, pwd string
 	ssrc       uint32
-	cert       *liteCert
+	cert       *dtlssrtp.Certificate
 	kernelTS   bool
 	onRTP      rtpHandler
 
@@ -148,7 +95,7 @@ type liteLeg struct {
 	remoteFP  []byte // sha-256 of the business's certificate, from the answer
 
 	remote  atomic.Pointer[netip.AddrPort] // fixed by the first valid ICE check
-	dtlsIn  chan []byte
+	pipe    atomic.Pointer[dtlssrtp.Pipe]
 	dtlsGo  sync.Once
 	ready   chan struct{} // closed once SRTP keys are in place
 	failed  chan struct{} // closed if ICE/DTLS fails
@@ -174,7 +121,7 @@ type liteLeg struct {
 
 // newLiteLeg binds the leg's UDP socket on ip and starts reading it: with
 // poller, by the poller; without, by a goroutine of its own.
-func newLiteLeg(ip net.IP, cert *liteCert, onRTP rtpHandler, poller *litePoller) (*liteLeg, error) {
+func newLiteLeg(ip net.IP, cert *dtlssrtp.Certificate, onRTP rtpHandler, poller *litePoller) (*liteLeg, error) {
 	l := &liteLeg{
 		ufrag:    randomAlnum(12) + "/" + randomAlnum(1), // Meta's ufrags hold a '/'
 		pwd:      randomAlnum(24),
@@ -183,7 +130,6 @@ func newLiteLeg(ip net.IP, cert *liteCert, onRTP rtpHandler, poller *litePoller)
 		onRTP:    onRTP,
 		poller:   poller,
 		answered: make(chan struct{}),
-		dtlsIn:   make(chan []byte, liteDTLSQueue),
 		ready:    make(chan struct{}),
 		failed:   make(chan struct{}),
 		closed:   make(chan struct{}),
@@ -240,7 +186,7 @@ func (l *liteLeg) offer() string {
 		"a=candidate:1 1 udp 2113937151 " + ip.String() + " " + port + " typ host ufrag " + l.ufrag + " generation 0",
 		"a=ice-ufrag:" + l.ufrag,
 		"a=ice-pwd:" + l.pwd,
-		"a=fingerprint:" + l.cert.fingerprint,
+		"a=fingerprint:" + l.cert.Fingerprint,
 		"a=setup:actpass",
 		"a=mid:audio",
 		"a=sendrecv",
@@ -270,24 +216,14 @@ func (l *liteLeg) setAnswer(sdp string) {
 	close(l.answered)
 }
 
-// answerFingerprint finds the one a=fingerprint:sha-256 of an answer.
+// answerFingerprint finds the one a=fingerprint of an answer.
 func answerFingerprint(sdp string) ([]byte, error) {
 	for _, line := range strings.Split(strings.ReplaceAll(sdp, "\r\n", "\n"), "\n") {
-		v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=fingerprint:")
-		if !ok {
-			continue
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=fingerprint:"); ok {
+			return dtlssrtp.ParseFingerprint(v)
 		}
-		alg, hexfp, ok := strings.Cut(v, " ")
-		if !ok || !strings.EqualFold(alg, "sha-256") {
-			continue
-		}
-		b, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(hexfp), ":", ""))
-		if err != nil || len(b) != sha256.Size {
-			return nil, fmt.Errorf("answer fingerprint %q is not a sha-256 digest", hexfp)
-		}
-		return b, nil
 	}
-	return nil, errors.New("answer has no a=fingerprint:sha-256")
+	return nil, errors.New("answer has no a=fingerprint")
 }
 
 // Ready is closed once SRTP is keyed; Failed if ICE or DTLS failed.
@@ -349,9 +285,8 @@ func (l *liteLeg) handleDatagram(p []byte, src netip.AddrPort, at int64) {
 		l.handleSTUN(&l.msg, p, src)
 	case b >= 20 && b < 64: // DTLS
 		l.startDTLS()
-		select {
-		case l.dtlsIn <- append([]byte(nil), p...):
-		default: // the handshake is not keeping up: it retransmits
+		if pipe := l.pipe.Load(); pipe != nil {
+			pipe.Deliver(p)
 		}
 	case b >= 128 && b < 192: // RTP or RTCP
 		if len(p) < 12 {
@@ -412,28 +347,34 @@ func (l *liteLeg) handleSTUN(m *stun.Message, p []byte, src netip.AddrPort) {
 	_ = l.sock.writeTo(resp.Raw, src)
 }
 
-// startDTLS runs the DTLS server handshake once, on the first DTLS record.
+// startDTLS starts the DTLS server handshake once, on the first DTLS
+// record (the reader's goroutine): the pipe is in place before the record
+// is delivered.
 func (l *liteLeg) startDTLS() {
 	l.dtlsGo.Do(func() {
+		remote := l.remote.Load()
+		if remote == nil {
+			l.fail(errors.New("dtls before any valid ICE check"))
+			return
+		}
+		dst := *remote
+		pipe := dtlssrtp.NewPipe(net.UDPAddrFromAddrPort(l.local), net.UDPAddrFromAddrPort(dst),
+			func(b []byte) error { return l.sock.writeTo(b, dst) })
+		l.pipe.Store(pipe)
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			if err := l.handshake(); err != nil {
+			if err := l.handshake(pipe); err != nil {
 				l.fail(err)
 			}
 		}()
 	})
 }
 
-func (l *liteLeg) handshake() error {
-	remote := l.remote.Load()
-	if remote == nil {
-		return errors.New("dtls before any valid ICE check")
-	}
-	pipe := newDTLSPipe(l, net.UDPAddrFromAddrPort(*remote))
-	dc, err := dtls.Server(pipe, pipe.raddr, &dtls.Config{
-		Certificates:           []tls.Certificate{l.cert.cert},
-		SRTPProtectionProfiles: []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80},
+func (l *liteLeg) handshake(pipe *dtlssrtp.Pipe) error {
+	dc, err := dtls.Server(pipe, pipe.RemoteAddr(), &dtls.Config{
+		Certificates:           []tls.Certificate{l.cert.TLS},
+		SRTPProtectionProfiles: dtlssrtp.Profiles,
 		ClientAuth:             dtls.RequireAnyClientCert,
 		ExtendedMasterSecret:   dtls.RequireExtendedMasterSecret,
 		VerifyPeerCertificate:  l.verifyPeer,
@@ -444,6 +385,7 @@ func (l *liteLeg) handshake() error {
 	}
 	l.dconn.Store(dc)
 	ctx, cancel := context.WithTimeout(context.Background(), liteHandshakeTimeout)
+	defer cancel()
 	go func() {
 		select {
 		case <-l.closed:
@@ -451,31 +393,9 @@ func (l *liteLeg) handshake() error {
 		case <-ctx.Done():
 		}
 	}()
-	err = dc.HandshakeContext(ctx)
-	cancel()
+	tx, rx, err := dtlssrtp.Keys(ctx, dc, false)
 	if err != nil {
-		return fmt.Errorf("dtls handshake: %w", err)
-	}
-	prof, ok := dc.SelectedSRTPProtectionProfile()
-	if !ok {
-		return errors.New("dtls: no SRTP protection profile negotiated")
-	}
-	state, ok := dc.ConnectionState()
-	if !ok {
-		return errors.New("dtls: no connection state")
-	}
-	cfg := srtp.Config{Profile: srtp.ProtectionProfile(prof)}
-	if err := cfg.ExtractSessionKeysFromDTLS(&state, false); err != nil {
-		return fmt.Errorf("srtp keys: %w", err)
-	}
-	tx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, cfg.Profile)
-	if err != nil {
-		return fmt.Errorf("srtp: %w", err)
-	}
-	rx, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, cfg.Profile,
-		srtp.SRTPReplayProtection(liteReplayWindow))
-	if err != nil {
-		return fmt.Errorf("srtp: %w", err)
+		return err
 	}
 	l.tx = tx
 	l.rxCtx.Store(rx)
@@ -504,10 +424,7 @@ func (l *liteLeg) verifyPeer(raw [][]byte, _ [][]*x509.Certificate) error {
 	if aerr != nil {
 		return aerr
 	}
-	if !bytes.Equal(sha256Sum(raw[0]), fp) {
-		return errors.New("the certificate does not match the answer's fingerprint")
-	}
-	return nil
+	return dtlssrtp.CheckFingerprint(raw, fp)
 }
 
 // writeRTP encrypts one plaintext RTP packet (header included) into out
@@ -532,6 +449,9 @@ func (l *liteLeg) Close() {
 		if dc := l.dconn.Load(); dc != nil {
 			_ = dc.Close()
 		}
+		if pipe := l.pipe.Load(); pipe != nil {
+			_ = pipe.Close()
+		}
 		if l.poller != nil {
 			l.poller.remove(l) // the poller no longer touches the leg after this
 		}
@@ -539,99 +459,3 @@ func (l *liteLeg) Close() {
 		l.wg.Wait()
 	})
 }
-
-// dtlsPipe is the net.PacketConn the DTLS server runs over: records come
-// from the leg's reader (which demultiplexes the socket), and go out on
-// the leg's socket to the business's address. It honours read deadlines,
-// which pion's DTLS uses to cancel reads.
-type dtlsPipe struct {
-	leg   *liteLeg
-	raddr *net.UDPAddr
-
-	mu       sync.Mutex
-	deadline time.Time
-	wake     chan struct{}
-	closed   chan struct{}
-	once     sync.Once
-}
-
-func newDTLSPipe(l *liteLeg, raddr *net.UDPAddr) *dtlsPipe {
-	return &dtlsPipe{leg: l, raddr: raddr, wake: make(chan struct{}), closed: make(chan struct{})}
-}
-
-func (p *dtlsPipe) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		p.mu.Lock()
-		dl, wake := p.deadline, p.wake
-		p.mu.Unlock()
-		var t *time.Timer
-		var timeout <-chan time.Time
-		if !dl.IsZero() {
-			d := time.Until(dl)
-			if d <= 0 {
-				return 0, nil, os.ErrDeadlineExceeded
-			}
-			t = time.NewTimer(d)
-			timeout = t.C
-		}
-		n, err, again := 0, error(nil), false
-		select {
-		case rec := <-p.leg.dtlsIn:
-			n = copy(b, rec)
-		case <-p.closed:
-			err = net.ErrClosed
-		case <-p.leg.closed:
-			err = net.ErrClosed
-		case <-wake:
-			again = true
-		case <-timeout:
-			err = os.ErrDeadlineExceeded
-		}
-		if t != nil {
-			t.Stop()
-		}
-		if again {
-			continue
-		}
-		if err != nil {
-			return 0, nil, err
-		}
-		return n, p.raddr, nil
-	}
-}
-
-func (p *dtlsPipe) WriteTo(b []byte, _ net.Addr) (int, error) {
-	select {
-	case <-p.closed:
-		return 0, net.ErrClosed
-	default:
-	}
-	dst := p.leg.remote.Load()
-	if dst == nil {
-		return 0, errors.New("no remote address")
-	}
-	if err := p.leg.sock.writeTo(b, *dst); err != nil {
-		return 0, err
-	}
-	return len(b), nil
-}
-
-func (p *dtlsPipe) Close() error {
-	p.once.Do(func() { close(p.closed) })
-	return nil
-}
-
-func (p *dtlsPipe) LocalAddr() net.Addr { return net.UDPAddrFromAddrPort(p.leg.local) }
-
-func (p *dtlsPipe) SetDeadline(t time.Time) error { return p.SetReadDeadline(t) }
-
-func (p *dtlsPipe) SetReadDeadline(t time.Time) error {
-	p.mu.Lock()
-	p.deadline = t
-	close(p.wake)
-	p.wake = make(chan struct{})
-	p.mu.Unlock()
-	return nil
-}
-
-func (p *dtlsPipe) SetWriteDeadline(time.Time) error { return nil }

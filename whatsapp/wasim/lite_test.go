@@ -192,7 +192,7 @@ func TestLiteLegRefusesWrongFingerprint(t *testing.T) {
 	}
 	defer leg.Close()
 	other, _ := newLiteCert()
-	lite.setAnswer(strings.Replace(leg.AnswerSDP(), fingerprintOf(leg.AnswerSDP()), strings.TrimPrefix(other.fingerprint, "sha-256 "), 1))
+	lite.setAnswer(strings.Replace(leg.AnswerSDP(), fingerprintOf(leg.AnswerSDP()), strings.TrimPrefix(other.Fingerprint, "sha-256 "), 1))
 	select {
 	case <-lite.Ready():
 		t.Fatal("DTLS came up with a certificate that does not match the answer")

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wagateway/wagateway/rtpbridge/opus"
+	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
 )
 
 // A load run places many simulated calls through the gateway at a given
@@ -178,7 +179,7 @@ type loadRun struct {
 	sim   *Sim
 	opts  LoadOptions
 	audio *loadAudio
-	cert  *liteCert
+	cert  *dtlssrtp.Certificate
 	poll  *litePoller // nil: each leg reads its own socket
 	log   *zap.Logger
 

@@ -1,0 +1,210 @@
+package whatsapp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// pionCaller is a caller made of pion's full WebRTC stack (a real peer of
+// another make): ICE-lite like Meta's side, or a full agent like a browser.
+func pionCaller(t *testing.T, lite bool) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticRTP) {
+	t.Helper()
+	se := webrtc.SettingEngine{}
+	se.SetLite(lite)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	me := &webrtc.MediaEngine{}
+	for _, c := range []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000}, PayloadType: 126},
+	} {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "caller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTrack(track); err != nil {
+		t.Fatal(err)
+	}
+	return pc, track
+}
+
+// call runs the offer/answer between a pion caller and our leg and waits
+// until both are connected.
+func callPion(t *testing.T, m *Media, pc *webrtc.PeerConnection) *Leg {
+	t.Helper()
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	leg, err := m.Answer(ctx, pc.LocalDescription().SDP, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { leg.Close() })
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: leg.AnswerSDP()}); err != nil {
+		t.Fatalf("pion takes our answer: %v\n%s", err, leg.AnswerSDP())
+	}
+	select {
+	case <-leg.Connected():
+	case <-leg.Failed():
+		t.Fatalf("leg failed: %v", leg.Err())
+	case <-time.After(10 * time.Second):
+		t.Fatal("leg not connected after 10 s")
+	}
+	return leg
+}
+
+// Our leg against pion in both ICE roles: ICE and DTLS come up, the pion
+// caller's Opus reaches ReadPacket intact, and what we write reaches pion
+// on our one SSRC with its payload type (Opus and telephone-event) kept.
+func TestLegWithPion(t *testing.T) {
+	for _, lite := range []bool{true, false} {
+		name := map[bool]string{true: "ice-lite caller (Meta)", false: "full ICE caller (browser)"}[lite]
+		t.Run(name, func(t *testing.T) {
+			m := newLoopbackMedia(t)
+			pc, track := pionCaller(t, lite)
+			got := make(chan *rtp.Packet, 64)
+			pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+				for {
+					p, _, err := tr.ReadRTP()
+					if err != nil {
+						return
+					}
+					select {
+					case got <- p:
+					default:
+					}
+				}
+			})
+			leg := callPion(t, m, pc)
+			if leg.ice.controlling != lite {
+				t.Errorf("controlling = %v against a lite=%v offer", leg.ice.controlling, lite)
+			}
+
+			// pion → leg.
+			done := make(chan struct{})
+			defer close(done)
+			go func() {
+				for seq := uint16(0); ; seq++ {
+					select {
+					case <-done:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+					_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: []byte{0xfc, 0xab, byte(seq)}})
+				}
+			}()
+			buf := make([]byte, 1500)
+			var h rtp.Header
+			for i := 0; i < 5; i++ {
+				n, err := readWithin(leg, buf, 3*time.Second)
+				if err != nil {
+					t.Fatalf("read %d: %v", i, err)
+				}
+				hl, err := h.Unmarshal(buf[:n])
+				if err != nil || h.PayloadType != OpusPayloadType || n-hl != 3 || buf[hl] != 0xfc {
+					t.Fatalf("read %d: %x (pt %d, err %v)", i, buf[:n], h.PayloadType, err)
+				}
+			}
+
+			// leg → pion: Opus and a telephone-event on one SSRC.
+			sent := []uint8{OpusPayloadType, OpusPayloadType, OpusPayloadType, DTMFPayloadType, OpusPayloadType, OpusPayloadType}
+			for i, pt := range sent {
+				out := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: uint16(100 + i), Timestamp: uint32(i) * 960, SSRC: leg.SSRC()}, Payload: []byte{1, 2, 3, 4}}
+				b, _ := out.Marshal()
+				if err := leg.WritePacket(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pts := map[uint8]int{}
+			timeout := time.After(5 * time.Second)
+			for pts[OpusPayloadType] < 3 || pts[DTMFPayloadType] < 1 {
+				select {
+				case p := <-got:
+					if p.SSRC != leg.SSRC() {
+						t.Fatalf("ssrc %d, want %d", p.SSRC, leg.SSRC())
+					}
+					pts[p.PayloadType]++
+				case <-timeout:
+					t.Fatalf("pion got %v, want 3 Opus and 1 telephone-event", pts)
+				}
+			}
+			if leg.Sent() != uint64(len(sent)) {
+				t.Errorf("sent %d", leg.Sent())
+			}
+		})
+	}
+}
+
+func readWithin(l *Leg, b []byte, d time.Duration) (int, error) {
+	type res struct {
+		n   int
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { n, err := l.ReadPacket(b); ch <- res{n, err} }()
+	select {
+	case r := <-ch:
+		return r.n, r.err
+	case <-time.After(d):
+		l.Close()
+		<-ch
+		return 0, errors.New("timed out")
+	}
+}
+
+// When the caller vanishes without a word, consent checks go unanswered
+// and the leg fails (RFC 7675): the gateway then ends the call.
+func TestLegConsentLost(t *testing.T) {
+	oldEvery, oldLimit := consentInterval, consentTimeout
+	consentInterval, consentTimeout = 100*time.Millisecond, 600*time.Millisecond
+	defer func() { consentInterval, consentTimeout = oldEvery, oldLimit }()
+	m := newLoopbackMedia(t)
+	pc, _ := pionCaller(t, true)
+	leg := callPion(t, m, pc)
+	// Still there after several consent rounds while pion answers.
+	select {
+	case <-leg.Failed():
+		t.Fatalf("leg failed while the caller answers: %v", leg.Err())
+	case <-time.After(time.Second):
+	}
+	// Silence the caller: its ICE agent stops answering, DTLS sends no
+	// close_notify (GracefulClose would).
+	for _, tr := range pc.GetTransceivers() {
+		_ = tr.Stop()
+	}
+	_ = pc.SCTP().Transport().ICETransport().Stop()
+	select {
+	case <-leg.Failed():
+		if !errors.Is(leg.Err(), errConsentLost) {
+			t.Fatalf("failed with %v, want consent lost", leg.Err())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("leg did not fail after the caller stopped answering")
+	}
+}
