@@ -159,6 +159,48 @@ func BenchmarkSIPToWhatsAppBareLibopus(b *testing.B) {
 	}
 }
 
+// The libopus floor at scale: one decode and one encode per 20 ms for each
+// of benchCalls calls, each with its own encoder and decoder state (≈ 66
+// KiB a call, far more than the caches hold together), round robin as a
+// loaded gateway runs them. Against the single-state benchmarks above it
+// shows what the codec alone costs once calls evict each other's state.
+func BenchmarkBareLibopusManyCalls(b *testing.B) {
+	const benchCalls = 200
+	pkts := whatsAppFrames(b)
+	_, pcm := sipFrames(b)
+	decs := make([]*opus.Decoder, benchCalls)
+	encs := make([]*opus.Encoder, benchCalls)
+	for i := range benchCalls {
+		var err error
+		if decs[i], err = opus.NewDecoder(8000); err != nil {
+			b.Fatal(err)
+		}
+		if encs[i], err = newOpusEncoder(8000, DefaultOpusComplexity); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Cleanup(func() {
+		for i := range benchCalls {
+			decs[i].Close()
+			encs[i].Close()
+		}
+	})
+	out := make([]byte, maxPacket)
+	dpcm := make([]int16, 160)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() { // one call's decode + encode
+		c, f := i%benchCalls, i/benchCalls%benchFrames
+		if _, err := decs[c].Decode(pkts[f][rtpHeaderLen:], dpcm); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := encs[c].Encode(pcm[f], out); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
 // The hot paths allocate nothing per packet, on the plain path and on the
 // loss, reordering, pause and garbage paths alike.
 func TestHotPathsDoNotAllocate(t *testing.T) {

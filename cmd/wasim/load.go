@@ -70,6 +70,7 @@ type loadFlags struct {
 	hold, markerEvery, setupWait time.Duration
 	lateMs                       float64
 	gatewayBin, pbx, codec       string
+	gatewayProfile               string
 	webhook, graphListen         string
 	gatewayPID                   int
 	gatewayLog, workDir          string
@@ -106,6 +107,7 @@ func newLoadFlagSet(stderr io.Writer) (*flag.FlagSet, *loadFlags) {
 	fs.StringVar(&o.webhook, "webhook", "", "a running gateway's webhook `URL` (instead of -gateway-bin)")
 	fs.StringVar(&o.graphListen, "graph-listen", "127.0.0.1:0", "`address` of the simulated Graph API (fixed when the gateway is already running)")
 	fs.IntVar(&o.gatewayPID, "gateway-pid", 0, "the running gateway's `pid` (default: whoever listens on the webhook port)")
+	fs.StringVar(&o.gatewayProfile, "gateway-cpuprofile", "", "with -gateway-bin: have the gateway write its CPU profile over the run to this `file`")
 	fs.StringVar(&o.gatewayLog, "gateway-log", "", "the gateway's JSON log `file` (with -gateway-bin: where to keep it)")
 	fs.StringVar(&o.workDir, "work-dir", "", "where the config, scenario and logs go (default: a temporary directory, removed)")
 	fs.StringVar(&o.secretEnv, "app-secret-env", "WASIM_APP_SECRET", "with -webhook: environment `variable` holding the app secret")
@@ -635,7 +637,11 @@ func startGateway(ctx context.Context, o *loadFlags, dir, pbxAddr, graphURL, sec
 	if logPath == "" {
 		logPath = filepath.Join(dir, "gateway.log")
 	}
-	cmd := exec.Command(o.gatewayBin, "-config", cfgPath)
+	args := []string{"-config", cfgPath}
+	if o.gatewayProfile != "" {
+		args = append(args, "-cpuprofile", o.gatewayProfile)
+	}
+	cmd := exec.Command(o.gatewayBin, args...)
 	cmd.Env = env
 	c, err := startChild("gateway", cmd, logPath)
 	if err != nil {
