@@ -16,9 +16,13 @@ import (
 // gap comes back (see loadRun.detect and the README, "Load and capacity").
 
 const (
-	loadFrameMs     = 20
-	loadFrames      = 1000 / loadFrameMs // frames in the looped second
-	loadRate        = 48000              // the Opus the caller sends, as Meta's
+	loadFrameMs = 20
+	loadFrames  = 1000 / loadFrameMs // frames in the looped second
+	loadRate    = 48000              // the Opus RTP clock (RFC 7587)
+	// The caller's audio as Meta's: 16 kHz wideband at about 20 kbit/s
+	// (whatsapp-calling.md, media rules).
+	loadPCMRate     = 16000
+	loadBitrate     = 20000
 	loadFrameTS     = loadRate * loadFrameMs / 1000
 	markerGapFrames = 6 // 120 ms of silence before the onset
 	detectRate      = 8000
@@ -50,18 +54,18 @@ func newLoadAudio(toneHz float64) (*loadAudio, error) {
 	if toneHz < 300 || toneHz > 2000 {
 		return nil, fmt.Errorf("wasim: load tone %g Hz: want 300-2000 Hz (it must cross G.711 and Opus at 8 kHz cleanly)", toneHz)
 	}
-	spf := loadRate * loadFrameMs / 1000
-	tone := make([]int16, loadRate)
-	audio.NewTone(toneHz, loadRate, toneAmplitude).Fill(tone)
+	spf := loadPCMRate * loadFrameMs / 1000
+	tone := make([]int16, loadPCMRate)
+	audio.NewTone(toneHz, loadPCMRate, toneAmplitude).Fill(tone)
 	marked := append([]int16(nil), tone...)
 	clear(marked[:markerGapFrames*spf])
 
-	enc, err := opus.NewEncoder(loadRate, opus.AppVoIP)
+	enc, err := opus.NewEncoder(loadPCMRate, opus.AppVoIP)
 	if err != nil {
 		return nil, err
 	}
 	defer enc.Close()
-	if err := errors.Join(enc.SetInbandFEC(true), enc.SetComplexity(5), enc.SetBitrate(32000)); err != nil {
+	if err := errors.Join(enc.SetInbandFEC(true), enc.SetComplexity(5), enc.SetBitrate(loadBitrate)); err != nil {
 		return nil, err
 	}
 	buf := make([]byte, 1500)
