@@ -411,8 +411,9 @@ func (p *playout) putPacket(h rtpHeader, payload []byte, dur int64, now int64) p
 func (p *playout) slot(pos int64) *playSlot { return &p.slots[pos/p.frame%int64(len(p.slots))] }
 
 // get plays the next frame at time now: PCM into pcm, or a packet into pkt
-// (n bytes, lasting dur units). It returns the setup the audio belongs to.
-func (p *playout) get(now int64, pcm []int16, pkt []byte) (kind playKind, n int, dur int64, s *sipSetup) {
+// (n bytes, lasting dur units). It returns the setup the audio belongs to,
+// and the shift by which the pacer is to move its next tick (none yet).
+func (p *playout) get(now int64, pcm []int16, pkt []byte) (kind playKind, n int, dur int64, s *sipSetup, shift time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.running {
@@ -433,7 +434,7 @@ func (p *playout) get(now int64, pcm []int16, pkt []byte) (kind playKind, n int,
 		if !p.packets {
 			clear(pcm[:p.frame])
 		}
-		return playSilence, 0, 0, p.setup
+		return playSilence, 0, 0, p.setup, 0
 	}
 	if p.adjust < 0 {
 		p.shrink()
@@ -445,7 +446,7 @@ func (p *playout) get(now int64, pcm []int16, pkt []byte) (kind playKind, n int,
 		kind = kindOf(p.read(p.rd, pcm[:p.frame]))
 	}
 	p.rd += p.frame
-	return kind, n, dur, p.setup
+	return kind, n, dur, p.setup, 0
 }
 
 func kindOf(audio bool) playKind {

@@ -20,14 +20,8 @@ func TestSIPToWhatsAppTone(t *testing.T) {
 			b, _, wa := newDrivenBridge(t, codec)
 			const amp, totalMs = 10000, 1200
 			in := g711Packets(t, codec.PayloadType, 800, amp, 30, totalMs/30)
-			for ms := 0; ms < totalMs; ms++ {
-				if ms%30 == 0 {
-					b.handleSIPPacket(in[ms/30])
-				}
-				if ms%20 == 5 {
-					b.sendFrameToWhatsApp()
-				}
-			}
+			const ms = int64(time.Millisecond)
+			feed(b, simClock(b), in, func(i int) int64 { return int64(i) * 30 * ms }, 5*ms, totalMs/20)
 			pkts := unmarshal(t, wa.out)
 			if len(pkts) != totalMs/20 {
 				t.Fatalf("%d Opus packets, want %d", len(pkts), totalMs/20)
