@@ -29,8 +29,9 @@ import (
 //     what jitter has taught so far, see allow) before their ticks: the
 //     ticks move earlier or later, and frames of a backlog go.
 //   - The delay grows when the slack gets too small: after a late packet
-//     by what it lacked plus the margin, and at the end of a window of
-//     packets by what brings the window's least slack up to the margin.
+//     by what it lacked plus the margin (once for the packets one stall
+//     made late together), and at the end of a window of packets by what
+//     brings the window's least slack up to the margin.
 //     What is under a frame moves the next tick later (one interval toward
 //     WhatsApp is that much longer, which its jitter buffer takes as any
 //     jitter); whole frames are played as silence without moving on. It
@@ -154,6 +155,7 @@ type playout struct {
 	// which each pick keeps beyond the margin.
 	pick       bool
 	allow      int64
+	lateMark   int64 // a late packet for a frame before it grows nothing: the last growth was for it
 	shrinkWait int
 	winLen     int // packets in this window
 	win        struct {
@@ -209,7 +211,7 @@ func (p *playout) configureLocked(s *sipSetup) {
 	p.margin = p.ms(playMarginMs)
 	p.rd, p.end, p.synced = 0, 0, false
 	p.adjust, p.shift, p.shrinkWait, p.steady = 0, 0, 0, 0
-	p.pick, p.allow = true, 0
+	p.pick, p.allow, p.lateMark = true, 0, 0
 	p.setDelay(p.margin)
 	p.winLen = playWindow
 	p.restartWindow()
@@ -340,7 +342,14 @@ func (p *playout) measure(from, now int64) {
 		w.lates++
 		p.steady = 0
 		p.c.underruns.Add(1)
-		p.grow(p.margin - slack)
+		// A stall (the PBX's, the network's or this process's) makes
+		// several packets late at once: the first one's growth is for
+		// them all, and the frames up to the next tick, which it cannot
+		// move, are theirs.
+		if x >= p.lateMark {
+			p.grow(p.margin - slack)
+			p.lateMark = p.rd + p.frame
+		}
 		p.restartWindow()
 		return
 	}

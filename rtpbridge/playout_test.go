@@ -353,3 +353,39 @@ func TestPlayoutAdapts(t *testing.T) {
 		}
 	}
 }
+
+// A stall holds two packets back and lets them through together, 21 and
+// 1 ms after their ticks: the delay grows once, by what the first lacked
+// and the margin, not again for the second, and comes back down by the
+// frame it gained once the packets are steady.
+func TestPlayoutStallGrowsOnce(t *testing.T) {
+	p, c := newTestPlayout(t, pcmu)
+	arrive := make([]float64, 400)
+	for i := range arrive {
+		arrive[i] = float64(i) * 20
+	}
+	arrive[100], arrive[101] = 2025, 2025 // ticks at 2004 and 2024
+	var most uint64
+	played, inOrder := playoutSim{arrive: arrive, tick0: playMarginMs - 60, onTick: func(float64) {
+		most = max(most, c.playoutDelayMs.Load())
+	}}.run(t, p)
+	st := c.snapshot()
+	t.Logf("delay at most %d ms; %v", most, st)
+	if !inOrder || st.Late != 2 || played[100] >= 0 || played[101] >= 0 {
+		t.Fatalf("in order %v, stats %v", inOrder, st)
+	}
+	if want := uint64(playMarginMs + 21 + playMarginMs); most < want-1 || most > want {
+		t.Fatalf("delay at most %d ms, want %d", most, want)
+	}
+	// The frame of growth goes again once it is not needed, skipping audio
+	// (here none is quiet).
+	lost := 0
+	for i := 102; i < len(arrive); i++ {
+		if played[i] < 0 {
+			lost++
+		}
+	}
+	if lost > int(st.CatchUps) {
+		t.Fatalf("%d packets not played for %d frames skipped", lost, st.CatchUps)
+	}
+}
