@@ -3,6 +3,7 @@ package rtpbridge
 import (
 	"fmt"
 	"math/bits"
+	"slices"
 	"sync"
 	"time"
 )
@@ -26,8 +27,8 @@ import (
 //
 //   - At the first packet after Start or a restart of the timeline, the
 //     phase is picked so that the packets after it come playMarginMs (plus
-//     what jitter has taught so far, see allow) before their ticks: the
-//     ticks move earlier or later, and frames of a backlog go.
+//     what the delay has grown by and kept, see grown) before their ticks:
+//     the ticks move earlier or later, and frames of a backlog go.
 //   - The delay grows when the slack gets too small: after a late packet
 //     by what it lacked plus the margin (once for the packets one stall
 //     made late together), and at the end of a window of packets by what
@@ -41,6 +42,11 @@ import (
 //     and all their packets came a frame and the margin or more ahead; or
 //     at once, down to the margin, when all came two frames and the margin
 //     ahead (a backlog).
+//   - What it grew by it gives back, moving the next tick earlier, when
+//     playSteadyWins windows in a row had no late packet and all their
+//     packets came twice the margin or more ahead: a stall or a burst of
+//     jitter that has passed. Only what it grew by: beyond that, a PBX
+//     running fast gains slack until a frame is skipped.
 //
 // So a PBX whose clock runs slow against ours (its packets ever later) is
 // followed by small delays of the ticks, without a late packet while its
@@ -150,11 +156,11 @@ type playout struct {
 	estN   int64
 	adjust int64 // pending, in frames: > 0 play silence without moving on, < 0 skip audio
 	shift  int64 // pending, in units (under a frame): the next tick's move, for get to hand out
-	// pick: the next packet in time picks the phase. allow: the growth
-	// (units, under a frame less the margin) that jitter has asked for,
-	// which each pick keeps beyond the margin.
+	// pick: the next packet in time picks the phase. grown: what the delay
+	// grew by and has not given back (units), which picks keep beyond the
+	// margin (up to a frame).
 	pick       bool
-	allow      int64
+	grown      int64
 	lateMark   int64 // a late packet for a frame before it grows nothing: the last growth was for it
 	shrinkWait int
 	winLen     int // packets in this window
@@ -162,7 +168,8 @@ type playout struct {
 		n, lates int
 		minSlack int64 // least time to spare before a packet's tick (units; < 0 late)
 	}
-	steady int
+	steady int                   // windows in a row without a late packet
+	recent [playSteadyWins]int64 // the least slack of the last of them
 }
 
 func newPlayout(c *dirCounters) *playout { return &playout{c: c} }
@@ -211,7 +218,7 @@ func (p *playout) configureLocked(s *sipSetup) {
 	p.margin = p.ms(playMarginMs)
 	p.rd, p.end, p.synced = 0, 0, false
 	p.adjust, p.shift, p.shrinkWait, p.steady = 0, 0, 0, 0
-	p.pick, p.allow, p.lateMark = true, 0, 0
+	p.pick, p.grown, p.lateMark = true, 0, 0
 	p.setDelay(p.margin)
 	p.winLen = playWindow
 	p.restartWindow()
@@ -356,8 +363,13 @@ func (p *playout) measure(from, now int64) {
 	if w.n < p.winLen {
 		return
 	}
+	steadyMin := int64(-1) // over the last playSteadyWins windows, when all were steady
 	if w.lates == 0 {
+		p.recent[p.steady%playSteadyWins] = w.minSlack
 		p.steady++
+		if p.steady >= playSteadyWins {
+			steadyMin = slices.Min(p.recent[:])
+		}
 	}
 	switch {
 	case w.minSlack < p.margin:
@@ -371,10 +383,19 @@ func (p *playout) measure(from, now int64) {
 		// down to the margin.
 		p.adjust = -((w.minSlack - p.margin) / p.frame)
 		p.steady = 0
-	case p.steady >= playSteadyWins && w.minSlack >= p.frame+p.margin:
+	case steadyMin >= p.frame+p.margin:
 		// A frame to spare for some seconds: a faster PBX clock, or the
 		// jitter that grew the delay has passed.
 		p.adjust = -1
+		p.steady = 0
+	case p.grown > 0 && steadyMin >= 2*p.margin:
+		// What a stall or jitter asked for is not needed any more: give
+		// it back (an earlier tick), down to the margin. Twice the margin
+		// keeps what the usual jitter needs from coming and going.
+		back := min(p.grown, steadyMin-p.margin)
+		p.retime(-back)
+		p.grown -= back
+		p.moveDelay(-back)
 		p.steady = 0
 	}
 	p.winLen = playWindow
@@ -382,12 +403,13 @@ func (p *playout) measure(from, now int64) {
 }
 
 // pickPhase moves the ticks so that the packets after the one that came
-// slack units before its tick come the margin (and allow) before theirs.
+// slack units before its tick come the margin (and what the delay grew by)
+// before theirs.
 // The shift moves the ticks after the next: this packet's too unless it is
 // the next one's, which has come and stays as it is.
 func (p *playout) pickPhase(slack int64) {
 	p.pick = false
-	target := p.margin + p.allow
+	target := p.margin + min(p.grown, p.frame-p.margin)
 	p.retime(target - slack - min(p.adjust, 0)*p.frame) // pending skips count as done
 	p.setDelay(target)
 	p.est, p.estN = float64(target), 0
@@ -406,7 +428,7 @@ func (p *playout) grow(need int64) {
 		p.adjust, p.shrinkWait = 0, 0
 	}
 	p.retime(need)
-	p.allow = min(p.allow+need, p.frame-p.margin)
+	p.grown += need
 	p.moveDelay(need)
 }
 
@@ -567,6 +589,7 @@ func (p *playout) shrink() {
 	for p.adjust < 0 && skipped < playMaxSkips && (p.quiet(p.rd) || p.shrinkWait >= force) {
 		p.discard(p.rd + p.frame)
 		p.adjust++
+		p.grown = max(p.grown-p.frame, 0)
 		p.moveDelay(-p.frame)
 		skipped++
 		p.shrinkWait = 0
