@@ -269,7 +269,7 @@ func (b *Bridge) Start() {
 	go b.readLoop(b.waIn, b.handleWhatsAppPacket)
 	go func() {
 		defer b.wg.Done()
-		pace(b.frame, b.stop, b.sendFrameToWhatsApp, func(frames int64) {
+		pace(b.frame, b.stop, b.s2w.sendFrame, func(frames int64) {
 			b.s2wCount.pacerResyncs.Add(1)
 			b.s2w.out.skip(uint32(frames) * b.s2w.opusTS)
 			b.s2w.play.skip(frames)
@@ -412,5 +412,6 @@ func (b *Bridge) handleWhatsAppPacket(pkt []byte) { b.w2s.handle(pkt) }
 // handleSIPPacket takes one packet from the PBX into the playout buffer.
 func (b *Bridge) handleSIPPacket(pkt []byte) { b.s2w.handle(pkt) }
 
-// sendFrameToWhatsApp sends the next pacer frame toward WhatsApp.
-func (b *Bridge) sendFrameToWhatsApp() { b.s2w.sendFrame() }
+// sendFrameToWhatsApp sends the next pacer frame toward WhatsApp, on time,
+// and returns the shift the playout buffer asks of the next.
+func (b *Bridge) sendFrameToWhatsApp() time.Duration { return b.s2w.sendFrame(0) }

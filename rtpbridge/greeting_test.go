@@ -81,14 +81,8 @@ func TestGreetingBeforeStart(t *testing.T) {
 // runPBXFrom is runPBX starting at frame first, the packets before it
 // already given.
 func runPBXFrom(b *Bridge, clock *int64, pkts [][]byte, first, extra int) {
-	for i := 0; i < len(pkts)+extra; i++ {
-		*clock = int64(first+i) * int64(20*time.Millisecond)
-		if i < len(pkts) && pkts[i] != nil {
-			b.handleSIPPacket(pkts[i])
-		}
-		*clock += int64(5 * time.Millisecond)
-		b.sendFrameToWhatsApp()
-	}
+	const ms = int64(time.Millisecond)
+	feed(b, clock, pkts, func(i int) int64 { return int64(first+i) * 20 * ms }, int64(first)*20*ms+5*ms, len(pkts)+extra)
 }
 
 // With goroutines: StartSIPReceive runs only the SIP reader and sends

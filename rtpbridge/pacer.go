@@ -9,29 +9,69 @@ import "time"
 // once and the rate never drifts. After a stall longer than maxCatchUp
 // frames the missed frames are skipped instead of burst out: skipped says
 // how many, so the sender can move its timestamp over them.
+//
+// Each send may ask for the schedule's phase to move: start moves by the
+// shift it returns (less than a period either way), so the next frame is
+// due that much later (or earlier) and every one after keeps the new phase.
+// The playout buffer uses it to tick a few ms after the PBX's packets come
+// rather than wherever the call's start happened to put the ticks. The
+// pacer never waits for anything but its own schedule.
 
 const maxCatchUp = 5
 
-// pace runs the schedule until stop is closed; send sends one frame.
-func pace(period time.Duration, stop <-chan struct{}, send func(), skipped func(frames int64)) {
-	start := time.Now()
-	t := time.NewTicker(period)
+// schedule is the pacer's timetable, apart from the timer so that tests can
+// drive it with a clock of their own.
+type schedule struct {
+	start  time.Time // frame k is due at start + k·period
+	period time.Duration
+	sent   int64 // frames sent or skipped
+}
+
+// next is when the next frame is due.
+func (s *schedule) next() time.Time { return s.start.Add(time.Duration(s.sent) * s.period) }
+
+// due is how many frames are due by now (the first at start).
+func (s *schedule) due(now time.Time) int64 {
+	el := now.Sub(s.start)
+	if el < 0 {
+		return 0
+	}
+	return int64(el/s.period) + 1
+}
+
+// run sends the frames due at now, skipping all but the last of them after
+// a stall. send gets how far behind its time its frame goes (≥ 0) and
+// returns the shift it asks for.
+func (s *schedule) run(now time.Time, send func(behind time.Duration) time.Duration, skipped func(frames int64)) {
+	if n := s.due(now) - s.sent; n > maxCatchUp {
+		skipped(n - 1)
+		s.sent += n - 1
+	}
+	// Bounded: shifts that keep asking for earlier frames cannot keep it
+	// here.
+	for i := 0; i <= maxCatchUp && s.sent < s.due(now); i++ {
+		behind := max(now.Sub(s.next()), 0)
+		s.sent++
+		// Less than a period: a bad request cannot stall the stream or
+		// make it burst.
+		shift := min(max(send(behind), -s.period+1), s.period-1)
+		s.start = s.start.Add(shift)
+	}
+}
+
+// pace runs the schedule until stop is closed.
+func pace(period time.Duration, stop <-chan struct{}, send func(behind time.Duration) time.Duration, skipped func(frames int64)) {
+	s := schedule{start: time.Now(), period: period}
+	s.run(s.start, send, skipped) // the first frame at once: never wait for the other side
+	t := time.NewTimer(time.Until(s.next()))
 	defer t.Stop()
-	send() // the first frame at once: never wait for the other side
-	sent := int64(1)
 	for {
 		select {
 		case <-stop:
 			return
-		case now := <-t.C:
-			due := int64(now.Sub(start)/period) + 1
-			if due-sent > maxCatchUp {
-				skipped(due - 1 - sent)
-				sent = due - 1
-			}
-			for ; sent < due; sent++ {
-				send()
-			}
+		case <-t.C:
+			s.run(time.Now(), send, skipped)
+			t.Reset(time.Until(s.next()))
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package rtpbridge
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -14,12 +15,13 @@ func runPacer(d, work time.Duration, stallAt int, stall time.Duration) (sent, sk
 	start := time.Now()
 	go func() {
 		defer close(done)
-		pace(20*time.Millisecond, stop, func() {
+		pace(20*time.Millisecond, stop, func(time.Duration) time.Duration {
 			sent++
 			time.Sleep(work)
 			if sent == int64(stallAt) {
 				time.Sleep(stall)
 			}
+			return 0
 		}, func(n int64) { skipped += n })
 	}()
 	time.Sleep(d)
@@ -55,5 +57,79 @@ func TestPacerStalls(t *testing.T) {
 	t.Logf("long stall: %d frames, %d skipped in %v, want %d in all", sent, skipped, elapsed, want)
 	if skipped < 5 || skipped > 11 || sent+skipped < want-3 || sent+skipped > want+1 {
 		t.Fatalf("long stall: %d frames, %d skipped in %v, want about %d in all", sent, skipped, elapsed, want)
+	}
+}
+
+// The schedule on a clock of the test's own: each frame is due a period
+// after the one before plus the shift it asked for, a shift is kept under
+// a period either way, and a frame is never sent before it is due.
+func TestScheduleShifts(t *testing.T) {
+	const P = 20 * time.Millisecond
+	t0 := time.Unix(1000, 0)
+	s := schedule{start: t0, period: P}
+	asks := map[int]time.Duration{3: 3 * time.Millisecond, 6: -7 * time.Millisecond, 9: P - time.Microsecond, 12: 3 * P, 15: -3 * P}
+	want := t0 // when frame k is due
+	var sentAt []time.Time
+	for k := range 20 {
+		now := s.next()
+		if !now.Equal(want) {
+			t.Fatalf("frame %d due at %v, want %v", k, now.Sub(t0), want.Sub(t0))
+		}
+		if s.run(now.Add(-time.Nanosecond), func(time.Duration) time.Duration { t.Fatal("sent early"); return 0 }, nil); s.sent != int64(k) {
+			t.Fatalf("frame %d: %d sent before its time", k, s.sent)
+		}
+		s.run(now, func(behind time.Duration) time.Duration {
+			if behind != 0 {
+				t.Fatalf("frame %d sent %v behind", k, behind)
+			}
+			sentAt = append(sentAt, now)
+			return asks[k]
+		}, nil)
+		want = want.Add(P + min(max(asks[k], -P+1), P-1))
+	}
+	for k := 1; k < len(sentAt); k++ {
+		if d := sentAt[k].Sub(sentAt[k-1]); d <= 0 || d >= 2*P {
+			t.Fatalf("frames %d and %d %v apart", k-1, k, d)
+		}
+	}
+}
+
+// Late ticks on the test's clock: frames due are sent at once with how far
+// behind each is (a shift asked on the way counts for the rest); after a
+// stall of more than maxCatchUp frames all but the last are skipped; and
+// however a send keeps asking for earlier frames, a run ends.
+func TestScheduleCatchUp(t *testing.T) {
+	const P = 20 * time.Millisecond
+	t0 := time.Unix(1000, 0)
+	s := schedule{start: t0, period: P}
+	var behind []time.Duration
+	send := func(b time.Duration) time.Duration { behind = append(behind, b); return 0 }
+	s.run(t0.Add(70*time.Millisecond), send, func(int64) { t.Fatal("skipped after 70 ms") })
+	if !slices.Equal(behind, []time.Duration{70 * time.Millisecond, 50 * time.Millisecond, 30 * time.Millisecond, 10 * time.Millisecond}) {
+		t.Fatalf("behind %v", behind)
+	}
+
+	behind = nil
+	s.run(t0.Add(75*time.Millisecond), func(b time.Duration) time.Duration { behind = append(behind, b); return 10 * time.Millisecond }, nil)
+	if len(behind) != 0 {
+		t.Fatalf("sent %v before its time", behind)
+	}
+	s.run(t0.Add(150*time.Millisecond), func(b time.Duration) time.Duration { behind = append(behind, b); return 10 * time.Millisecond }, nil)
+	// Due at 80, then 110 (80 + 20 + 10), then 140: all three late.
+	if !slices.Equal(behind, []time.Duration{70 * time.Millisecond, 40 * time.Millisecond, 10 * time.Millisecond}) {
+		t.Fatalf("behind %v, want 70, 40, 10 ms", behind)
+	}
+
+	var skipped int64
+	behind = nil
+	s.run(s.next().Add(10*P), send, func(n int64) { skipped += n })
+	if skipped != 10 || len(behind) != 1 {
+		t.Fatalf("after a stall of 10 frames: %d skipped, %d sent", skipped, len(behind))
+	}
+
+	n := 0
+	s.run(s.next().Add(3*P), func(time.Duration) time.Duration { n++; return -P }, func(int64) {})
+	if n > maxCatchUp+1 {
+		t.Fatalf("%d frames sent in one run", n)
 	}
 }

@@ -3,6 +3,7 @@ package rtpbridge
 import (
 	"fmt"
 	"math/bits"
+	"slices"
 	"sync"
 	"time"
 )
@@ -14,27 +15,53 @@ import (
 // into place, jitter is absorbed, and a packet that comes after its time
 // has been played is dropped (counted late).
 //
-// Delay. A packet's delay is the time from its arrival until its first
-// sample is heard at WhatsApp's end (the frame that carries it is sent at a
-// tick, and the sample lies some way into that frame). Packets are laid on
-// the timeline so that they start on frame boundaries (for the usual 20 ms
-// packets): then a packet is late only if it comes after the tick that
-// plays it, so all of its delay protects it against jitter. The delay
-// starts at up to 20 ms (the first tick a frame's length after a packet
-// comes), grows by a frame when a packet comes late, as long as it stays
-// within 40 ms, and shrinks by a frame when three seconds of packets all
-// came with a frame to spare (or at once, down to what they need, when
-// they all came with two or more: a backlog). It grows by playing a frame
-// of silence without moving on, and shrinks by skipping a frame, a quiet
-// one when it can find one.
+// Slack and phase. Packets are laid on the timeline so that they start on
+// frame boundaries (for the usual 20 ms packets): a packet is then late
+// only if it comes after the tick that plays it, and its slack (how long
+// before that tick it came) is all the jitter it can take. Left alone, the
+// slack would be wherever the call's start happened to put the pacer's
+// ticks against the PBX's packets (0-20 ms, by luck), and growing it would
+// take a whole frame. Instead the buffer moves the ticks: at each tick get
+// hands the pacer a shift, less than a frame either way, by which its next
+// tick and all after it move (pacer.go).
 //
-// The timeline is restarted (the next packet played after the target
-// delay, or after what is still held) when the PBX's SSRC changes, when a
-// talkspurt starts (marker bit) while nothing is held, when a packet
-// lands more than playResyncMs off it (a PBX that restarted its
-// timestamps, or resumed after hold with the old ones), and when
-// playLateRun packets in a row come late (its timestamps slipped behind
-// its clock by more than the delay can grow). Silence, of any
+//   - At the first packet after Start or a restart of the timeline, the
+//     phase is picked so that the packets after it come playMarginMs (plus
+//     what the delay has grown by and kept, see grown) before their ticks:
+//     the ticks move earlier or later, and frames of a backlog go.
+//   - The delay grows when the slack gets too small: after a late packet
+//     by what it lacked plus the margin (once for the packets one stall
+//     made late together), and at the end of a window of packets by what
+//     brings the window's least slack up to the margin.
+//     What is under a frame moves the next tick later (one interval toward
+//     WhatsApp is that much longer, which its jitter buffer takes as any
+//     jitter); whole frames are played as silence without moving on. It
+//     grows to playMaxMs at most.
+//   - It shrinks by whole frames, skipping one (a quiet one when it can
+//     find one): when playSteadyWins windows in a row had no late packet
+//     and all their packets came a frame and the margin or more ahead; or
+//     at once, down to the margin, when all came two frames and the margin
+//     ahead (a backlog).
+//   - What it grew by it gives back, moving the next tick earlier, when
+//     playSteadyWins windows in a row had no late packet and all their
+//     packets came twice the margin or more ahead: a stall or a burst of
+//     jitter that has passed. Only what it grew by: beyond that, a PBX
+//     running fast gains slack until a frame is skipped.
+//
+// So a PBX whose clock runs slow against ours (its packets ever later) is
+// followed by small delays of the ticks, without a late packet while its
+// jitter stays within the margin; one that runs fast (its packets ever
+// earlier) gains slack until a frame is skipped. The delay reported
+// (Stats.PlayoutDelayMs) is the packets' mean time from arrival to their
+// tick: about the margin plus their mean jitter.
+//
+// The timeline is restarted (the next packet played at the next tick, or
+// after what is still held, and the phase picked afresh) when the PBX's
+// SSRC changes, when a talkspurt starts (marker bit) while nothing is
+// held, when a packet lands more than playResyncMs off it (a PBX that
+// restarted its timestamps, or resumed after hold with the old ones), and
+// when playLateRun packets in a row come late (its timestamps slipped
+// behind its clock by more than the delay can grow). Silence, of any
 // length, needs nothing: the pacer plays silence meanwhile, and the next
 // packet's timestamp places it.
 //
@@ -45,18 +72,25 @@ import (
 // back down by skipping quiet frames.
 //
 // One mutex, taken once per packet by the SIP reader and once per frame by
-// the pacer, guards it: no other goroutine ever takes it.
+// the pacer, guards it: no other goroutine ever takes it. The shift reaches
+// the pacer as a result of get.
 
 const (
-	playMinMs      = 20   // the delay aimed at first
-	playMaxMs      = 40   // the most it grows to
-	playWindow     = 50   // packets per measuring window (a second at 20 ms)
-	playSteadyWins = 3    // windows without a late packet before the delay shrinks
-	playCapacityMs = 1000 // most audio held
-	playResyncMs   = 500
-	playLateRun    = 5   // late packets in a row that restart the timeline
-	playQuantumDiv = 400 // validity is kept per 2.5 ms
-	playEstN       = 256 // packets the delay's moving average spans (about 5 s)
+	// playMarginMs is the slack kept for the packets beyond what jitter has
+	// taken so far. Under load their arrival jitter is 1.5-2.5 ms at p99:
+	// 4 ms covers that with room for the rarer longer delays (and for the
+	// jitter of the packet the phase is picked from), and it is all the
+	// delay a steady call pays, where luck gave 0-20 ms.
+	playMarginMs    = 4
+	playMaxMs       = 40   // the most the delay grows to
+	playWindow      = 50   // packets per measuring window (a second at 20 ms)
+	playFirstWindow = 10   // the first window after a pick: jitter the picked packet did not show is met sooner
+	playSteadyWins  = 3    // windows without a late packet before the delay shrinks
+	playCapacityMs  = 1000 // most audio held
+	playResyncMs    = 500
+	playLateRun     = 5   // late packets in a row that restart the timeline
+	playQuantumDiv  = 400 // validity is kept per 2.5 ms
+	playEstN        = 256 // packets the delay's moving average spans (about 5 s)
 	// playQuietLevel is the mean square below which a stretch of audio is
 	// quiet enough to skip (about -50 dBFS).
 	playQuietLevel = 100 * 100
@@ -95,6 +129,8 @@ type playout struct {
 	packets  bool      // passthrough: whole Opus packets, one per frame slot
 	rate     int64     // timeline units per second
 	frame    int64     // units per frame
+	period   int64     // a frame's ns
+	margin   int64     // playMarginMs in units
 	mul      int64     // timeline units per RTP timestamp unit (2 for G.722)
 	capacity int64     // most units held
 	q        int64     // units per validity bit (PCM)
@@ -112,25 +148,33 @@ type playout struct {
 	off     int64 // timeline position = extended timestamp · mul + off
 
 	running bool  // the pacer has started
-	tickAt  int64 // when the last frame was played (ns, the bridge's clock)
-	tickPos int64 // where on the timeline that frame started
+	tickAt  int64 // when the last frame was due (ns, the bridge's clock)
+	nextAt  int64 // when the next one is, with the shift handed out
 
-	delay      int64   // the packets' mean delay (units): as laid out, then as measured
-	est        float64 // its running measure: the mean of the first packets, then a moving average
-	estN       int64
-	adjust     int64 // pending, in frames: > 0 play silence without moving on, < 0 skip audio
+	delay  int64   // the packets' mean delay (units): as picked, then as measured
+	est    float64 // its running measure: the mean of the first packets, then a moving average
+	estN   int64
+	adjust int64 // pending, in frames: > 0 play silence without moving on, < 0 skip audio
+	shift  int64 // pending, in units (under a frame): the next tick's move, for get to hand out
+	// pick: the next packet in time picks the phase. grown: what the delay
+	// grew by and has not given back (units), which picks keep beyond the
+	// margin (up to a frame).
+	pick       bool
+	grown      int64
+	lateMark   int64 // a late packet for a frame before it grows nothing: the last growth was for it
 	shrinkWait int
+	winLen     int // packets in this window
 	win        struct {
 		n, lates int
-		sum      int64 // of the delays
-		minSlack int64 // least time to spare before a packet's frame was played
+		minSlack int64 // least time to spare before a packet's tick (units; < 0 late)
 	}
-	steady int
+	steady int                   // windows in a row without a late packet
+	recent [playSteadyWins]int64 // the least slack of the last of them
 }
 
 func newPlayout(c *dirCounters) *playout { return &playout{c: c} }
 
-func (p *playout) String() string { return fmt.Sprintf("playout %d-%dms", playMinMs, playMaxMs) }
+func (p *playout) String() string { return fmt.Sprintf("playout %d-%dms", playMarginMs, playMaxMs) }
 
 // configure makes the buffer hold s's audio, dropping whatever it held
 // (a PCM rate or passthrough change). The pacer's timing carries on.
@@ -170,23 +214,49 @@ func (p *playout) configureLocked(s *sipSetup) {
 		}
 		p.slots = nil
 	}
+	p.period = int64(s.frame.d)
+	p.margin = p.ms(playMarginMs)
 	p.rd, p.end, p.synced = 0, 0, false
-	p.tickPos = 0
-	p.adjust, p.shrinkWait, p.steady = 0, 0, 0
-	p.setDelay(p.ms(playMinMs))
+	p.adjust, p.shift, p.shrinkWait, p.steady = 0, 0, 0, 0
+	p.pick, p.grown, p.lateMark = true, 0, 0
+	p.setDelay(p.margin)
+	p.winLen = playWindow
 	p.restartWindow()
 }
 
 func (p *playout) ms(n int64) int64 { return p.rate * n / 1000 }
 
-// playPoint is where on the timeline the audio being heard now is: the
-// last frame's start plus the time since (at most a frame).
-func (p *playout) playPoint(now int64) int64 {
-	if !p.running {
-		return p.rd
+// units is t ns in timeline units.
+func (p *playout) units(t int64) int64 { return t * p.rate / int64(time.Second) }
+
+// frameOf is the frame position pos is played in: the frame it starts in
+// (PCM), or the one it mostly falls in (a passthrough packet takes a whole
+// slot).
+func (p *playout) frameOf(pos int64) int64 {
+	if p.packets {
+		pos += p.frame / 2
 	}
-	el := (now - p.tickAt) * p.rate / int64(time.Second)
-	return p.tickPos + min(max(el, 0), p.frame)
+	return pos - (pos%p.frame+p.frame)%p.frame
+}
+
+// until is the time (in units) from now to the tick that plays the frame
+// at x: negative once it has been played. Ticks to come are counted from
+// the next one as the pacer was told, with the pending silence frames and
+// shift (which moves the ticks after the next); a pending skip is left
+// out, as it waits for a quiet frame.
+func (p *playout) until(x, now int64) int64 {
+	if !p.running {
+		return x - p.rd
+	}
+	if x < p.rd {
+		return x - (p.rd - p.frame) - p.units(max(now-p.tickAt, 0))
+	}
+	i := (x-p.rd)/p.frame + max(p.adjust, 0) // ticks after the next
+	u := p.units(max(p.nextAt-now, 0)) + i*p.frame
+	if i > 0 {
+		u += p.shift
+	}
+	return u
 }
 
 // putResult is what became of a packet.
@@ -199,11 +269,11 @@ const (
 )
 
 // place maps a packet of n units stamped h onto the timeline, restarting
-// the timeline if needed, and measures its delay. It returns where its
+// the timeline if needed, and measures its slack. It returns where its
 // audio goes; from may be before rd (the caller keeps only what is not).
 func (p *playout) place(h rtpHeader, n int64, now int64) (from int64) {
 	if !p.synced || h.ssrc != p.ssrc {
-		p.resync(now)
+		p.resync()
 		p.ssrc, p.lastTS = h.ssrc, h.ts
 	}
 	d := int64(int32(h.ts - p.lastTS))
@@ -215,115 +285,163 @@ func (p *playout) place(h rtpHeader, n int64, now int64) (from int64) {
 	if !p.running {
 		return from
 	}
-	pp := p.playPoint(now)
 	resync := p.ms(playResyncMs)
-	late := from < p.rd
-	if late {
+	if p.frameOf(from) < p.rd {
 		p.lateRun++
 	} else {
 		p.lateRun = 0
 	}
 	switch {
-	case from+n < p.rd-resync || from > max(p.end, pp+p.delay)+resync || p.lateRun >= playLateRun:
+	case from+n < p.rd-resync || from > max(p.end, p.rd+p.delay)+resync || p.lateRun >= playLateRun:
 		// Off the timeline: the PBX's timestamps jumped, or its stream
 		// slipped later than the delay can grow.
 		p.c.resets.Add(1)
 		fallthrough
 	case h.marker && p.end <= p.rd:
-		p.resync(now)
+		p.resync()
 		p.lastTS, p.lastExt = h.ts, 0
 		from = p.off
-		late = false
 	}
-	p.measure(from-pp, from-p.rd, late)
+	p.measure(from, now)
 	return from
 }
 
 // resync starts the timeline afresh with the next packet: it is placed on
-// the frame boundary nearest before the delay aimed at (playMinMs, or
-// what the delay has grown to) from now, and after whatever is still
-// held.
-func (p *playout) resync(now int64) {
-	base := p.rd
-	pp := p.playPoint(now)
-	if p.running {
-		base = pp + max(p.delay, p.ms(playMinMs))
-		base -= base % p.frame
-	}
-	if end := p.end + (p.frame-p.end%p.frame)%p.frame; base < end {
-		base = end
-	}
+// the next frame to play, or after whatever is still held, and picks the
+// phase (measure).
+func (p *playout) resync() {
+	base := max(p.rd, p.end+(p.frame-p.end%p.frame)%p.frame)
 	p.synced, p.lateRun = true, 0
-	p.lastExt, p.off = 0, max(base, p.rd)
-	if p.running {
-		p.setDelay(p.off - pp)
-	}
-	p.est, p.estN = float64(p.delay), 0
+	p.lastExt, p.off = 0, base
+	p.pick = true
 	p.restartWindow()
 }
 
-// measure keeps the statistics of the packets' delay and of their time to
-// spare (slack: how long before the tick that plays it a packet came), and
-// adapts the delay to them.
-func (p *playout) measure(delay, slack int64, late bool) {
+// measure keeps the statistics of the packets' delay and of their slack
+// (how long before the tick that plays it a packet came), and adapts the
+// delay to them.
+func (p *playout) measure(from, now int64) {
+	x := p.frameOf(from)
+	slack := p.until(x, now)
+	late := x < p.rd
+	if p.pick && !late {
+		p.pickPhase(slack)
+		return
+	}
 	w := &p.win
 	if w.n == 0 || slack < w.minSlack {
 		w.minSlack = slack
 	}
 	w.n++
-	w.sum += delay
-	// The packets' mean delay: as laid out until some packets came, then
+	// The packets' mean delay: as picked until some packets came, then
 	// their mean, then (past playEstN packets) a moving average, which
 	// follows the PBX's clock drifting against ours. Late packets are left
 	// out: lateness is often one-sided (a few packets much later than the
 	// rest), and the delay must stay within the most for the others.
 	if !late {
 		p.estN++
-		p.est += (float64(delay) - p.est) / float64(min(p.estN, playEstN))
+		p.est += (float64(slack+from-x) - p.est) / float64(min(p.estN, playEstN))
 		if p.estN >= playWindow/5 {
 			p.setDelay(int64(p.est))
 		}
 	}
-	maxD := p.ms(playMaxMs)
 	if late {
 		w.lates++
 		p.steady = 0
 		p.c.underruns.Add(1)
-		// Grow by a frame if the delay, once measured, stays within the
-		// most.
-		if p.adjust <= 0 && p.estN >= playWindow && p.delay+p.frame <= maxD {
-			p.adjust = 1
-			p.moveDelay(p.frame)
-			p.restartWindow()
+		// A stall (the PBX's, the network's or this process's) makes
+		// several packets late at once: the first one's growth is for
+		// them all, and the frames up to the next tick, which it cannot
+		// move, are theirs.
+		if x >= p.lateMark {
+			p.grow(p.margin - slack)
+			p.lateMark = p.rd + p.frame
 		}
+		p.restartWindow()
 		return
 	}
-	if w.n < playWindow {
+	if w.n < p.winLen {
 		return
 	}
+	steadyMin := int64(-1) // over the last playSteadyWins windows, when all were steady
 	if w.lates == 0 {
+		p.recent[p.steady%playSteadyWins] = w.minSlack
 		p.steady++
+		if p.steady >= playSteadyWins {
+			steadyMin = slices.Min(p.recent[:])
+		}
 	}
 	switch {
-	case w.minSlack >= 2*p.frame:
+	case w.minSlack < p.margin:
+		// Jitter took more than the margin left (or the PBX's clock is
+		// slower than ours): keep the margin beyond the latest packet.
+		p.grow(p.margin - w.minSlack)
+		p.steady = 0
+	case w.minSlack >= 2*p.frame+p.margin:
 		// Every packet came two frames or more ahead of its time: a backlog
 		// (audio kept before Start) or a PBX running ahead. Shrink now,
-		// to leave a frame of slack.
-		p.adjust = -(w.minSlack/p.frame - 1)
+		// down to the margin.
+		p.adjust = -((w.minSlack - p.margin) / p.frame)
 		p.steady = 0
-	case p.steady >= playSteadyWins && w.minSlack >= p.frame:
+	case steadyMin >= p.frame+p.margin:
+		// A frame to spare for some seconds: a faster PBX clock, or the
+		// jitter that grew the delay has passed.
 		p.adjust = -1
 		p.steady = 0
-	case p.delay > maxD:
-		// Grown past the most on a first guess of the delay (before the
-		// packets had measured it).
-		p.adjust = -1
+	case p.grown > 0 && steadyMin >= 2*p.margin:
+		// What a stall or jitter asked for is not needed any more: give
+		// it back (an earlier tick), down to the margin. Twice the margin
+		// keeps what the usual jitter needs from coming and going.
+		back := min(p.grown, steadyMin-p.margin)
+		p.retime(-back)
+		p.grown -= back
+		p.moveDelay(-back)
+		p.steady = 0
 	}
+	p.winLen = playWindow
 	p.restartWindow()
 }
 
-// moveDelay notes that the timeline moved by d units against the play
-// point.
+// pickPhase moves the ticks so that the packets after the one that came
+// slack units before its tick come the margin (and what the delay grew by)
+// before theirs.
+// The shift moves the ticks after the next: this packet's too unless it is
+// the next one's, which has come and stays as it is.
+func (p *playout) pickPhase(slack int64) {
+	p.pick = false
+	target := p.margin + min(p.grown, p.frame-p.margin)
+	p.retime(target - slack - min(p.adjust, 0)*p.frame) // pending skips count as done
+	p.setDelay(target)
+	p.est, p.estN = float64(target), 0
+	p.winLen = playFirstWindow
+	p.restartWindow()
+}
+
+// grow delays the packets' play by need units (as far as playMaxMs
+// allows). A pending shrink is called off: the slack it was for is gone.
+func (p *playout) grow(need int64) {
+	need = min(need, p.ms(playMaxMs)-p.delay)
+	if need <= 0 {
+		return
+	}
+	if p.adjust < 0 {
+		p.adjust, p.shrinkWait = 0, 0
+	}
+	p.retime(need)
+	p.grown += need
+	p.moveDelay(need)
+}
+
+// retime moves the ticks after the next by d units: whole frames as
+// silence played (or frames skipped), the rest as the shift handed to the
+// pacer.
+func (p *playout) retime(d int64) {
+	p.shift += d
+	p.adjust += p.shift / p.frame
+	p.shift %= p.frame
+}
+
+// moveDelay notes that the timeline moved by d units against the ticks.
 func (p *playout) moveDelay(d int64) {
 	p.est += float64(d)
 	p.setDelay(p.delay + d)
@@ -334,7 +452,7 @@ func (p *playout) setDelay(d int64) {
 	p.c.playoutDelayMs.Store(uint64(max(d, 0) * 1000 / p.rate))
 }
 
-func (p *playout) restartWindow() { p.win.n, p.win.lates, p.win.sum, p.win.minSlack = 0, 0, 0, 0 }
+func (p *playout) restartWindow() { p.win.n, p.win.lates, p.win.minSlack = 0, 0, 0 }
 
 // room makes sure the buffer can hold up to to, dropping the oldest audio
 // (counted as an overrun) if not.
@@ -386,7 +504,7 @@ func (p *playout) putPacket(h rtpHeader, payload []byte, dur int64, now int64) p
 	}
 	from := p.place(h, dur, now)
 	// Frames are whole: the packet takes the slot it mostly falls in.
-	first := (from + p.frame/2) / p.frame * p.frame
+	first := p.frameOf(from)
 	if first < p.rd {
 		p.c.late.Add(1)
 		return putLate
@@ -410,42 +528,45 @@ func (p *playout) putPacket(h rtpHeader, payload []byte, dur int64, now int64) p
 
 func (p *playout) slot(pos int64) *playSlot { return &p.slots[pos/p.frame%int64(len(p.slots))] }
 
-// get plays the next frame at time now: PCM into pcm, or a packet into pkt
-// (n bytes, lasting dur units). It returns the setup the audio belongs to.
-func (p *playout) get(now int64, pcm []int16, pkt []byte) (kind playKind, n int, dur int64, s *sipSetup) {
+// get plays the frame due at now: PCM into pcm, or a packet into pkt (n
+// bytes, lasting dur units). It returns the setup the audio belongs to,
+// and the shift by which the pacer is to move its next tick.
+func (p *playout) get(now int64, pcm []int16, pkt []byte) (kind playKind, n int, dur int64, s *sipSetup, shift time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.running {
 		// What was kept before the start is the delay from now on; it is
-		// to come down to the usual by skipping quiet frames.
-		p.running = true
+		// to come down by skipping quiet frames, to a frame (the next
+		// packet comes within one) until a packet picks the phase.
+		p.running, p.pick = true, true
 		p.setDelay(p.end - p.rd)
 		p.est, p.estN = float64(p.delay), 0
-		if excess := p.delay - p.ms(playMinMs); excess >= p.frame {
+		if excess := p.delay - p.frame; excess >= p.frame {
 			p.adjust = -(excess / p.frame)
 		}
 	}
 	p.tickAt = now
+	shift = time.Duration(p.shift * int64(time.Second) / p.rate)
+	p.shift = 0
+	p.nextAt = now + p.period + int64(shift)
 	if p.adjust > 0 {
 		// Grow: a frame of silence, the read point stays.
 		p.adjust--
-		p.tickPos = p.rd - p.frame
 		if !p.packets {
 			clear(pcm[:p.frame])
 		}
-		return playSilence, 0, 0, p.setup
+		return playSilence, 0, 0, p.setup, shift
 	}
 	if p.adjust < 0 {
 		p.shrink()
 	}
-	p.tickPos = p.rd
 	if p.packets {
 		kind, n, dur = p.getPacket(pkt)
 	} else {
 		kind = kindOf(p.read(p.rd, pcm[:p.frame]))
 	}
 	p.rd += p.frame
-	return kind, n, dur, p.setup
+	return kind, n, dur, p.setup, shift
 }
 
 func kindOf(audio bool) playKind {
@@ -468,6 +589,7 @@ func (p *playout) shrink() {
 	for p.adjust < 0 && skipped < playMaxSkips && (p.quiet(p.rd) || p.shrinkWait >= force) {
 		p.discard(p.rd + p.frame)
 		p.adjust++
+		p.grown = max(p.grown-p.frame, 0)
 		p.moveDelay(-p.frame)
 		skipped++
 		p.shrinkWait = 0

@@ -3,6 +3,7 @@ package rtpbridge
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/wagateway/wagateway/rtpbridge/opus"
 )
@@ -210,13 +211,17 @@ func (d *sipToWhatsApp) consume(h rtpHeader) {
 }
 
 // sendFrame sends one packet toward WhatsApp (the pacer goroutine): the
-// playout buffer's next frame, or a telephone-event in its place.
-func (d *sipToWhatsApp) sendFrame() {
+// playout buffer's next frame, or a telephone-event in its place. behind
+// is how late the pacer is with it; the result is the shift the buffer
+// asks of the pacer's next tick.
+func (d *sipToWhatsApp) sendFrame(behind time.Duration) (shift time.Duration) {
 	// The buffer says which setup its audio belongs to: a codec change
-	// reaches the pacer with the first audio of the new codec.
-	kind, n, dur, s := d.play.get(d.now(), d.pcm, d.pkt)
+	// reaches the pacer with the first audio of the new codec. It is given
+	// the frame's due time, not now: its slack figures count from the
+	// schedule, which a late tick does not move.
+	kind, n, dur, s, shift := d.play.get(d.now()-int64(behind), d.pcm, d.pkt)
 	if d.dtmf.slot(d) {
-		return
+		return shift
 	}
 	f := s.frame
 	if s.codec.passthrough {
@@ -229,7 +234,7 @@ func (d *sipToWhatsApp) sendFrame() {
 			d.c.silenceFrames.Add(1)
 			d.out.send(d.opusPT, copy(d.out.payload(), d.silence), f.opusTS)
 		}
-		return
+		return shift
 	}
 	pcm := d.pcm[:f.samples]
 	if kind == playSilence {
@@ -239,7 +244,8 @@ func (d *sipToWhatsApp) sendFrame() {
 	if err != nil {
 		d.c.encodeErrors.Add(1)
 		d.out.skip(f.opusTS)
-		return
+		return shift
 	}
 	d.out.send(d.opusPT, n, f.opusTS)
+	return shift
 }

@@ -69,16 +69,49 @@ func (s *pbxSender) digit(r rune, d time.Duration, keep func(i int) bool) [][]by
 }
 
 // runPBX feeds the PBX's packets one per 20 ms (a nil one is a 20 ms gap)
-// with the pacer ticking 5 ms after each, on a simulated clock, then lets
-// the pacer run extra more frames.
-func runPBX(b *Bridge, clock *int64, pkts [][]byte, extra int) {
-	for i := 0; i < len(pkts)+extra; i++ {
-		*clock = int64(i) * int64(20*time.Millisecond)
-		if i < len(pkts) && pkts[i] != nil {
-			b.handleSIPPacket(pkts[i])
+// with the pacer's first frame 5 ms after the first, on a simulated clock,
+// and lets the pacer send as many frames as there are packets and extra
+// more.
+func runPBX(b *Bridge, clock *int64, pkts [][]byte, extra int) { runPBXFrom(b, clock, pkts, 0, extra) }
+
+// simPacer is the bridge's pacer on its simulated clock: the real
+// schedule, shifts and all, without the timer.
+type simPacer struct {
+	b     *Bridge
+	clock *int64
+	s     schedule
+}
+
+// newSimPacer starts the schedule with a frame due at start (ns).
+func newSimPacer(b *Bridge, clock *int64, start int64) *simPacer {
+	return &simPacer{b: b, clock: clock, s: schedule{start: time.Unix(0, start), period: 20 * time.Millisecond}}
+}
+
+// next is when the next frame is due (ns).
+func (sp *simPacer) next() int64 { return sp.s.next().UnixNano() }
+
+// tick sends the next frame, on time.
+func (sp *simPacer) tick() {
+	*sp.clock = sp.next()
+	sp.s.run(sp.s.next(), sp.b.s2w.sendFrame, func(int64) { panic("a simulated pacer stalled") })
+}
+
+// feed hands the PBX's packets (at[i] ns; nil: none) to the bridge and runs
+// the pacer from tick0 ns for frames frames, in time order (a packet
+// before a frame due at the same time).
+func feed(b *Bridge, clock *int64, pkts [][]byte, at func(i int) int64, tick0 int64, frames int) {
+	sp := newSimPacer(b, clock, tick0)
+	for i, sent := 0, 0; i < len(pkts) || sent < frames; {
+		if i < len(pkts) && (sent == frames || at(i) <= sp.next()) {
+			*clock = at(i)
+			if pkts[i] != nil {
+				b.handleSIPPacket(pkts[i])
+			}
+			i++
+			continue
 		}
-		*clock += int64(5 * time.Millisecond)
-		b.sendFrameToWhatsApp()
+		sp.tick()
+		sent++
 	}
 }
 
