@@ -56,19 +56,19 @@ func TestBridgeString(t *testing.T) {
 	}{
 		{Config{SIPCodec: Codec{"pcma", 8, 0}, OpusComplexity: 10},
 			"whatsapp opus/48000 → reorder 60ms → opus decode 8k (fec/plc) → 20ms frames → pcma encode → sip" +
-				" | sip pcma/8000 → pcma decode → playout 4-40ms → opus encode 8k (20ms pacer) → whatsapp"},
+				" | sip pcma/8000 → pcma decode → playout 6-40ms → opus encode 8k (20ms pacer) → whatsapp"},
 		{Config{SIPCodec: Codec{"G722", 9, 8000}, SIPDTMFPayloadType: 101},
 			"whatsapp opus/48000 → reorder 60ms → telephone-event → rfc4733/101 → opus decode 16k (fec/plc) → 20ms frames → g722 encode → sip" +
-				" | sip g722/8000 → g722 decode → playout 4-40ms → opus encode 16k (20ms pacer) → rfc4733/101 → telephone-event 126 → whatsapp"},
+				" | sip g722/8000 → g722 decode → playout 6-40ms → opus encode 16k (20ms pacer) → rfc4733/101 → telephone-event 126 → whatsapp"},
 		{Config{SIPCodec: Codec{"opus", 107, 48000}, SIPDTMFPayloadType: 101},
 			"whatsapp opus/48000 → reorder 60ms → telephone-event → rfc4733/101 → opus passthrough → sip" +
-				" | sip opus/48000 → opus passthrough → playout 4-40ms → opus passthrough (20ms pacer) → rfc4733/101 → telephone-event 126 → whatsapp"},
+				" | sip opus/48000 → opus passthrough → playout 6-40ms → opus passthrough (20ms pacer) → rfc4733/101 → telephone-event 126 → whatsapp"},
 		{Config{SIPCodec: pcmu, DTMFMode: DTMFModeInband},
 			"whatsapp opus/48000 → reorder 60ms → telephone-event → dtmf tones → opus decode 8k (fec/plc) → 20ms frames → pcmu encode → sip" +
-				" | sip pcmu/8000 → pcmu decode → dtmf detect (goertzel) → playout 4-40ms → opus encode 8k (20ms pacer) → whatsapp"},
+				" | sip pcmu/8000 → pcmu decode → dtmf detect (goertzel) → playout 6-40ms → opus encode 8k (20ms pacer) → whatsapp"},
 		{Config{SIPCodec: pcmu, DTMFMode: DTMFModeInfo, SIPDTMFPayloadType: 101},
 			"whatsapp opus/48000 → reorder 60ms → telephone-event → OnDigit (info) → opus decode 8k (fec/plc) → 20ms frames → pcmu encode → sip" +
-				" | sip pcmu/8000 → pcmu decode → playout 4-40ms → opus encode 8k (20ms pacer) → rfc4733/101 → telephone-event 126 → whatsapp"},
+				" | sip pcmu/8000 → pcmu decode → playout 6-40ms → opus encode 8k (20ms pacer) → rfc4733/101 → telephone-event 126 → whatsapp"},
 	} {
 		c := tc.cfg
 		c.WhatsAppIn, c.WhatsAppOut, c.SIPIn, c.SIPOut = l, l, l, l

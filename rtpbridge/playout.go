@@ -77,11 +77,13 @@ import (
 
 const (
 	// playMarginMs is the slack kept for the packets beyond what jitter has
-	// taken so far. Under load their arrival jitter is 1.5-2.5 ms at p99:
-	// 4 ms covers that with room for the rarer longer delays (and for the
-	// jitter of the packet the phase is picked from), and it is all the
-	// delay a steady call pays, where luck gave 0-20 ms.
-	playMarginMs    = 4
+	// taken so far. Under load their arrival jitter is 1.5-2.5 ms at p99,
+	// but every second or so a stall of the PBX or of the machine makes
+	// every call's packets a few ms late together: with 4 ms, 200-call runs
+	// (wasim load, 60 s) had 250-330 late packets and grew by whole frames;
+	// with 6 ms, 12. It is all the delay a steady call pays, where luck
+	// gave 0-20 ms.
+	playMarginMs    = 6
 	playMaxMs       = 40   // the most the delay grows to
 	playWindow      = 50   // packets per measuring window (a second at 20 ms)
 	playFirstWindow = 10   // the first window after a pick: jitter the picked packet did not show is met sooner

@@ -363,7 +363,7 @@ func TestPlayoutStallGrowsOnce(t *testing.T) {
 	for i := range arrive {
 		arrive[i] = float64(i) * 20
 	}
-	arrive[100], arrive[101] = 2025, 2025 // ticks at 2004 and 2024
+	arrive[100], arrive[101] = 2021+playMarginMs, 2021+playMarginMs // ticks at 2000 and 2020 + the margin
 	var most uint64
 	played, inOrder := playoutSim{arrive: arrive, tick0: playMarginMs - 60, onTick: func(float64) {
 		most = max(most, c.playoutDelayMs.Load())

@@ -78,7 +78,7 @@ func TestSetSIPCodecMidCall(t *testing.T) {
 		}
 	}
 	if got := b.String(); got != "whatsapp opus/48000 → reorder 60ms → telephone-event → rfc4733/96 → opus decode 8k (fec/plc) → 20ms frames → pcma encode → sip"+
-		" | sip pcma/8000 → pcma decode → playout 4-40ms → opus encode 8k (20ms pacer) → rfc4733/96 → telephone-event 126 → whatsapp" {
+		" | sip pcma/8000 → pcma decode → playout 6-40ms → opus encode 8k (20ms pacer) → rfc4733/96 → telephone-event 126 → whatsapp" {
 		t.Fatalf("chain %s", got)
 	}
 
