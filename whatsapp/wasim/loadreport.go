@@ -127,12 +127,11 @@ type RoundTripReport struct {
 	// over the markers of calls with at least minMarkersForAdded of them
 	// (each call's best marker itself left out).
 	AddedOneWayMs Percentiles `json:"added_one_way_ms"`
-	// The added round trip in two parts. The gateway's playout buffer
-	// moves in whole 20 ms frames, so a round trip a frame or more above
-	// its call's best is one played with a grown buffer: FrameStepMarkers
-	// counts those. What is left once whole frames are taken off is the
-	// packets' own delay (pacer wake-ups, queues, CPU):
-	// AddedWithinFrameOneWayMs, halved like AddedOneWayMs.
+	// The added round trip in two parts: FrameStepMarkers counts the round
+	// trips a whole 20 ms frame or more above their call's best (a playout
+	// buffer grown past a frame, which plays whole frames of silence; it
+	// moves its pacer's phase for less); AddedWithinFrameOneWayMs is what
+	// is left once whole frames are taken off, halved like AddedOneWayMs.
 	FrameStepMarkers         int         `json:"frame_step_markers"`
 	AddedWithinFrameOneWayMs Percentiles `json:"added_within_frame_one_way_ms"`
 }
@@ -420,7 +419,7 @@ func (r *LoadReport) String() string {
 	fmt.Fprintf(w, "  WA→PBX echo→WA\t%s\n", rt.RoundTripMs)
 	fmt.Fprintf(w, "  each call's best\t%s\n", rt.CallBestMs)
 	fmt.Fprintf(w, "  added one-way\t%s\n", rt.AddedOneWayMs)
-	fmt.Fprintf(w, "    in whole frames\t%d markers a frame or more above their call's best (a grown playout buffer)\n", rt.FrameStepMarkers)
+	fmt.Fprintf(w, "    in whole frames\t%d markers a frame or more above their call's best\n", rt.FrameStepMarkers)
 	fmt.Fprintf(w, "    within a frame\t%s\n", rt.AddedWithinFrameOneWayMs)
 	if g := r.Gateway; g != nil {
 		for _, d := range []struct {
