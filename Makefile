@@ -13,9 +13,12 @@ TEST_PKGS  = $(BUILD_PKGS) sip-tester baresip-core chromium
 demo: deps-build
 	$(GO) run ./cmd/wagateway demo
 
+# -p 1: one package's tests at a time. The load test (cmd/wasim) and the
+# real-peer calls (gateway) time media to the tens of milliseconds; run
+# side by side on two cores they starve each other.
 test: deps-test
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 8m ./...
+	$(GO) test -p 1 -count=1 -timeout 8m ./...
 
 bench: deps-build
 	$(GO) test -run '^$$' -bench . -benchmem ./rtpbridge/...
