@@ -42,11 +42,14 @@ import (
 //     and all their packets came a frame and the margin or more ahead; or
 //     at once, down to the margin, when all came two frames and the margin
 //     ahead (a backlog).
-//   - What it grew by it gives back, moving the next tick earlier, when
-//     playSteadyWins windows in a row had no late packet and all their
-//     packets came twice the margin or more ahead: a stall or a burst of
-//     jitter that has passed. Only what it grew by: beyond that, a PBX
-//     running fast gains slack until a frame is skipped.
+//   - What it grew by, and how far the ticks moved since the phase was
+//     picked, it gives back first, moving the next tick earlier (no audio
+//     skipped), when playSteadyWins windows in a row had no late packet
+//     and all their packets came twice the margin or more ahead: a stall
+//     or a burst of jitter that has passed. So the stream toward WhatsApp
+//     stays on its timestamps' schedule; only a PBX running fast, with
+//     the ticks back where they were picked, gains slack until a frame is
+//     skipped.
 //
 // So a PBX whose clock runs slow against ours (its packets ever later) is
 // followed by small delays of the ticks, without a late packet while its
@@ -161,8 +164,14 @@ type playout struct {
 	// pick: the next packet in time picks the phase. grown: what the delay
 	// grew by and has not given back (units), which picks keep beyond the
 	// margin (up to a frame).
-	pick       bool
-	grown      int64
+	pick  bool
+	grown int64
+	// moved: how far the ticks have moved since the phase was picked
+	// (units, > 0 later), by the shifts handed out. Giving it back keeps
+	// the stream toward WhatsApp on its timestamps' schedule: growth by
+	// later ticks then shrinking by skipped frames would leave it ever
+	// later, like a sender whose clock runs slow.
+	moved      int64
 	lateMark   int64 // a late packet for a frame before it grows nothing: the last growth was for it
 	shrinkWait int
 	winLen     int // packets in this window
@@ -220,7 +229,7 @@ func (p *playout) configureLocked(s *sipSetup) {
 	p.margin = p.ms(playMarginMs)
 	p.rd, p.end, p.synced = 0, 0, false
 	p.adjust, p.shift, p.shrinkWait, p.steady = 0, 0, 0, 0
-	p.pick, p.grown, p.lateMark = true, 0, 0
+	p.pick, p.grown, p.moved, p.lateMark = true, 0, 0, 0
 	p.setDelay(p.margin)
 	p.winLen = playWindow
 	p.restartWindow()
@@ -385,19 +394,21 @@ func (p *playout) measure(from, now int64) {
 		// down to the margin.
 		p.adjust = -((w.minSlack - p.margin) / p.frame)
 		p.steady = 0
-	case steadyMin >= p.frame+p.margin:
-		// A frame to spare for some seconds: a faster PBX clock, or the
-		// jitter that grew the delay has passed.
-		p.adjust = -1
-		p.steady = 0
-	case p.grown > 0 && steadyMin >= 2*p.margin:
+	case max(p.grown, p.moved) > 0 && steadyMin >= 2*p.margin:
 		// What a stall or jitter asked for is not needed any more: give
-		// it back (an earlier tick), down to the margin. Twice the margin
-		// keeps what the usual jitter needs from coming and going.
-		back := min(p.grown, steadyMin-p.margin)
+		// it back by earlier ticks (no audio skipped), down to the margin
+		// and by no more than the ticks moved or the delay grew. Twice
+		// the margin keeps what the usual jitter needs from coming and
+		// going.
+		back := min(max(p.grown, p.moved), steadyMin-p.margin, p.frame-1)
 		p.retime(-back)
-		p.grown -= back
+		p.grown = max(p.grown-back, 0)
 		p.moveDelay(-back)
+		p.steady = 0
+	case steadyMin >= p.frame+p.margin:
+		// A frame to spare for some seconds with the ticks where they
+		// were picked: a faster PBX clock. Skip a frame.
+		p.adjust = -1
 		p.steady = 0
 	}
 	p.winLen = playWindow
@@ -413,6 +424,7 @@ func (p *playout) pickPhase(slack int64) {
 	p.pick = false
 	target := p.margin + min(p.grown, p.frame-p.margin)
 	p.retime(target - slack - min(p.adjust, 0)*p.frame) // pending skips count as done
+	p.moved = -p.shift                                  // the phase picked is the baseline once handed out
 	p.setDelay(target)
 	p.est, p.estN = float64(target), 0
 	p.winLen = playFirstWindow
@@ -549,6 +561,7 @@ func (p *playout) get(now int64, pcm []int16, pkt []byte) (kind playKind, n int,
 	}
 	p.tickAt = now
 	shift = time.Duration(p.shift * int64(time.Second) / p.rate)
+	p.moved += p.shift
 	p.shift = 0
 	p.nextAt = now + p.period + int64(shift)
 	if p.adjust > 0 {
