@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v3"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"go.uber.org/zap"
@@ -36,7 +37,7 @@ const (
 // Per packet: the socket's reader copies an SRTP packet into the leg's
 // queue and wakes the bridge's reader, which decrypts it in ReadPacket;
 // WritePacket encrypts and sends on the caller's goroutine (the bridge's
-// pacer). No lock, no allocation, no other goroutine.
+// pacer). No allocation, no other goroutine, no lock another call takes.
 type Leg struct {
 	media  *Media
 	ice    *iceAgent
@@ -70,14 +71,16 @@ type Leg struct {
 	queue      [legQueue][maxDatagram]byte
 	queueLen   [legQueue]uint16
 	head, tail atomic.Uint32
+	prodMu     sync.Mutex
 	wake       chan struct{}
 
 	// The reader's own.
 	rhdr rtp.Header
 	// The writer's own.
-	whdr rtp.Header
-	out  [maxDatagram + 64]byte
-	rtcp rtcpSender
+	whdr    rtp.Header
+	out     [maxDatagram + 64]byte
+	rtcp    rtcpSender
+	rtcpHdr rtcp.Header
 
 	// PT numbers of the offer when they are not the bridge's 111/126.
 	inOpusPT, inDTMFPT uint8
@@ -269,14 +272,20 @@ func (l *Leg) deliver(p []byte) {
 			l.early.Add(1)
 			return
 		}
+		// One producer at a time: the selected pair's socket reader, and
+		// for an instant two when a controlling browser moves the call to
+		// a pair on another socket. The lock is this call's alone.
+		l.prodMu.Lock()
 		head, tail := l.head.Load(), l.tail.Load()
 		if tail-head >= legQueue {
+			l.prodMu.Unlock()
 			l.overflow.Add(1) // the bridge is 160 ms behind: drop the newest
 			return
 		}
 		i := tail % legQueue
 		l.queueLen[i] = uint16(copy(l.queue[i][:], p))
 		l.tail.Store(tail + 1)
+		l.prodMu.Unlock()
 		select {
 		case l.wake <- struct{}{}:
 		default:
@@ -380,7 +389,7 @@ func (l *Leg) outPT(pt uint8) uint8 {
 // goroutine: WebRTC endpoints must send RTCP (RFC 8834 §5.1).
 func (l *Leg) sendRTCP(p *icePair) {
 	plain := l.rtcp.report(time.Now())
-	enc, err := l.tx.EncryptRTCP(l.out[:0], plain, nil)
+	enc, err := l.tx.EncryptRTCP(l.out[:0], plain, &l.rtcpHdr)
 	if err != nil {
 		return
 	}

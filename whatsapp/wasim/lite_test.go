@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,46 +59,7 @@ func testLiteLeg(t *testing.T, poller *litePoller) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lite.Close()
-	offer := lite.offer()
-	for _, want := range []string{"a=ice-lite", "a=setup:actpass", "a=fingerprint:sha-256 ", "a=rtpmap:111 opus/48000/2", "a=rtcp-mux", "typ host"} {
-		if !strings.Contains(offer, want) {
-			t.Errorf("offer lacks %q:\n%s", want, offer)
-		}
-	}
-
-	media, err := whatsapp.NewMedia(whatsapp.MediaConfig{UDPPort: freeUDPPort(t), ListenIPs: []string{"127.0.0.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer media.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	leg, err := media.Answer(ctx, offer, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer leg.Close()
-	if v := checkAnswer(normalizeSDP(leg.AnswerSDP())); len(v) > 0 {
-		t.Errorf("the gateway's answer breaks Meta's rules: %v", v)
-	}
-	lite.setAnswer(leg.AnswerSDP())
-	select {
-	case <-lite.Ready():
-	case <-lite.Failed():
-		t.Fatalf("lite leg failed: %v", lite.err())
-	case <-ctx.Done():
-		t.Fatal("lite leg not up")
-	}
-	select {
-	case <-leg.Connected():
-	case <-ctx.Done():
-		t.Fatal("gateway leg not connected")
-	}
-	if lite.stunChecks.Load() == 0 {
-		t.Error("no ICE check answered")
-	}
-
+	leg := connectLite(t, lite)
 	// Toward the business.
 	const n = 20
 	read := make(chan []byte, n)
@@ -212,4 +174,101 @@ func fingerprintOf(sdp string) string {
 		}
 	}
 	return ""
+}
+
+// connectLite answers the lite leg's offer with a gateway leg on loopback
+// and waits until both are up; both close at the end of the test.
+func connectLite(t *testing.T, lite *liteLeg) *whatsapp.Leg {
+	t.Helper()
+	t.Cleanup(lite.Close)
+	offer := lite.offer()
+	for _, want := range []string{"a=ice-lite", "a=setup:actpass", "a=fingerprint:sha-256 ", "a=rtpmap:111 opus/48000/2", "a=rtcp-mux", "typ host"} {
+		if !strings.Contains(offer, want) {
+			t.Errorf("offer lacks %q:\n%s", want, offer)
+		}
+	}
+	media, err := whatsapp.NewMedia(whatsapp.MediaConfig{UDPPort: freeUDPPort(t), ListenIPs: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { media.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	leg, err := media.Answer(ctx, offer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { leg.Close() })
+	if v := checkAnswer(normalizeSDP(leg.AnswerSDP())); len(v) > 0 {
+		t.Errorf("the gateway's answer breaks Meta's rules: %v", v)
+	}
+	lite.setAnswer(leg.AnswerSDP())
+	select {
+	case <-lite.Ready():
+	case <-lite.Failed():
+		t.Fatalf("lite leg failed: %v", lite.err())
+	case <-ctx.Done():
+		t.Fatal("lite leg not up")
+	}
+	select {
+	case <-leg.Connected():
+	case <-ctx.Done():
+		t.Fatal("gateway leg not connected")
+	}
+	if lite.stunChecks.Load() == 0 {
+		t.Error("no ICE check answered")
+	}
+	return leg
+}
+
+// The gateway leg's media path allocates nothing per packet, either way:
+// the socket's reader, the hand-off, SRTP, the send, and the RTCP sender
+// reports every 250 packets (the allocation counter is the process's, so
+// the lite leg, which allocates nothing either, is inside the figure).
+func TestGatewayLegHotPathDoesNotAllocate(t *testing.T) {
+	cert, err := newLiteCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Uint64
+	lite, err := newLiteLeg(net.IPv4(127, 0, 0, 1), cert, func(*rtp.Header, []byte, int64) { got.Add(1) }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leg := connectLite(t, lite)
+
+	plain, out, buf := make([]byte, 64), make([]byte, 128), make([]byte, 1500)
+	var hdr rtp.Header
+	seq := uint16(0)
+	in := testing.AllocsPerRun(600, func() {
+		h := rtp.Header{Version: 2, PayloadType: opusPT, SequenceNumber: seq, Timestamp: uint32(seq) * 960, SSRC: lite.ssrc}
+		seq++
+		hl, _ := h.MarshalTo(plain)
+		copy(plain[hl:], []byte{0xf8, 0xff, 0xfe})
+		if err := lite.writeRTP(plain[:hl+3], &hdr, out); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := leg.ReadPacket(buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	pkt, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: opusPT, SSRC: leg.SSRC()}, Payload: []byte{0xab, 1, 2}}).Marshal()
+	outSeq := uint16(0)
+	toUser := testing.AllocsPerRun(600, func() {
+		binary.BigEndian.PutUint16(pkt[2:], outSeq)
+		outSeq++
+		if err := leg.WritePacket(pkt); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if in != 0 || toUser != 0 {
+		t.Errorf("allocations per packet: %.2f from WhatsApp, %.2f toward it", in, toUser)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for got.Load() < 600 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got.Load() < 600 {
+		t.Errorf("the lite leg got %d of the packets written", got.Load())
+	}
 }
