@@ -63,6 +63,11 @@ func (p *Pipe) ReadFrom(b []byte) (int, net.Addr, error) {
 // readOnce waits for one record until the deadline; again means the
 // deadline moved meanwhile.
 func (p *Pipe) readOnce(b []byte) (n int, again bool, err error) {
+	select {
+	case <-p.closed:
+		return 0, false, net.ErrClosed
+	default:
+	}
 	p.mu.Lock()
 	dl, wake := p.deadline, p.wake
 	p.mu.Unlock()
