@@ -293,6 +293,9 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 			c.ops.setHangupBy(byCaller)
 		case <-time.After(terminateGrace):
 			detail2 = "whatsapp media connection failed"
+			if err := leg.Err(); err != nil && !errors.Is(err, whatsapp.ErrLegClosed) {
+				detail2 += ": " + err.Error() // ICE consent lost, DTLS failed, …
+			}
 			c.ops.setHangupBy(byGateway)
 			c.terminateWhatsApp()
 		}

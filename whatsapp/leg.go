@@ -249,6 +249,23 @@ func (l *Leg) handshake(pipe *dtlssrtp.Pipe) error {
 	l.ready.Store(true)
 	l.connOnce.Do(func() { close(l.connected) })
 	l.log.Debug("webrtc: connected")
+	// No application data comes over DTLS; reading it is how a close_notify
+	// (the caller leaving) is heard at once, not only when consent runs out.
+	l.wg.Add(1) // the handshake goroutine's count keeps it above zero
+	go func() {
+		defer l.wg.Done()
+		buf := make([]byte, 256)
+		for {
+			if _, err := dc.Read(buf); err != nil {
+				select {
+				case <-l.closed:
+				default:
+					l.fail(fmt.Errorf("webrtc: the caller closed the DTLS connection: %w", err))
+				}
+				return
+			}
+		}
+	}()
 	return nil
 }
 

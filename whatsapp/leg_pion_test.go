@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,5 +207,24 @@ func TestLegConsentLost(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("leg did not fail after the caller stopped answering")
+	}
+}
+
+// A caller that closes its connection (DTLS close_notify) fails the leg at
+// once, not only when consent runs out 30 s later.
+func TestLegCallerCloses(t *testing.T) {
+	m := newLoopbackMedia(t)
+	pc, _ := pionCaller(t, true)
+	leg := callPion(t, m, pc)
+	start := time.Now()
+	_ = pc.SCTP().Transport().Stop() // DTLS close_notify, ICE still up
+	select {
+	case <-leg.Failed():
+		if errors.Is(leg.Err(), errConsentLost) || !strings.Contains(leg.Err().Error(), "DTLS") {
+			t.Fatalf("failed with %v, want the caller's DTLS close", leg.Err())
+		}
+		t.Logf("failed after %v: %v", time.Since(start), leg.Err())
+	case <-time.After(5 * time.Second):
+		t.Fatal("leg still up 5 s after the caller closed")
 	}
 }
