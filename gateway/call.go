@@ -114,7 +114,7 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 		return outcome, why
 	}
 
-	// 1. Answer Meta's offer (ICE gathering is local and quick).
+	// 1. Answer Meta's offer (local and at once: our candidates are known; ICE starts).
 	answerCtx, cancelAnswer := context.WithTimeout(ctx, 10*time.Second)
 	leg, err := c.g.media.Answer(answerCtx, ev.SDP, c.log)
 	cancelAnswer()
@@ -140,48 +140,9 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 	c.ops.mark(phasePreAccept)
 
 	// 3. INVITE the PBX; Meta's terminate or the answer timeout CANCELs it.
-	c.setState("ringing")
-	inviteCtx, cancelInvite := context.WithTimeout(ctx, route.AnswerTimeout)
-	go func() {
-		select {
-		case <-c.terminated:
-			cancelInvite()
-		case <-inviteCtx.Done():
-		}
-	}()
-	c.ops.mark(phaseInvite)
-	sc, err := c.g.ua.Invite(inviteCtx, sip.InviteRequest{
-		Trunk:       trunk,
-		To:          route.Destination,
-		FromUser:    ev.CallerID(),
-		DisplayName: ev.ProfileName,
-		Headers:     metaHeaders(ev),
-		LogRef:      ev.CallID,
-		OnProgress: func(code int, reason string) {
-			c.log.Debug("sip progress", zap.Int("code", code), zap.String("reason", reason))
-		},
-	})
-	inviteErr := inviteCtx.Err()
-	cancelInvite()
-	if err != nil {
-		var fe *sip.FinalError
-		switch {
-		case c.callerGone():
-			return OutcomeCallerHungUp, "caller hung up while the PBX rang"
-		case errors.As(err, &fe):
-			c.sipResult(fe.Code, fe.Reason)
-			c.refuse(fmt.Sprintf("PBX answered %d %s", fe.Code, fe.Reason))
-			return OutcomePBXRejected, err.Error()
-		case errors.Is(inviteErr, context.DeadlineExceeded):
-			c.refuse("PBX did not answer within " + route.AnswerTimeout.String())
-			return OutcomeNoAnswer, err.Error()
-		case ctx.Err() != nil:
-			c.refuse("gateway shutting down")
-			return OutcomeShutdown, err.Error()
-		default:
-			c.refuse("INVITE failed")
-			return OutcomeFailed, err.Error()
-		}
+	sc, outcome, detail := c.invitePBX(ctx, route, trunk)
+	if sc == nil {
+		return outcome, detail
 	}
 	defer sc.Close()
 	c.ops.mark(phaseAnswer)
@@ -273,6 +234,76 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 	c.log.Info("call bridged", zap.Stringer("chain", bridge))
 
 	// 5. Until one side hangs up.
+	detail2 := c.awaitHangup(ctx, sc, leg, hangupSIP)
+	// Close the legs so the bridge's readers return, then the bridge.
+	leg.Close()
+	sc.Close()
+	bridge.Close()
+	st := bridge.Stats()
+	// Reflect, not Any: Stats is a Stringer, and the object keeps its
+	// counters machine-readable (wasim load sums them from the log).
+	c.log.Info("media stats", zap.Reflect("stats", st))
+	if ctx.Err() != nil {
+		return OutcomeShutdown, detail2
+	}
+	return OutcomeBridged, detail2
+}
+
+// invitePBX sends the INVITE and waits for the PBX's answer: a call, or
+// (nil, outcome, detail) once the WhatsApp side has been told (reject) or
+// the caller left first. Meta's terminate or the route's answer timeout
+// CANCELs the INVITE.
+func (c *call) invitePBX(ctx context.Context, route Route, trunk *sip.Trunk) (sc *sip.Call, outcome, detail string) {
+	ev := c.ev
+	c.setState("ringing")
+	inviteCtx, cancelInvite := context.WithTimeout(ctx, route.AnswerTimeout)
+	go func() {
+		select {
+		case <-c.terminated:
+			cancelInvite()
+		case <-inviteCtx.Done():
+		}
+	}()
+	c.ops.mark(phaseInvite)
+	sc, err := c.g.ua.Invite(inviteCtx, sip.InviteRequest{
+		Trunk:       trunk,
+		To:          route.Destination,
+		FromUser:    ev.CallerID(),
+		DisplayName: ev.ProfileName,
+		Headers:     metaHeaders(ev),
+		LogRef:      ev.CallID,
+		OnProgress: func(code int, reason string) {
+			c.log.Debug("sip progress", zap.Int("code", code), zap.String("reason", reason))
+		},
+	})
+	inviteErr := inviteCtx.Err()
+	cancelInvite()
+	if err != nil {
+		var fe *sip.FinalError
+		switch {
+		case c.callerGone():
+			return nil, OutcomeCallerHungUp, "caller hung up while the PBX rang"
+		case errors.As(err, &fe):
+			c.sipResult(fe.Code, fe.Reason)
+			c.refuse(fmt.Sprintf("PBX answered %d %s", fe.Code, fe.Reason))
+			return nil, OutcomePBXRejected, err.Error()
+		case errors.Is(inviteErr, context.DeadlineExceeded):
+			c.refuse("PBX did not answer within " + route.AnswerTimeout.String())
+			return nil, OutcomeNoAnswer, err.Error()
+		case ctx.Err() != nil:
+			c.refuse("gateway shutting down")
+			return nil, OutcomeShutdown, err.Error()
+		default:
+			c.refuse("INVITE failed")
+			return nil, OutcomeFailed, err.Error()
+		}
+	}
+	return sc, "", ""
+}
+
+// awaitHangup holds the bridged call until one side ends it, ends the
+// other side, and says how it ended.
+func (c *call) awaitHangup(ctx context.Context, sc *sip.Call, leg *whatsapp.Leg, hangupSIP func()) string {
 	var detail2 string
 	select {
 	case <-sc.Done():
@@ -305,18 +336,7 @@ func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
 		hangupSIP()
 		c.terminateWhatsApp()
 	}
-	// Close the legs so the bridge's readers return, then the bridge.
-	leg.Close()
-	sc.Close()
-	bridge.Close()
-	st := bridge.Stats()
-	// Reflect, not Any: Stats is a Stringer, and the object keeps its
-	// counters machine-readable (wasim load sums them from the log).
-	c.log.Info("media stats", zap.Reflect("stats", st))
-	if ctx.Err() != nil {
-		return OutcomeShutdown, detail2
-	}
-	return OutcomeBridged, detail2
+	return detail2
 }
 
 // bridgeCodec is the SIP leg's codec as the bridge names it.
