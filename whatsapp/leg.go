@@ -85,7 +85,7 @@ type Leg struct {
 	// PT numbers of the offer when they are not the bridge's 111/126.
 	inOpusPT, inDTMFPT uint8
 
-	sent, dropped, received, early, badSRTP, overflow, rtcpIn atomic.Uint64
+	sent, dropped, early, badSRTP, overflow atomic.Uint64
 }
 
 // Answer answers the caller's offer: Opus/48000 + telephone-event/8000,
@@ -232,16 +232,7 @@ func (l *Leg) handshake(pipe *dtlssrtp.Pipe) error {
 		return ErrLegClosed
 	default:
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), dtlsHandshakeTimeout)
-	defer cancel()
-	go func() {
-		select {
-		case <-l.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	tx, rx, err := dtlssrtp.Keys(ctx, dc, true)
+	tx, rx, err := dtlssrtp.Keys(dc, true, dtlsHandshakeTimeout, l.closed)
 	if err != nil {
 		return fmt.Errorf("webrtc: %w", err)
 	}
@@ -281,8 +272,7 @@ func (l *Leg) deliver(p []byte) {
 		if len(p) < 12 {
 			return
 		}
-		if pt := p[1]; pt >= 192 && pt <= 223 { // RTCP (RFC 5761 §4): counted, not read
-			l.rtcpIn.Add(1)
+		if pt := p[1]; pt >= 192 && pt <= 223 { // RTCP (RFC 5761 §4): not read
 			return
 		}
 		if !l.ready.Load() {
@@ -336,7 +326,6 @@ func (l *Leg) ReadPacket(b []byte) (int, error) {
 			l.badSRTP.Add(1) // forged, replayed or cut: dropped
 			continue
 		}
-		l.received.Add(1)
 		l.rtcp.received(l.rhdr.SSRC, l.rhdr.SequenceNumber)
 		l.mapInPT(out)
 		return len(out), nil

@@ -92,7 +92,7 @@ func parseOffer(sdp string) (*offer, error) {
 				o.mid = val
 			}
 		case "setup":
-			if section == "audio" && val == "active" {
+			if val == "active" {
 				// The caller wants to be the DTLS client; Meta offers actpass
 				// and expects the business to be the client.
 				return nil, errors.New("offer: a=setup:active (the caller as DTLS client) is not supported")

@@ -28,8 +28,7 @@ type iceSocket struct {
 	byRemote atomic.Pointer[map[netip.AddrPort]*Leg]
 	remoteMu sync.Mutex // serializes the replacements of byRemote
 
-	unknown atomic.Uint64 // datagrams no leg claimed
-	done    chan struct{}
+	done chan struct{}
 }
 
 func newICESocket(conn *net.UDPConn, mux *legMux, log *zap.Logger) *iceSocket {
@@ -120,9 +119,7 @@ func (s *iceSocket) readLoop() {
 		}
 		if l := (*s.byRemote.Load())[src]; l != nil {
 			l.deliver(p)
-			continue
-		}
-		s.unknown.Add(1)
+		} // else: no call has this address (a call that ended, or a stray)
 	}
 }
 

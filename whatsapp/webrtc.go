@@ -155,9 +155,6 @@ func advertise(ip netip.Addr, public []netip.Addr) netip.Addr {
 	return ip
 }
 
-// ListenAddrs are the bound ICE UDP addresses.
-func (m *Media) ListenAddrs() []net.Addr { return m.listen }
-
 // Close releases the shared UDP port. Close every Leg first.
 func (m *Media) Close() error {
 	var errs []error

@@ -112,10 +112,19 @@ func CheckFingerprint(raw [][]byte, want []byte) error {
 // Profiles are the SRTP protection profiles offered, best first.
 var Profiles = []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80}
 
-// Keys runs the handshake on dc until ctx ends and returns the SRTP
-// contexts it keys (RFC 5764 §4.2): tx for what this side sends, rx (with
-// replay protection) for what it receives.
-func Keys(ctx context.Context, dc *dtls.Conn, isClient bool) (tx, rx *srtp.Context, err error) {
+// Keys runs the handshake on dc, for at most timeout and until abort
+// closes, and returns the SRTP contexts it keys (RFC 5764 §4.2): tx for
+// what this side sends, rx (with replay protection) for what it receives.
+func Keys(dc *dtls.Conn, isClient bool, timeout time.Duration, abort <-chan struct{}) (tx, rx *srtp.Context, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-abort:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if err := dc.HandshakeContext(ctx); err != nil {
 		return nil, nil, fmt.Errorf("dtls handshake: %w", err)
 	}

@@ -1,7 +1,6 @@
 package wasim
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -384,16 +383,7 @@ func (l *liteLeg) handshake(pipe *dtlssrtp.Pipe) error {
 		return fmt.Errorf("dtls: %w", err)
 	}
 	l.dconn.Store(dc)
-	ctx, cancel := context.WithTimeout(context.Background(), liteHandshakeTimeout)
-	defer cancel()
-	go func() {
-		select {
-		case <-l.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	tx, rx, err := dtlssrtp.Keys(ctx, dc, false)
+	tx, rx, err := dtlssrtp.Keys(dc, false, liteHandshakeTimeout, l.closed)
 	if err != nil {
 		return err
 	}
