@@ -115,7 +115,7 @@ type Bridge struct {
 	sipStarted bool
 	started    bool
 	closed     bool
-	stop       chan struct{}
+	pacing     *pacedStream // the stream toward WhatsApp on a shared pacer
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
 }
@@ -170,7 +170,7 @@ func New(cfg Config) (*Bridge, error) {
 	b := &Bridge{
 		waIn: cfg.WhatsAppIn, sipIn: cfg.SIPIn, complexity: cfg.OpusComplexity, frame: cfg.Frame, mode: cfg.DTMFMode,
 		toSIP: make(chan digitRequest, digitQueueLen), toWA: make(chan waDigit, digitQueueLen),
-		setups: []*sipSetup{setup}, stop: make(chan struct{}),
+		setups: []*sipSetup{setup},
 	}
 	b.setup.Store(setup)
 	epoch := time.Now()
@@ -265,16 +265,15 @@ func (b *Bridge) Start() {
 		b.wg.Add(1)
 		go b.readLoop(b.sipIn, b.handleSIPPacket)
 	}
-	b.wg.Add(2)
+	b.wg.Add(1)
 	go b.readLoop(b.waIn, b.handleWhatsAppPacket)
-	go func() {
-		defer b.wg.Done()
-		pace(b.frame, b.stop, b.s2w.sendFrame, func(frames int64) {
-			b.s2wCount.pacerResyncs.Add(1)
-			b.s2w.out.skip(uint32(frames) * b.s2w.opusTS)
-			b.s2w.play.skip(frames)
-		})
-	}()
+	// Passthrough frames are cheap enough to share a pacer (pacer.go).
+	shared := b.setup.Load().codec.passthrough
+	b.pacing = startPacing(b.frame, shared, b.s2w.sendFrame, func(frames int64) {
+		b.s2wCount.pacerResyncs.Add(1)
+		b.s2w.out.skip(uint32(frames) * b.s2w.opusTS)
+		b.s2w.play.skip(frames)
+	})
 }
 
 // readLoop feeds one leg's packets to handle until the leg fails.
@@ -301,8 +300,11 @@ func (b *Bridge) Close() {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
 		b.closed = true
-		close(b.stop)
+		pacing := b.pacing
 		b.mu.Unlock()
+		if pacing != nil {
+			pacing.stop()
+		}
 		b.wg.Wait()
 		for _, s := range b.setups {
 			s.close()

@@ -2,61 +2,96 @@ package rtpbridge
 
 import (
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// runPacer runs pace for about d with a send that takes work (and, on the
-// stallAt-th frame, stall), and returns frames sent and skipped and the
-// time elapsed.
-func runPacer(d, work time.Duration, stallAt int, stall time.Duration) (sent, skipped int64, elapsed time.Duration) {
-	stop := make(chan struct{})
-	done := make(chan struct{})
+// runPacer paces a stream (on a pacer of its own or a shared one) for about
+// d with a send that takes work (and, on the stallAt-th frame, stall), and
+// returns frames sent and skipped and the time elapsed.
+func runPacer(shared bool, d, work time.Duration, stallAt int, stall time.Duration) (sent, skipped int64, elapsed time.Duration) {
 	start := time.Now()
-	go func() {
-		defer close(done)
-		pace(20*time.Millisecond, stop, func(time.Duration) time.Duration {
-			sent++
-			time.Sleep(work)
-			if sent == int64(stallAt) {
-				time.Sleep(stall)
-			}
-			return 0
-		}, func(n int64) { skipped += n })
-	}()
+	st := startPacing(20*time.Millisecond, shared, func(time.Duration) time.Duration {
+		sent++
+		time.Sleep(work)
+		if sent == int64(stallAt) {
+			time.Sleep(stall)
+		}
+		return 0
+	}, func(n int64) { skipped += n })
 	time.Sleep(d)
-	close(stop)
-	<-done
+	st.stop() // waits out a send under way: sent and skipped are settled
 	return sent, skipped, time.Since(start)
+}
+
+// Many streams on the shared pacers: each gets its 50 frames a second
+// whatever phase it started at, and none is sent to once stop returns.
+func TestSharedPacersManyStreams(t *testing.T) {
+	const streams = 300
+	var sent [streams]atomic.Int64
+	var stopped [streams]atomic.Bool
+	var afterStop atomic.Int64
+	started := make([]time.Time, streams)
+	paced := make([]*pacedStream, streams)
+	for i := range streams {
+		started[i] = time.Now()
+		paced[i] = startPacing(20*time.Millisecond, true, func(time.Duration) time.Duration {
+			if stopped[i].Load() {
+				afterStop.Add(1)
+			}
+			sent[i].Add(1)
+			return 0
+		}, func(int64) {})
+		time.Sleep(time.Duration(i%7) * 100 * time.Microsecond) // phases spread over the grid
+	}
+	time.Sleep(400 * time.Millisecond)
+	for i := range streams {
+		paced[i].stop()
+		elapsed := time.Since(started[i])
+		stopped[i].Store(true)
+		want := int64(elapsed/(20*time.Millisecond)) + 1
+		if n := sent[i].Load(); n < want-3 || n > want+1 {
+			t.Errorf("stream %d: %d frames in %v, want about %d", i, n, elapsed, want)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := afterStop.Load(); n != 0 {
+		t.Fatalf("%d frames sent after stop returned", n)
+	}
 }
 
 // The schedule is start + k·20 ms whatever each frame costs: frames that
 // take 15 ms of work still go out at 50 a second (a sleep of 20 ms after
 // the work would make it 29).
 func TestPacerDoesNotDrift(t *testing.T) {
-	sent, skipped, elapsed := runPacer(600*time.Millisecond, 15*time.Millisecond, 0, 0)
-	want := int64(elapsed/(20*time.Millisecond)) + 1
-	t.Logf("%d frames in %v, want %d", sent, elapsed, want)
-	if sent < want-3 || sent > want+1 || skipped != 0 {
-		t.Fatalf("%d frames (%d skipped) in %v, want about %d", sent, skipped, elapsed, want)
+	for _, shared := range []bool{false, true} {
+		sent, skipped, elapsed := runPacer(shared, 600*time.Millisecond, 15*time.Millisecond, 0, 0)
+		want := int64(elapsed/(20*time.Millisecond)) + 1
+		t.Logf("%d frames in %v, want %d", sent, elapsed, want)
+		if sent < want-3 || sent > want+1 || skipped != 0 {
+			t.Fatalf("%d frames (%d skipped) in %v, want about %d", sent, skipped, elapsed, want)
+		}
 	}
 }
 
 // A stall shorter than 100 ms is made up at once; a longer one is skipped
 // (and reported) rather than burst out.
 func TestPacerStalls(t *testing.T) {
-	sent, skipped, elapsed := runPacer(400*time.Millisecond, 0, 3, 70*time.Millisecond)
-	want := int64(elapsed/(20*time.Millisecond)) + 1
-	t.Logf("short stall: %d frames, %d skipped in %v, want %d", sent, skipped, elapsed, want)
-	if sent < want-3 || sent > want+1 || skipped != 0 {
-		t.Fatalf("short stall: %d frames, %d skipped in %v, want about %d, none skipped", sent, skipped, elapsed, want)
-	}
+	for _, shared := range []bool{false, true} {
+		sent, skipped, elapsed := runPacer(shared, 400*time.Millisecond, 0, 3, 70*time.Millisecond)
+		want := int64(elapsed/(20*time.Millisecond)) + 1
+		t.Logf("short stall: %d frames, %d skipped in %v, want %d", sent, skipped, elapsed, want)
+		if sent < want-3 || sent > want+1 || skipped != 0 {
+			t.Fatalf("short stall: %d frames, %d skipped in %v, want about %d, none skipped", sent, skipped, elapsed, want)
+		}
 
-	sent, skipped, elapsed = runPacer(500*time.Millisecond, 0, 3, 200*time.Millisecond)
-	want = int64(elapsed/(20*time.Millisecond)) + 1
-	t.Logf("long stall: %d frames, %d skipped in %v, want %d in all", sent, skipped, elapsed, want)
-	if skipped < 5 || skipped > 11 || sent+skipped < want-3 || sent+skipped > want+1 {
-		t.Fatalf("long stall: %d frames, %d skipped in %v, want about %d in all", sent, skipped, elapsed, want)
+		sent, skipped, elapsed = runPacer(shared, 500*time.Millisecond, 0, 3, 200*time.Millisecond)
+		want = int64(elapsed/(20*time.Millisecond)) + 1
+		t.Logf("long stall: %d frames, %d skipped in %v, want %d in all", sent, skipped, elapsed, want)
+		if skipped < 5 || skipped > 11 || sent+skipped < want-3 || sent+skipped > want+1 {
+			t.Fatalf("long stall: %d frames, %d skipped in %v, want about %d in all", sent, skipped, elapsed, want)
+		}
 	}
 }
 
