@@ -120,7 +120,7 @@ type Call struct {
 	flaggedEarlyMedia bool
 	flaggedPT         bool
 	dtmfIn            dtmfReceiver
-	pairChanges       int
+	selectedPair      string // the addresses of the first pair pion reported selected
 
 	endCh         chan struct{} // closed when the call ends
 	connected     chan struct{} // closed when ICE+DTLS are up

@@ -128,12 +128,20 @@ func (c *Call) setupMedia(ctx context.Context) (string, error) {
 	})
 	if ice := sender.Transport().ICETransport(); ice != nil {
 		ice.OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
+			// A switch is another path. The same addresses may be
+			// reported again (seen once in some hundreds of test calls):
+			// the gateway's checks start before its answer reaches the
+			// simulator, so pion may first know the gateway's address as a
+			// peer-reflexive candidate and then as the answer's host one.
+			pair := fmt.Sprintf("%s:%d-%s:%d", p.Local.Address, p.Local.Port, p.Remote.Address, p.Remote.Port)
 			c.mu.Lock()
-			c.pairChanges++
-			n := c.pairChanges
+			first := c.selectedPair
+			if first == "" {
+				c.selectedPair = pair
+			}
 			c.mu.Unlock()
 			c.log.Debug("ice pair selected", zap.Stringer("pair", p))
-			if n > 1 {
+			if first != "" && first != pair {
 				c.violation("ice: the selected candidate pair changed mid-call (Meta: never switch pairs)")
 			}
 		})
