@@ -115,7 +115,7 @@ type Bridge struct {
 	sipStarted bool
 	started    bool
 	closed     bool
-	pacing     *pacedStream // the stream toward WhatsApp on a shared pacer
+	pacing     *pacedStream // the stream toward WhatsApp on its pacer
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
 }
@@ -267,7 +267,9 @@ func (b *Bridge) Start() {
 	}
 	b.wg.Add(1)
 	go b.readLoop(b.waIn, b.handleWhatsAppPacket)
-	// Passthrough frames are cheap enough to share a pacer (pacer.go).
+	// Passthrough frames are cheap enough to share a pacer (pacer.go). A
+	// re-INVITE to a transcoded codec keeps it there: still correct, only
+	// its encodes then queue with the other calls' frames.
 	shared := b.setup.Load().codec.passthrough
 	b.pacing = startPacing(b.frame, shared, b.s2w.sendFrame, func(frames int64) {
 		b.s2wCount.pacerResyncs.Add(1)
