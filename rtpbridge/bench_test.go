@@ -469,32 +469,24 @@ func stampEvent(p []byte, pt uint8, i int, tsPerDigit uint32) {
 // event packets during them).
 func BenchmarkDTMF(b *testing.B) {
 	p := make([]byte, 16)
-	b.Run("whatsapp-to-sip-events", func(b *testing.B) {
-		br := newBenchBridge(b, Config{SIPDTMFPayloadType: 101})
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			stampEvent(p, telephoneEventPT, i, 8*960)
-			br.handleWhatsAppPacket(p)
-			i++
-		}
-		if st := br.Stats().WhatsAppToSIP; st.DigitsSent != uint64(i+7)/8 {
-			b.Fatalf("stats %v", st)
-		}
-	})
-	b.Run("whatsapp-to-sip-tones", func(b *testing.B) {
-		br := newBenchBridge(b, Config{DTMFMode: DTMFModeInband})
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			stampEvent(p, telephoneEventPT, i, 8*960)
-			br.handleWhatsAppPacket(p)
-			i++
-		}
-		if st := br.Stats().WhatsAppToSIP; st.DigitsSent != uint64(i+7)/8 {
-			b.Fatalf("stats %v", st)
-		}
-	})
+	for _, wa2sip := range []struct {
+		name string
+		cfg  Config
+	}{{"whatsapp-to-sip-events", Config{SIPDTMFPayloadType: 101}}, {"whatsapp-to-sip-tones", Config{DTMFMode: DTMFModeInband}}} {
+		b.Run(wa2sip.name, func(b *testing.B) {
+			br := newBenchBridge(b, wa2sip.cfg)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				stampEvent(p, telephoneEventPT, i, 8*960)
+				br.handleWhatsAppPacket(p)
+				i++
+			}
+			if st := br.Stats().WhatsAppToSIP; st.DigitsSent != uint64(i+7)/8 {
+				b.Fatalf("stats %v", st)
+			}
+		})
+	}
 	b.Run("sip-to-whatsapp-events", func(b *testing.B) {
 		br := newBenchBridge(b, Config{SIPDTMFPayloadType: 101})
 		clock := simClock(br)
