@@ -86,7 +86,12 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 		// net.core.rmem_max / wmem_max.
 		_ = conn.SetReadBuffer(udpMuxBufferSize)
 		_ = conn.SetWriteBuffer(udpMuxBufferSize)
-		s := newICESocket(conn, m.mux, log)
+		s, err := newICESocket(conn, m.mux, log)
+		if err != nil {
+			_ = conn.Close()
+			_ = m.Close()
+			return nil, fmt.Errorf("webrtc: ICE UDP port %d on %s: %w", port, ip, err)
+		}
 		port = int(s.local.Port()) // with port 0, the others follow the first
 		m.sockets = append(m.sockets, s)
 		m.listen = append(m.listen, conn.LocalAddr())
