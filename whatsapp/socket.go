@@ -18,10 +18,10 @@ import (
 // One goroutine reads it, every datagram queued in one call where the
 // platform allows (recvmmsg on Linux: socket_batch_linux.go; 13 datagrams a
 // read on average at 1,000 passthrough calls), and demultiplexes by first
-// byte (RFC 7983): STUN
-// goes to the leg whose ufrag or transaction it is; DTLS and SRTP/SRTCP go
-// to the leg whose selected pair has that remote address (the table is
-// replaced whole on change, so the reader looks up without a lock).
+// byte (RFC 7983): STUN goes to the leg whose ufrag or transaction it is;
+// DTLS and SRTP/SRTCP go to the leg whose selected pair has that remote
+// address (the table is replaced whole on change, so the reader looks up
+// without a lock).
 type iceSocket struct {
 	conn   *net.UDPConn
 	reader *batchReader // the read loop's own
