@@ -101,6 +101,25 @@ func interfaceHas(name string, ip net.IP) bool {
 	return false
 }
 
+// pairSelected notes the addresses (local-remote) of a pair pion reports
+// selected: after the first, another is a switch, which Meta forbids. The
+// same addresses may be reported again (seen once in some hundreds of test
+// calls): the gateway's checks start before its answer reaches the
+// simulator, so pion may first know the gateway's address as a
+// peer-reflexive candidate and then as the answer's host one. That is the
+// same path, not a switch.
+func (c *Call) pairSelected(pair string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.selectedPair {
+	case "":
+		c.selectedPair = pair
+	case pair:
+	default:
+		c.violationLocked("ice: the selected candidate pair changed mid-call (Meta: never switch pairs)")
+	}
+}
+
 // setupMedia creates the call's PeerConnection with one sendrecv audio
 // transceiver and gathers candidates completely (Meta does not trickle). It
 // returns the offer as posted in the connect webhook.
@@ -128,22 +147,8 @@ func (c *Call) setupMedia(ctx context.Context) (string, error) {
 	})
 	if ice := sender.Transport().ICETransport(); ice != nil {
 		ice.OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
-			// A switch is another path. The same addresses may be
-			// reported again (seen once in some hundreds of test calls):
-			// the gateway's checks start before its answer reaches the
-			// simulator, so pion may first know the gateway's address as a
-			// peer-reflexive candidate and then as the answer's host one.
-			pair := fmt.Sprintf("%s:%d-%s:%d", p.Local.Address, p.Local.Port, p.Remote.Address, p.Remote.Port)
-			c.mu.Lock()
-			first := c.selectedPair
-			if first == "" {
-				c.selectedPair = pair
-			}
-			c.mu.Unlock()
 			c.log.Debug("ice pair selected", zap.Stringer("pair", p))
-			if first != "" && first != pair {
-				c.violation("ice: the selected candidate pair changed mid-call (Meta: never switch pairs)")
-			}
+			c.pairSelected(fmt.Sprintf("%s:%d-%s:%d", p.Local.Address, p.Local.Port, p.Remote.Address, p.Remote.Port))
 		})
 	}
 	// RTCP from the business: drain it so the report interceptors see it.

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // A business peer answers, pre-accepts, accepts and sends a 600 Hz tone with
@@ -163,5 +165,20 @@ func TestNoMediaAfterAccept(t *testing.T) {
 	}
 	if pcm, _ := p.received(); len(pcm) == 0 {
 		t.Errorf("the caller's audio did not reach the business")
+	}
+}
+
+// Meta forbids switching pairs mid-call: a second pair with other addresses
+// is a violation; the first pair reported again is not.
+func TestPairSwitchIsAViolation(t *testing.T) {
+	c := &Call{log: zap.NewNop()}
+	c.pairSelected("127.0.0.1:40001-127.0.0.1:3478")
+	c.pairSelected("127.0.0.1:40001-127.0.0.1:3478") // the same path, known first as prflx
+	if v := c.rep.Violations; len(v) != 0 {
+		t.Fatalf("the same pair reported twice: violations %q", v)
+	}
+	c.pairSelected("127.0.0.1:40001-127.0.0.1:3479")
+	if v := c.rep.Violations; len(v) != 1 || !strings.Contains(v[0], "changed mid-call") {
+		t.Fatalf("a switch to another remote port: violations %q, want one", v)
 	}
 }
