@@ -21,7 +21,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -52,18 +51,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { usage(stderr) }
 	path := fs.String("config", "gateway.yaml", "config file")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	var prof profiles
+	fs.StringVar(&prof.cpu, "cpuprofile", "", "write a CPU profile of the whole run to this `file` (go tool pprof)")
+	fs.StringVar(&prof.allocs, "memprofile", "", "at exit, write the allocations since start to this `file`")
+	fs.StringVar(&prof.mutex, "mutexprofile", "", "record contended mutexes; at exit, write them to this `file`")
+	fs.StringVar(&prof.block, "blockprofile", "", "record blocking (channels, selects, locks); at exit, write it to this `file`")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *cpuProfile != "" {
-		stop, err := startCPUProfile(*cpuProfile)
-		if err != nil {
-			fmt.Fprintln(stderr, "wagateway:", err)
-			return 1
-		}
-		defer stop()
+	stopProfiles, err := prof.start()
+	if err != nil {
+		fmt.Fprintln(stderr, "wagateway:", err)
+		return 1
 	}
+	defer func() {
+		if err := stopProfiles(); err != nil {
+			fmt.Fprintln(stderr, "wagateway:", err)
+		}
+	}()
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "wagateway: unknown command %q\n", fs.Arg(0))
 		usage(stderr)
@@ -76,8 +81,9 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `wagateway bridges WhatsApp Business calls to a SIP PBX.
 
 Usage:
-  wagateway [-config gateway.yaml] [-cpuprofile FILE]
-                                     run the gateway (-cpuprofile: profile it until exit)
+  wagateway [-config gateway.yaml] [-cpuprofile F] [-memprofile F] [-mutexprofile F] [-blockprofile F]
+                                     run the gateway (the profiles: the whole run's, for
+                                     go tool pprof)
   wagateway demo [-v] [-seconds N]   place one simulated WhatsApp call through the gateway
                                      to a built-in SIP echo endpoint on loopback and check
                                      the audio that comes back (no Meta account or PBX needed)
@@ -138,22 +144,6 @@ func printConfigError(w io.Writer, err error) {
 		return
 	}
 	fmt.Fprintln(w, err)
-}
-
-// startCPUProfile profiles the process into file until stop is called.
-func startCPUProfile(file string) (stop func(), err error) {
-	f, err := os.Create(file)
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		_ = f.Close()
-	}, nil
 }
 
 func serve(path string, stderr io.Writer) int {

@@ -71,6 +71,7 @@ type loadFlags struct {
 	lateMs                       float64
 	gatewayBin, pbx, codec       string
 	gatewayProfile               string
+	gatewayProfiles              string
 	webhook, graphListen         string
 	gatewayPID                   int
 	gatewayLog, workDir          string
@@ -108,6 +109,7 @@ func newLoadFlagSet(stderr io.Writer) (*flag.FlagSet, *loadFlags) {
 	fs.StringVar(&o.graphListen, "graph-listen", "127.0.0.1:0", "`address` of the simulated Graph API (fixed when the gateway is already running)")
 	fs.IntVar(&o.gatewayPID, "gateway-pid", 0, "the running gateway's `pid` (default: whoever listens on the webhook port)")
 	fs.StringVar(&o.gatewayProfile, "gateway-cpuprofile", "", "with -gateway-bin: have the gateway write its CPU profile over the run to this `file`")
+	fs.StringVar(&o.gatewayProfiles, "gateway-profiles", "", "with -gateway-bin: have the gateway record its allocations, contended mutexes and blocking, and write them at exit to allocs.prof, mutex.prof and block.prof in this `dir`")
 	fs.StringVar(&o.gatewayLog, "gateway-log", "", "the gateway's JSON log `file` (with -gateway-bin: where to keep it)")
 	fs.StringVar(&o.workDir, "work-dir", "", "where the config, scenario and logs go (default: a temporary directory, removed)")
 	fs.StringVar(&o.secretEnv, "app-secret-env", "WASIM_APP_SECRET", "with -webhook: environment `variable` holding the app secret")
@@ -640,6 +642,13 @@ func startGateway(ctx context.Context, o *loadFlags, dir, pbxAddr, graphURL, sec
 	args := []string{"-config", cfgPath}
 	if o.gatewayProfile != "" {
 		args = append(args, "-cpuprofile", o.gatewayProfile)
+	}
+	if d := o.gatewayProfiles; d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, "", fmt.Errorf("gateway profiles: %w", err)
+		}
+		args = append(args, "-memprofile", filepath.Join(d, "allocs.prof"),
+			"-mutexprofile", filepath.Join(d, "mutex.prof"), "-blockprofile", filepath.Join(d, "block.prof"))
 	}
 	cmd := exec.Command(o.gatewayBin, args...)
 	cmd.Env = env

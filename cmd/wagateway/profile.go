@@ -1,0 +1,72 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+)
+
+// profiles are the pprof files a run writes (go tool pprof reads them): the
+// CPU over the whole run, and at exit the allocations since start, the
+// contended mutexes and the blocking (channels, selects, locks).
+type profiles struct {
+	cpu, allocs, mutex, block string
+}
+
+// blockProfileRate samples blocking events at about one per 100 µs spent
+// blocked: every call's goroutines block 50 times a second by design
+// (readers, pacers), and recording each would cost more than it shows.
+const blockProfileRate = 100_000
+
+// start begins the profiles asked for; stop ends the CPU profile and writes
+// the others.
+func (p profiles) start() (stop func() error, err error) {
+	var cpuFile *os.File
+	if p.cpu != "" {
+		f, err := os.Create(p.cpu)
+		if err != nil {
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+		cpuFile = f
+	}
+	if p.mutex != "" {
+		runtime.SetMutexProfileFraction(1)
+	}
+	if p.block != "" {
+		runtime.SetBlockProfileRate(blockProfileRate)
+	}
+	return func() error {
+		var errs []error
+		if cpuFile != nil {
+			pprof.StopCPUProfile()
+			errs = append(errs, cpuFile.Close())
+		}
+		for _, w := range []struct{ name, file string }{{"allocs", p.allocs}, {"mutex", p.mutex}, {"block", p.block}} {
+			if w.file != "" {
+				errs = append(errs, writeProfile(w.name, w.file))
+			}
+		}
+		return errors.Join(errs...)
+	}, nil
+}
+
+func writeProfile(name, file string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("%s profile: %w", name, err)
+	}
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("%s profile: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("%s profile: %w", name, err)
+	}
+	return nil
+}
