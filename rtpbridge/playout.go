@@ -123,7 +123,36 @@ type playSlot struct {
 	n       int   // payload bytes, 0 if empty
 	dur     int64 // the packet's duration, timeline units
 	covered bool  // a longer packet before it lasts over this frame
-	buf     [maxPacket]byte
+	inline  [playSlotInline]byte
+	big     []byte // maxPacket bytes, made the first time a payload does not fit inline
+}
+
+// playSlotInline is the payload a slot holds in place: 20 ms of Opus at
+// 128 kbit/s. Meta's audio is about 20 kbit/s (50-byte payloads) and a
+// PBX's Opus seldom above 64; a slot of a whole MTU made the 52 slots of a
+// passthrough call 80 KB, a third of the call's memory. A longer payload
+// (Opus allows 1275 bytes a 20 ms frame, more for longer packets) goes to
+// a buffer the slot makes once and keeps.
+const playSlotInline = 320
+
+// store keeps payload in the slot (cut at maxPacket).
+func (s *playSlot) store(payload []byte) {
+	buf := s.inline[:]
+	if len(payload) > len(buf) {
+		if s.big == nil {
+			s.big = make([]byte, maxPacket)
+		}
+		buf = s.big
+	}
+	s.n = copy(buf, payload)
+}
+
+// payload is what store kept.
+func (s *playSlot) payload() []byte {
+	if s.n > playSlotInline {
+		return s.big[:s.n]
+	}
+	return s.inline[:s.n]
 }
 
 type playout struct {
@@ -530,7 +559,7 @@ func (p *playout) putPacket(h rtpHeader, payload []byte, dur int64, now int64) p
 		return putDuplicate
 	}
 	s.pos, s.dur, s.covered = from, dur, false
-	s.n = copy(s.buf[:], payload)
+	s.store(payload)
 	for k := int64(1); k < frames; k++ {
 		if c := p.slot(first + k*p.frame); c.n == 0 {
 			c.covered = true
@@ -621,7 +650,7 @@ func (p *playout) getPacket(out []byte) (playKind, int, int64) {
 	s := p.slot(p.rd)
 	switch {
 	case s.n > 0:
-		n, dur := copy(out, s.buf[:s.n]), s.dur
+		n, dur := copy(out, s.payload()), s.dur
 		s.n, s.covered = 0, false
 		return playPacket, n, dur
 	case s.covered:

@@ -388,3 +388,41 @@ func TestPlayoutStallGrowsOnce(t *testing.T) {
 		t.Fatalf("%d packets not played for %d frames skipped", lost, st.CatchUps)
 	}
 }
+
+// Passthrough payloads of every size come out as they went in: the usual
+// small ones held in the slot, longer ones (up to an MTU) in the buffer a
+// slot makes for them, and a small one after a long one in the same slot.
+func TestPlayoutPacketSizes(t *testing.T) {
+	p, _ := newTestPlayout(t, opusSIP)
+	sizes := []int{1, 50, playSlotInline, playSlotInline + 1, 1275, maxPacket}
+	slots := len(p.slots)
+	var pkts [][]byte
+	for round := range 2 {
+		for _, n := range sizes {
+			pkt := make([]byte, n)
+			for j := range pkt {
+				pkt[j] = byte(len(pkts) + j)
+			}
+			pkts = append(pkts, pkt)
+		}
+		if round == 0 { // then the same sizes in reverse: each slot of the next round has held another size
+			slices.Reverse(sizes)
+		}
+		for range slots - len(sizes) {
+			pkts = append(pkts, []byte{0xee}) // the ring comes round to the same slots
+		}
+	}
+	ms := func(v int) int64 { return int64(v) * int64(time.Millisecond) }
+	out := make([]byte, maxPacket)
+	pcm := make([]int16, 160)
+	for i, pkt := range pkts {
+		h := rtpHeader{seq: uint16(i), ts: uint32(1000 + 960*i), ssrc: 1}
+		if r := p.putPacket(h, pkt, 960, ms(20*i)); r != putOK {
+			t.Fatalf("packet %d (%d bytes): put %v", i, len(pkt), r)
+		}
+		kind, n, _, _, _ := p.get(ms(20*i+10), pcm, out)
+		if kind != playPacket || !slices.Equal(out[:n], pkt) {
+			t.Fatalf("packet %d (%d bytes): played %v with %d bytes, not the packet", i, len(pkt), kind, n)
+		}
+	}
+}
