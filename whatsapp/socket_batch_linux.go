@@ -80,14 +80,16 @@ func (r *batchReader) readMany() (int, error) {
 	return r.n, nil
 }
 
-// recv is one recvmmsg; false (EAGAIN) sends RawConn.Read back to the
-// netpoller to wait.
+// recv is one recvmmsg; false (nothing queued: EAGAIN) sends RawConn.Read
+// back to the netpoller to wait. Any other error, EINTR included, goes to
+// the read loop, which reads again at once (waiting instead could miss
+// datagrams already queued: the netpoller wakes on new ones).
 func (r *batchReader) recv(fd uintptr) bool {
 	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), readBatch, unix.MSG_DONTWAIT, 0, 0)
 	switch e {
 	case 0:
 		r.n = int(n)
-	case unix.EAGAIN, unix.EINTR:
+	case unix.EAGAIN:
 		return false
 	default:
 		r.errno = e
