@@ -47,6 +47,9 @@ func (p profiles) start() (stop func() error, err error) {
 			pprof.StopCPUProfile()
 			errs = append(errs, cpuFile.Close())
 		}
+		if p.allocs != "" {
+			runtime.GC() // the profile is as of the last collection: make it now
+		}
 		for _, w := range []struct{ name, file string }{{"allocs", p.allocs}, {"mutex", p.mutex}, {"block", p.block}} {
 			if w.file != "" {
 				errs = append(errs, writeProfile(w.name, w.file))
