@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pion/sdp/v3"
+
 	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
 )
 
@@ -26,88 +28,68 @@ type offer struct {
 	others      []string // the m-lines after the audio one, answered rejected (port 0)
 }
 
-// parseOffer reads an offer, at session or media level as the attributes
-// come. The first audio m-line is the call's; its attributes win over the
-// session's.
-func parseOffer(sdp string) (*offer, error) {
+// parseOffer reads an offer with pion/sdp (the project's SDP parser). The
+// first audio m-line is the call's; its attributes win over the session's.
+func parseOffer(text string) (*offer, error) {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(text); err != nil {
+		return nil, fmt.Errorf("offer: %w", err)
+	}
 	o := &offer{}
-	var sessFP, mediaFP, sessUfrag, sessPwd string
+	var md *sdp.MediaDescription
+	for _, m := range sd.MediaDescriptions {
+		if m.MediaName.Media == "audio" && md == nil {
+			md = m
+			continue
+		}
+		// Every other m-line is answered rejected (port 0).
+		o.others = append(o.others, m.MediaName.Media+" 0 "+strings.Join(m.MediaName.Protos, "/")+" "+strings.Join(m.MediaName.Formats, " "))
+	}
+	if md == nil {
+		return nil, errors.New("offer has no audio m-line")
+	}
+	// attr is an attribute of the audio m-line, else of the session.
+	attr := func(key string) (string, bool) {
+		if v, ok := md.Attribute(key); ok {
+			return v, true
+		}
+		return sd.Attribute(key)
+	}
+	o.proto = strings.Join(md.MediaName.Protos, "/")
+	if !strings.Contains(o.proto, "SAVP") {
+		return nil, fmt.Errorf("offer: audio is %s, not DTLS-SRTP", o.proto)
+	}
+	if setup, _ := attr("setup"); setup == "active" {
+		// The caller wants to be the DTLS client; Meta offers actpass and
+		// expects the business to be the client.
+		return nil, errors.New("offer: a=setup:active (the caller as DTLS client) is not supported")
+	}
+	_, o.lite = sd.Attribute("ice-lite")
+	o.mid, _ = md.Attribute("mid")
+	o.ufrag, _ = attr("ice-ufrag")
+	o.pwd, _ = attr("ice-pwd")
+	if o.ufrag == "" || o.pwd == "" {
+		return nil, errors.New("offer has no ICE credentials (a=ice-ufrag, a=ice-pwd)")
+	}
+	fp, _ := attr("fingerprint")
+	if fp == "" {
+		return nil, errors.New("offer has no a=fingerprint")
+	}
+	var err error
+	if o.fingerprint, err = dtlssrtp.ParseFingerprint(fp); err != nil {
+		return nil, fmt.Errorf("offer: %w", err)
+	}
 	var cands []candidate
-	var connAddr netip.Addr
-	var mPort int
-	section := "session" // "session", "audio" (ours), "other"
-	for _, line := range strings.Split(strings.ReplaceAll(sdp, "\r\n", "\n"), "\n") {
-		line = strings.TrimSpace(line)
-		if m, ok := strings.CutPrefix(line, "m="); ok {
-			f := strings.Fields(m)
-			if len(f) < 4 {
-				return nil, fmt.Errorf("offer: bad m-line %q", line)
-			}
-			if f[0] == "audio" && o.proto == "" {
-				section, o.proto = "audio", f[2]
-				mPort, _ = strconv.Atoi(f[1])
-				continue
-			}
-			section = "other"
-			o.others = append(o.others, f[0]+" 0 "+f[2]+" "+f[3])
-			continue
-		}
-		if section == "other" {
-			continue
-		}
-		if c, ok := strings.CutPrefix(line, "c=IN "); ok && section == "audio" {
-			if f := strings.Fields(c); len(f) == 2 {
-				connAddr, _ = netip.ParseAddr(f[1])
-			}
-			continue
-		}
-		a, ok := strings.CutPrefix(line, "a=")
-		if !ok {
-			continue
-		}
-		name, val, _ := strings.Cut(a, ":")
-		switch name {
-		case "ice-lite":
-			o.lite = true
-		case "ice-ufrag":
-			if section == "audio" {
-				o.ufrag = val
-			} else {
-				sessUfrag = val
-			}
-		case "ice-pwd":
-			if section == "audio" {
-				o.pwd = val
-			} else {
-				sessPwd = val
-			}
-		case "fingerprint":
-			if section == "audio" {
-				mediaFP = val
-			} else {
-				sessFP = val
-			}
-		case "mid":
-			if section == "audio" {
-				o.mid = val
-			}
-		case "setup":
-			if val == "active" {
-				// The caller wants to be the DTLS client; Meta offers actpass
-				// and expects the business to be the client.
-				return nil, errors.New("offer: a=setup:active (the caller as DTLS client) is not supported")
-			}
+	for _, a := range md.Attributes {
+		switch a.Key {
 		case "candidate":
-			if c, ok := parseCandidate(val); ok && section == "audio" {
+			if c, ok := parseCandidate(a.Value); ok {
 				cands = append(cands, c)
 			}
 		case "rtpmap":
-			if section != "audio" {
-				continue
-			}
-			pt, enc, _ := strings.Cut(val, " ")
-			n, err := strconv.Atoi(pt)
-			if err != nil || n < 0 || n > 127 {
+			pt, enc, _ := strings.Cut(a.Value, " ")
+			n, err := strconv.ParseUint(pt, 10, 8)
+			if err != nil || n > 127 {
 				continue
 			}
 			switch strings.ToLower(enc) {
@@ -122,34 +104,8 @@ func parseOffer(sdp string) (*offer, error) {
 			}
 		}
 	}
-	if o.proto == "" {
-		return nil, errors.New("offer has no audio m-line")
-	}
-	if !strings.Contains(o.proto, "SAVP") {
-		return nil, fmt.Errorf("offer: audio is %s, not DTLS-SRTP", o.proto)
-	}
 	if o.opusPT == 0 {
 		return nil, errors.New("offer has no opus/48000/2")
-	}
-	if o.ufrag == "" {
-		o.ufrag = sessUfrag
-	}
-	if o.pwd == "" {
-		o.pwd = sessPwd
-	}
-	if o.ufrag == "" || o.pwd == "" {
-		return nil, errors.New("offer has no ICE credentials (a=ice-ufrag, a=ice-pwd)")
-	}
-	fp := mediaFP
-	if fp == "" {
-		fp = sessFP
-	}
-	if fp == "" {
-		return nil, errors.New("offer has no a=fingerprint")
-	}
-	var err error
-	if o.fingerprint, err = dtlssrtp.ParseFingerprint(fp); err != nil {
-		return nil, fmt.Errorf("offer: %w", err)
 	}
 	// Highest priority first (RFC 8445 §6.1.2.6); the m/c-line address only
 	// when there is no candidate at all.
@@ -157,13 +113,33 @@ func parseOffer(sdp string) (*offer, error) {
 	for _, c := range cands {
 		o.candidates = append(o.candidates, c.addr)
 	}
-	if len(o.candidates) == 0 && connAddr.IsValid() && !connAddr.IsUnspecified() && mPort > 0 {
-		o.candidates = append(o.candidates, netip.AddrPortFrom(connAddr, uint16(mPort)))
+	if len(o.candidates) == 0 {
+		if a, ok := defaultAddr(&sd, md); ok {
+			o.candidates = append(o.candidates, a)
+		}
 	}
 	if len(o.candidates) == 0 {
 		return nil, errors.New("offer has no UDP candidate we can use")
 	}
 	return o, nil
+}
+
+// defaultAddr is the m-line's port at its c-line's address (media level,
+// else session level), when both are usable.
+func defaultAddr(sd *sdp.SessionDescription, md *sdp.MediaDescription) (netip.AddrPort, bool) {
+	ci := md.ConnectionInformation
+	if ci == nil {
+		ci = sd.ConnectionInformation
+	}
+	port := md.MediaName.Port.Value
+	if ci == nil || ci.Address == nil || port <= 0 || port > 65535 {
+		return netip.AddrPort{}, false
+	}
+	ip, err := netip.ParseAddr(ci.Address.Address)
+	if err != nil || ip.IsUnspecified() {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(port)), true
 }
 
 type candidate struct {
