@@ -8,7 +8,8 @@
 //   - webrtc.go: Media, the ICE UDP sockets every call shares (one port);
 //   - socket.go: one reader per socket demultiplexing STUN, DTLS and SRTP
 //     to the calls (RFC 7983);
-//   - offer.go, answer.go: the caller's SDP offer read, our answer written;
+//   - offer.go, answer.go: the caller's SDP offer read (pion/sdp), our answer
+//     written;
 //   - ice.go: a full ICE agent per call (RFC 8445), consent (RFC 7675);
 //   - leg.go: Leg, DTLS-SRTP as client (dtlssrtp/) and the packets in and
 //     out as the bridge reads and writes them;
