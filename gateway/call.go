@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -14,376 +13,504 @@ import (
 	"github.com/wagateway/wagateway/whatsapp"
 )
 
-// Outcomes of a call, as logged when it ends.
+// callTimeouts bound a call's actions. New sets the defaults; tests
+// shorten them.
+type callTimeouts struct {
+	graph  time.Duration // one Graph action, retries included
+	answer time.Duration // building the WebRTC answer (local)
+	bye    time.Duration // the PBX's answer to our BYE
+	// terminateGrace is how long a failed WebRTC leg waits for Meta's
+	// terminate webhook before the call is taken for a media failure: a
+	// caller who hangs up closes the connection, often before the webhook.
+	terminateGrace time.Duration
+	// settle bounds the wait, once a call is over, for the actions it
+	// cancelled (an INVITE's CANCEL, a Graph request) to return.
+	settle time.Duration
+}
+
+var defaultCallTimeouts = callTimeouts{
+	graph:          30 * time.Second,
+	answer:         10 * time.Second,
+	bye:            5 * time.Second,
+	terminateGrace: 2 * time.Second,
+	settle:         35 * time.Second,
+}
+
+// eventKind is something that happened to a call: an action it started
+// returned, or the caller hung up. The PBX's BYE, a failed WebRTC leg and
+// the call's context are watched by the call's goroutine directly.
+type eventKind uint8
+
 const (
-	OutcomeBridged      = "bridged"       // both sides talked; ended by either
-	OutcomeNoRoute      = "no_route"      // rejected: nothing configured for it
-	OutcomePBXRejected  = "pbx_rejected"  // the PBX answered with a final error (busy, decline, …)
-	OutcomeNoAnswer     = "no_answer"     // the PBX did not answer within the route's answer_timeout
-	OutcomeCallerHungUp = "caller_hungup" // the caller left before the PBX answered
-	OutcomeFailed       = "failed"        // a local or Graph error
-	OutcomeShutdown     = "shutdown"      // ended because the gateway stopped
+	evAnswered         eventKind = iota + 1 // the WebRTC answer is made (leg) or failed
+	evPreAccepted                           // Graph pre_accept returned
+	evInviteDone                            // the INVITE got its final response (pbx) or failed
+	evAccepted                              // Graph accept returned
+	evCallerTerminated                      // Meta's terminate webhook
 )
 
-// graphTimeout bounds one Graph action including its retries.
-const graphTimeout = 30 * time.Second
+// resultOf is the state in which each action's result is awaited.
+var resultOf = map[eventKind]callState{
+	evAnswered:    stateAnswering,
+	evPreAccepted: statePreAccepting,
+	evInviteDone:  stateRinging,
+	evAccepted:    stateAccepting,
+}
 
-// terminateGrace is how long a closed WebRTC connection waits for Meta's
-// terminate webhook before the call is treated as a media failure.
-const terminateGrace = 2 * time.Second
+type callEvent struct {
+	kind     eventKind
+	err      error
+	leg      waLeg   // evAnswered
+	pbx      pbxCall // evInviteDone
+	timedOut bool    // evInviteDone: the route's answer_timeout ended the INVITE
+}
 
-// call is one WhatsApp call through its life: connect → answer → pre_accept
-// → INVITE → 200 OK → accept → media → hang-up on both sides.
+// call is one WhatsApp call through its life, driven by one goroutine
+// (run) through the states of state.go. Other goroutines only post events
+// (callerTerminated) or read what callOps and stateMachine guard.
 type call struct {
-	g   *Gateway
-	ev  whatsapp.CallEvent
-	log *zap.Logger
+	g      *Gateway
+	ev     whatsapp.CallEvent
+	sm     *stateMachine
+	ops    *callOps
+	events chan callEvent // buffered: each action posts once, terminate once
 
-	terminated chan struct{} // closed when Meta's terminate webhook arrives
-	termOnce   sync.Once
+	termOnce sync.Once
 
-	mu        sync.Mutex
-	state     string
-	sipCallID string
-
-	ops *callOps // phase times, results and media for metrics and the call record
+	// Owned by run's goroutine.
+	log           *zap.Logger
+	ctx           context.Context // shutdown, drain timeout, admin hang-up
+	actions       context.Context // the actions in flight; cancelled when the call ends
+	cancelActions context.CancelFunc
+	inflight      int
+	route         Route
+	trunk         *sip.Trunk
+	leg           waLeg
+	pbx           pbxCall
+	bridge        *rtpbridge.Bridge
+	info          *infoSender
+	cause         endCause
+	wasBridged    bool
+	callerGone    bool
+	pbxGone       bool
+	acceptSent    bool
 }
 
 func newCall(g *Gateway, ev whatsapp.CallEvent) *call {
+	sm := newStateMachine(g.now)
 	return &call{
-		g:          g,
-		ev:         ev,
-		log:        g.log.With(zap.String("call_id", ev.CallID), zap.String("phone_number_id", ev.PhoneNumberID)),
-		terminated: make(chan struct{}),
-		state:      "connecting",
-		ops:        newCallOps(),
+		g:      g,
+		ev:     ev,
+		sm:     sm,
+		ops:    newCallOps(),
+		events: make(chan callEvent, 4),
+		log:    g.log.With(zap.String("call_id", ev.CallID), zap.String("phone_number_id", ev.PhoneNumberID)),
 	}
 }
 
-// callerTerminated is called for Meta's terminate webhook.
+// callerTerminated takes Meta's terminate webhook (on the webhook's
+// goroutine): recorded, then handed to the call's goroutine.
 func (c *call) callerTerminated(ev whatsapp.CallEvent) {
-	c.terminatedBy(ev)
-	c.termOnce.Do(func() {
-		c.log.Info("whatsapp terminate received", zap.String("status", ev.Status), zap.Any("errors", ev.Errors))
-		close(c.terminated)
-	})
+	c.ops.terminated(ev)
+	c.termOnce.Do(func() { c.events <- callEvent{kind: evCallerTerminated} })
 }
 
-func (c *call) callerGone() bool {
-	select {
-	case <-c.terminated:
-		return true
-	default:
-		return false
-	}
-}
-
-func (c *call) setState(s string) {
-	c.mu.Lock()
-	c.state = s
-	c.mu.Unlock()
-	c.log.Debug("call state", zap.String("state", s))
-}
-
-// run drives the call to its end; every path releases the WebRTC leg, the
-// SIP dialog and its RTP port.
+// run drives the call from the connect webhook to its end on both sides.
 func (c *call) run(ctx context.Context) {
-	start := time.Now()
-	outcome, detail := c.setupAndBridge(ctx)
-	c.setState("ended")
-	outcome, detail = c.finish(ctx, outcome, detail)
-	c.log.Info("call ended", zap.String("outcome", outcome), zap.String("detail", detail),
-		zap.String("sip_call_id", c.sipCallID), zap.Duration("duration", time.Since(start)))
-}
-
-func (c *call) setupAndBridge(ctx context.Context) (outcome, detail string) {
+	c.ctx = ctx
+	c.actions, c.cancelActions = context.WithCancel(context.Background())
+	defer c.cancelActions()
 	ev := c.ev
 	c.log.Info("whatsapp call connect", zap.String("caller", ev.CallerID()), zap.String("name", ev.ProfileName),
 		zap.String("cta_payload", ev.CTAPayload), zap.String("deeplink_payload", ev.DeeplinkPayload))
 
-	router, trunks := c.g.routing()
-	route, err := router.RouteFor(ev.PhoneNumberID, ev.CTAPayload, ev.DeeplinkPayload)
-	if err != nil {
-		c.refuse(err.Error())
-		return OutcomeNoRoute, err.Error()
-	}
-	trunk := trunks[route.Trunk]
-	c.log = c.log.With(zap.String("route", route.Name), zap.String("trunk", route.Trunk))
-	if outcome, why := c.admit(route); outcome != "" {
-		c.refuse(why) // draining, or the trunk is down: at once, no ringing into nothing
-		return outcome, why
-	}
-
-	// 1. Answer Meta's offer (local and at once: our candidates are known; ICE starts).
-	answerCtx, cancelAnswer := context.WithTimeout(ctx, 10*time.Second)
-	leg, err := c.g.media.Answer(answerCtx, ev.SDP, c.log)
-	cancelAnswer()
-	if err != nil {
-		c.refuse("cannot answer the offer")
-		return OutcomeFailed, err.Error()
-	}
-	defer leg.Close()
-
-	// 2. pre_accept before the INVITE, so ICE/DTLS come up while the PBX
-	// rings and its greeting is not clipped (whatsapp-calling.md, media rules).
-	if c.callerGone() {
-		return OutcomeCallerHungUp, "terminate before pre_accept"
-	}
-	c.setState("pre_accepting")
-	if err := c.graph(ctx, "pre_accept", func(ctx context.Context) error {
-		return c.g.graph.PreAccept(ctx, ev.PhoneNumberID, ev.CallID, leg.AnswerSDP())
-	}); err != nil {
-		c.refuse("pre_accept failed")
-		return OutcomeFailed, "pre_accept: " + err.Error()
-	}
-
-	c.ops.mark(phasePreAccept)
-
-	// 3. INVITE the PBX; Meta's terminate or the answer timeout CANCELs it.
-	sc, outcome, detail := c.invitePBX(ctx, route, trunk)
-	if sc == nil {
-		return outcome, detail
-	}
-	defer sc.Close()
-	c.ops.mark(phaseAnswer)
-	c.sipResult(200, "OK")
-	c.mu.Lock()
-	c.sipCallID = sc.CallID()
-	c.mu.Unlock()
-	c.log = c.log.With(zap.String("sip_call_id", sc.CallID()))
-	codec := sc.Codec()
-	c.log.Info("pbx answered", zap.String("codec", codec.Name), zap.Stringer("rtp_remote", sc.RemoteRTPAddr()))
-
-	hangupSIP := func() {
-		hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := sc.Hangup(hctx); err != nil {
-			c.log.Warn("sip BYE failed", zap.Error(err))
+	c.begin()
+	stop := ctx.Done()
+	var legFailed <-chan struct{}
+	var grace *time.Timer
+	var graceC <-chan time.Time
+	for c.sm.current() < stateEnding {
+		if legFailed == nil && graceC == nil && c.leg != nil {
+			legFailed = c.leg.Failed()
 		}
-	}
-	if c.callerGone() {
-		hangupSIP()
-		return OutcomeCallerHungUp, "caller hung up as the PBX answered"
-	}
-
-	// 4. The bridge is built before accept so nothing can fail between
-	// accept and the first packet; it starts only once accept returned 200
-	// (no media before accept, whatsapp-calling.md §5).
-	waIn, sipIn := c.meterLegs(leg, sc, codec) // jitter of each leg's input
-	info := newInfoSender(sc, trunk.DTMF == rtpbridge.DTMFModeInfo, c.log)
-	defer info.stop()
-	bridge, err := rtpbridge.New(rtpbridge.Config{
-		WhatsAppIn:         waIn,
-		WhatsAppOut:        leg,
-		WhatsAppSSRC:       leg.SSRC(),
-		SIPIn:              sipIn,
-		SIPOut:             sc,
-		SIPCodec:           bridgeCodec(codec),
-		SIPDTMFPayloadType: sc.DTMFPayloadType(),
-		DTMFMode:           trunk.DTMF,
-		OnDigit: func(from string, d rune) {
-			c.log.Info("dtmf digit", zap.String("from", from), zap.String("digit", string(d)))
-			if from == "whatsapp" {
-				info.send(d)
+		var pbxDone <-chan struct{}
+		if c.pbx != nil && !c.pbxGone {
+			pbxDone = c.pbx.Done()
+		}
+		select {
+		case e := <-c.events:
+			c.handle(e)
+		case <-stop:
+			stop = nil
+			c.end(c.stopCause())
+		case <-pbxDone:
+			c.pbxGone = true
+			c.end(endCause{kind: endPBXHungUp, detail: "pbx hung up (" + c.pbx.EndReason() + ")"})
+		case <-legFailed:
+			legFailed = nil
+			grace = time.NewTimer(c.g.timeouts.terminateGrace)
+			graceC = grace.C
+		case <-graceC:
+			detail := "whatsapp media connection failed"
+			if err := c.leg.Err(); err != nil {
+				detail += ": " + err.Error() // ICE consent lost, DTLS failed, …
 			}
-		},
-		OpusComplexity: *c.g.cfg.Media.OpusComplexity,
-	})
-	if err != nil {
-		hangupSIP()
-		c.terminateWhatsApp()
-		return OutcomeFailed, "bridge: " + err.Error()
-	}
-	// Every return from here on frees the bridge (goroutines and libopus
-	// state): the legs first, so its readers return, then the bridge.
-	defer func() {
-		leg.Close()
-		sc.Close()
-		bridge.Close()
-	}()
-	// The PBX may start its greeting right after the 200 OK: hold that audio
-	// and play it once WhatsApp accepts (nothing may go to WhatsApp before).
-	bridge.StartSIPReceive()
-	// Digits the PBX sends by SIP INFO reach the caller whatever the mode.
-	sc.SetOnInfoDigit(func(d rune, dur time.Duration) {
-		c.log.Info("dtmf digit", zap.String("from", "sip-info"), zap.String("digit", string(d)))
-		if err := bridge.SendDigitToWhatsApp(d, dur); err != nil {
-			c.log.Warn("dtmf digit not forwarded", zap.Error(err))
+			c.end(endCause{kind: endMediaFailed, detail: detail})
 		}
-	})
-	sc.SetOnMediaChange(func(mc sip.MediaChange) {
-		c.log.Info("pbx changed the media", zap.String("direction", mc.Direction), zap.String("codec", mc.Codec.Name),
-			zap.Stringer("rtp_remote", mc.RemoteRTPAddr))
-		if err := bridge.SetSIPCodec(bridgeCodec(mc.Codec), mc.DTMFPayloadType); err != nil {
-			c.log.Warn("cannot switch the bridge to the new codec", zap.Error(err))
-		} else {
-			c.codecChanged(mc.Codec) // metrics, jitter meter and call record follow
-		}
-	})
-	c.setState("accepting")
-	if err := c.graph(ctx, "accept", func(ctx context.Context) error {
-		return c.g.graph.Accept(ctx, ev.PhoneNumberID, ev.CallID, leg.AnswerSDP(), "")
-	}); err != nil {
-		hangupSIP()
-		c.terminateWhatsApp()
-		return OutcomeFailed, "accept: " + err.Error()
 	}
-	bridge.Start()
-	c.setState("bridged")
-	c.bridged(bridge)
-	c.log.Info("call bridged", zap.Stringer("chain", bridge))
-
-	// 5. Until one side hangs up.
-	detail2 := c.awaitHangup(ctx, sc, leg, hangupSIP)
-	// Close the legs so the bridge's readers return, then the bridge.
-	leg.Close()
-	sc.Close()
-	bridge.Close()
-	st := bridge.Stats()
-	// Reflect, not Any: Stats is a Stringer, and the object keeps its
-	// counters machine-readable (wasim load sums them from the log).
-	c.log.Info("media stats", zap.Reflect("stats", st))
-	if ctx.Err() != nil {
-		return OutcomeShutdown, detail2
+	if grace != nil {
+		grace.Stop()
 	}
-	return OutcomeBridged, detail2
+	c.settle()
+	c.hangUp()
+	c.move(stateEnded)
+	outcome, detail := c.finish()
+	c.log.Info("call ended", zap.String("outcome", outcome), zap.String("detail", detail),
+		zap.String("sip_call_id", c.ops.sipCall()), zap.Duration("duration", time.Since(c.sm.enteredAt(stateNew))))
 }
 
-// invitePBX sends the INVITE and waits for the PBX's answer: a call, or
-// (nil, outcome, detail) once the WhatsApp side has been told (reject) or
-// the caller left first. Meta's terminate or the route's answer timeout
-// CANCELs the INVITE.
-func (c *call) invitePBX(ctx context.Context, route Route, trunk *sip.Trunk) (sc *sip.Call, outcome, detail string) {
-	ev := c.ev
-	c.setState("ringing")
-	inviteCtx, cancelInvite := context.WithTimeout(ctx, route.AnswerTimeout)
-	go func() {
-		select {
-		case <-c.terminated:
-			cancelInvite()
-		case <-inviteCtx.Done():
-		}
-	}()
-	c.ops.mark(phaseInvite)
-	sc, err := c.g.ua.Invite(inviteCtx, sip.InviteRequest{
-		Trunk:       trunk,
-		To:          route.Destination,
-		FromUser:    ev.CallerID(),
-		DisplayName: ev.ProfileName,
-		Headers:     metaHeaders(ev),
-		LogRef:      ev.CallID,
-		OnProgress: func(code int, reason string) {
-			c.log.Debug("sip progress", zap.Int("code", code), zap.String("reason", reason))
-		},
-	})
-	inviteErr := inviteCtx.Err()
-	cancelInvite()
+// begin routes the call and admits it, or ends it; then answers the offer.
+func (c *call) begin() {
+	router, trunks := c.g.routing()
+	route, err := router.RouteFor(c.ev.PhoneNumberID, c.ev.CTAPayload, c.ev.DeeplinkPayload)
+	if err == nil && trunks[route.Trunk] == nil {
+		err = errors.New("route " + quote(route.Name) + " names trunk " + quote(route.Trunk) + ", which is not configured")
+	}
 	if err != nil {
+		c.end(endCause{kind: endNoRoute, detail: err.Error()})
+		return
+	}
+	c.route, c.trunk = route, trunks[route.Trunk]
+	c.log = c.log.With(zap.String("route", route.Name), zap.String("trunk", route.Trunk))
+	c.ops.setRoute(route)
+	if refused, ok := c.g.admit(route); !ok {
+		c.end(refused) // draining, or the trunk is down: at once, no ringing into nothing
+		return
+	}
+	c.move(stateAnswering)
+	offer := c.ev.SDP
+	c.start(evAnswered, func(ctx context.Context, log *zap.Logger) callEvent {
+		ctx, cancel := context.WithTimeout(ctx, c.g.timeouts.answer)
+		defer cancel()
+		leg, err := c.g.answerer.Answer(ctx, offer, log)
+		return callEvent{leg: leg, err: err}
+	})
+}
+
+// start runs one action on a goroutine of its own; its result comes back
+// to run's goroutine as an event. The action sees the call's logger as it
+// is now, and the actions context, which ending the call cancels.
+func (c *call) start(kind eventKind, do func(ctx context.Context, log *zap.Logger) callEvent) {
+	c.inflight++
+	ctx, log := c.actions, c.log
+	go func() {
+		e := do(ctx, log)
+		e.kind = kind
+		c.events <- e
+	}()
+}
+
+// handle takes one event on run's goroutine.
+func (c *call) handle(e callEvent) {
+	if e.kind == evCallerTerminated {
+		c.callerGone = true
+		c.log.Info("whatsapp terminate received", zap.String("status", c.ops.terminateStatus()))
+		c.end(endCause{kind: endCallerHungUp, detail: callerHangupDetail(c.sm.current())})
+		return
+	}
+	c.inflight--
+	if c.sm.current() != resultOf[e.kind] {
+		c.adopt(e) // the call ended meanwhile
+		return
+	}
+	switch e.kind {
+	case evAnswered:
+		c.answered(e)
+	case evPreAccepted:
+		c.preAccepted(e)
+	case evInviteDone:
+		c.inviteDone(e)
+	case evAccepted:
+		c.accepted(e)
+	}
+}
+
+func callerHangupDetail(s callState) string {
+	switch s {
+	case stateRinging:
+		return "caller hung up while the PBX rang"
+	case stateAccepting:
+		return "caller hung up as the PBX answered"
+	case stateBridged:
+		return "caller hung up"
+	}
+	return "caller hung up before the PBX was called"
+}
+
+// answered: the leg is made; pre_accept goes before the INVITE, so ICE and
+// DTLS come up while the PBX rings and its greeting is not clipped (Meta,
+// Cloud API Calling, "pre-accept").
+func (c *call) answered(e callEvent) {
+	if e.err != nil {
+		c.end(endCause{kind: endAnswerFailed, detail: "answer: " + e.err.Error()})
+		return
+	}
+	c.leg = e.leg
+	c.move(statePreAccepting)
+	ev, sdp := c.ev, c.leg.AnswerSDP()
+	c.start(evPreAccepted, func(ctx context.Context, log *zap.Logger) callEvent {
+		return callEvent{err: c.graphAction(ctx, log, "pre_accept", func(ctx context.Context) error {
+			return c.g.graph.PreAccept(ctx, ev.PhoneNumberID, ev.CallID, sdp)
+		})}
+	})
+}
+
+// preAccepted: INVITE the PBX. Ending the call (terminate, shutdown)
+// cancels the INVITE (CANCEL); the route's answer_timeout bounds it.
+func (c *call) preAccepted(e callEvent) {
+	if e.err != nil {
+		c.end(endCause{kind: endGraphFailed, detail: "pre_accept: " + e.err.Error()})
+		return
+	}
+	c.move(stateRinging)
+	ev, route, trunk := c.ev, c.route, c.trunk
+	c.start(evInviteDone, func(ctx context.Context, log *zap.Logger) callEvent {
+		ctx, cancel := context.WithTimeout(ctx, route.AnswerTimeout)
+		defer cancel()
+		pbx, err := c.g.dialer.Invite(ctx, sip.InviteRequest{
+			Trunk:       trunk,
+			To:          route.Destination,
+			FromUser:    ev.CallerID(),
+			DisplayName: ev.ProfileName,
+			Headers:     metaHeaders(ev),
+			LogRef:      ev.CallID,
+			OnProgress: func(code int, reason string) {
+				log.Debug("sip progress", zap.Int("code", code), zap.String("reason", reason))
+			},
+		})
+		return callEvent{pbx: pbx, err: err, timedOut: errors.Is(ctx.Err(), context.DeadlineExceeded)}
+	})
+}
+
+// inviteDone: the PBX answered, refused, or did not answer in time.
+func (c *call) inviteDone(e callEvent) {
+	if e.err != nil {
 		var fe *sip.FinalError
 		switch {
-		case c.callerGone():
-			return nil, OutcomeCallerHungUp, "caller hung up while the PBX rang"
-		case errors.As(err, &fe):
-			c.sipResult(fe.Code, fe.Reason)
-			c.refuse(fmt.Sprintf("PBX answered %d %s", fe.Code, fe.Reason))
-			return nil, OutcomePBXRejected, err.Error()
-		case errors.Is(inviteErr, context.DeadlineExceeded):
-			c.refuse("PBX did not answer within " + route.AnswerTimeout.String())
-			return nil, OutcomeNoAnswer, err.Error()
-		case ctx.Err() != nil:
-			c.refuse("gateway shutting down")
-			return nil, OutcomeShutdown, err.Error()
+		case errors.As(e.err, &fe):
+			c.ops.sipResult(c.g.ops.metrics, fe.Code, fe.Reason)
+			c.end(endCause{kind: endPBXRejected, detail: e.err.Error(), sipCode: fe.Code})
+		case e.timedOut:
+			c.end(endCause{kind: endNoAnswer, detail: "PBX did not answer within " + c.route.AnswerTimeout.String() + ": " + e.err.Error()})
 		default:
-			c.refuse("INVITE failed")
-			return nil, OutcomeFailed, err.Error()
+			c.end(endCause{kind: endInviteFailed, detail: "INVITE: " + e.err.Error()})
 		}
+		return
 	}
-	return sc, "", ""
+	c.pbx = e.pbx
+	c.ops.sipResult(c.g.ops.metrics, 200, "OK")
+	c.ops.answered(c.pbx.CallID(), c.pbx.Codec().Name)
+	c.log = c.log.With(zap.String("sip_call_id", c.pbx.CallID()))
+	c.log.Info("pbx answered", zap.String("codec", c.pbx.Codec().Name), zap.Stringer("rtp_remote", c.pbx.RemoteRTPAddr()))
+	c.move(stateAccepting)
+	// The bridge is built before accept so nothing can fail between accept
+	// and the first packet; it sends only once accept returned 200 (no
+	// media before accept: Meta, Cloud API Calling).
+	if err := c.buildBridge(); err != nil {
+		c.end(endCause{kind: endBridgeFailed, detail: "bridge: " + err.Error()})
+		return
+	}
+	c.acceptSent = true
+	ev, sdp := c.ev, c.leg.AnswerSDP()
+	c.start(evAccepted, func(ctx context.Context, log *zap.Logger) callEvent {
+		return callEvent{err: c.graphAction(ctx, log, "accept", func(ctx context.Context) error {
+			return c.g.graph.Accept(ctx, ev.PhoneNumberID, ev.CallID, sdp, "")
+		})}
+	})
 }
 
-// awaitHangup holds the bridged call until one side ends it, ends the
-// other side, and says how it ended.
-func (c *call) awaitHangup(ctx context.Context, sc *sip.Call, leg *whatsapp.Leg, hangupSIP func()) string {
-	var detail2 string
-	select {
-	case <-sc.Done():
-		detail2 = "pbx hung up (" + sc.EndReason() + ")"
-		c.ops.setHangupBy(byPBX)
-		c.terminateWhatsApp()
-	case <-c.terminated:
-		detail2 = "caller hung up"
-		c.ops.setHangupBy(byCaller)
-		hangupSIP()
-	case <-leg.Failed():
-		// A caller who hangs up closes the WebRTC connection, often before
-		// Meta's terminate webhook arrives: give it a moment to tell the two
-		// apart, so a normal hang-up is not taken for a media failure.
+// accepted: Meta took the call; media flows.
+func (c *call) accepted(e callEvent) {
+	if e.err != nil {
+		c.end(endCause{kind: endGraphFailed, detail: "accept: " + e.err.Error()})
+		return
+	}
+	c.bridge.Start()
+	c.move(stateBridged)
+	c.ops.bridged(c.g.ops.metrics, c.sm.enteredAt(stateBridged).Sub(c.sm.enteredAt(stateNew)))
+	c.log.Info("call bridged", zap.Stringer("chain", c.bridge))
+}
+
+// end decides that the call is over; the first cause is the one kept.
+// Actions in flight are cancelled (an INVITE is CANCELled).
+func (c *call) end(cause endCause) {
+	s := c.sm.current()
+	if s >= stateEnding {
+		return
+	}
+	c.cause, c.wasBridged = cause, s == stateBridged
+	c.move(stateEnding)
+	c.cancelActions()
+}
+
+// adopt takes what an action made after the call ended, so the hang-up
+// releases it: a leg, or a PBX that answered as the INVITE was cancelled.
+func (c *call) adopt(e callEvent) {
+	if e.leg != nil && c.leg == nil {
+		c.leg = e.leg
+	}
+	if e.pbx != nil && c.pbx == nil {
+		c.pbx = e.pbx
+		c.ops.answered(e.pbx.CallID(), e.pbx.Codec().Name)
+		c.log.Info("pbx answered after the call ended: hanging up", zap.String("sip_call_id", e.pbx.CallID()))
+	}
+	var fe *sip.FinalError
+	if errors.As(e.err, &fe) {
+		c.ops.sipResult(c.g.ops.metrics, fe.Code, fe.Reason)
+	}
+}
+
+// settle waits for the cancelled actions to return (bounded).
+func (c *call) settle() {
+	if c.inflight == 0 {
+		return
+	}
+	t := time.NewTimer(c.g.timeouts.settle)
+	defer t.Stop()
+	for c.inflight > 0 {
 		select {
-		case <-c.terminated:
-			detail2 = "caller hung up"
-			c.ops.setHangupBy(byCaller)
-		case <-time.After(terminateGrace):
-			detail2 = "whatsapp media connection failed"
-			if err := leg.Err(); err != nil && !errors.Is(err, whatsapp.ErrLegClosed) {
-				detail2 += ": " + err.Error() // ICE consent lost, DTLS failed, …
+		case e := <-c.events:
+			if e.kind == evCallerTerminated {
+				c.callerGone = true
+				continue
 			}
-			c.ops.setHangupBy(byGateway)
-			c.terminateWhatsApp()
+			c.inflight--
+			c.adopt(e)
+		case <-t.C:
+			c.log.Error("call actions still running after the call ended", zap.Int("actions", c.inflight))
+			go releaseLate(c.events, c.inflight, c.g.timeouts.bye)
+			c.inflight = 0
 		}
-		hangupSIP()
-	case <-ctx.Done():
-		detail2 = "gateway shutting down"
-		hangupSIP()
-		c.terminateWhatsApp()
 	}
-	return detail2
 }
 
-// bridgeCodec is the SIP leg's codec as the bridge names it.
-func bridgeCodec(c sip.Codec) rtpbridge.Codec {
-	return rtpbridge.Codec{Name: c.Name, PayloadType: c.PayloadType, ClockRate: c.ClockRate}
+// releaseLate frees what the n actions still running make once they return.
+func releaseLate(events <-chan callEvent, n int, byeTimeout time.Duration) {
+	for n > 0 {
+		e := <-events
+		if e.kind == evCallerTerminated {
+			continue
+		}
+		n--
+		if e.leg != nil {
+			_ = e.leg.Close()
+		}
+		if e.pbx != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), byeTimeout)
+			_ = e.pbx.Hangup(ctx)
+			cancel()
+			_ = e.pbx.Close()
+		}
+	}
 }
 
-// refuse ends a call that was never accepted: reject is allowed until accept
-// (whatsapp-calling.md §3); if Meta refuses it, terminate instead.
-func (c *call) refuse(reason string) {
-	if c.callerGone() {
+// hangUp ends each side that is still up, both at once, then frees the
+// media: legs first so the bridge's readers return, then the bridge.
+func (c *call) hangUp() {
+	var wg sync.WaitGroup
+	if !c.callerGone && !c.ops.wasTerminated() {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.endWhatsApp() }()
+	}
+	if c.pbx != nil && !c.pbxGone {
+		select {
+		case <-c.pbx.Done():
+		default:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), c.g.timeouts.bye)
+				defer cancel()
+				if err := c.pbx.Hangup(ctx); err != nil {
+					c.log.Warn("sip BYE failed", zap.Error(err))
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if c.leg != nil {
+		_ = c.leg.Close()
+	}
+	if c.pbx != nil {
+		_ = c.pbx.Close()
+	}
+	if c.bridge != nil {
+		c.bridge.Close()
+		// Reflect, not Any: Stats is a Stringer, and the object keeps its
+		// counters machine-readable.
+		c.log.Info("media stats", zap.Reflect("stats", c.bridge.Stats()))
+	}
+	c.info.stop()
+}
+
+// endWhatsApp tells Meta the business side ends the call: terminate once
+// accept was sent (Meta bills from accept), else reject, which Meta allows
+// until accept; terminate if Meta refuses the reject.
+func (c *call) endWhatsApp() {
+	ev := c.ev
+	terminate := func() {
+		_ = c.graphAction(context.Background(), c.log, "terminate", func(ctx context.Context) error {
+			return c.g.graph.Terminate(ctx, ev.PhoneNumberID, ev.CallID)
+		})
+	}
+	if c.acceptSent {
+		terminate()
 		return
 	}
-	c.log.Info("rejecting whatsapp call", zap.String("reason", reason))
-	err := c.graph(context.Background(), "reject", func(ctx context.Context) error {
-		return c.g.graph.Reject(ctx, c.ev.PhoneNumberID, c.ev.CallID)
-	})
-	if err != nil {
-		c.terminateWhatsApp()
+	c.log.Info("rejecting whatsapp call", zap.String("reason", c.cause.detail))
+	if err := c.graphAction(context.Background(), c.log, "reject", func(ctx context.Context) error {
+		return c.g.graph.Reject(ctx, ev.PhoneNumberID, ev.CallID)
+	}); err != nil {
+		terminate()
 	}
 }
 
-// terminateWhatsApp sends terminate, which Meta bills from: always send it
-// when the business side ends the call.
-func (c *call) terminateWhatsApp() {
-	if c.callerGone() {
-		return
-	}
-	_ = c.graph(context.Background(), "terminate", func(ctx context.Context) error {
-		return c.g.graph.Terminate(ctx, c.ev.PhoneNumberID, c.ev.CallID)
-	})
-}
-
-// graph runs one Graph action with a bound and logs its failure.
-func (c *call) graph(parent context.Context, action string, do func(context.Context) error) error {
-	if parent.Err() != nil {
-		parent = context.Background() // shutting down: still tell Meta
-	}
-	ctx, cancel := context.WithTimeout(parent, graphTimeout)
+// graphAction runs one Graph action within its timeout, and records and
+// logs its failure. It runs on an action's goroutine.
+func (c *call) graphAction(parent context.Context, log *zap.Logger, action string, do func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(parent, c.g.timeouts.graph)
 	defer cancel()
 	if err := do(ctx); err != nil {
-		c.log.Warn("graph action failed", zap.String("action", action), zap.Error(err))
-		c.graphFailed(action, err)
+		log.Warn("graph action failed", zap.String("action", action), zap.Error(err))
+		c.ops.graphFailed(action, err)
 		return err
 	}
-	c.log.Debug("graph action ok", zap.String("action", action))
+	log.Debug("graph action ok", zap.String("action", action))
 	return nil
+}
+
+// move makes a transition; an illegal one is logged and counted, and the
+// call stays where it was.
+func (c *call) move(next callState) {
+	from := c.sm.current()
+	if err := c.sm.to(next); err != nil {
+		c.log.Error("call state machine", zap.Error(err))
+		c.g.ops.metrics.stateErrors.Inc()
+		return
+	}
+	c.log.Debug("call state", zap.Stringer("from", from), zap.Stringer("to", next))
+}
+
+// stopCause says why the call's context ended.
+func (c *call) stopCause() endCause {
+	cause := context.Cause(c.ctx)
+	switch {
+	case errors.Is(cause, errAdminHangup):
+		return endCause{kind: endAdmin, detail: cause.Error()}
+	case errors.Is(cause, errDrainTimeout):
+		return endCause{kind: endDrainTimeout, detail: cause.Error()}
+	}
+	return endCause{kind: endShutdown, detail: "gateway shutting down"}
 }
 
 // metaHeaders mirrors the headers Meta's own SIP mode sends, so one dialplan

@@ -14,72 +14,35 @@ import (
 	"github.com/wagateway/wagateway/whatsapp"
 )
 
-// Outcomes added by operations (see call.go for the others).
-const (
-	OutcomeTrunkDown   = "trunk_down"   // rejected at once: the route's trunk does not answer OPTIONS
-	OutcomeDraining    = "draining"     // rejected: the gateway is draining (SIGTERM)
-	OutcomeAdminHangup = "admin_hangup" // ended through the admin API
-)
-
-// Who ended a call, in call records.
-const (
-	byCaller  = "caller"  // the WhatsApp user (terminate webhook)
-	byPBX     = "pbx"     // BYE or a final error response from the PBX
-	byGateway = "gateway" // a timeout, a failure, a refusal, shutdown or drain
-	byAdmin   = "admin"   // the admin API
-)
-
 // Causes a call's context is cancelled with.
 var (
 	errAdminHangup  = errors.New("hung up through the admin API")
 	errDrainTimeout = errors.New("drain_timeout passed")
 )
 
-// Phases of a call, timestamped in its record.
-const (
-	phaseConnect = iota
-	phasePreAccept
-	phaseInvite
-	phaseAnswer
-	phaseAccept
-	phaseEnd
-	nPhases
-)
-
-// callOps is what operations keep about one call: phase times, the route,
-// SIP and Meta results, the media bridge, for metrics, the admin API and
-// the call record. Its methods are safe for concurrent use.
+// callOps is what operations keep about one call, read by the admin API,
+// the metrics flush and the call record from other goroutines than the
+// call's own. Its methods are safe for concurrent use.
 type callOps struct {
-	mu           sync.Mutex
-	at           [nPhases]time.Time
-	route        Route
-	routed       bool
-	sipCode      int
-	sipReason    string
-	sipCodec     string
-	hangupBy     string
-	termStatus   string
-	metaErrors   []RecordError
-	bridge       *rtpbridge.Bridge
-	waJitter     *jitterMeter
-	sipJitter    *jitterMeter
-	reported     rtpbridge.Stats // already added to the metrics
-	activeCodec  string          // counted in active_bridged_calls
-	cancel       context.CancelCauseFunc
-	finishedOnce sync.Once
+	mu          sync.Mutex
+	route       Route
+	routed      bool
+	sipCallID   string
+	sipCode     int
+	sipReason   string
+	sipCodec    string
+	termStatus  string
+	termSeen    bool
+	metaErrors  []RecordError
+	bridge      *rtpbridge.Bridge
+	waJitter    *jitterMeter
+	sipJitter   *jitterMeter
+	reported    rtpbridge.Stats // already added to the metrics
+	activeCodec string          // counted in active_bridged_calls
+	cancel      context.CancelCauseFunc
 }
 
-func newCallOps() *callOps {
-	o := &callOps{}
-	o.at[phaseConnect] = time.Now()
-	return o
-}
-
-func (o *callOps) mark(phase int) {
-	o.mu.Lock()
-	o.at[phase] = time.Now()
-	o.mu.Unlock()
-}
+func newCallOps() *callOps { return &callOps{} }
 
 // bind gives the call its own context, so the admin API can end it.
 func (o *callOps) bind(parent context.Context) context.Context {
@@ -102,52 +65,63 @@ func (o *callOps) hangup(cause error) bool {
 	return true
 }
 
-func (o *callOps) setHangupBy(by string) {
+func (o *callOps) setRoute(r Route) {
 	o.mu.Lock()
-	if o.hangupBy == "" {
-		o.hangupBy = by
-	}
+	o.route, o.routed = r, true
 	o.mu.Unlock()
 }
 
-// routed records the route and decides whether the call may go on: it is
-// refused while draining and when the route's trunk is marked down.
-func (c *call) admit(route Route) (outcome, reason string) {
-	c.ops.mu.Lock()
-	c.ops.route, c.ops.routed = route, true
-	c.ops.mu.Unlock()
-	g := c.g
+// admit decides whether a routed call may go on: it is refused while
+// draining and when the route's trunk is marked down.
+func (g *Gateway) admit(route Route) (endCause, bool) {
 	if g.ops.draining.Load() {
-		return OutcomeDraining, "gateway draining (SIGTERM): new calls are rejected"
+		return endCause{kind: endDraining, detail: "gateway draining (SIGTERM): new calls are rejected"}, false
 	}
 	if down, why := g.ops.monitor.down(route.Trunk); down {
-		return OutcomeTrunkDown, "trunk " + quote(route.Trunk) + " is down: " + why
+		return endCause{kind: endTrunkDown, detail: "trunk " + quote(route.Trunk) + " is down: " + why}, false
 	}
-	return "", ""
+	return endCause{}, true
 }
 
 // sipResult records the INVITE's final response.
-func (c *call) sipResult(code int, reason string) {
-	c.ops.mu.Lock()
-	c.ops.sipCode, c.ops.sipReason = code, reason
-	c.ops.mu.Unlock()
-	c.g.ops.metrics.sipFinal.WithLabelValues(itoa(code)).Inc()
+func (o *callOps) sipResult(m *metrics, code int, reason string) {
+	o.mu.Lock()
+	o.sipCode, o.sipReason = code, reason
+	o.mu.Unlock()
+	m.sipFinal.WithLabelValues(itoa(code)).Inc()
+}
+
+// answered records the PBX's dialog.
+func (o *callOps) answered(sipCallID, codec string) {
+	o.mu.Lock()
+	o.sipCallID, o.sipCodec = sipCallID, codec
+	o.mu.Unlock()
+}
+
+func (o *callOps) sipCall() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.sipCallID
 }
 
 // meterLegs wraps both legs' readers with jitter meters.
-func (c *call) meterLegs(leg *whatsapp.Leg, sc *sip.Call, codec sip.Codec) (wa, s rtpbridge.PacketReader) {
-	c.ops.mu.Lock()
-	defer c.ops.mu.Unlock()
-	c.ops.sipCodec = codec.Name
-	c.ops.waJitter = newJitterMeter(leg, 111, 48000)
-	c.ops.sipJitter = newJitterMeter(sc, codec.PayloadType, codec.ClockRate)
-	return c.ops.waJitter, c.ops.sipJitter
+func (o *callOps) meterLegs(leg waLeg, pbx pbxCall, codec sip.Codec) (wa, s rtpbridge.PacketReader) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.waJitter = newJitterMeter(leg, 111, 48000)
+	o.sipJitter = newJitterMeter(pbx, codec.PayloadType, codec.ClockRate)
+	return o.waJitter, o.sipJitter
+}
+
+func (o *callOps) setBridge(b *rtpbridge.Bridge) {
+	o.mu.Lock()
+	o.bridge = b
+	o.mu.Unlock()
 }
 
 // codecChanged follows the PBX switching codec mid-call (re-INVITE or
 // UPDATE): the jitter meter, the active-calls-by-codec gauge and the record.
-func (c *call) codecChanged(codec sip.Codec) {
-	o := c.ops
+func (o *callOps) codecChanged(m *metrics, codec sip.Codec) {
 	o.mu.Lock()
 	if strings.EqualFold(o.sipCodec, codec.Name) {
 		o.mu.Unlock()
@@ -164,49 +138,55 @@ func (c *call) codecChanged(codec sip.Codec) {
 	now := o.activeCodec
 	o.mu.Unlock()
 	if old != "" {
-		m := c.g.ops.metrics
 		m.activeByCodec.WithLabelValues(old).Dec()
 		m.activeByCodec.WithLabelValues(now).Inc()
 	}
-	c.log.Debug("codec path changed", zap.String("codec_path", codecPath(codec.Name)))
 }
 
-// bridged is called once accept answered 200 and the bridge runs.
-func (c *call) bridged(b *rtpbridge.Bridge) {
-	o := c.ops
+// bridged counts a call whose media began, setup after the connect webhook.
+func (o *callOps) bridged(m *metrics, setup time.Duration) {
 	o.mu.Lock()
-	o.at[phaseAccept] = time.Now()
-	o.bridge = b
 	o.activeCodec = codecPath(o.sipCodec)
-	setup := o.at[phaseAccept].Sub(o.at[phaseConnect])
 	path := o.activeCodec
 	o.mu.Unlock()
-	m := c.g.ops.metrics
 	m.setupLatency.Observe(setup.Seconds())
 	m.activeByCodec.WithLabelValues(path).Inc()
 	m.codecPaths.WithLabelValues(path).Inc()
 }
 
 // terminated records Meta's terminate webhook.
-func (c *call) terminatedBy(ev whatsapp.CallEvent) {
-	c.ops.mu.Lock()
-	defer c.ops.mu.Unlock()
-	c.ops.termStatus = ev.Status
+func (o *callOps) terminated(ev whatsapp.CallEvent) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.termSeen = true
+	o.termStatus = ev.Status
 	for _, e := range ev.Errors {
-		c.ops.metaErrors = append(c.ops.metaErrors, RecordError{Source: "terminate_webhook", Code: e.Code, Message: e.Message})
+		o.metaErrors = append(o.metaErrors, RecordError{Source: "terminate_webhook", Code: e.Code, Message: e.Message})
 	}
 }
 
+func (o *callOps) wasTerminated() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.termSeen
+}
+
+func (o *callOps) terminateStatus() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.termStatus
+}
+
 // graphFailed records the Graph error of a failed action.
-func (c *call) graphFailed(action string, err error) {
+func (o *callOps) graphFailed(action string, err error) {
 	re := RecordError{Source: "graph_" + action, Message: err.Error()}
 	var ge *whatsapp.GraphError
 	if errors.As(err, &ge) {
 		re.Code, re.Message = ge.Code, ge.Message
 	}
-	c.ops.mu.Lock()
-	c.ops.metaErrors = append(c.ops.metaErrors, re)
-	c.ops.mu.Unlock()
+	o.mu.Lock()
+	o.metaErrors = append(o.metaErrors, re)
+	o.mu.Unlock()
 }
 
 // flushMedia adds the media counters' growth to the metrics.
@@ -221,29 +201,14 @@ func (o *callOps) flushMedia(m *metrics) {
 	o.reported = now
 }
 
-// finish runs once when the call is over: it settles the outcome (a call
-// ended through its context says why), updates the metrics and writes the
-// call record.
-func (c *call) finish(ctx context.Context, outcome, detail string) (string, string) {
-	o := c.ops
-	g := c.g
-	m := g.ops.metrics
-	if cause := context.Cause(ctx); ctx.Err() != nil {
-		switch {
-		case errors.Is(cause, errAdminHangup):
-			outcome, detail = OutcomeAdminHangup, cause.Error()
-			o.setHangupBy(byAdmin)
-		case errors.Is(cause, errDrainTimeout):
-			detail = cause.Error() + ": " + detail
-			o.setHangupBy(byGateway)
-		}
-	}
+// finish runs once the call is over on both sides: the outcome is decided
+// (outcome.go), the metrics follow and the call record is written.
+func (c *call) finish() (outcome, detail string) {
+	o, m := c.ops, c.g.ops.metrics
+	outcome, hangupBy := decideOutcome(c.cause, c.wasBridged)
+	detail = c.cause.detail
 	o.flushMedia(m)
 	o.mu.Lock()
-	o.at[phaseEnd] = time.Now()
-	if o.hangupBy == "" {
-		o.hangupBy = defaultHangupBy(outcome)
-	}
 	if o.activeCodec != "" {
 		m.activeByCodec.WithLabelValues(o.activeCodec).Dec()
 		o.activeCodec = ""
@@ -251,7 +216,7 @@ func (c *call) finish(ctx context.Context, outcome, detail string) (string, stri
 	o.mu.Unlock()
 	m.calls.WithLabelValues(outcome).Inc()
 
-	rec := c.record(outcome, detail)
+	rec := c.record(outcome, detail, hangupBy)
 	if rec.Media != nil {
 		m.jitter.WithLabelValues(dirWhatsAppToSIP).Observe(rec.Media.WhatsAppToSIP.JitterMs / 1000)
 		m.jitter.WithLabelValues(dirSIPToWhatsApp).Observe(rec.Media.SIPToWhatsApp.JitterMs / 1000)
@@ -260,45 +225,34 @@ func (c *call) finish(ctx context.Context, outcome, detail string) (string, stri
 			m.callDuration.Observe(rec.Times.End.Sub(rec.Times.Accept).Seconds())
 		}
 	}
-	g.ops.records.write(rec)
-	c.log.Debug("call record written", zap.String("outcome", outcome), zap.String("hangup_by", rec.HangupBy))
+	c.g.ops.records.write(rec)
+	c.log.Debug("call record written", zap.String("outcome", outcome), zap.String("hangup_by", hangupBy))
 	return outcome, detail
 }
 
-func defaultHangupBy(outcome string) string {
-	switch outcome {
-	case OutcomeCallerHungUp:
-		return byCaller
-	case OutcomePBXRejected:
-		return byPBX
-	case OutcomeAdminHangup:
-		return byAdmin
-	}
-	return byGateway
-}
-
-// record builds the call record.
-func (c *call) record(outcome, detail string) *CallRecord {
-	o := c.ops
+// record builds the call record; its times are when the call entered each
+// state.
+func (c *call) record(outcome, detail, hangupBy string) *CallRecord {
+	o, sm, ev := c.ops, c.sm, c.ev
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	ev := c.ev
-	c.mu.Lock()
-	sipCallID := c.sipCallID
-	c.mu.Unlock()
 	r := &CallRecord{
-		CallID: ev.CallID, SIPCallID: sipCallID,
+		CallID: ev.CallID, SIPCallID: o.sipCallID,
 		PhoneNumberID: ev.PhoneNumberID, BusinessNumber: ev.DisplayPhoneNumber,
 		Caller:          RecordCaller{Number: ev.From, BSUID: ev.FromUserID, Name: ev.ProfileName},
 		CTAPayload:      ev.CTAPayload,
 		DeeplinkPayload: ev.DeeplinkPayload,
-		Outcome:         outcome, Reason: detail, HangupBy: o.hangupBy,
+		Outcome:         outcome, Reason: detail, HangupBy: hangupBy,
 		TerminateStatus: o.termStatus, MetaErrors: o.metaErrors,
 		SIPFinalCode: o.sipCode, SIPFinalReason: o.sipReason,
 		SIPCodec: o.sipCodec, CodecPath: codecPath(o.sipCodec),
 		Times: RecordTimes{
-			Connect: o.at[phaseConnect], PreAccept: o.at[phasePreAccept], Invite: o.at[phaseInvite],
-			Answer: o.at[phaseAnswer], Accept: o.at[phaseAccept], End: o.at[phaseEnd],
+			Connect:   sm.enteredAt(stateNew),
+			PreAccept: sm.enteredAt(stateRinging), // pre_accept answered 200, the INVITE goes out
+			Invite:    sm.enteredAt(stateRinging),
+			Answer:    sm.enteredAt(stateAccepting),
+			Accept:    sm.enteredAt(stateBridged),
+			End:       sm.enteredAt(stateEnded),
 		},
 	}
 	if o.routed {
@@ -308,14 +262,8 @@ func (c *call) record(outcome, detail string) *CallRecord {
 		r.SetupMs = r.Times.Accept.Sub(r.Times.Connect).Milliseconds()
 		r.TalkSeconds = round2(r.Times.End.Sub(r.Times.Accept).Seconds())
 	}
-	if o.bridge != nil {
-		st := o.bridge.Stats()
-		r.Media = &RecordMedia{
-			WhatsAppToSIP: recordDirection(st.WhatsAppToSIP, o.waJitter.Jitter()),
-			SIPToWhatsApp: recordDirection(st.SIPToWhatsApp, o.sipJitter.Jitter()),
-			DigitsFromWA:  st.WhatsAppToSIP.Digits,
-			DigitsFromSIP: sipDigits(st.SIPToWhatsApp),
-		}
+	if o.bridge != nil && !r.Times.Accept.IsZero() {
+		r.Media = o.mediaLocked()
 		toSIP, toWA := directionMOS(o.sipCodec,
 			r.Media.WhatsAppToSIP.LossPct, r.Media.WhatsAppToSIP.JitterMs,
 			r.Media.SIPToWhatsApp.LossPct, r.Media.SIPToWhatsApp.JitterMs)
@@ -323,6 +271,17 @@ func (c *call) record(outcome, detail string) *CallRecord {
 		r.MOS = round2(min(toSIP, toWA))
 	}
 	return r
+}
+
+// mediaLocked is the media part of a record or a live call.
+func (o *callOps) mediaLocked() *RecordMedia {
+	st := o.bridge.Stats()
+	return &RecordMedia{
+		WhatsAppToSIP: recordDirection(st.WhatsAppToSIP, o.waJitter.Jitter()),
+		SIPToWhatsApp: recordDirection(st.SIPToWhatsApp, o.sipJitter.Jitter()),
+		DigitsFromWA:  st.WhatsAppToSIP.Digits,
+		DigitsFromSIP: sipDigits(st.SIPToWhatsApp),
+	}
 }
 
 func recordDirection(s rtpbridge.DirectionStats, jitter time.Duration) RecordDirection {
@@ -351,32 +310,24 @@ type liveCall struct {
 }
 
 func (c *call) live() liveCall {
-	c.mu.Lock()
-	state, sipCallID := c.state, c.sipCallID
-	c.mu.Unlock()
+	connect, accept := c.sm.enteredAt(stateNew), c.sm.enteredAt(stateBridged)
+	l := liveCall{
+		CallID: c.ev.CallID, State: c.sm.current().String(),
+		Caller:  RecordCaller{Number: c.ev.From, BSUID: c.ev.FromUserID, Name: c.ev.ProfileName},
+		Connect: connect, Accept: accept,
+		AgeSec: round2(time.Since(connect).Seconds()),
+	}
 	o := c.ops
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	l := liveCall{
-		CallID: c.ev.CallID, SIPCallID: sipCallID, State: state,
-		Caller:    RecordCaller{Number: c.ev.From, BSUID: c.ev.FromUserID, Name: c.ev.ProfileName},
-		CodecPath: codecPath(o.sipCodec), Connect: o.at[phaseConnect], Accept: o.at[phaseAccept],
-		AgeSec: round2(time.Since(o.at[phaseConnect]).Seconds()),
-	}
+	l.SIPCallID, l.CodecPath = o.sipCallID, codecPath(o.sipCodec)
 	if o.routed {
 		l.Route, l.Trunk = o.route.Name, o.route.Trunk
 	}
 	if o.bridge != nil {
 		st := o.bridge.Stats()
 		l.Stats = &st
-		l.Media = &RecordMedia{
-			WhatsAppToSIP: recordDirection(st.WhatsAppToSIP, o.waJitter.Jitter()),
-			SIPToWhatsApp: recordDirection(st.SIPToWhatsApp, o.sipJitter.Jitter()),
-			DigitsFromWA:  st.WhatsAppToSIP.Digits,
-			DigitsFromSIP: sipDigits(st.SIPToWhatsApp),
-		}
+		l.Media = o.mediaLocked()
 	}
 	return l
 }
-
-func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `'`) + `"` }

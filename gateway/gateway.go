@@ -24,12 +24,19 @@ import (
 type Gateway struct {
 	cfg    *Config
 	log    *zap.Logger
-	graph  *whatsapp.GraphClient
 	media  *whatsapp.Media
 	ua     *sip.UA
 	trunks map[string]*sip.Trunk
 	router *Router
 	reg    *registry
+
+	// What the call machine drives: the real legs once Start has run,
+	// fakes in call_test.go.
+	graph    graphActions
+	answerer webrtcAnswerer
+	dialer   pbxDialer
+	now      func() time.Time
+	timeouts callTimeouts
 
 	webhook *whatsapp.WebhookHandler
 	httpSrv *http.Server
@@ -64,6 +71,8 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 		trunkPing: pinged,
 		router:    NewRouter(cfg.Numbers),
 		reg:       newRegistry(30 * time.Minute),
+		now:       time.Now,
+		timeouts:  defaultCallTimeouts,
 	}
 	g.initOps(cfg, secrets)
 	g.graph = whatsapp.NewGraphClient(whatsapp.GraphConfig{
@@ -98,6 +107,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	g.answerer = mediaAnswerer{g.media}
 	g.ua, err = sip.NewUA(sip.UAConfig{
 		ListenAddr:  g.cfg.SIP.Listen,
 		Transport:   g.cfg.SIP.Transport,
@@ -117,6 +127,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.media.Close()
 		return fmt.Errorf("sip: %w", err)
 	}
+	g.dialer = uaDialer{g.ua}
 
 	mux := http.NewServeMux()
 	mux.Handle(g.cfg.HTTP.WebhookPath, g.webhook)
@@ -190,7 +201,10 @@ func (g *Gateway) handleCallEvent(ev whatsapp.CallEvent) {
 			return
 		}
 		c := newCall(g, ev)
+		// The call's context exists before the admin API can see the call.
+		ctx := c.ops.bind(g.ctx)
 		if ok, why := g.reg.begin(ev.CallID, c); !ok {
+			c.ops.hangup(context.Canceled)
 			log.Info("connect ignored", zap.String("why", why))
 			return
 		}
@@ -198,7 +212,7 @@ func (g *Gateway) handleCallEvent(ev whatsapp.CallEvent) {
 		go func() {
 			defer g.calls.Done()
 			defer g.reg.end(ev.CallID)
-			c.run(c.ops.bind(g.ctx))
+			c.run(ctx)
 		}()
 	case "terminate":
 		g.ops.metrics.terminateErrors(ev.Errors)

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/wagateway/wagateway/sip"
 )
 
 // infoDigitDuration is how long each caller digit lasts in its SIP INFO.
@@ -21,7 +19,12 @@ type infoSender struct {
 	done  chan struct{}
 }
 
-func newInfoSender(sc *sip.Call, enabled bool, log *zap.Logger) *infoSender {
+// infoDigitSender is the PBX call as the sender uses it.
+type infoDigitSender interface {
+	SendInfoDigit(ctx context.Context, digit rune, d time.Duration) error
+}
+
+func newInfoSender(sc infoDigitSender, enabled bool, log *zap.Logger) *infoSender {
 	if !enabled {
 		return nil
 	}

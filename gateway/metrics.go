@@ -44,6 +44,7 @@ type metrics struct {
 	configReloads  *prometheus.CounterVec
 	adminRequests  *prometheus.CounterVec
 	recordsDropped prometheus.Counter
+	stateErrors    prometheus.Counter
 }
 
 const ns = "wagateway"
@@ -101,6 +102,8 @@ func newMetrics() *metrics {
 		Help: "1 while the gateway drains (SIGTERM): new calls are rejected."})
 	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "call_records_total",
 		Help: "Call records by sink (file, url) and result (ok, error)."}, []string{"sink", "result"})
+	m.stateErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "call_state_errors_total",
+		Help: "Call state transitions refused as illegal (a bug in the call machine; the call stays in its state)."})
 	m.recordsDropped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "call_records_dropped_total",
 		Help: "Call records not POSTed because the send queue was full."})
 	m.configReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "config_reloads_total",
@@ -129,7 +132,7 @@ func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.activeByCodec, m.calls, m.metaErrors, m.setupLatency,
 		m.graphRequests, m.graphLatency, m.sipFinal, m.webhooks, m.packets, m.lost, m.late, m.concealed,
 		m.fecRecovered, m.jitter, m.digits, m.codecPaths, m.mos, m.callDuration, m.trunkUp, m.trunkPingRTT,
-		m.draining, m.records, m.recordsDropped, m.configReloads, m.adminRequests}
+		m.draining, m.records, m.recordsDropped, m.configReloads, m.adminRequests, m.stateErrors}
 }
 
 func (m *metrics) handler() http.Handler {

@@ -1,0 +1,247 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/sip"
+)
+
+// Fakes of the legs the call machine drives (seams.go). Each records what
+// the machine did to it, and lets a test hold an action (a gate) so that
+// another event lands while it is in flight.
+
+var errFakeClosed = errors.New("fake leg closed")
+
+// fakeLeg is a WebRTC leg: it reads nothing until closed and counts what
+// the bridge writes to it.
+type fakeLeg struct {
+	closed    chan struct{}
+	closeOnce sync.Once
+	failed    chan struct{}
+	failOnce  sync.Once
+	err       atomic.Pointer[error]
+	written   atomic.Int64
+}
+
+func newFakeLeg() *fakeLeg {
+	return &fakeLeg{closed: make(chan struct{}), failed: make(chan struct{})}
+}
+
+func (l *fakeLeg) ReadPacket([]byte) (int, error) { <-l.closed; return 0, errFakeClosed }
+func (l *fakeLeg) WritePacket([]byte) error {
+	select {
+	case <-l.closed:
+		return errFakeClosed
+	default:
+		l.written.Add(1)
+		return nil
+	}
+}
+func (l *fakeLeg) AnswerSDP() string       { return "v=0 answer" }
+func (l *fakeLeg) SSRC() uint32            { return 0x1234 }
+func (l *fakeLeg) Failed() <-chan struct{} { return l.failed }
+func (l *fakeLeg) Err() error {
+	if e := l.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+func (l *fakeLeg) Close() error { l.closeOnce.Do(func() { close(l.closed) }); return nil }
+func (l *fakeLeg) isClosed() bool {
+	select {
+	case <-l.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// fail is the leg losing its media (ICE consent, DTLS).
+func (l *fakeLeg) fail(err error) {
+	l.err.Store(&err)
+	l.failOnce.Do(func() { close(l.failed) })
+}
+
+// gate holds an action until released or its context ends.
+type gate chan struct{}
+
+func (g gate) wait(ctx context.Context) error {
+	if g == nil {
+		return nil
+	}
+	select {
+	case <-g:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fakeAnswerer makes fakeLegs.
+type fakeAnswerer struct {
+	err  error
+	hold gate // holds the answer; it is made anyway once released
+	made chan *fakeLeg
+}
+
+func (a *fakeAnswerer) Answer(ctx context.Context, _ string, _ *zap.Logger) (waLeg, error) {
+	if a.hold != nil {
+		<-a.hold // a slow answer that finishes whatever the call does
+	}
+	if a.err != nil {
+		return nil, a.err
+	}
+	l := newFakeLeg()
+	a.made <- l
+	return l, nil
+}
+
+// graphBehaviour is how the fake Graph API answers one action.
+type graphBehaviour struct {
+	err   error
+	block bool // never answers: the action's timeout ends it
+	hold  gate
+}
+
+// fakeGraph records the actions in order.
+type fakeGraph struct {
+	mu      sync.Mutex
+	actions []string
+	behave  map[string]graphBehaviour
+	started chan string
+}
+
+func newFakeGraph() *fakeGraph {
+	return &fakeGraph{behave: map[string]graphBehaviour{}, started: make(chan string, 16)}
+}
+
+func (f *fakeGraph) do(ctx context.Context, action string) error {
+	f.mu.Lock()
+	f.actions = append(f.actions, action)
+	b := f.behave[action]
+	f.mu.Unlock()
+	f.started <- action
+	if err := b.hold.wait(ctx); err != nil {
+		return err
+	}
+	if b.block {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return b.err
+}
+
+func (f *fakeGraph) PreAccept(ctx context.Context, _, _, _ string) error { return f.do(ctx, "pre_accept") }
+func (f *fakeGraph) Accept(ctx context.Context, _, _, _, _ string) error { return f.do(ctx, "accept") }
+func (f *fakeGraph) Reject(ctx context.Context, _, _ string) error       { return f.do(ctx, "reject") }
+func (f *fakeGraph) Terminate(ctx context.Context, _, _ string) error    { return f.do(ctx, "terminate") }
+
+func (f *fakeGraph) sent() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.actions...)
+}
+
+// dialMode is how the fake PBX answers the INVITE.
+type dialMode int
+
+const (
+	dialAnswer       dialMode = iota // 200 OK at once (or when hold is released)
+	dialReject                       // a final error response (code)
+	dialRing                         // rings until the INVITE is cancelled or times out
+	dialAnswerOnStop                 // rings; answers 200 just as the INVITE is cancelled
+	dialFail                         // a transport error, no response
+)
+
+type fakeDialer struct {
+	mode     dialMode
+	code     int
+	codec    sip.Codec
+	hold     gate
+	invited  chan sip.InviteRequest
+	pbx      chan *fakePBX
+	canceled atomic.Bool
+}
+
+func (d *fakeDialer) Invite(ctx context.Context, r sip.InviteRequest) (pbxCall, error) {
+	d.invited <- r
+	answer := func() (pbxCall, error) {
+		p := newFakePBX(d.codec)
+		d.pbx <- p
+		return p, nil
+	}
+	switch d.mode {
+	case dialReject:
+		return nil, &sip.FinalError{Code: d.code, Reason: "Busy Here"}
+	case dialFail:
+		return nil, errors.New("sip: transport: connection refused")
+	case dialRing:
+		<-ctx.Done()
+		d.canceled.Store(errors.Is(ctx.Err(), context.Canceled))
+		return nil, fmt.Errorf("sip: INVITE ended: %w", ctx.Err())
+	case dialAnswerOnStop:
+		<-ctx.Done()
+		d.canceled.Store(true)
+		return answer()
+	}
+	if err := d.hold.wait(ctx); err != nil {
+		d.canceled.Store(true)
+		return nil, fmt.Errorf("sip: INVITE cancelled: %w", err)
+	}
+	return answer()
+}
+
+// fakePBX is an answered dialog.
+type fakePBX struct {
+	codec     sip.Codec
+	done      chan struct{}
+	doneOnce  sync.Once
+	closed    chan struct{}
+	closeOnce sync.Once
+	reason    atomic.Value
+	byes      atomic.Int32
+}
+
+func newFakePBX(codec sip.Codec) *fakePBX {
+	if codec.Name == "" {
+		codec = sip.Codec{Name: "PCMU", PayloadType: 0, ClockRate: 8000}
+	}
+	return &fakePBX{codec: codec, done: make(chan struct{}), closed: make(chan struct{})}
+}
+
+func (p *fakePBX) end(reason string) {
+	p.doneOnce.Do(func() { p.reason.Store(reason); close(p.done) })
+}
+func (p *fakePBX) ReadPacket([]byte) (int, error) { <-p.closed; return 0, errFakeClosed }
+func (p *fakePBX) WritePacket([]byte) error       { return nil }
+func (p *fakePBX) CallID() string                 { return "sip-call-1" }
+func (p *fakePBX) Codec() sip.Codec               { return p.codec }
+func (p *fakePBX) DTMFPayloadType() uint8         { return 101 }
+func (p *fakePBX) RemoteRTPAddr() *net.UDPAddr    { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000} }
+func (p *fakePBX) Done() <-chan struct{}          { return p.done }
+func (p *fakePBX) EndReason() string {
+	if r, ok := p.reason.Load().(string); ok {
+		return r
+	}
+	return ""
+}
+func (p *fakePBX) Hangup(context.Context) error { p.byes.Add(1); p.end("local_bye"); return nil }
+func (p *fakePBX) Close() error {
+	p.end("closed")
+	p.closeOnce.Do(func() { close(p.closed) })
+	return nil
+}
+func (p *fakePBX) SendInfoDigit(context.Context, rune, time.Duration) error { return nil }
+func (p *fakePBX) SetOnInfoDigit(func(rune, time.Duration))                 {}
+func (p *fakePBX) SetOnMediaChange(func(sip.MediaChange))                   {}
+
+// bye is the PBX hanging up.
+func (p *fakePBX) bye() { p.end("remote_bye") }

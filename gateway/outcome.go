@@ -1,0 +1,93 @@
+package gateway
+
+import "strings"
+
+// Outcomes of a call, as logged, counted and written in its record.
+const (
+	OutcomeBridged      = "bridged"       // both sides talked; ended by either
+	OutcomeNoRoute      = "no_route"      // rejected: nothing configured for it
+	OutcomePBXRejected  = "pbx_rejected"  // the PBX answered with a final error (busy, decline, …)
+	OutcomeNoAnswer     = "no_answer"     // the PBX did not answer within the route's answer_timeout
+	OutcomeCallerHungUp = "caller_hungup" // the caller left before the call was bridged
+	OutcomeFailed       = "failed"        // a local, media or Graph error
+	OutcomeShutdown     = "shutdown"      // ended because the gateway stopped
+	OutcomeTrunkDown    = "trunk_down"    // rejected at once: the route's trunk does not answer OPTIONS
+	OutcomeDraining     = "draining"      // rejected: the gateway is draining (SIGTERM)
+	OutcomeAdminHangup  = "admin_hangup"  // ended through the admin API
+)
+
+// Who ended a call, in call records.
+const (
+	byCaller  = "caller"  // the WhatsApp user (terminate webhook)
+	byPBX     = "pbx"     // BYE or a final error response from the PBX
+	byGateway = "gateway" // a timeout, a failure, a refusal, shutdown or drain
+	byAdmin   = "admin"   // the admin API
+)
+
+// endKind is what ended a call: the first thing that happened that it
+// could not go on after. Everything after it is clean-up.
+type endKind uint8
+
+const (
+	endNoRoute      endKind = iota + 1 // no route for the number and payloads
+	endDraining                        // admission refused: draining
+	endTrunkDown                       // admission refused: the route's trunk is down
+	endAnswerFailed                    // the offer could not be answered
+	endGraphFailed                     // a Graph action (pre_accept, accept) failed or timed out
+	endPBXRejected                     // the PBX's final error response
+	endNoAnswer                        // the route's answer_timeout passed while ringing
+	endInviteFailed                    // the INVITE failed without a final response (transport, timeout)
+	endBridgeFailed                    // the media bridge could not be built
+	endCallerHungUp                    // Meta's terminate webhook
+	endPBXHungUp                       // the PBX's BYE
+	endMediaFailed                     // the WebRTC leg failed (ICE consent, DTLS) and no terminate came
+	endShutdown                        // the gateway stopped
+	endDrainTimeout                    // drain_timeout passed with the call still up
+	endAdmin                           // the admin API
+)
+
+// endCause is an endKind with what the log and record say about it.
+type endCause struct {
+	kind    endKind
+	detail  string
+	sipCode int // endPBXRejected: the final response code
+}
+
+// decideOutcome is the one place a call's outcome and who ended it are
+// decided: from what ended it and how far it had got (bridged or not).
+func decideOutcome(c endCause, bridged bool) (outcome, hangupBy string) {
+	switch c.kind {
+	case endNoRoute:
+		return OutcomeNoRoute, byGateway
+	case endDraining:
+		return OutcomeDraining, byGateway
+	case endTrunkDown:
+		return OutcomeTrunkDown, byGateway
+	case endPBXRejected:
+		return OutcomePBXRejected, byPBX
+	case endNoAnswer:
+		return OutcomeNoAnswer, byGateway
+	case endCallerHungUp:
+		if bridged {
+			return OutcomeBridged, byCaller
+		}
+		return OutcomeCallerHungUp, byCaller
+	case endPBXHungUp:
+		if bridged {
+			return OutcomeBridged, byPBX
+		}
+		return OutcomeFailed, byPBX // the PBX hung up before Meta accepted
+	case endMediaFailed:
+		if bridged {
+			return OutcomeBridged, byGateway
+		}
+		return OutcomeFailed, byGateway
+	case endShutdown, endDrainTimeout:
+		return OutcomeShutdown, byGateway
+	case endAdmin:
+		return OutcomeAdminHangup, byAdmin
+	}
+	return OutcomeFailed, byGateway // answer, Graph, INVITE or bridge failure
+}
+
+func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `'`) + `"` }

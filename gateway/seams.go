@@ -1,0 +1,88 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/rtpbridge"
+	"github.com/wagateway/wagateway/sip"
+	"github.com/wagateway/wagateway/whatsapp"
+)
+
+// The call machine's view of what it drives. gateway.go wires the real
+// legs; call_test.go drives the machine with fakes.
+
+// webrtcAnswerer answers Meta's SDP offer with a new WebRTC media leg.
+type webrtcAnswerer interface {
+	Answer(ctx context.Context, offerSDP string, log *zap.Logger) (waLeg, error)
+}
+
+// waLeg is one call's WebRTC media leg toward WhatsApp.
+type waLeg interface {
+	rtpbridge.PacketReader
+	rtpbridge.PacketWriter
+	AnswerSDP() string
+	SSRC() uint32
+	// Failed is closed when the leg's media can no longer flow (ICE
+	// consent lost, DTLS failed or closed); Err says why.
+	Failed() <-chan struct{}
+	Err() error
+	Close() error
+}
+
+// graphActions are the Cloud API call actions the machine sends.
+type graphActions interface {
+	PreAccept(ctx context.Context, phoneNumberID, callID, sdpAnswer string) error
+	Accept(ctx context.Context, phoneNumberID, callID, sdpAnswer, bizOpaque string) error
+	Reject(ctx context.Context, phoneNumberID, callID string) error
+	Terminate(ctx context.Context, phoneNumberID, callID string) error
+}
+
+// pbxDialer places an INVITE; it returns once the PBX answered (a call) or
+// gave a final error (*sip.FinalError), or ctx ended it (CANCEL).
+type pbxDialer interface {
+	Invite(ctx context.Context, r sip.InviteRequest) (pbxCall, error)
+}
+
+// pbxCall is an answered SIP dialog with its RTP socket.
+type pbxCall interface {
+	rtpbridge.PacketReader
+	rtpbridge.PacketWriter
+	CallID() string
+	Codec() sip.Codec
+	DTMFPayloadType() uint8
+	RemoteRTPAddr() *net.UDPAddr
+	// Done is closed when the dialog ends from the PBX's side (BYE).
+	Done() <-chan struct{}
+	EndReason() string
+	Hangup(ctx context.Context) error // BYE
+	Close() error                     // releases the RTP socket
+	SendInfoDigit(ctx context.Context, digit rune, d time.Duration) error
+	SetOnInfoDigit(f func(digit rune, d time.Duration))
+	SetOnMediaChange(f func(sip.MediaChange))
+}
+
+// mediaAnswerer adapts whatsapp.Media.
+type mediaAnswerer struct{ m *whatsapp.Media }
+
+func (a mediaAnswerer) Answer(ctx context.Context, offer string, log *zap.Logger) (waLeg, error) {
+	leg, err := a.m.Answer(ctx, offer, log)
+	if err != nil {
+		return nil, err
+	}
+	return leg, nil
+}
+
+// uaDialer adapts sip.UA.
+type uaDialer struct{ ua *sip.UA }
+
+func (d uaDialer) Invite(ctx context.Context, r sip.InviteRequest) (pbxCall, error) {
+	c, err := d.ua.Invite(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}

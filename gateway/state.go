@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// callState is where a call is in its life. The states follow Meta's
+// calling flow for a user-initiated call (connect webhook → pre_accept →
+// accept → terminate) joined to a SIP INVITE dialog (RFC 3261 §13).
+type callState uint8
+
+const (
+	stateNew          callState = iota // the connect webhook was taken; routing and admission
+	stateAnswering                     // the WebRTC answer to Meta's offer is being made
+	statePreAccepting                  // pre_accept sent: ICE and DTLS come up while the PBX rings
+	stateRinging                       // INVITE sent; the PBX has not answered yet
+	stateAccepting                     // the PBX answered (200 OK); accept sent to Meta
+	stateBridged                       // Meta accepted: media flows both ways
+	stateEnding                        // the end is decided; each side is being hung up
+	stateEnded                         // both sides released; the record is written
+	nStates
+)
+
+var stateNames = [nStates]string{
+	stateNew:          "new",
+	stateAnswering:    "answering",
+	statePreAccepting: "pre_accepting",
+	stateRinging:      "ringing",
+	stateAccepting:    "accepting",
+	stateBridged:      "bridged",
+	stateEnding:       "ending",
+	stateEnded:        "ended",
+}
+
+func (s callState) String() string {
+	if s < nStates {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// transitions is every move a call may make, and nothing else: each state
+// goes forward one step when its action succeeds, or to ending when the
+// call is over for any reason. A business-initiated call adds its own states
+// (permission, ringing the WhatsApp user) to this table and shares the rest.
+var transitions = [nStates][]callState{
+	stateNew:          {stateAnswering, stateEnding},
+	stateAnswering:    {statePreAccepting, stateEnding},
+	statePreAccepting: {stateRinging, stateEnding},
+	stateRinging:      {stateAccepting, stateEnding},
+	stateAccepting:    {stateBridged, stateEnding},
+	stateBridged:      {stateEnding},
+	stateEnding:       {stateEnded},
+}
+
+func allowed(from, to callState) bool {
+	if from >= nStates {
+		return false
+	}
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// transition is one move of a call, timestamped.
+type transition struct {
+	From, To callState
+	At       time.Time
+}
+
+// errIllegalTransition is a move the table does not allow: a bug in the
+// call machine, logged and counted; the call stays where it was.
+type errIllegalTransition struct{ from, to callState }
+
+func (e errIllegalTransition) Error() string {
+	return fmt.Sprintf("illegal call state transition %s → %s", e.from, e.to)
+}
+
+// stateMachine holds a call's state and the moves it made. Only the call's
+// own goroutine moves it; the admin API and the record read it from others.
+type stateMachine struct {
+	mu      sync.Mutex
+	state   callState
+	entered [nStates]time.Time // when each state was first entered
+	history []transition
+	now     func() time.Time
+}
+
+func newStateMachine(now func() time.Time) *stateMachine {
+	if now == nil {
+		now = time.Now
+	}
+	m := &stateMachine{state: stateNew, now: now, history: make([]transition, 0, 8)}
+	m.entered[stateNew] = now()
+	return m
+}
+
+// to moves the machine, or refuses a move the table does not allow.
+func (m *stateMachine) to(next callState) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !allowed(m.state, next) {
+		return errIllegalTransition{m.state, next}
+	}
+	at := m.now()
+	m.history = append(m.history, transition{From: m.state, To: next, At: at})
+	m.state = next
+	if m.entered[next].IsZero() {
+		m.entered[next] = at
+	}
+	return nil
+}
+
+func (m *stateMachine) current() callState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state
+}
+
+// enteredAt is when the call first reached s (zero if it never did).
+func (m *stateMachine) enteredAt(s callState) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.entered[s]
+}
+
+// moves is a copy of the history.
+func (m *stateMachine) moves() []transition {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]transition(nil), m.history...)
+}
