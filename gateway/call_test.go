@@ -338,7 +338,11 @@ func TestCallCallerHangsUpBeforeBridged(t *testing.T) {
 	}{
 		{"answering", func(m *machine) gate { m.ans.hold = make(gate); return m.ans.hold },
 			func(m *machine) {}, pathAnswering, nil, false},
-		{"pre_accepting", func(m *machine) gate { h := make(gate); m.graph.behave["pre_accept"] = graphBehaviour{hold: h}; return h },
+		{"pre_accepting", func(m *machine) gate {
+			h := make(gate)
+			m.graph.behave["pre_accept"] = graphBehaviour{hold: h}
+			return h
+		},
 			func(m *machine) { m.started("pre_accept") }, pathPreAccept, []string{"pre_accept"}, false},
 		{"ringing", func(m *machine) gate { m.dial.mode = dialRing; return nil },
 			func(m *machine) { recv(m.t, m.dial.invited, "the INVITE") }, pathRinging, []string{"pre_accept"}, false},

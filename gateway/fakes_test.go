@@ -139,7 +139,9 @@ func (f *fakeGraph) do(ctx context.Context, action string) error {
 	return b.err
 }
 
-func (f *fakeGraph) PreAccept(ctx context.Context, _, _, _ string) error { return f.do(ctx, "pre_accept") }
+func (f *fakeGraph) PreAccept(ctx context.Context, _, _, _ string) error {
+	return f.do(ctx, "pre_accept")
+}
 func (f *fakeGraph) Accept(ctx context.Context, _, _, _, _ string) error { return f.do(ctx, "accept") }
 func (f *fakeGraph) Reject(ctx context.Context, _, _ string) error       { return f.do(ctx, "reject") }
 func (f *fakeGraph) Terminate(ctx context.Context, _, _ string) error    { return f.do(ctx, "terminate") }
@@ -225,8 +227,10 @@ func (p *fakePBX) WritePacket([]byte) error       { return nil }
 func (p *fakePBX) CallID() string                 { return "sip-call-1" }
 func (p *fakePBX) Codec() sip.Codec               { return p.codec }
 func (p *fakePBX) DTMFPayloadType() uint8         { return 101 }
-func (p *fakePBX) RemoteRTPAddr() *net.UDPAddr    { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000} }
-func (p *fakePBX) Done() <-chan struct{}          { return p.done }
+func (p *fakePBX) RemoteRTPAddr() *net.UDPAddr {
+	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+}
+func (p *fakePBX) Done() <-chan struct{} { return p.done }
 func (p *fakePBX) EndReason() string {
 	if r, ok := p.reason.Load().(string); ok {
 		return r
