@@ -11,7 +11,7 @@ TEST_PKGS  = $(BUILD_PKGS) sip-tester baresip-core chromium
 .PHONY: demo test bench build deps-build deps-test
 
 demo: deps-build
-	$(GO) run ./cmd/wagateway demo
+	$(GO) run ./cmd/wasim demo
 
 # -p 1: one package's tests at a time. The load test (cmd/wasim) and the
 # real-peer calls (gateway) time media to the tens of milliseconds; run

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wagateway/wagateway/gateway"
 	"github.com/wagateway/wagateway/rtpbridge/audio"
 	"github.com/wagateway/wagateway/whatsapp/wasim"
 )
@@ -51,11 +50,11 @@ func startBaresipWith(t *testing.T, o baresipOptions) *baresip {
 	case "opus":
 		modules, rate, channels = "module opus.so", 48000, 2
 	}
-	port, err := gateway.FreeLoopbackPort("udp")
+	port, err := wasim.FreeLoopbackPort("udp")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctrl, err := gateway.FreeLoopbackPort("tcp")
+	ctrl, err := wasim.FreeLoopbackPort("tcp")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -290,6 +290,8 @@ func recordDirection(s rtpbridge.DirectionStats, jitter time.Duration) RecordDir
 		LossPct:  round2(lossPct(s.PacketsIn, s.Lost)),
 		JitterMs: round2(float64(jitter) / float64(time.Millisecond)),
 		Late:     s.Late, Concealed: s.Concealed, FECRecovered: s.FECRecovered,
+		SilenceFrames: s.SilenceFrames, Underruns: s.Underruns, Overruns: s.Overruns,
+		PacerResyncs: s.PacerResyncs, WriteErrors: s.WriteErrors, PlayoutDelayMs: s.PlayoutDelayMs,
 	}
 }
 

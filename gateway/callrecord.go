@@ -89,6 +89,14 @@ type RecordDirection struct {
 	Concealed    uint64  `json:"concealed"`
 	FECRecovered uint64  `json:"fec_recovered"`
 	MOS          float64 `json:"mos"`
+
+	// How the output was paced (toward WhatsApp: the playout buffer).
+	SilenceFrames  uint64 `json:"silence_frames,omitempty"`   // frames sent as silence for want of input
+	Underruns      uint64 `json:"underruns,omitempty"`        // packets that came after their time to play
+	Overruns       uint64 `json:"overruns,omitempty"`         // times the buffer dropped its oldest audio
+	PacerResyncs   uint64 `json:"pacer_resyncs,omitempty"`    // times the pacer fell behind and skipped frames
+	WriteErrors    uint64 `json:"write_errors,omitempty"`     // packets the output leg refused
+	PlayoutDelayMs uint64 `json:"playout_delay_ms,omitempty"` // the delay the playout buffer aimed at last
 }
 
 // recorder appends records to the file and POSTs them to the URL.

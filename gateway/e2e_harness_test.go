@@ -49,11 +49,11 @@ type sipp struct {
 func startSipp(t *testing.T, scenario string, calls int, timeout time.Duration) *sipp {
 	t.Helper()
 	bin := requirePeer(t, "sipp")
-	port, err := gateway.FreeLoopbackPort("udp")
+	port, err := wasim.FreeLoopbackPort("udp")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mport, err := gateway.FreeLoopbackPort("udp")
+	mport, err := wasim.FreeLoopbackPort("udp")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,11 +134,11 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		s := testSecrets
 		secrets = &s
 	}
-	httpPort, err := gateway.FreeLoopbackPort("tcp")
+	httpPort, err := wasim.FreeLoopbackPort("tcp")
 	if err != nil {
 		t.Fatal(err)
 	}
-	udpPort, err := gateway.FreeLoopbackPort("udp")
+	udpPort, err := wasim.FreeLoopbackPort("udp")
 	if err != nil {
 		t.Fatal(err)
 	}

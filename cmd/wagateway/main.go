@@ -2,7 +2,6 @@
 // SIP PBX.
 //
 //	wagateway -config gateway.yaml      run the gateway
-//	wagateway demo                      one call through the real SIP/RTP path on loopback
 //	wagateway check-config FILE         validate a config and list every problem
 //
 // Signals: SIGTERM drains (new calls rejected, active calls go on until they
@@ -36,8 +35,6 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
-		case "demo":
-			return runDemo(args[1:], stdout, stderr)
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)
 		case "healthcheck":
@@ -84,9 +81,6 @@ Usage:
   wagateway [-config gateway.yaml] [-cpuprofile F] [-memprofile F] [-mutexprofile F] [-blockprofile F]
                                      run the gateway (the profiles: the whole run's, for
                                      go tool pprof)
-  wagateway demo [-v] [-seconds N]   place one simulated WhatsApp call through the gateway
-                                     to a built-in SIP echo endpoint on loopback and check
-                                     the audio that comes back (no Meta account or PBX needed)
   wagateway check-config FILE        validate a config file (fields, secrets, files it names)
                                      and list every problem
   wagateway healthcheck [URL]        GET URL (default http://127.0.0.1:8080/healthz); exit 0 on
@@ -94,6 +88,9 @@ Usage:
 
 Signals: SIGTERM drains (new calls rejected, active calls continue up to drain_timeout),
 SIGINT stops at once, SIGHUP reloads routes and trunks.
+
+The demo (one simulated call through the gateway, no Meta account or PBX) is
+"wasim demo": the simulator is test tooling and is not linked into this binary.
 `)
 }
 

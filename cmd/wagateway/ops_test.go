@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wagateway/wagateway/gateway"
+	"github.com/wagateway/wagateway/whatsapp/wasim"
 )
 
 const opsConfig = `
@@ -56,7 +57,7 @@ func TestSignalsReloadAndDrain(t *testing.T) {
 	t.Setenv("WAGW_T", "t")
 	t.Setenv("WAGW_S", "s")
 	t.Setenv("WAGW_V", "v")
-	udp, err := gateway.FreeLoopbackPort("udp")
+	udp, err := wasim.FreeLoopbackPort("udp")
 	if err != nil {
 		t.Fatal(err)
 	}

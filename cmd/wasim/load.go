@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/wagateway/wagateway/gateway"
-	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/whatsapp/wasim"
 )
 
@@ -50,11 +49,12 @@ Either let it start everything (recommended for figures):
 which writes a gateway config to a temporary directory (all on 127.0.0.1,
 secrets in the gateway's environment only), starts the gateway and the PBX
 echo ("wasim echo" as a process of its own, or "sipp -rtp_echo"), and reads
-the gateway's JSON log afterwards; or point it at a running gateway:
+the gateway's call records afterwards; or point it at a running gateway:
   wasim load -webhook http://127.0.0.1:8080/webhook -graph-listen 127.0.0.1:8090 ...
 whose whatsapp.graph_base_url must be http://<graph-listen> and whose
 secrets are the -app-secret-env / -token-env values; its pid is found from
-the webhook port (or -gateway-pid), its log read if -gateway-log names it.
+the webhook port (or -gateway-pid), its call records read if
+-gateway-records names its call_records.file.
 
 Exit status: 0 when every call was bridged, none dropped, no Meta rule was
 broken and loss stayed within -max-loss (and the added latency within
@@ -74,7 +74,8 @@ type loadFlags struct {
 	gatewayProfiles              string
 	webhook, graphListen         string
 	gatewayPID                   int
-	gatewayLog, workDir          string
+	gatewayLog, gatewayRecords   string
+	workDir                      string
 	secretEnv, tokenEnv, phoneID string
 	floorUS, maxLoss, maxAddedMs float64
 	jsonOut                      string
@@ -110,7 +111,8 @@ func newLoadFlagSet(stderr io.Writer) (*flag.FlagSet, *loadFlags) {
 	fs.IntVar(&o.gatewayPID, "gateway-pid", 0, "the running gateway's `pid` (default: whoever listens on the webhook port)")
 	fs.StringVar(&o.gatewayProfile, "gateway-cpuprofile", "", "with -gateway-bin: have the gateway write its CPU profile over the run to this `file`")
 	fs.StringVar(&o.gatewayProfiles, "gateway-profiles", "", "with -gateway-bin: have the gateway record its allocations, contended mutexes and blocking, and write them at exit to allocs.prof, mutex.prof and block.prof in this `dir`")
-	fs.StringVar(&o.gatewayLog, "gateway-log", "", "the gateway's JSON log `file` (with -gateway-bin: where to keep it)")
+	fs.StringVar(&o.gatewayLog, "gateway-log", "", "with -gateway-bin: where to keep the gateway's JSON log `file`")
+	fs.StringVar(&o.gatewayRecords, "gateway-records", "", "a running gateway's call_records.file: its media counters are read from it")
 	fs.StringVar(&o.workDir, "work-dir", "", "where the config, scenario and logs go (default: a temporary directory, removed)")
 	fs.StringVar(&o.secretEnv, "app-secret-env", "WASIM_APP_SECRET", "with -webhook: environment `variable` holding the app secret")
 	fs.StringVar(&o.tokenEnv, "token-env", "WASIM_ACCESS_TOKEN", "with -webhook: environment `variable` holding the access token")
@@ -217,7 +219,7 @@ func runLoad(args []string, getenv func(string) string, stdout, stderr io.Writer
 		}
 		// The Graph API must be bound before the gateway's config names it.
 		if graphListen == "127.0.0.1:0" {
-			p, err := gateway.FreeLoopbackPort("tcp")
+			p, err := wasim.FreeLoopbackPort("tcp")
 			if err != nil {
 				fmt.Fprintf(stderr, "wasim load: %v\n", err)
 				return exitRuntime
@@ -296,19 +298,19 @@ func runLoad(args []string, getenv func(string) string, stdout, stderr io.Writer
 	}
 	rep.SetFloor(o.floorUS)
 
-	// The gateway's own counters, from the "media stats" line it logs as
-	// each call ends.
-	logFile := o.gatewayLog
+	// The gateway's own counters, from the record it writes as each call
+	// ends.
+	records := o.gatewayRecords
 	if gw != nil {
-		gw.stop() // every call has ended: it exits at once, its log complete
-		logFile = gw.logPath
-	} else if logFile != "" {
+		gw.stop() // every call has ended: it exits at once, its records complete
+		records = gw.records
+	} else if records != "" {
 		time.Sleep(2 * time.Second) // the last calls' BYEs
 	}
-	if logFile != "" {
-		gm, perCall, err := readGatewayMedia(logFile, rep.StartedAt)
+	if records != "" {
+		gm, perCall, err := readGatewayRecords(records, rep.StartedAt)
 		if err != nil {
-			fmt.Fprintf(stderr, "wasim load: gateway log: %v\n", err)
+			fmt.Fprintf(stderr, "wasim load: gateway call records: %v\n", err)
 		} else {
 			rep.Gateway = gm
 			for i := range rep.PerCall {
@@ -380,6 +382,7 @@ type child struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	logPath string
+	records string // the gateway's call_records.file
 	stopped bool
 }
 
@@ -431,7 +434,7 @@ func startPBX(ctx context.Context, o *loadFlags, dir string, stderr io.Writer) (
 		if err != nil {
 			return "", nil, err
 		}
-		port, err := gateway.FreeLoopbackPort("udp")
+		port, err := wasim.FreeLoopbackPort("udp")
 		if err != nil {
 			return "", nil, err
 		}
@@ -483,11 +486,11 @@ func startPBX(ctx context.Context, o *loadFlags, dir string, stderr io.Writer) (
 		if err != nil {
 			return "", nil, errors.New("sipp is not installed (Debian: sip-tester)")
 		}
-		port, err := gateway.FreeLoopbackPort("udp")
+		port, err := wasim.FreeLoopbackPort("udp")
 		if err != nil {
 			return "", nil, err
 		}
-		mport, err := gateway.FreeLoopbackPort("udp")
+		mport, err := wasim.FreeLoopbackPort("udp")
 		if err != nil {
 			return "", nil, err
 		}
@@ -594,24 +597,25 @@ Content-Length: 0
 // startGateway writes a loopback config, starts the gateway with its
 // secrets in its environment only, and waits for /healthz.
 func startGateway(ctx context.Context, o *loadFlags, dir, pbxAddr, graphURL, secret, token string, stderr io.Writer) (*child, string, error) {
-	httpPort, err := gateway.FreeLoopbackPort("tcp")
+	httpPort, err := wasim.FreeLoopbackPort("tcp")
 	if err != nil {
 		return nil, "", err
 	}
-	udpPort, err := gateway.FreeLoopbackPort("udp")
+	udpPort, err := wasim.FreeLoopbackPort("udp")
 	if err != nil {
 		return nil, "", err
 	}
-	sipPort, err := gateway.FreeLoopbackPort("udp")
+	sipPort, err := wasim.FreeLoopbackPort("udp")
 	if err != nil {
 		return nil, "", err
 	}
 	cfgPath := filepath.Join(dir, "gateway.yaml")
+	recordsPath := filepath.Join(dir, "calls.jsonl")
 	env := append(os.Environ(), "WA_ACCESS_TOKEN="+token, "WA_APP_SECRET="+secret, "WA_VERIFY_TOKEN="+randomHex(16))
 	optional := []string{"options_ping"}
 	var cfgErr error
 	for {
-		cfg := gatewayConfig(o, httpPort, udpPort, sipPort, pbxAddr, graphURL, optional)
+		cfg := gatewayConfig(o, httpPort, udpPort, sipPort, pbxAddr, graphURL, recordsPath, optional)
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			return nil, "", err
 		}
@@ -656,6 +660,7 @@ func startGateway(ctx context.Context, o *loadFlags, dir, pbxAddr, graphURL, sec
 	if err != nil {
 		return nil, "", err
 	}
+	c.records = recordsPath
 	health := "http://127.0.0.1:" + strconv.Itoa(httpPort) + "/healthz"
 	deadline := time.Now().Add(15 * time.Second)
 	hc := &http.Client{Timeout: time.Second}
@@ -683,9 +688,9 @@ func startGateway(ctx context.Context, o *loadFlags, dir, pbxAddr, graphURL, sec
 }
 
 // gatewayConfig is the load run's gateway config: everything on 127.0.0.1,
-// one trunk to the PBX with the codec asked, logs in JSON at info (the
-// per-call "media stats" line), secrets named, never written.
-func gatewayConfig(o *loadFlags, httpPort, udpPort, sipPort int, pbxAddr, graphURL string, optional []string) string {
+// one trunk to the PBX with the codec asked, logs in JSON at info, a call
+// record per call (the media counters), secrets named, never written.
+func gatewayConfig(o *loadFlags, httpPort, udpPort, sipPort int, pbxAddr, graphURL, records string, optional []string) string {
 	codec := map[string]string{"pcmu": "PCMU", "pcma": "PCMA", "g722": "G722", "opus": "opus"}[o.codec]
 	var b strings.Builder
 	fmt.Fprintf(&b, `# written by wasim load
@@ -699,7 +704,8 @@ whatsapp:
   verify_token: {env: WA_VERIFY_TOKEN}
 webrtc: {udp_port: %d, listen_ips: ["127.0.0.1"]}
 sip: {listen: "127.0.0.1:%d", rtp_address: 127.0.0.1, rtp_port_min: 20000, rtp_port_max: 29999}
-`, httpPort, graphURL, udpPort, sipPort)
+call_records: {file: %q}
+`, httpPort, graphURL, udpPort, sipPort, records)
 	if o.opusComplexity >= 0 {
 		fmt.Fprintf(&b, "media: {opus_complexity: %d}\n", o.opusComplexity)
 	}
@@ -717,24 +723,19 @@ sip: {listen: "127.0.0.1:%d", rtp_address: 127.0.0.1, rtp_port_min: 20000, rtp_p
 	return b.String()
 }
 
-// readGatewayMedia sums the gateway's "media stats" log lines of calls that
-// ended after since; per call id, it also returns the callers' packets lost
-// before the gateway and the PBX's packets that came too late to play.
-func readGatewayMedia(path string, since time.Time) (*wasim.GatewayMedia, map[string][2]uint64, error) {
+// readGatewayRecords sums the media of the gateway's call records (one JSON
+// object a line, call_records.file) of calls that ended after since; per
+// call id, it also returns the callers' packets lost before the gateway and
+// the PBX's packets that came too late to play.
+func readGatewayRecords(path string, since time.Time) (*wasim.GatewayMedia, map[string][2]uint64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	var line struct {
-		Msg    string          `json:"msg"`
-		TS     float64         `json:"ts"`
-		CallID string          `json:"call_id"`
-		Stats  json.RawMessage `json:"stats"`
-	}
 	gm := &wasim.GatewayMedia{}
 	perCall := map[string][2]uint64{}
-	add := func(g *wasim.GatewayDirection, d rtpbridge.DirectionStats) {
+	add := func(g *wasim.GatewayDirection, d gateway.RecordDirection) {
 		g.PacketsIn += d.PacketsIn
 		g.PacketsOut += d.PacketsOut
 		g.Lost += d.Lost
@@ -759,24 +760,15 @@ func readGatewayMedia(path string, since time.Time) (*wasim.GatewayMedia, map[st
 	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<16), 1<<22)
-	start := float64(since.UnixNano()) / 1e9
 	for sc.Scan() {
-		b := sc.Bytes()
-		if len(b) == 0 || b[0] != '{' || !strings.Contains(string(b), `"media stats"`) {
-			continue
-		}
-		line.Stats = nil
-		if err := json.Unmarshal(b, &line); err != nil || len(line.Stats) == 0 || line.TS < start {
-			continue
-		}
-		var st rtpbridge.Stats
-		if json.Unmarshal(line.Stats, &st) != nil {
+		var rec gateway.CallRecord
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil || rec.Media == nil || rec.Times.End.Before(since) {
 			continue
 		}
 		gm.Calls++
-		add(&gm.WhatsAppToSIP, st.WhatsAppToSIP)
-		add(&gm.SIPToWhatsApp, st.SIPToWhatsApp)
-		perCall[line.CallID] = [2]uint64{st.WhatsAppToSIP.Lost, st.SIPToWhatsApp.Underruns}
+		add(&gm.WhatsAppToSIP, rec.Media.WhatsAppToSIP)
+		add(&gm.SIPToWhatsApp, rec.Media.SIPToWhatsApp)
+		perCall[rec.CallID] = [2]uint64{rec.Media.WhatsAppToSIP.Lost, rec.Media.SIPToWhatsApp.Underruns}
 	}
 	for _, g := range []*wasim.GatewayDirection{&gm.WhatsAppToSIP, &gm.SIPToWhatsApp} {
 		if exp := g.PacketsIn + g.Lost; exp > 0 {
@@ -784,7 +776,7 @@ func readGatewayMedia(path string, since time.Time) (*wasim.GatewayMedia, map[st
 		}
 	}
 	if gm.Calls == 0 {
-		return nil, nil, fmt.Errorf("no \"media stats\" lines in %s (log.format json, level info?)", path)
+		return nil, nil, fmt.Errorf("no call record with media in %s since %s", path, since.Format(time.RFC3339))
 	}
 	return gm, perCall, sc.Err()
 }

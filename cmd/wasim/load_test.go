@@ -62,11 +62,11 @@ func runInProcess(t *testing.T, codecs []string, calls int, hold time.Duration) 
 	defer echo.Close()
 
 	secrets := &gateway.Secrets{AccessToken: "load-token", AppSecret: "load-secret", VerifyToken: "load-verify"}
-	httpPort, err := gateway.FreeLoopbackPort("tcp")
+	httpPort, err := wasim.FreeLoopbackPort("tcp")
 	if err != nil {
 		t.Fatal(err)
 	}
-	udpPort, err := gateway.FreeLoopbackPort("udp")
+	udpPort, err := wasim.FreeLoopbackPort("udp")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,9 @@ Usage:
   wasim call [flags]     one call (below)
   wasim load [flags]     many calls at once: capacity and quality (wasim load -h)
   wasim echo [flags]     a SIP endpoint that answers and echoes RTP (wasim echo -h)
+  wasim demo [-v] [-seconds N]
+                         the gateway, this simulator and the echo on loopback: one
+                         call, audio checked both ways (no Meta account, no PBX)
 
 Places one user-initiated call: posts a signed "connect" webhook carrying an
 SDP offer to -webhook, serves the Graph API at -graph-listen
@@ -99,9 +102,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, in
 		return runLoad(args[1:], getenv, stdout, stderr, interrupt)
 	case "echo":
 		return runEcho(args[1:], stdout, stderr, interrupt)
+	case "demo":
+		return runDemo(args[1:], stdout, stderr)
 	}
 	if args[0] != "call" {
-		fmt.Fprintf(stderr, "wasim: unknown command %q (want \"call\", \"load\" or \"echo\")\n\n", args[0])
+		fmt.Fprintf(stderr, "wasim: unknown command %q (want \"call\", \"demo\", \"load\" or \"echo\")\n\n", args[0])
 		fs, _ := newFlagSet(stderr)
 		fs.Usage()
 		return exitUsage

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -30,7 +28,7 @@ const (
 )
 
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("wagateway demo", flag.ContinueOnError)
+	fs := flag.NewFlagSet("wasim demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	verbose := fs.Bool("v", false, "log the gateway at debug level")
 	seconds := fs.Int("seconds", 4, "how long the caller talks before hanging up")
@@ -74,7 +72,9 @@ type DemoOptions struct {
 }
 
 // Demo starts a SIP echo endpoint, a simulated Cloud API and the gateway on
-// loopback, places one call, and checks the audio that comes back.
+// loopback, places one call, and checks the audio that comes back. The
+// demo lives in the simulator's command, not the daemon, so the production
+// binary links none of the simulator (nor pion's full WebRTC stack).
 func Demo(ctx context.Context, o DemoOptions) (*wasim.Report, error) {
 	log := o.Logger
 	if log == nil {
@@ -92,12 +92,12 @@ func Demo(ctx context.Context, o DemoOptions) (*wasim.Report, error) {
 	}
 	defer echo.Close()
 
-	secrets := &gateway.Secrets{AccessToken: randomSecret(), AppSecret: randomSecret(), VerifyToken: randomSecret()}
-	httpPort, err := gateway.FreeLoopbackPort("tcp")
+	secrets := &gateway.Secrets{AccessToken: randomHex(16), AppSecret: randomHex(16), VerifyToken: randomHex(16)}
+	httpPort, err := wasim.FreeLoopbackPort("tcp")
 	if err != nil {
 		return nil, err
 	}
-	udpPort, err := gateway.FreeLoopbackPort("udp")
+	udpPort, err := wasim.FreeLoopbackPort("udp")
 	if err != nil {
 		return nil, err
 	}
@@ -162,10 +162,4 @@ func checkDemoReport(r *wasim.Report) error {
 		return fmt.Errorf("the tone came back too quiet: %.1f dBFS", r.ReceivedLevelDBFS)
 	}
 	return nil
-}
-
-func randomSecret() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
