@@ -180,7 +180,7 @@ func New(cfg Config) (*Bridge, error) {
 	waOut := newRTPSender("whatsapp", cfg.WhatsAppOut, cfg.WhatsAppSSRC, uint16(rand.Uint32()), rand.Uint32(), &b.s2wCount)
 	b.w2s = newWAToSIP(cfg.WhatsAppOpusPT, &b.setup,
 		toSIPDTMF{mode: cfg.DTMFMode, dtmfClock: cfg.SIPDTMFClockRate, onDigit: cfg.OnDigit, queue: b.toSIP},
-		sipOut, &b.w2sCount)
+		now, sipOut, &b.w2sCount)
 	b.s2w = newSIPToWhatsApp(&b.setup, silence, cfg.WhatsAppOpusPT,
 		toWADTMF{mode: cfg.DTMFMode, dtmfClock: cfg.SIPDTMFClockRate, onDigit: cfg.OnDigit, queue: b.toWA},
 		now, waOut, &b.s2wCount)
@@ -396,9 +396,11 @@ func (b *Bridge) digit(digit rune, d time.Duration) (uint8, uint32, error) {
 	return code, uint32(d/time.Millisecond) * dtmfUnitsPerMs, nil
 }
 
-// Stats returns a snapshot of both directions' counters.
+// Stats returns a snapshot of both directions' counters and quality
+// estimates (jitter, loss, MOS), taken with atomic loads: callable from any
+// goroutine while the bridge runs.
 func (b *Bridge) Stats() Stats {
-	return Stats{WhatsAppToSIP: b.w2sCount.snapshot(), SIPToWhatsApp: b.s2wCount.snapshot()}
+	return statsOf(&b.w2sCount, &b.s2wCount, b.setup.Load().codec.passthrough)
 }
 
 // String prints both directions' chains of stages as they run with the SIP

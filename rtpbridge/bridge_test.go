@@ -262,7 +262,7 @@ func TestStatsSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{`"whatsapp_to_sip":{"packets_in":20,`, `"packets_out":20,`, `"sip_to_whatsapp":`, `"silence_frames":`, `"fec_recovered":0`} {
+	for _, key := range []string{`"whatsapp_to_sip":{"packets_in":20,`, `"packets_out":20,`, `"sip_to_whatsapp":`, `"silence_frames":`, `"fec_recovered":0`, `"jitter_ms":`, `"loss_pct":0,`, `"mos":`} {
 		if !strings.Contains(string(js), key) {
 			t.Fatalf("%s lacks %s", js, key)
 		}

@@ -45,8 +45,9 @@ type sipToWhatsApp struct {
 	pub     *atomic.Pointer[sipSetup]
 	setup   *sipSetup // the setup the SIP reader uses
 	track   seqTracker
-	scratch []int16 // one decoded packet
-	now     func() int64
+	scratch []int16      // one decoded packet
+	now     func() int64 // the bridge's monotonic clock, ns
+	jitter  interarrivalJitter
 
 	play *playout
 
@@ -81,6 +82,7 @@ func newSIPToWhatsApp(pub *atomic.Pointer[sipSetup], silence []byte, opusPT uint
 		c:       c,
 	}
 	d.setup = pub.Load()
+	d.jitter = newInterarrivalJitter(d.setup.codec.clock, &c.jitterNs)
 	d.play.configure(d.setup)
 	d.dtmf.adopt(d.setup)
 	return d
@@ -112,6 +114,7 @@ func (d *sipToWhatsApp) adopt(s *sipSetup) {
 	}
 	d.play.mu.Unlock()
 	d.track = seqTracker{}
+	d.jitter.setClock(s.codec.clock)
 	d.dtmf.adopt(s)
 }
 
@@ -160,6 +163,8 @@ func (d *sipToWhatsApp) handle(pkt []byte) {
 	} else {
 		dur = d.setup.codec.tsUnits(d.setup.codec.samplesIn(len(payload)))
 	}
+	now := d.now()
+	d.jitter.observe(h.ts, h.ssrc, now)
 	v, missing := d.track.check(h.seq, h.ssrc)
 	switch v {
 	case seqRestart:
@@ -177,7 +182,6 @@ func (d *sipToWhatsApp) handle(pkt []byte) {
 		d.track.accept(h.seq, h.ssrc, h.ts, dur)
 	}
 	d.dtmf.audio(d, h)
-	now := d.now()
 	var res putResult
 	if d.setup.codec.passthrough {
 		res = d.play.putPacket(h, payload, int64(dur), now)

@@ -50,6 +50,8 @@ type waToSIP struct {
 	track   seqTracker
 	out     *rtpSender
 	c       *dirCounters
+	now     func() int64 // the bridge's monotonic clock, ns
+	jitter  interarrivalJitter
 
 	// Transcoding, from the setup.
 	dec        *opusDecodeStage
@@ -68,13 +70,15 @@ type waToSIP struct {
 	dtmf toSIPDTMF
 }
 
-func newWAToSIP(opusPT uint8, pub *atomic.Pointer[sipSetup], dtmf toSIPDTMF, out *rtpSender, c *dirCounters) *waToSIP {
+func newWAToSIP(opusPT uint8, pub *atomic.Pointer[sipSetup], dtmf toSIPDTMF, now func() int64, out *rtpSender, c *dirCounters) *waToSIP {
 	d := &waToSIP{
 		src:        label("whatsapp opus/48000"),
 		opusPT:     opusPT,
 		pub:        pub,
 		out:        out,
 		c:          c,
+		now:        now,
+		jitter:     newInterarrivalJitter(opusClock, &c.jitterNs),
 		dtmf:       dtmf,
 		maxConceal: opusClock * maxConcealMs / 1000,
 		maxJump:    opusClock / 1000 * maxJumpMs,
@@ -145,6 +149,7 @@ func (d *waToSIP) handle(pkt []byte) {
 			return
 		}
 		dur = uint32(n)
+		d.jitter.observe(h.ts, h.ssrc, d.now())
 	case telephoneEventPT:
 		c.telephoneEvents.Add(1)
 		if len(payload) < eventPayloadLen {
