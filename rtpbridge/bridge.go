@@ -59,14 +59,10 @@ type Config struct {
 	// (0 = 8000).
 	SIPDTMFPayloadType uint8
 	SIPDTMFClockRate   uint32
-	// DTMFMode says how digits cross to the PBX: DTMFModeRFC4733 (the
-	// default: as RFC 4733 events, if the PBX negotiated telephone-event,
-	// else only reported through OnDigit), DTMFModeInfo (only reported
-	// through OnDigit: the gateway sends SIP INFO, and hands the PBX's INFO
-	// digits to SendDigitToWhatsApp) or DTMFModeInband (as tone pairs in the
-	// audio; the PBX's audio is searched for tones, which go to WhatsApp as
-	// events). RFC 4733 events from the PBX go to WhatsApp in every mode.
-	DTMFMode string
+	// DTMFMode says how digits cross to the PBX (dtmfmode.go); the zero
+	// value is DTMFModeRFC4733. RFC 4733 events from the PBX go to
+	// WhatsApp in every mode.
+	DTMFMode DTMFMode
 	// OnDigit, if set, is called once per digit the bridge finds: from
 	// "whatsapp" (its telephone-events) or "sip" (the PBX's events or
 	// tones). It is called on the media goroutines and must not block.
@@ -103,7 +99,7 @@ type Bridge struct {
 	setup      atomic.Pointer[sipSetup] // the SIP setup in force
 	complexity int
 	frame      time.Duration
-	mode       string
+	mode       DTMFMode
 	toSIP      chan digitRequest
 	toWA       chan waDigit
 
@@ -141,12 +137,8 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.OpusComplexity < 0 || cfg.OpusComplexity > 10 {
 		return nil, fmt.Errorf("rtpbridge: Opus complexity %d is not within 0-10", cfg.OpusComplexity)
 	}
-	switch cfg.DTMFMode {
-	case "":
-		cfg.DTMFMode = DTMFModeRFC4733
-	case DTMFModeRFC4733, DTMFModeInfo, DTMFModeInband:
-	default:
-		return nil, fmt.Errorf("rtpbridge: DTMF mode %q is not one of %s, %s, %s", cfg.DTMFMode, DTMFModeRFC4733, DTMFModeInfo, DTMFModeInband)
+	if !cfg.DTMFMode.valid() {
+		return nil, fmt.Errorf("rtpbridge: DTMF mode %v is not one of %v, %v, %v", cfg.DTMFMode, DTMFModeRFC4733, DTMFModeInfo, DTMFModeInband)
 	}
 	if cfg.SIPDTMFClockRate == 0 {
 		cfg.SIPDTMFClockRate = 8000

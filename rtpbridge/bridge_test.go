@@ -26,7 +26,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		"opus on pt 128":     func(c *Config) { c.WhatsAppOpusPT = 128 },
 		"opus at 8 kHz":      func(c *Config) { c.SIPCodec = Codec{"opus", 96, 8000} },
 		"G.722 at 16 kHz":    func(c *Config) { c.SIPCodec = Codec{"G722", 9, 16000} },
-		"dtmf mode":          func(c *Config) { c.DTMFMode = "sip-info" },
+		"dtmf mode":          func(c *Config) { c.DTMFMode = DTMFModeInband + 1 },
 		"dtmf pt 200":        func(c *Config) { c.SIPDTMFPayloadType = 200 },
 		"dtmf pt = codec pt": func(c *Config) { c.SIPCodec.PayloadType, c.SIPDTMFPayloadType = 101, 101 },
 		"dtmf clock 4 kHz":   func(c *Config) { c.SIPDTMFClockRate = 4000 },

@@ -4,7 +4,7 @@ import "fmt"
 
 // Digits toward WhatsApp. They come from three places: RFC 4733 events from
 // the PBX (on its telephone-event payload type, in any mode), tones found in
-// the PBX's audio (DTMFMode "inband"), and SendDigitToWhatsApp (SIP INFO
+// the PBX's audio (DTMFModeInband), and SendDigitToWhatsApp (SIP INFO
 // digits, handed in by the gateway). Each is reported once (OnDigit, for
 // the first two) and queued for the pacer, which sends it as telephone-
 // events on PT 126 in place of Opus frames, one per 20 ms, in the one
@@ -36,7 +36,7 @@ type waDigit struct {
 // toWADTMF is the DTMF state of the SIP → WhatsApp direction: the SIP
 // reader's side (events, detector) and the pacer's (the event generator).
 type toWADTMF struct {
-	mode      string
+	mode      DTMFMode
 	dtmfClock uint32 // the PBX's telephone-event clock
 	onDigit   func(from string, digit rune)
 	queue     chan waDigit
@@ -167,7 +167,7 @@ func (t *toWADTMF) restart(d *sipToWhatsApp) {
 	}
 }
 
-// detect searches one packet's PCM for tones (DTMFMode "inband").
+// detect searches one packet's PCM for tones (DTMFModeInband).
 func (t *toWADTMF) detect(d *sipToWhatsApp, h rtpHeader, pcm []int16) {
 	if !t.detOn {
 		return
