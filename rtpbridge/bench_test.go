@@ -55,7 +55,7 @@ func newBenchBridge(b *testing.B, c Config) *Bridge {
 		c.SIPCodec = pcmu
 	}
 	c.OpusComplexity = DefaultOpusComplexity
-	br, err := New(c)
+	br, err := New(withMetaPTs(c))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -478,7 +478,7 @@ func BenchmarkDTMF(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				stampEvent(p, telephoneEventPT, i, 8*960)
+				stampEvent(p, metaDTMFPT, i, 8*960)
 				br.handleWhatsAppPacket(p)
 				i++
 			}

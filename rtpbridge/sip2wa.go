@@ -52,8 +52,9 @@ type sipToWhatsApp struct {
 	play *playout
 
 	// The pacer's side. Every packet toward WhatsApp goes through out, from
-	// the pacer goroutine, telephone-events (PT 126) included, so all share
-	// one sequence space (whatsapp-calling.md, media rules).
+	// the pacer goroutine, telephone-events included, so all share one
+	// sequence space, as Meta's WhatsApp Business Calling API media
+	// requirements ask (and RFC 4733 §2.1 allows).
 	pcm     []int16 // one frame
 	pkt     []byte  // one passthrough packet
 	silence []byte  // one 20 ms Opus frame of silence
@@ -95,8 +96,8 @@ func (d *sipToWhatsApp) chainOf(s *sipSetup) chain {
 		c = append(c, d.dtmf.detector(s))
 	}
 	c = append(c, d.play, s.s2wEncode)
-	if s.dtmfPT != 0 {
-		c = append(c, dtmfStage(fmt.Sprintf("rfc4733/%d → telephone-event %d", s.dtmfPT, telephoneEventPT)))
+	if st := d.dtmf.stage(s); st != nil {
+		c = append(c, st)
 	}
 	return append(c, d.out)
 }

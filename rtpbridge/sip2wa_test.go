@@ -107,7 +107,7 @@ func TestSIPToWhatsAppOverrun(t *testing.T) {
 // sequence +1, timestamp +960.
 func TestPacerWithoutSIPInput(t *testing.T) {
 	waLeg, sipLeg := newMemLeg(), newMemLeg()
-	b, err := New(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xc0ffee, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
+	b, err := New(Config{WhatsAppOpusPT: metaOpusPT, WhatsAppDTMFPT: metaDTMFPT, WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xc0ffee, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestPacerWithoutSIPInput(t *testing.T) {
 // packets on its own clock, the pacer on the bridge's.
 func TestSIPToWhatsAppRealTime(t *testing.T) {
 	waLeg, sipLeg := newMemLeg(), newMemLeg()
-	b, err := New(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xabc, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
+	b, err := New(Config{WhatsAppOpusPT: metaOpusPT, WhatsAppDTMFPT: metaDTMFPT, WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xabc, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,11 @@ type DirectionStats struct {
 
 	Digits     uint64 `json:"digits"`      // DTMF digits found in the input (telephone-events, or tones in the PBX's audio)
 	DigitsSent uint64 `json:"digits_sent"` // digits sent on (as events or tones), SendDigitTo… ones included
-	Reordered  uint64 `json:"reordered"`   // packets that came out of order and were put back in place
+	// DigitsUnsent counts the PBX's digits WhatsApp could not be sent, its
+	// offer having negotiated no telephone-event (they are still reported
+	// through OnDigit).
+	DigitsUnsent uint64 `json:"digits_unsent"`
+	Reordered    uint64 `json:"reordered"` // packets that came out of order and were put back in place
 
 	// The playout buffer toward WhatsApp.
 	Underruns      uint64 `json:"underruns"`        // packets that came after their time had begun to play (the delay then grows)
@@ -56,11 +60,11 @@ type Stats struct {
 }
 
 func (s DirectionStats) String() string {
-	return fmt.Sprintf("in %d pkts/%d B, out %d pkts/%d B, lost %d (fec %d, plc %d), late %d, malformed %d, resets %d, pauses %d, dtmf %d, cn %d, other pt %d, silence %d, overruns %d, pacer resyncs %d, encode errors %d, write errors %d, digits %d (sent %d), reordered %d, underruns %d, catch-ups %d, playout %d ms, jitter %.2f ms, loss %.2f%%, mos %.2f",
+	return fmt.Sprintf("in %d pkts/%d B, out %d pkts/%d B, lost %d (fec %d, plc %d), late %d, malformed %d, resets %d, pauses %d, dtmf %d, cn %d, other pt %d, silence %d, overruns %d, pacer resyncs %d, encode errors %d, write errors %d, digits %d (sent %d, unsent %d), reordered %d, underruns %d, catch-ups %d, playout %d ms, jitter %.2f ms, loss %.2f%%, mos %.2f",
 		s.PacketsIn, s.BytesIn, s.PacketsOut, s.BytesOut, s.Lost, s.FECRecovered, s.Concealed,
 		s.Late, s.Malformed, s.Resets, s.Discontinuities, s.TelephoneEvents, s.ComfortNoise, s.OtherPT,
 		s.SilenceFrames, s.Overruns, s.PacerResyncs, s.EncodeErrors, s.WriteErrors,
-		s.Digits, s.DigitsSent, s.Reordered, s.Underruns, s.CatchUps, s.PlayoutDelayMs, s.JitterMs, s.LossPct, s.MOS)
+		s.Digits, s.DigitsSent, s.DigitsUnsent, s.Reordered, s.Underruns, s.CatchUps, s.PlayoutDelayMs, s.JitterMs, s.LossPct, s.MOS)
 }
 
 func (s Stats) String() string {
@@ -72,16 +76,16 @@ func (s Stats) String() string {
 // playout buffer's: whichever of the SIP reader and the pacer holds its
 // lock); Stats reads them from any goroutine.
 type dirCounters struct {
-	packetsIn, bytesIn, packetsOut, bytesOut   atomic.Uint64
-	lost, fecRecovered, concealed, late        atomic.Uint64
-	malformed, resets                          atomic.Uint64
-	telephoneEvents, comfortNoise, otherPT     atomic.Uint64
-	silenceFrames, overruns, pacerResyncs      atomic.Uint64
-	encodeErrors, writeErrors, discontinuities atomic.Uint64
-	digits, digitsSent, reordered              atomic.Uint64
-	underruns, catchUps, playoutDelayMs        atomic.Uint64
-	jitterNs                                   atomic.Int64 // interarrivalJitter's estimate
-	_                                          [64]byte     // keep the other direction's counters off this cache line
+	packetsIn, bytesIn, packetsOut, bytesOut    atomic.Uint64
+	lost, fecRecovered, concealed, late         atomic.Uint64
+	malformed, resets                           atomic.Uint64
+	telephoneEvents, comfortNoise, otherPT      atomic.Uint64
+	silenceFrames, overruns, pacerResyncs       atomic.Uint64
+	encodeErrors, writeErrors, discontinuities  atomic.Uint64
+	digits, digitsSent, digitsUnsent, reordered atomic.Uint64
+	underruns, catchUps, playoutDelayMs         atomic.Uint64
+	jitterNs                                    atomic.Int64 // interarrivalJitter's estimate
+	_                                           [64]byte     // keep the other direction's counters off this cache line
 }
 
 func (c *dirCounters) snapshot() DirectionStats {
@@ -107,6 +111,7 @@ func (c *dirCounters) snapshot() DirectionStats {
 		Discontinuities: c.discontinuities.Load(),
 		Digits:          c.digits.Load(),
 		DigitsSent:      c.digitsSent.Load(),
+		DigitsUnsent:    c.digitsUnsent.Load(),
 		Reordered:       c.reordered.Load(),
 		Underruns:       c.underruns.Load(),
 		CatchUps:        c.catchUps.Load(),

@@ -2,8 +2,8 @@ package rtpbridge
 
 import "fmt"
 
-// Digits toward the PBX. WhatsApp sends RFC 4733 telephone-events on PT 126
-// in place of audio (event timestamp on the 48 kHz audio clock, duration in
+// Digits toward the PBX. WhatsApp sends RFC 4733 telephone-events on the
+// payload type its offer gave telephone-event/8000 in place of audio (event timestamp on the 48 kHz audio clock, duration in
 // 8 kHz units). Each new event (told by its timestamp) is one digit: it is
 // reported to OnDigit and, as the mode and the PBX's answer say, goes on
 //
