@@ -9,6 +9,8 @@
 // buffer) and the pacer (playout buffer → Opus toward WhatsApp, one packet
 // every 20 ms, always). DTMF goes both ways: RFC 4733 events, in-band
 // tones, or SIP INFO through the gateway (OnDigit, SendDigitToWhatsApp).
+// Stats gives each direction's counters and the quality of its input:
+// interarrival jitter (RFC 3550), loss and an E-model MOS (ITU-T G.107).
 //
 // Per packet the bridge allocates nothing, logs nothing, starts no goroutine
 // and takes no lock other than the one its own SIP reader and pacer share.

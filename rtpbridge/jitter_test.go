@@ -84,7 +84,8 @@ func TestBridgeMeasuresJitter(t *testing.T) {
 	for range 300 {
 		b.handleWhatsAppPacket(src.next())
 	}
-	for _, p := range g711Packets(t, 0, 1000, 8000, 20, 300) {
+	pbx := newPBXSender(t, 101)
+	for _, p := range pbxTone(t, pbx, pcmu, 1000, 300) {
 		b.handleSIPPacket(p)
 	}
 	st := b.Stats()
@@ -101,27 +102,39 @@ func TestBridgeMeasuresJitter(t *testing.T) {
 	// A telephone-event is not audio: it reads no clock for jitter.
 	reads := waClock.i
 	ev := src.next()
-	ev[1] = 126
+	ev[1] = metaDTMFPT
 	binary.BigEndian.PutUint32(ev[12:], 0x0100_00a0) // digit 1, volume 0, duration 160
 	b.handleWhatsAppPacket(ev[:16])
 	if waClock.i != reads {
 		t.Fatal("a telephone-event was measured")
 	}
 
-	// G.722 on PT 9 after a re-INVITE: its packets are measured, the old
-	// payload type's are not audio any more.
-	if err := b.SetSIPCodec(Codec{"G722", 9, 8000}, 101); err != nil {
+	// G.722 on PT 9 after a re-INVITE, the same source: its packets are
+	// measured, the old payload type's are not audio any more.
+	if err := b.SetSIPCodec(g722Codec, 101); err != nil {
 		t.Fatal(err)
 	}
 	reads = sipClock.i
-	b.handleSIPPacket(g711Packets(t, 0, 1000, 8000, 20, 1)[0])
+	b.handleSIPPacket(pbxTone(t, pbx, pcmu, 1000, 1)[0])
 	if sipClock.i != reads {
 		t.Fatal("the old payload type was measured")
 	}
-	for _, p := range g722Packets(t, 1000, 8000, 10) {
+	for _, p := range pbxTone(t, pbx, g722Codec, 1000, 10) {
 		b.handleSIPPacket(p)
 	}
 	if sipClock.i != reads+10 {
 		t.Fatalf("%d G.722 packets measured, want 10", sipClock.i-reads)
+	}
+	// Then Opus on its 48 kHz clock: the estimate follows the clock (on
+	// the old one the same jitter would read six times larger).
+	if err := b.SetSIPCodec(opusSIP, 101); err != nil {
+		t.Fatal(err)
+	}
+	pbx.frame = 960
+	for _, p := range pbxTone(t, pbx, opusSIP, 1000, 100) {
+		b.handleSIPPacket(p)
+	}
+	if j := b.Stats().SIPToWhatsApp.JitterMs; math.Abs(j-4) > 0.3 {
+		t.Fatalf("sip→whatsapp jitter %.2f ms on Opus, want about 4", j)
 	}
 }
