@@ -52,9 +52,9 @@ type sipToWhatsApp struct {
 	play *playout
 
 	// The pacer's side. Every packet toward WhatsApp goes through out, from
-	// the pacer goroutine, telephone-events included, so all share one
-	// sequence space, as Meta's WhatsApp Business Calling API media
-	// requirements ask (and RFC 4733 §2.1 allows).
+	// the pacer goroutine, telephone-events included, so all share the
+	// SSRC's one sequence space (RFC 3550 §5.1), as Meta's WhatsApp Cloud
+	// API calling documentation asks of the media.
 	pcm     []int16 // one frame
 	pkt     []byte  // one passthrough packet
 	silence []byte  // one 20 ms Opus frame of silence

@@ -8,9 +8,9 @@ import "fmt"
 // digits, handed in by the gateway). Each is reported once (OnDigit, for
 // the first two) and queued for the pacer, which sends it as telephone-
 // events on WhatsApp's telephone-event payload type in place of Opus
-// frames, one per 20 ms, in the one WhatsApp SSRC and sequence: the event's timestamp is where it starts on
-// the 48 kHz audio clock, its duration counts 8 kHz units (Meta negotiates
-// telephone-event/8000). A digit from the PBX starts when its first packet
+// frames, one per 20 ms, in the one WhatsApp SSRC and sequence: the
+// event's timestamp is where it starts on the 48 kHz audio clock, its
+// duration counts 8 kHz units (Meta negotiates telephone-event/8000). A digit from the PBX starts when its first packet
 // (or its tone) is seen and lasts until its end; the pacer then sends the
 // end packet three times, in three frames, and Opus after. If WhatsApp's
 // offer negotiated no telephone-event, the PBX's digits are only reported

@@ -34,9 +34,9 @@ type DirectionStats struct {
 
 	Digits     uint64 `json:"digits"`      // DTMF digits found in the input (telephone-events, or tones in the PBX's audio)
 	DigitsSent uint64 `json:"digits_sent"` // digits sent on (as events or tones), SendDigitTo… ones included
-	// DigitsUnsent counts the PBX's digits WhatsApp could not be sent, its
-	// offer having negotiated no telephone-event (they are still reported
-	// through OnDigit).
+	// DigitsUnsent counts the PBX's digits that could not go on to
+	// WhatsApp, its offer having negotiated no telephone-event (they are
+	// still reported through OnDigit).
 	DigitsUnsent uint64 `json:"digits_unsent"`
 	Reordered    uint64 `json:"reordered"` // packets that came out of order and were put back in place
 
