@@ -55,7 +55,7 @@ func newBenchBridge(b *testing.B, c Config) *Bridge {
 		c.SIPCodec = pcmu
 	}
 	c.OpusComplexity = DefaultOpusComplexity
-	br, err := New(c)
+	br, err := New(withMetaPTs(c))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -395,12 +395,12 @@ func TestNewHotPathsDoNotAllocate(t *testing.T) {
 		name   string
 		codec  Codec
 		dtmfPT uint8
-		mode   string
+		mode   DTMFMode
 	}{
-		{"pcmu/rfc4733", pcmu, 101, ""},
+		{"pcmu/rfc4733", pcmu, 101, DTMFModeRFC4733},
 		{"pcmu/inband", pcmu, 0, DTMFModeInband},
-		{"g722/rfc4733", g722Codec, 101, ""},
-		{"opus/rfc4733", opusSIP, 101, ""},
+		{"g722/rfc4733", g722Codec, 101, DTMFModeRFC4733},
+		{"opus/rfc4733", opusSIP, 101, DTMFModeRFC4733},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			digits := 0
@@ -478,7 +478,7 @@ func BenchmarkDTMF(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				stampEvent(p, telephoneEventPT, i, 8*960)
+				stampEvent(p, metaDTMFPT, i, 8*960)
 				br.handleWhatsAppPacket(p)
 				i++
 			}

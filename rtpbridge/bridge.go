@@ -9,6 +9,8 @@
 // buffer) and the pacer (playout buffer → Opus toward WhatsApp, one packet
 // every 20 ms, always). DTMF goes both ways: RFC 4733 events, in-band
 // tones, or SIP INFO through the gateway (OnDigit, SendDigitToWhatsApp).
+// Stats gives each direction's counters and the quality of its input:
+// interarrival jitter (RFC 3550), loss and an E-model MOS (ITU-T G.107).
 //
 // Per packet the bridge allocates nothing, logs nothing, starts no goroutine
 // and takes no lock other than the one its own SIP reader and pacer share.
@@ -44,10 +46,16 @@ type Codec struct {
 
 // Config describes one call's media.
 type Config struct {
-	WhatsAppIn     PacketReader // Opus on WhatsAppOpusPT, telephone-event on PT 126, 48 kHz RTP clock
-	WhatsAppOut    PacketWriter
-	WhatsAppSSRC   uint32 // the one SSRC toward WhatsApp for the whole call (given by the WebRTC leg)
-	WhatsAppOpusPT uint8  // default 111
+	WhatsAppIn   PacketReader // Opus on WhatsAppOpusPT, telephone-event on WhatsAppDTMFPT, 48 kHz RTP clock
+	WhatsAppOut  PacketWriter
+	WhatsAppSSRC uint32 // the one SSRC toward WhatsApp for the whole call (given by the WebRTC leg)
+	// WhatsAppOpusPT is the payload type of opus/48000/2 in WhatsApp's
+	// offer (required, dynamic: 96-127, RFC 3551 §3). WhatsAppDTMFPT is
+	// that of its telephone-event/8000 (dynamic too, another one); 0 if the
+	// offer has none: the PBX's digits are then only reported (OnDigit,
+	// Stats.SIPToWhatsApp.DigitsUnsent) and SendDigitToWhatsApp fails.
+	WhatsAppOpusPT uint8
+	WhatsAppDTMFPT uint8
 
 	SIPIn    PacketReader
 	SIPOut   PacketWriter
@@ -59,14 +67,10 @@ type Config struct {
 	// (0 = 8000).
 	SIPDTMFPayloadType uint8
 	SIPDTMFClockRate   uint32
-	// DTMFMode says how digits cross to the PBX: DTMFModeRFC4733 (the
-	// default: as RFC 4733 events, if the PBX negotiated telephone-event,
-	// else only reported through OnDigit), DTMFModeInfo (only reported
-	// through OnDigit: the gateway sends SIP INFO, and hands the PBX's INFO
-	// digits to SendDigitToWhatsApp) or DTMFModeInband (as tone pairs in the
-	// audio; the PBX's audio is searched for tones, which go to WhatsApp as
-	// events). RFC 4733 events from the PBX go to WhatsApp in every mode.
-	DTMFMode string
+	// DTMFMode says how digits cross to the PBX (dtmfmode.go); the zero
+	// value is DTMFModeRFC4733. RFC 4733 events from the PBX go to
+	// WhatsApp in every mode.
+	DTMFMode DTMFMode
 	// OnDigit, if set, is called once per digit the bridge finds: from
 	// "whatsapp" (its telephone-events) or "sip" (the PBX's events or
 	// tones). It is called on the media goroutines and must not block.
@@ -76,13 +80,16 @@ type Config struct {
 	Frame          time.Duration // 0 = 20 ms, the only frame supported now
 }
 
-// DefaultOpusComplexity balances cost and quality for 8 kHz voice
-// (media-stack.md: 73 µs per frame at 5 against 118 µs at 10).
+// DefaultOpusComplexity balances cost and quality for 8 kHz voice: libopus
+// was measured encoding a 20 ms frame in 73 µs at 5 against 118 µs at 10.
 const DefaultOpusComplexity = 5
 
+const defaultFrame = 20 * time.Millisecond
+
+// The dynamic payload types (RFC 3551 §3), where a negotiated codec's is.
 const (
-	defaultOpusPT = 111
-	defaultFrame  = 20 * time.Millisecond
+	minDynamicPT = 96
+	maxDynamicPT = 127
 )
 
 // frameSpec is the frame period in the units each side counts it in.
@@ -103,7 +110,7 @@ type Bridge struct {
 	setup      atomic.Pointer[sipSetup] // the SIP setup in force
 	complexity int
 	frame      time.Duration
-	mode       string
+	mode       DTMFMode
 	toSIP      chan digitRequest
 	toWA       chan waDigit
 
@@ -132,21 +139,14 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Frame != defaultFrame {
 		return nil, fmt.Errorf("rtpbridge: frame %v is not supported (only %v)", cfg.Frame, defaultFrame)
 	}
-	if cfg.WhatsAppOpusPT == 0 {
-		cfg.WhatsAppOpusPT = defaultOpusPT
-	}
-	if cfg.WhatsAppOpusPT > 127 || cfg.WhatsAppOpusPT == telephoneEventPT {
-		return nil, fmt.Errorf("rtpbridge: Opus payload type %d is not usable", cfg.WhatsAppOpusPT)
+	if err := checkWhatsAppPTs(cfg.WhatsAppOpusPT, cfg.WhatsAppDTMFPT); err != nil {
+		return nil, err
 	}
 	if cfg.OpusComplexity < 0 || cfg.OpusComplexity > 10 {
 		return nil, fmt.Errorf("rtpbridge: Opus complexity %d is not within 0-10", cfg.OpusComplexity)
 	}
-	switch cfg.DTMFMode {
-	case "":
-		cfg.DTMFMode = DTMFModeRFC4733
-	case DTMFModeRFC4733, DTMFModeInfo, DTMFModeInband:
-	default:
-		return nil, fmt.Errorf("rtpbridge: DTMF mode %q is not one of %s, %s, %s", cfg.DTMFMode, DTMFModeRFC4733, DTMFModeInfo, DTMFModeInband)
+	if !cfg.DTMFMode.valid() {
+		return nil, fmt.Errorf("rtpbridge: DTMF mode %v is not one of %v, %v, %v", cfg.DTMFMode, DTMFModeRFC4733, DTMFModeInfo, DTMFModeInband)
 	}
 	if cfg.SIPDTMFClockRate == 0 {
 		cfg.SIPDTMFClockRate = 8000
@@ -178,13 +178,28 @@ func New(cfg Config) (*Bridge, error) {
 	// Sequence numbers and timestamps start at random values (RFC 3550 §5.1).
 	sipOut := newRTPSender("sip", cfg.SIPOut, cfg.SIPSSRC, uint16(rand.Uint32()), rand.Uint32(), &b.w2sCount)
 	waOut := newRTPSender("whatsapp", cfg.WhatsAppOut, cfg.WhatsAppSSRC, uint16(rand.Uint32()), rand.Uint32(), &b.s2wCount)
-	b.w2s = newWAToSIP(cfg.WhatsAppOpusPT, &b.setup,
+	b.w2s = newWAToSIP(cfg.WhatsAppOpusPT, cfg.WhatsAppDTMFPT, &b.setup,
 		toSIPDTMF{mode: cfg.DTMFMode, dtmfClock: cfg.SIPDTMFClockRate, onDigit: cfg.OnDigit, queue: b.toSIP},
-		sipOut, &b.w2sCount)
+		now, sipOut, &b.w2sCount)
 	b.s2w = newSIPToWhatsApp(&b.setup, silence, cfg.WhatsAppOpusPT,
-		toWADTMF{mode: cfg.DTMFMode, dtmfClock: cfg.SIPDTMFClockRate, onDigit: cfg.OnDigit, queue: b.toWA},
+		toWADTMF{mode: cfg.DTMFMode, eventPT: cfg.WhatsAppDTMFPT, dtmfClock: cfg.SIPDTMFClockRate, onDigit: cfg.OnDigit, queue: b.toWA},
 		now, waOut, &b.s2wCount)
 	return b, nil
+}
+
+// checkWhatsAppPTs checks the payload types of WhatsApp's offer.
+func checkWhatsAppPTs(opusPT, dtmfPT uint8) error {
+	switch {
+	case opusPT == 0:
+		return errors.New("rtpbridge: WhatsAppOpusPT is required (the offer's opus/48000/2 payload type)")
+	case opusPT < minDynamicPT || opusPT > maxDynamicPT:
+		return fmt.Errorf("rtpbridge: WhatsApp Opus payload type %d is not dynamic (%d-%d)", opusPT, minDynamicPT, maxDynamicPT)
+	case dtmfPT != 0 && (dtmfPT < minDynamicPT || dtmfPT > maxDynamicPT):
+		return fmt.Errorf("rtpbridge: WhatsApp telephone-event payload type %d is not dynamic (%d-%d)", dtmfPT, minDynamicPT, maxDynamicPT)
+	case dtmfPT == opusPT:
+		return fmt.Errorf("rtpbridge: WhatsApp Opus and telephone-event share payload type %d", opusPT)
+	}
+	return nil
 }
 
 func newOpusEncoder(rate, complexity int) (*opus.Encoder, error) {
@@ -342,11 +357,15 @@ func (b *Bridge) SetSIPCodec(c Codec, dtmfPT uint8) error {
 // SendDigitToWhatsApp queues a digit (0-9, *, #, A-D) to be sent to
 // WhatsApp as telephone-events lasting d (0: 100 ms; at least 40 ms, at
 // most 5 s): a SIP INFO digit from the PBX, say. It returns at once; the
-// pacer sends the digit in place of audio.
+// pacer sends the digit in place of audio. It fails if WhatsApp's offer
+// negotiated no telephone-event (Config.WhatsAppDTMFPT 0).
 func (b *Bridge) SendDigitToWhatsApp(digit rune, d time.Duration) error {
 	code, dur, err := b.digit(digit, d)
 	if err != nil {
 		return err
+	}
+	if b.s2w.dtmf.eventPT == 0 {
+		return errors.New("rtpbridge: WhatsApp negotiated no telephone-event")
 	}
 	select {
 	case b.toWA <- waDigit{code: code, begin: true, end: true, dur: dur}:
@@ -396,9 +415,11 @@ func (b *Bridge) digit(digit rune, d time.Duration) (uint8, uint32, error) {
 	return code, uint32(d/time.Millisecond) * dtmfUnitsPerMs, nil
 }
 
-// Stats returns a snapshot of both directions' counters.
+// Stats returns a snapshot of both directions' counters and quality
+// estimates (jitter, loss, MOS), taken with atomic loads: callable from any
+// goroutine while the bridge runs.
 func (b *Bridge) Stats() Stats {
-	return Stats{WhatsAppToSIP: b.w2sCount.snapshot(), SIPToWhatsApp: b.s2wCount.snapshot()}
+	return statsOf(&b.w2sCount, &b.s2wCount, b.setup.Load().codec.passthrough)
 }
 
 // String prints both directions' chains of stages as they run with the SIP

@@ -11,7 +11,7 @@ import (
 
 func TestNewRefusesBadConfig(t *testing.T) {
 	l := newMemLeg()
-	ok := Config{WhatsAppIn: l, WhatsAppOut: l, SIPIn: l, SIPOut: l, SIPCodec: pcmu}
+	ok := withMetaPTs(Config{WhatsAppIn: l, WhatsAppOut: l, SIPIn: l, SIPOut: l, SIPCodec: pcmu})
 	cases := map[string]func(c *Config){
 		"no whatsapp reader": func(c *Config) { c.WhatsAppIn = nil },
 		"no sip writer":      func(c *Config) { c.SIPOut = nil },
@@ -22,11 +22,16 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		"30 ms frames":       func(c *Config) { c.Frame = 30 * time.Millisecond },
 		"complexity 11":      func(c *Config) { c.OpusComplexity = 11 },
 		"complexity -1":      func(c *Config) { c.OpusComplexity = -1 },
-		"opus on pt 126":     func(c *Config) { c.WhatsAppOpusPT = 126 },
+		"no opus pt":         func(c *Config) { c.WhatsAppOpusPT, c.WhatsAppDTMFPT = 0, 0 },
+		"no opus pt, dtmf":   func(c *Config) { c.WhatsAppOpusPT = 0 },
+		"opus on pt 95":      func(c *Config) { c.WhatsAppOpusPT = 95 },
 		"opus on pt 128":     func(c *Config) { c.WhatsAppOpusPT = 128 },
+		"opus pt = dtmf pt":  func(c *Config) { c.WhatsAppOpusPT = 126 },
+		"wa dtmf on pt 13":   func(c *Config) { c.WhatsAppDTMFPT = 13 },
+		"wa dtmf on pt 128":  func(c *Config) { c.WhatsAppDTMFPT = 128 },
 		"opus at 8 kHz":      func(c *Config) { c.SIPCodec = Codec{"opus", 96, 8000} },
 		"G.722 at 16 kHz":    func(c *Config) { c.SIPCodec = Codec{"G722", 9, 16000} },
-		"dtmf mode":          func(c *Config) { c.DTMFMode = "sip-info" },
+		"dtmf mode":          func(c *Config) { c.DTMFMode = DTMFModeInband + 1 },
 		"dtmf pt 200":        func(c *Config) { c.SIPDTMFPayloadType = 200 },
 		"dtmf pt = codec pt": func(c *Config) { c.SIPCodec.PayloadType, c.SIPDTMFPayloadType = 101, 101 },
 		"dtmf clock 4 kHz":   func(c *Config) { c.SIPDTMFClockRate = 4000 },
@@ -72,7 +77,7 @@ func TestBridgeString(t *testing.T) {
 	} {
 		c := tc.cfg
 		c.WhatsAppIn, c.WhatsAppOut, c.SIPIn, c.SIPOut = l, l, l, l
-		b, err := New(c)
+		b, err := New(withMetaPTs(c))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,19 +88,17 @@ func TestBridgeString(t *testing.T) {
 	}
 }
 
-// The SIP SSRC is random unless given; the Opus payload type is 111 unless
-// given.
+// The SIP SSRC is random unless given; the Opus payload type toward
+// WhatsApp is the one configured.
 func TestBridgeIdentifiers(t *testing.T) {
 	for _, tc := range []struct {
 		ssrc   uint32
 		opusPT uint8
-	}{{0, 0}, {0x1234, 96}} {
+	}{{0, metaOpusPT}, {0x1234, 96}} {
 		b, sip, wa := newDrivenBridgeWith(t, Config{SIPCodec: pcmu, SIPSSRC: tc.ssrc, WhatsAppOpusPT: tc.opusPT, WhatsAppSSRC: 7})
 		src := newWhatsAppSender(t, 1000, 8000, 20, false)
 		p := src.next()
-		if tc.opusPT != 0 {
-			p[1] = p[1]&0x80 | tc.opusPT
-		}
+		p[1] = p[1]&0x80 | tc.opusPT
 		b.handleWhatsAppPacket(p)
 		b.sendFrameToWhatsApp()
 		s, w := unmarshal(t, sip.out), unmarshal(t, wa.out)
@@ -105,11 +108,7 @@ func TestBridgeIdentifiers(t *testing.T) {
 		if tc.ssrc != 0 && s[0].SSRC != tc.ssrc || s[0].SSRC == 0 {
 			t.Fatalf("SIP SSRC %#x", s[0].SSRC)
 		}
-		wantPT := tc.opusPT
-		if wantPT == 0 {
-			wantPT = 111
-		}
-		if w[0].PayloadType != wantPT || w[0].SSRC != 7 {
+		if w[0].PayloadType != tc.opusPT || w[0].SSRC != 7 {
 			t.Fatalf("WhatsApp packet %+v", w[0].Header)
 		}
 	}
@@ -120,7 +119,7 @@ func newDrivenBridgeWith(t testing.TB, c Config) (b *Bridge, sip, wa *recorder) 
 	sip, wa = &recorder{}, &recorder{}
 	never := nullReader{closed: make(chan struct{})}
 	c.WhatsAppIn, c.SIPIn, c.WhatsAppOut, c.SIPOut = never, never, wa, sip
-	b, err := New(c)
+	b, err := New(withMetaPTs(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +162,7 @@ func waitGoroutines(t *testing.T, n int) {
 func TestBridgeGoroutinesEnd(t *testing.T) {
 	waitGoroutines(t, 0)
 	waLeg, sipLeg := newMemLeg(), newMemLeg()
-	b, err := New(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
+	b, err := New(Config{WhatsAppOpusPT: metaOpusPT, WhatsAppDTMFPT: metaDTMFPT, WhatsAppIn: waLeg, WhatsAppOut: waLeg, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +226,7 @@ func TestBridgeGoroutinesEnd(t *testing.T) {
 // A bridge that never started closes without waiting.
 func TestBridgeCloseWithoutStart(t *testing.T) {
 	l := newMemLeg()
-	b, err := New(Config{WhatsAppIn: l, WhatsAppOut: l, SIPIn: l, SIPOut: l, SIPCodec: pcmu})
+	b, err := New(Config{WhatsAppOpusPT: metaOpusPT, WhatsAppDTMFPT: metaDTMFPT, WhatsAppIn: l, WhatsAppOut: l, SIPIn: l, SIPOut: l, SIPCodec: pcmu})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +243,7 @@ func TestBridgeCloseWithoutStart(t *testing.T) {
 // JSON with stable field names.
 func TestStatsSnapshot(t *testing.T) {
 	waLeg, sipLeg := newMemLeg(), newMemLeg()
-	b, err := New(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
+	b, err := New(Config{WhatsAppOpusPT: metaOpusPT, WhatsAppDTMFPT: metaDTMFPT, WhatsAppIn: waLeg, WhatsAppOut: waLeg, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +261,7 @@ func TestStatsSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{`"whatsapp_to_sip":{"packets_in":20,`, `"packets_out":20,`, `"sip_to_whatsapp":`, `"silence_frames":`, `"fec_recovered":0`} {
+	for _, key := range []string{`"whatsapp_to_sip":{"packets_in":20,`, `"packets_out":20,`, `"sip_to_whatsapp":`, `"silence_frames":`, `"fec_recovered":0`, `"jitter_ms":`, `"loss_pct":0,`, `"mos":`} {
 		if !strings.Contains(string(js), key) {
 			t.Fatalf("%s lacks %s", js, key)
 		}

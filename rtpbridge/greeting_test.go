@@ -91,7 +91,7 @@ func runPBXFrom(b *Bridge, clock *int64, pkts [][]byte, first, extra int) {
 func TestStartSIPReceive(t *testing.T) {
 	waitGoroutines(t, 0)
 	waLeg, sipLeg := newMemLeg(), newMemLeg()
-	b, err := New(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xfeed, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
+	b, err := New(Config{WhatsAppOpusPT: metaOpusPT, WhatsAppDTMFPT: metaDTMFPT, WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xfeed, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,6 +109,21 @@ func (r nullReader) ReadPacket([]byte) (int, error) {
 	return 0, errLegClosed
 }
 
+// Meta's payload types in WhatsApp's offers (opus/48000/2 on 111,
+// telephone-event/8000 on 126): the tests' data, not the bridge's defaults.
+const (
+	metaOpusPT = 111
+	metaDTMFPT = 126
+)
+
+// withMetaPTs gives c Meta's payload types unless it names an Opus one.
+func withMetaPTs(c Config) Config {
+	if c.WhatsAppOpusPT == 0 {
+		c.WhatsAppOpusPT, c.WhatsAppDTMFPT = metaOpusPT, metaDTMFPT
+	}
+	return c
+}
+
 // whatsAppSender plays WhatsApp: a tone Opus-encoded at 48 kHz, about 24
 // kbit/s with in-band FEC, in RTP packets of frameMs.
 type whatsAppSender struct {

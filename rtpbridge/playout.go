@@ -2,7 +2,6 @@ package rtpbridge
 
 import (
 	"fmt"
-	"math/bits"
 	"slices"
 	"sync"
 	"time"
@@ -117,61 +116,46 @@ const (
 	playCovered                 // passthrough: the last packet sent still lasts
 )
 
-// playSlot holds one passthrough frame.
-type playSlot struct {
-	pos     int64 // where its packet starts on the timeline (to tell duplicates)
-	n       int   // payload bytes, 0 if empty
-	dur     int64 // the packet's duration, timeline units
-	covered bool  // a longer packet before it lasts over this frame
-	inline  [playSlotInline]byte
-	big     []byte // maxPacket bytes, made the first time a payload does not fit inline
+// playStore is where the playout buffer keeps its audio: a pcmRing for a
+// transcoded call (playout_pcm.go), packetSlots for Opus passthrough
+// (playout_packets.go). The buffer's timeline, phase and delay are the
+// same for both; only what a frame holds differs.
+type playStore interface {
+	// configure makes the store hold s's audio, empty, and gives the
+	// timeline's geometry; release frees the memory of a store not in use.
+	configure(s *sipSetup) playGeometry
+	release()
+	// play takes the frame at pos: PCM into pcm, or a packet into pkt (n
+	// bytes lasting dur units).
+	play(pos int64, pcm []int16, pkt []byte) (kind playKind, n int, dur int64)
+	// silence makes pcm a frame of silence where the store plays PCM.
+	silence(pcm []int16)
+	discard(from, to int64)
+	quiet(pos int64) bool // the frame at pos holds nothing, or nothing loud
+	held() int            // timeline units held (tests)
 }
 
-// playSlotInline is the payload a slot holds in place: 20 ms of Opus at
-// 128 kbit/s. Meta's audio is about 20 kbit/s (50-byte payloads) and a
-// PBX's Opus seldom above 64; a slot of a whole MTU made the 52 slots of a
-// passthrough call 80 KB, a third of the call's memory. A longer payload
-// (Opus allows 1275 bytes a 20 ms frame, more for longer packets) goes to
-// a buffer the slot makes once and keeps.
-const playSlotInline = 320
-
-// store keeps payload in the slot (cut at maxPacket).
-func (s *playSlot) store(payload []byte) {
-	buf := s.inline[:]
-	if len(payload) > len(buf) {
-		if s.big == nil {
-			s.big = make([]byte, maxPacket)
-		}
-		buf = s.big
-	}
-	s.n = copy(buf, payload)
-}
-
-// payload is what store kept.
-func (s *playSlot) payload() []byte {
-	if s.n > playSlotInline {
-		return s.big[:s.n]
-	}
-	return s.inline[:s.n]
+// playGeometry is the timeline of a store's audio.
+type playGeometry struct {
+	rate     int64 // timeline units per second
+	mul      int64 // timeline units per RTP timestamp unit (2 for G.722)
+	frame    int64 // units per frame
+	capacity int64 // most units held
+	mid      int64 // what a packet's start is moved by to find its frame: a passthrough packet takes the slot it mostly falls in
 }
 
 type playout struct {
 	mu sync.Mutex
 	c  *dirCounters
 
-	setup    *sipSetup // what the held audio was put with
-	packets  bool      // passthrough: whole Opus packets, one per frame slot
-	rate     int64     // timeline units per second
-	frame    int64     // units per frame
-	period   int64     // a frame's ns
-	margin   int64     // playMarginMs in units
-	mul      int64     // timeline units per RTP timestamp unit (2 for G.722)
-	capacity int64     // most units held
-	q        int64     // units per validity bit (PCM)
-
-	pcm   []int16    // PCM ring, indexed by timeline position
-	valid []uint64   // a bit per quantum of pcm
-	slots []playSlot // passthrough ring, one slot per frame
+	setup   *sipSetup // what the held audio was put with
+	packets bool      // passthrough: whole Opus packets, one per frame slot
+	store   playStore // &ring or &slots, as packets says
+	ring    pcmRing
+	slots   packetSlots
+	playGeometry
+	period int64 // a frame's ns
+	margin int64 // playMarginMs in units
 
 	rd, end int64 // next unit to play (always on a frame boundary); end of the audio held
 	synced  bool
@@ -227,33 +211,14 @@ func (p *playout) configure(s *sipSetup) {
 func (p *playout) configureLocked(s *sipSetup) {
 	p.setup = s
 	p.packets = s.codec.passthrough
+	var unused playStore
 	if p.packets {
-		p.rate, p.mul = opusClock, 1
-		p.frame = int64(s.frame.opusTS)
-		p.capacity = p.frame * (playCapacityMs / int64(s.frame.d/time.Millisecond))
-		if n := int(p.capacity/p.frame) + 2; len(p.slots) != n {
-			p.slots = make([]playSlot, n)
-		} else {
-			clear(p.slots)
-		}
-		p.pcm, p.valid = nil, nil
+		p.store, unused = &p.slots, &p.ring
 	} else {
-		p.rate = int64(s.codec.pcmRate)
-		p.mul = p.rate / int64(s.codec.clock)
-		p.frame = int64(s.frame.samples)
-		p.q = p.rate / playQuantumDiv
-		p.capacity = p.rate * playCapacityMs / 1000
-		n := p.capacity + 2*p.frame
-		n += (p.q*64 - n%(p.q*64)) % (p.q * 64) // whole words of quanta
-		if int64(len(p.pcm)) != n {
-			p.pcm = make([]int16, n)
-			p.valid = make([]uint64, n/p.q/64)
-		} else {
-			clear(p.pcm)
-			clear(p.valid)
-		}
-		p.slots = nil
+		p.store, unused = &p.ring, &p.slots
 	}
+	unused.release()
+	p.playGeometry = p.store.configure(s)
 	p.period = int64(s.frame.d)
 	p.margin = p.ms(playMarginMs)
 	p.rd, p.end, p.synced = 0, 0, false
@@ -273,9 +238,7 @@ func (p *playout) units(t int64) int64 { return t * p.rate / int64(time.Second) 
 // (PCM), or the one it mostly falls in (a passthrough packet takes a whole
 // slot).
 func (p *playout) frameOf(pos int64) int64 {
-	if p.packets {
-		pos += p.frame / 2
-	}
+	pos += p.mid
 	return pos - (pos%p.frame+p.frame)%p.frame
 }
 
@@ -525,15 +488,11 @@ func (p *playout) putPCM(h rtpHeader, pcm []int16, now int64) putResult {
 		pcm = pcm[p.rd-from:]
 		from = p.rd
 	}
-	if p.allValid(from, to) {
+	if p.ring.has(from, to) {
 		return putDuplicate
 	}
 	p.room(to)
-	ring := int64(len(p.pcm))
-	i := from % ring
-	c := copy(p.pcm[i:], pcm)
-	copy(p.pcm, pcm[c:])
-	p.setValid(from, to)
+	p.ring.write(from, pcm)
 	p.end = max(p.end, to)
 	return putOK
 }
@@ -554,22 +513,12 @@ func (p *playout) putPacket(h rtpHeader, payload []byte, dur int64, now int64) p
 	}
 	frames := max((dur+p.frame/2)/p.frame, 1)
 	p.room(first + frames*p.frame)
-	s := p.slot(first)
-	if s.n > 0 && s.pos == from {
+	if !p.slots.put(first, frames, from, payload, dur) {
 		return putDuplicate
-	}
-	s.pos, s.dur, s.covered = from, dur, false
-	s.store(payload)
-	for k := int64(1); k < frames; k++ {
-		if c := p.slot(first + k*p.frame); c.n == 0 {
-			c.covered = true
-		}
 	}
 	p.end = max(p.end, first+frames*p.frame)
 	return putOK
 }
-
-func (p *playout) slot(pos int64) *playSlot { return &p.slots[pos/p.frame%int64(len(p.slots))] }
 
 // get plays the frame due at now: PCM into pcm, or a packet into pkt (n
 // bytes, lasting dur units). It returns the setup the audio belongs to,
@@ -596,28 +545,15 @@ func (p *playout) get(now int64, pcm []int16, pkt []byte) (kind playKind, n int,
 	if p.adjust > 0 {
 		// Grow: a frame of silence, the read point stays.
 		p.adjust--
-		if !p.packets {
-			clear(pcm[:p.frame])
-		}
+		p.store.silence(pcm)
 		return playSilence, 0, 0, p.setup, shift
 	}
 	if p.adjust < 0 {
 		p.shrink()
 	}
-	if p.packets {
-		kind, n, dur = p.getPacket(pkt)
-	} else {
-		kind = kindOf(p.read(p.rd, pcm[:p.frame]))
-	}
+	kind, n, dur = p.store.play(p.rd, pcm, pkt)
 	p.rd += p.frame
 	return kind, n, dur, p.setup, shift
-}
-
-func kindOf(audio bool) playKind {
-	if audio {
-		return playAudio
-	}
-	return playSilence
 }
 
 // shrink skips frames at the read point for a pending shrink: quiet ones
@@ -630,7 +566,7 @@ func (p *playout) shrink() {
 	if p.adjust < -1 {
 		force /= 5
 	}
-	for p.adjust < 0 && skipped < playMaxSkips && (p.quiet(p.rd) || p.shrinkWait >= force) {
+	for p.adjust < 0 && skipped < playMaxSkips && (p.store.quiet(p.rd) || p.shrinkWait >= force) {
 		p.discard(p.rd + p.frame)
 		p.adjust++
 		p.grown = max(p.grown-p.frame, 0)
@@ -646,144 +582,20 @@ func (p *playout) shrink() {
 	}
 }
 
-func (p *playout) getPacket(out []byte) (playKind, int, int64) {
-	s := p.slot(p.rd)
-	switch {
-	case s.n > 0:
-		n, dur := copy(out, s.payload()), s.dur
-		s.n, s.covered = 0, false
-		return playPacket, n, dur
-	case s.covered:
-		s.covered = false
-		return playCovered, 0, 0
-	}
-	return playSilence, 0, 0
-}
-
-// read copies the held audio from pos into out (zeros where there is
-// none), clears it from the ring and reports whether there was any.
-func (p *playout) read(pos int64, out []int16) bool {
-	to := pos + int64(len(out))
-	if !p.anyValid(pos, to) {
-		clear(out)
-		return false
-	}
-	ring := int64(len(p.pcm))
-	i := pos % ring
-	c := copy(out, p.pcm[i:])
-	copy(out[c:], p.pcm)
-	// Quanta never written hold zeros: the ring is cleared as it is read.
-	p.clearRange(pos, to)
-	return true
-}
-
 // discard drops the held audio before to and moves the read point there.
 func (p *playout) discard(to int64) {
 	if to <= p.rd {
 		return
 	}
-	if p.packets {
-		for pos := p.rd; pos < to; pos += p.frame {
-			s := p.slot(pos)
-			s.n, s.covered = 0, false
-		}
-	} else {
-		p.clearRange(p.rd, to)
-	}
+	p.store.discard(p.rd, to)
 	p.rd = to
-}
-
-// quiet reports whether the frame at pos holds nothing, or nothing loud.
-func (p *playout) quiet(pos int64) bool {
-	if p.packets {
-		return p.slot(pos).n == 0
-	}
-	n := p.frame
-	if !p.anyValid(pos, pos+n) {
-		return true
-	}
-	var sum int64
-	ring := int64(len(p.pcm))
-	for k := pos; k < pos+n; k++ {
-		v := int64(p.pcm[k%ring])
-		sum += v * v
-	}
-	return sum < n*playQuietLevel
-}
-
-// The validity bits: one per quantum of the PCM ring.
-
-func (p *playout) bit(pos int64) (word int, mask uint64) {
-	b := pos / p.q % int64(len(p.valid)*64)
-	return int(b / 64), 1 << (b % 64)
-}
-
-func (p *playout) setValid(from, to int64) {
-	for k := from / p.q; k*p.q < to; k++ {
-		w, m := p.bit(k * p.q)
-		p.valid[w] |= m
-	}
-}
-
-func (p *playout) allValid(from, to int64) bool {
-	for k := from / p.q; k*p.q < to; k++ {
-		if w, m := p.bit(k * p.q); p.valid[w]&m == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func (p *playout) anyValid(from, to int64) bool {
-	for k := from / p.q; k*p.q < to; k++ {
-		if w, m := p.bit(k * p.q); p.valid[w]&m != 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// clearRange zeros the ring and its validity from from to to.
-func (p *playout) clearRange(from, to int64) {
-	if to-from >= int64(len(p.pcm)) {
-		clear(p.pcm)
-		clear(p.valid)
-		return
-	}
-	ring := int64(len(p.pcm))
-	i, j := from%ring, to%ring
-	if i < j {
-		clear(p.pcm[i:j])
-	} else {
-		clear(p.pcm[i:])
-		clear(p.pcm[:j])
-	}
-	for k := from / p.q; k*p.q < to; k++ {
-		if k*p.q >= from { // a quantum only partly cleared keeps its bit
-			w, m := p.bit(k * p.q)
-			p.valid[w] &^= m
-		}
-	}
 }
 
 // held is the number of units of audio held (tests).
 func (p *playout) held() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.packets {
-		n := 0
-		for i := range p.slots {
-			if p.slots[i].n > 0 {
-				n++
-			}
-		}
-		return n * int(p.frame)
-	}
-	n := 0
-	for _, w := range p.valid {
-		n += bits.OnesCount64(w)
-	}
-	return n * int(p.q)
+	return p.store.held()
 }
 
 // skip drops frames frames at the read point: the pacer skipped them.

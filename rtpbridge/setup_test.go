@@ -160,7 +160,7 @@ func TestSetSIPCodecMidCall(t *testing.T) {
 // bridge runs (go test -race).
 func TestSetSIPCodecWhileRunning(t *testing.T) {
 	waLeg, sipLeg := newMemLeg(), newMemLeg()
-	b, err := New(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xfeed, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu, SIPDTMFPayloadType: 101})
+	b, err := New(Config{WhatsAppOpusPT: metaOpusPT, WhatsAppDTMFPT: metaDTMFPT, WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xfeed, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu, SIPDTMFPayloadType: 101})
 	if err != nil {
 		t.Fatal(err)
 	}

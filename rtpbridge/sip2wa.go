@@ -45,14 +45,16 @@ type sipToWhatsApp struct {
 	pub     *atomic.Pointer[sipSetup]
 	setup   *sipSetup // the setup the SIP reader uses
 	track   seqTracker
-	scratch []int16 // one decoded packet
-	now     func() int64
+	scratch []int16      // one decoded packet
+	now     func() int64 // the bridge's monotonic clock, ns
+	jitter  interarrivalJitter
 
 	play *playout
 
 	// The pacer's side. Every packet toward WhatsApp goes through out, from
-	// the pacer goroutine, telephone-events (PT 126) included, so all share
-	// one sequence space (whatsapp-calling.md, media rules).
+	// the pacer goroutine, telephone-events included, so all share the
+	// SSRC's one sequence space (RFC 3550 §5.1), as Meta's WhatsApp Cloud
+	// API calling documentation asks of the media.
 	pcm     []int16 // one frame
 	pkt     []byte  // one passthrough packet
 	silence []byte  // one 20 ms Opus frame of silence
@@ -81,6 +83,7 @@ func newSIPToWhatsApp(pub *atomic.Pointer[sipSetup], silence []byte, opusPT uint
 		c:       c,
 	}
 	d.setup = pub.Load()
+	d.jitter = newInterarrivalJitter(d.setup.codec.clock, &c.jitterNs)
 	d.play.configure(d.setup)
 	d.dtmf.adopt(d.setup)
 	return d
@@ -93,8 +96,8 @@ func (d *sipToWhatsApp) chainOf(s *sipSetup) chain {
 		c = append(c, d.dtmf.detector(s))
 	}
 	c = append(c, d.play, s.s2wEncode)
-	if s.dtmfPT != 0 {
-		c = append(c, dtmfStage(fmt.Sprintf("rfc4733/%d → telephone-event %d", s.dtmfPT, telephoneEventPT)))
+	if st := d.dtmf.stage(s); st != nil {
+		c = append(c, st)
 	}
 	return append(c, d.out)
 }
@@ -112,6 +115,7 @@ func (d *sipToWhatsApp) adopt(s *sipSetup) {
 	}
 	d.play.mu.Unlock()
 	d.track = seqTracker{}
+	d.jitter.setClock(s.codec.clock)
 	d.dtmf.adopt(s)
 }
 
@@ -160,6 +164,8 @@ func (d *sipToWhatsApp) handle(pkt []byte) {
 	} else {
 		dur = d.setup.codec.tsUnits(d.setup.codec.samplesIn(len(payload)))
 	}
+	now := d.now()
+	d.jitter.observe(h.ts, h.ssrc, now)
 	v, missing := d.track.check(h.seq, h.ssrc)
 	switch v {
 	case seqRestart:
@@ -177,7 +183,6 @@ func (d *sipToWhatsApp) handle(pkt []byte) {
 		d.track.accept(h.seq, h.ssrc, h.ts, dur)
 	}
 	d.dtmf.audio(d, h)
-	now := d.now()
 	var res putResult
 	if d.setup.codec.passthrough {
 		res = d.play.putPacket(h, payload, int64(dur), now)

@@ -4,15 +4,17 @@ import "fmt"
 
 // Digits toward WhatsApp. They come from three places: RFC 4733 events from
 // the PBX (on its telephone-event payload type, in any mode), tones found in
-// the PBX's audio (DTMFMode "inband"), and SendDigitToWhatsApp (SIP INFO
+// the PBX's audio (DTMFModeInband), and SendDigitToWhatsApp (SIP INFO
 // digits, handed in by the gateway). Each is reported once (OnDigit, for
 // the first two) and queued for the pacer, which sends it as telephone-
-// events on PT 126 in place of Opus frames, one per 20 ms, in the one
-// WhatsApp SSRC and sequence: the event's timestamp is where it starts on
-// the 48 kHz audio clock, its duration counts 8 kHz units (Meta negotiates
-// telephone-event/8000). A digit from the PBX starts when its first packet
+// events on WhatsApp's telephone-event payload type in place of Opus
+// frames, one per 20 ms, in the one WhatsApp SSRC and sequence: the
+// event's timestamp is where it starts on the 48 kHz audio clock, its
+// duration counts 8 kHz units (Meta negotiates telephone-event/8000). A digit from the PBX starts when its first packet
 // (or its tone) is seen and lasts until its end; the pacer then sends the
-// end packet three times, in three frames, and Opus after.
+// end packet three times, in three frames, and Opus after. If WhatsApp's
+// offer negotiated no telephone-event, the PBX's digits are only reported
+// (OnDigit) and counted as unsent.
 
 const (
 	// maxOpenEvent bounds a digit whose end never comes (8 s, in 8 kHz
@@ -36,7 +38,8 @@ type waDigit struct {
 // toWADTMF is the DTMF state of the SIP → WhatsApp direction: the SIP
 // reader's side (events, detector) and the pacer's (the event generator).
 type toWADTMF struct {
-	mode      string
+	mode      DTMFMode
+	eventPT   uint8  // WhatsApp's telephone-event payload type, 0 if none
 	dtmfClock uint32 // the PBX's telephone-event clock
 	onDigit   func(from string, digit rune)
 	queue     chan waDigit
@@ -73,6 +76,18 @@ func (t *toWADTMF) detects(s *sipSetup) bool {
 	return t.mode == DTMFModeInband && !s.codec.passthrough
 }
 
+// stage is the chain's stage for the PBX's events under setup s, nil if
+// it negotiated none.
+func (t *toWADTMF) stage(s *sipSetup) fmt.Stringer {
+	switch {
+	case s.dtmfPT == 0:
+		return nil
+	case t.eventPT == 0:
+		return dtmfStage(fmt.Sprintf("rfc4733/%d → OnDigit (whatsapp has no telephone-event)", s.dtmfPT))
+	}
+	return dtmfStage(fmt.Sprintf("rfc4733/%d → telephone-event %d", s.dtmfPT, t.eventPT))
+}
+
 // detector is the chain's detector stage for setup s.
 func (t *toWADTMF) detector(*sipSetup) fmt.Stringer { return dtmfStage("dtmf detect (goertzel)") }
 
@@ -85,8 +100,11 @@ func (t *toWADTMF) adopt(s *sipSetup) {
 }
 
 // queueDigit hands a digit to the pacer; it is dropped if the queue is
-// full (no goroutine ever waits on it).
+// full (no goroutine ever waits on it), or if WhatsApp takes no events.
 func (t *toWADTMF) queueDigit(x waDigit) bool {
+	if t.eventPT == 0 {
+		return false
+	}
 	select {
 	case t.queue <- x:
 		return true
@@ -100,6 +118,9 @@ func (t *toWADTMF) queueDigit(x waDigit) bool {
 func (t *toWADTMF) found(d *sipToWhatsApp, code uint8) uint32 {
 	if r := codeDigit(code); r != 0 {
 		d.c.digits.Add(1)
+		if t.eventPT == 0 {
+			d.c.digitsUnsent.Add(1)
+		}
 		if t.onDigit != nil {
 			t.onDigit("sip", r)
 		}
@@ -167,7 +188,7 @@ func (t *toWADTMF) restart(d *sipToWhatsApp) {
 	}
 }
 
-// detect searches one packet's PCM for tones (DTMFMode "inband").
+// detect searches one packet's PCM for tones (DTMFModeInband).
 func (t *toWADTMF) detect(d *sipToWhatsApp, h rtpHeader, pcm []int16) {
 	if !t.detOn {
 		return
@@ -249,7 +270,7 @@ func (t *toWADTMF) slot(d *sipToWhatsApp) bool {
 	}
 	end := g.ends > 0
 	n := putEvent(d.out.payload(), eventPacket{code: g.code, end: end, volume: dtmfVolume, dur: uint16(min(g.elapsed, maxEventDur))})
-	d.out.sendAt(telephoneEventPT, n, g.ts, g.sent == 0)
+	d.out.sendAt(t.eventPT, n, g.ts, g.sent == 0)
 	d.out.skip(d.opusTS)
 	g.sent++
 	if end {

@@ -72,7 +72,11 @@ func TestSIPToWhatsAppOtherPackets(t *testing.T) {
 	b.handleSIPPacket([]byte{0x80, 0})                            // short
 	b.handleSIPPacket(mk(0, 9, 0x1234, in[0][12:]))               // new SSRC
 	st := b.Stats().SIPToWhatsApp
-	want := DirectionStats{PacketsIn: 8, Late: 1, Lost: 2, ComfortNoise: 1, OtherPT: 1, Malformed: 2, Resets: 1, PlayoutDelayMs: playMarginMs}
+	_, mos := directionMOS(false, 0, 0, 20, 0)
+	// Loss: 2 of 10 expected (8 in, 2 lost). No jitter: the new SSRC
+	// started the estimate afresh.
+	want := DirectionStats{PacketsIn: 8, Late: 1, Lost: 2, ComfortNoise: 1, OtherPT: 1, Malformed: 2, Resets: 1, PlayoutDelayMs: playMarginMs,
+		LossPct: 20, MOS: round2(mos)}
 	st.BytesIn = 0
 	if st != want {
 		t.Fatalf("stats\n%+v\nwant\n%+v", st, want)
@@ -103,7 +107,7 @@ func TestSIPToWhatsAppOverrun(t *testing.T) {
 // sequence +1, timestamp +960.
 func TestPacerWithoutSIPInput(t *testing.T) {
 	waLeg, sipLeg := newMemLeg(), newMemLeg()
-	b, err := New(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xc0ffee, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
+	b, err := New(Config{WhatsAppOpusPT: metaOpusPT, WhatsAppDTMFPT: metaDTMFPT, WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xc0ffee, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +142,7 @@ func TestPacerWithoutSIPInput(t *testing.T) {
 // packets on its own clock, the pacer on the bridge's.
 func TestSIPToWhatsAppRealTime(t *testing.T) {
 	waLeg, sipLeg := newMemLeg(), newMemLeg()
-	b, err := New(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xabc, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
+	b, err := New(Config{WhatsAppOpusPT: metaOpusPT, WhatsAppDTMFPT: metaDTMFPT, WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xabc, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu})
 	if err != nil {
 		t.Fatal(err)
 	}

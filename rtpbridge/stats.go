@@ -3,6 +3,7 @@ package rtpbridge
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // DirectionStats counts one direction of the bridge. Packet counts are RTP
@@ -33,30 +34,41 @@ type DirectionStats struct {
 
 	Digits     uint64 `json:"digits"`      // DTMF digits found in the input (telephone-events, or tones in the PBX's audio)
 	DigitsSent uint64 `json:"digits_sent"` // digits sent on (as events or tones), SendDigitTo… ones included
-	Reordered  uint64 `json:"reordered"`   // packets that came out of order and were put back in place
+	// DigitsUnsent counts the PBX's digits that could not go on to
+	// WhatsApp, its offer having negotiated no telephone-event (they are
+	// still reported through OnDigit).
+	DigitsUnsent uint64 `json:"digits_unsent"`
+	Reordered    uint64 `json:"reordered"` // packets that came out of order and were put back in place
 
 	// The playout buffer toward WhatsApp.
 	Underruns      uint64 `json:"underruns"`        // packets that came after their time had begun to play (the delay then grows)
 	CatchUps       uint64 `json:"catch_ups"`        // stretches of audio skipped to bring the delay back down
 	PlayoutDelayMs uint64 `json:"playout_delay_ms"` // the delay it aims at now
+
+	// Quality of the direction, from its input (quality.go). Each is
+	// rounded to the hundredth.
+	JitterMs float64 `json:"jitter_ms"` // interarrival jitter of the input's audio packets (RFC 3550 §6.4.1), current source
+	LossPct  float64 `json:"loss_pct"`  // Lost as a share of the packets expected (PacketsIn + Lost), 0-100
+	MOS      float64 `json:"mos"`       // estimated MOS (E-model, ITU-T G.107) from LossPct, JitterMs and the codecs the audio went through
 }
 
 // Stats is a snapshot of both directions.
 type Stats struct {
 	WhatsAppToSIP DirectionStats `json:"whatsapp_to_sip"`
 	SIPToWhatsApp DirectionStats `json:"sip_to_whatsapp"`
+	MOS           float64        `json:"mos"` // the call's estimated MOS: the worse direction's
 }
 
 func (s DirectionStats) String() string {
-	return fmt.Sprintf("in %d pkts/%d B, out %d pkts/%d B, lost %d (fec %d, plc %d), late %d, malformed %d, resets %d, pauses %d, dtmf %d, cn %d, other pt %d, silence %d, overruns %d, pacer resyncs %d, encode errors %d, write errors %d, digits %d (sent %d), reordered %d, underruns %d, catch-ups %d, playout %d ms",
+	return fmt.Sprintf("in %d pkts/%d B, out %d pkts/%d B, lost %d (fec %d, plc %d), late %d, malformed %d, resets %d, pauses %d, dtmf %d, cn %d, other pt %d, silence %d, overruns %d, pacer resyncs %d, encode errors %d, write errors %d, digits %d (sent %d, unsent %d), reordered %d, underruns %d, catch-ups %d, playout %d ms, jitter %.2f ms, loss %.2f%%, mos %.2f",
 		s.PacketsIn, s.BytesIn, s.PacketsOut, s.BytesOut, s.Lost, s.FECRecovered, s.Concealed,
 		s.Late, s.Malformed, s.Resets, s.Discontinuities, s.TelephoneEvents, s.ComfortNoise, s.OtherPT,
 		s.SilenceFrames, s.Overruns, s.PacerResyncs, s.EncodeErrors, s.WriteErrors,
-		s.Digits, s.DigitsSent, s.Reordered, s.Underruns, s.CatchUps, s.PlayoutDelayMs)
+		s.Digits, s.DigitsSent, s.DigitsUnsent, s.Reordered, s.Underruns, s.CatchUps, s.PlayoutDelayMs, s.JitterMs, s.LossPct, s.MOS)
 }
 
 func (s Stats) String() string {
-	return "whatsapp→sip: " + s.WhatsAppToSIP.String() + " | sip→whatsapp: " + s.SIPToWhatsApp.String()
+	return fmt.Sprintf("whatsapp→sip: %v | sip→whatsapp: %v | mos %.2f", s.WhatsAppToSIP, s.SIPToWhatsApp, s.MOS)
 }
 
 // dirCounters are the live counters of one direction. Each counter has one
@@ -64,15 +76,16 @@ func (s Stats) String() string {
 // playout buffer's: whichever of the SIP reader and the pacer holds its
 // lock); Stats reads them from any goroutine.
 type dirCounters struct {
-	packetsIn, bytesIn, packetsOut, bytesOut   atomic.Uint64
-	lost, fecRecovered, concealed, late        atomic.Uint64
-	malformed, resets                          atomic.Uint64
-	telephoneEvents, comfortNoise, otherPT     atomic.Uint64
-	silenceFrames, overruns, pacerResyncs      atomic.Uint64
-	encodeErrors, writeErrors, discontinuities atomic.Uint64
-	digits, digitsSent, reordered              atomic.Uint64
-	underruns, catchUps, playoutDelayMs        atomic.Uint64
-	_                                          [64]byte // keep the other direction's counters off this cache line
+	packetsIn, bytesIn, packetsOut, bytesOut    atomic.Uint64
+	lost, fecRecovered, concealed, late         atomic.Uint64
+	malformed, resets                           atomic.Uint64
+	telephoneEvents, comfortNoise, otherPT      atomic.Uint64
+	silenceFrames, overruns, pacerResyncs       atomic.Uint64
+	encodeErrors, writeErrors, discontinuities  atomic.Uint64
+	digits, digitsSent, digitsUnsent, reordered atomic.Uint64
+	underruns, catchUps, playoutDelayMs         atomic.Uint64
+	jitterNs                                    atomic.Int64 // interarrivalJitter's estimate
+	_                                           [64]byte     // keep the other direction's counters off this cache line
 }
 
 func (c *dirCounters) snapshot() DirectionStats {
@@ -98,9 +111,23 @@ func (c *dirCounters) snapshot() DirectionStats {
 		Discontinuities: c.discontinuities.Load(),
 		Digits:          c.digits.Load(),
 		DigitsSent:      c.digitsSent.Load(),
+		DigitsUnsent:    c.digitsUnsent.Load(),
 		Reordered:       c.reordered.Load(),
 		Underruns:       c.underruns.Load(),
 		CatchUps:        c.catchUps.Load(),
 		PlayoutDelayMs:  c.playoutDelayMs.Load(),
+		JitterMs:        round2(float64(c.jitterNs.Load()) / float64(time.Millisecond)),
 	}
+}
+
+// statsOf makes the snapshot of both directions' counters, with their
+// quality estimates; passthrough is the SIP codec in force (Opus).
+func statsOf(w2s, s2w *dirCounters, passthrough bool) Stats {
+	st := Stats{WhatsAppToSIP: w2s.snapshot(), SIPToWhatsApp: s2w.snapshot()}
+	a, b := &st.WhatsAppToSIP, &st.SIPToWhatsApp
+	a.LossPct, b.LossPct = lossPct(a.PacketsIn, a.Lost), lossPct(b.PacketsIn, b.Lost)
+	toSIP, toWA := directionMOS(passthrough, a.LossPct, a.JitterMs, b.LossPct, b.JitterMs)
+	a.MOS, b.MOS, st.MOS = round2(toSIP), round2(toWA), round2(min(toSIP, toWA))
+	a.LossPct, b.LossPct = round2(a.LossPct), round2(b.LossPct)
+	return st
 }

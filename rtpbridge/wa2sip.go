@@ -19,8 +19,7 @@ import (
 // runs it all.
 
 const (
-	opusClock        = 48000 // RTP clock of Opus whatever the PCM rate (RFC 7587 §4.1)
-	telephoneEventPT = 126   // WhatsApp's RFC 4733 payload type
+	opusClock = 48000 // RTP clock of Opus whatever the PCM rate (RFC 7587 §4.1)
 	// maxConcealMs bounds concealment: a longer gap is not made up but
 	// jumped over (timestamp jump, marker bit).
 	maxConcealMs = 100
@@ -43,13 +42,16 @@ func (s *opusDecodeStage) String() string {
 
 type waToSIP struct {
 	src     label
-	opusPT  uint8
+	opusPT  uint8                     // WhatsApp's, as its offer negotiated them
+	eventPT uint8                     // 0: none negotiated
 	pub     *atomic.Pointer[sipSetup] // the setup to use; taken up at the next packet
 	setup   *sipSetup                 // the setup in use
 	reorder reorderWindow
 	track   seqTracker
 	out     *rtpSender
 	c       *dirCounters
+	now     func() int64 // the bridge's monotonic clock, ns
+	jitter  interarrivalJitter
 
 	// Transcoding, from the setup.
 	dec        *opusDecodeStage
@@ -68,13 +70,16 @@ type waToSIP struct {
 	dtmf toSIPDTMF
 }
 
-func newWAToSIP(opusPT uint8, pub *atomic.Pointer[sipSetup], dtmf toSIPDTMF, out *rtpSender, c *dirCounters) *waToSIP {
+func newWAToSIP(opusPT, eventPT uint8, pub *atomic.Pointer[sipSetup], dtmf toSIPDTMF, now func() int64, out *rtpSender, c *dirCounters) *waToSIP {
 	d := &waToSIP{
 		src:        label("whatsapp opus/48000"),
 		opusPT:     opusPT,
+		eventPT:    eventPT,
 		pub:        pub,
 		out:        out,
 		c:          c,
+		now:        now,
+		jitter:     newInterarrivalJitter(opusClock, &c.jitterNs),
 		dtmf:       dtmf,
 		maxConceal: opusClock * maxConcealMs / 1000,
 		maxJump:    opusClock / 1000 * maxJumpMs,
@@ -133,8 +138,8 @@ func (d *waToSIP) handle(pkt []byte) {
 		return
 	}
 	var dur uint32
-	switch h.pt {
-	case d.opusPT:
+	switch {
+	case h.pt == d.opusPT:
 		if len(payload) == 0 {
 			c.malformed.Add(1)
 			return
@@ -145,7 +150,8 @@ func (d *waToSIP) handle(pkt []byte) {
 			return
 		}
 		dur = uint32(n)
-	case telephoneEventPT:
+		d.jitter.observe(h.ts, h.ssrc, d.now())
+	case d.isEvent(h.pt):
 		c.telephoneEvents.Add(1)
 		if len(payload) < eventPayloadLen {
 			c.malformed.Add(1)
@@ -157,6 +163,9 @@ func (d *waToSIP) handle(pkt []byte) {
 	}
 	d.arrive(h, payload, dur)
 }
+
+// isEvent reports whether pt is WhatsApp's telephone-event payload type.
+func (d *waToSIP) isEvent(pt uint8) bool { return d.eventPT != 0 && pt == d.eventPT }
 
 // arrive puts a packet through the reorder window: the expected packet
 // goes on at once (and with it any held ones that now follow), one ahead
@@ -215,7 +224,7 @@ func (d *waToSIP) process(h rtpHeader, payload []byte, dur uint32) {
 		d.c.late.Add(1)
 		return
 	}
-	if h.pt == telephoneEventPT {
+	if d.isEvent(h.pt) {
 		d.telephoneEvent(h, payload, v, missing)
 		return
 	}

@@ -2,8 +2,8 @@ package rtpbridge
 
 import "fmt"
 
-// Digits toward the PBX. WhatsApp sends RFC 4733 telephone-events on PT 126
-// in place of audio (event timestamp on the 48 kHz audio clock, duration in
+// Digits toward the PBX. WhatsApp sends RFC 4733 telephone-events on the
+// payload type its offer gave telephone-event/8000 in place of audio (event timestamp on the 48 kHz audio clock, duration in
 // 8 kHz units). Each new event (told by its timestamp) is one digit: it is
 // reported to OnDigit and, as the mode and the PBX's answer say, goes on
 //
@@ -13,7 +13,7 @@ import "fmt"
 //     clock at the point the event takes in it (its own time when it
 //     follows the audio, else now), the audio after it moved behind it;
 //   - or as a Q.23 tone pair in the audio, for as long as the event lasts;
-//   - or nowhere (DTMFMode "info": the gateway sends SIP INFO).
+//   - or nowhere (DTMFModeInfo: the gateway sends SIP INFO).
 //
 // Digits queued with SendDigitToSIP are played in the stream's next frames,
 // one 20 ms frame after another, as events in place of the audio or as
@@ -28,13 +28,6 @@ const (
 	dtmfNone   dtmfMethod = iota // only reported through OnDigit
 	dtmfEvents                   // RFC 4733 telephone-events
 	dtmfTones                    // in-band tone pairs in the audio
-)
-
-// DTMF modes (Config.DTMFMode).
-const (
-	DTMFModeRFC4733 = "rfc4733"
-	DTMFModeInfo    = "info"
-	DTMFModeInband  = "inband"
 )
 
 const (
@@ -55,7 +48,7 @@ type digitRequest struct {
 }
 
 // methodToSIP is how WhatsApp's digits go to the PBX under setup s.
-func methodToSIP(mode string, s *sipSetup) dtmfMethod {
+func methodToSIP(mode DTMFMode, s *sipSetup) dtmfMethod {
 	switch mode {
 	case DTMFModeInfo:
 		return dtmfNone
@@ -72,7 +65,7 @@ func methodToSIP(mode string, s *sipSetup) dtmfMethod {
 
 // sendMethodToSIP is how a digit given to SendDigitToSIP goes to the PBX:
 // as the mode says, else as events if the PBX takes them, else as tones.
-func sendMethodToSIP(mode string, s *sipSetup) dtmfMethod {
+func sendMethodToSIP(mode DTMFMode, s *sipSetup) dtmfMethod {
 	if m := methodToSIP(mode, s); m != dtmfNone {
 		return m
 	}
@@ -103,7 +96,7 @@ type sipEvent struct {
 
 // toSIPDTMF is the WhatsApp reader's DTMF state.
 type toSIPDTMF struct {
-	mode      string
+	mode      DTMFMode
 	dtmfClock uint32 // the PBX's telephone-event clock
 	onDigit   func(from string, digit rune)
 	queue     chan digitRequest

@@ -15,7 +15,7 @@ func newDrivenBridge(t testing.TB, codec Codec) (b *Bridge, sip, wa *recorder) {
 	t.Helper()
 	sip, wa = &recorder{}, &recorder{}
 	never := nullReader{closed: make(chan struct{})}
-	b, err := New(Config{WhatsAppIn: never, WhatsAppOut: wa, WhatsAppSSRC: 0xfeed, SIPIn: never, SIPOut: sip, SIPCodec: codec, SIPSSRC: 0x51b})
+	b, err := New(Config{WhatsAppOpusPT: metaOpusPT, WhatsAppDTMFPT: metaDTMFPT, WhatsAppIn: never, WhatsAppOut: wa, WhatsAppSSRC: 0xfeed, SIPIn: never, SIPOut: sip, SIPCodec: codec, SIPSSRC: 0x51b})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestWhatsAppToSIPTone(t *testing.T) {
 		for _, frameMs := range []int{10, 20, 40, 60} {
 			t.Run(fmt.Sprintf("%s/%dms", codec.Name, frameMs), func(t *testing.T) {
 				waLeg, sipLeg := newMemLeg(), newMemLeg()
-				b, err := New(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xfeed,
+				b, err := New(Config{WhatsAppOpusPT: metaOpusPT, WhatsAppDTMFPT: metaDTMFPT, WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xfeed,
 					SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: codec})
 				if err != nil {
 					t.Fatal(err)
