@@ -85,6 +85,7 @@ type call struct {
 	inflight      int
 	route         Route
 	trunk         *sip.Trunk
+	dtmf          rtpbridge.DTMFMode // the trunk's
 	leg           waLeg
 	pbx           pbxCall
 	bridge        *rtpbridge.Bridge
@@ -171,7 +172,7 @@ func (c *call) run(ctx context.Context) {
 
 // begin routes the call and admits it, or ends it; then answers the offer.
 func (c *call) begin() {
-	router, trunks := c.g.routing()
+	router, trunks, dtmf := c.g.routing()
 	route, err := router.RouteFor(c.ev.PhoneNumberID, c.ev.CTAPayload, c.ev.DeeplinkPayload)
 	if err == nil && trunks[route.Trunk] == nil {
 		err = errors.New("route " + quote(route.Name) + " names trunk " + quote(route.Trunk) + ", which is not configured")
@@ -180,7 +181,7 @@ func (c *call) begin() {
 		c.end(endCause{kind: endNoRoute, detail: err.Error()})
 		return
 	}
-	c.route, c.trunk = route, trunks[route.Trunk]
+	c.route, c.trunk, c.dtmf = route, trunks[route.Trunk], dtmf[route.Trunk]
 	c.log = c.log.With(zap.String("route", route.Name), zap.String("trunk", route.Trunk))
 	c.ops.setRoute(route)
 	if refused, ok := c.g.admit(route); !ok {

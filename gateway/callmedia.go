@@ -7,6 +7,7 @@ import (
 
 	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
+	"github.com/wagateway/wagateway/whatsapp"
 )
 
 // buildBridge joins the two legs once the PBX answered. The PBX may start
@@ -15,18 +16,19 @@ import (
 func (c *call) buildBridge() error {
 	log, pbx, leg := c.log, c.pbx, c.leg
 	codec := pbx.Codec()
-	waIn, sipIn := c.ops.meterLegs(leg, pbx, codec) // jitter of each leg's input
-	info := newInfoSender(pbx, c.trunk.DTMF == rtpbridge.DTMFModeInfo, log)
+	info := newInfoSender(pbx, c.dtmf == rtpbridge.DTMFModeInfo, log)
 	c.info = info
 	bridge, err := rtpbridge.New(rtpbridge.Config{
-		WhatsAppIn:         waIn,
+		WhatsAppIn:         leg,
 		WhatsAppOut:        leg,
 		WhatsAppSSRC:       leg.SSRC(),
-		SIPIn:              sipIn,
+		WhatsAppOpusPT:     whatsapp.OpusPayloadType,
+		WhatsAppDTMFPT:     whatsapp.DTMFPayloadType,
+		SIPIn:              pbx,
 		SIPOut:             pbx,
 		SIPCodec:           bridgeCodec(codec),
 		SIPDTMFPayloadType: pbx.DTMFPayloadType(),
-		DTMFMode:           c.trunk.DTMF,
+		DTMFMode:           c.dtmf,
 		OnDigit: func(from string, d rune) {
 			log.Info("dtmf digit", zap.String("from", from), zap.String("digit", string(d)))
 			if from == "whatsapp" {
@@ -55,7 +57,7 @@ func (c *call) buildBridge() error {
 			log.Warn("cannot switch the bridge to the new codec", zap.Error(err))
 			return
 		}
-		c.ops.codecChanged(c.g.ops.metrics, mc.Codec) // metrics, jitter meter and call record follow
+		c.ops.codecChanged(c.g.ops.metrics, mc.Codec) // metrics and call record follow
 	})
 	return nil
 }

@@ -35,8 +35,6 @@ type callOps struct {
 	termSeen    bool
 	metaErrors  []RecordError
 	bridge      *rtpbridge.Bridge
-	waJitter    *jitterMeter
-	sipJitter   *jitterMeter
 	reported    rtpbridge.Stats // already added to the metrics
 	activeCodec string          // counted in active_bridged_calls
 	cancel      context.CancelCauseFunc
@@ -104,15 +102,6 @@ func (o *callOps) sipCall() string {
 	return o.sipCallID
 }
 
-// meterLegs wraps both legs' readers with jitter meters.
-func (o *callOps) meterLegs(leg waLeg, pbx pbxCall, codec sip.Codec) (wa, s rtpbridge.PacketReader) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.waJitter = newJitterMeter(leg, 111, 48000)
-	o.sipJitter = newJitterMeter(pbx, codec.PayloadType, codec.ClockRate)
-	return o.waJitter, o.sipJitter
-}
-
 func (o *callOps) setBridge(b *rtpbridge.Bridge) {
 	o.mu.Lock()
 	o.bridge = b
@@ -120,7 +109,7 @@ func (o *callOps) setBridge(b *rtpbridge.Bridge) {
 }
 
 // codecChanged follows the PBX switching codec mid-call (re-INVITE or
-// UPDATE): the jitter meter, the active-calls-by-codec gauge and the record.
+// UPDATE): the active-calls-by-codec gauge and the record.
 func (o *callOps) codecChanged(m *metrics, codec sip.Codec) {
 	o.mu.Lock()
 	if strings.EqualFold(o.sipCodec, codec.Name) {
@@ -128,9 +117,6 @@ func (o *callOps) codecChanged(m *metrics, codec sip.Codec) {
 		return
 	}
 	o.sipCodec = codec.Name
-	if o.sipJitter != nil {
-		o.sipJitter.retarget(codec.PayloadType, codec.ClockRate)
-	}
 	old := o.activeCodec
 	if old != "" {
 		o.activeCodec = codecPath(codec.Name)
@@ -263,33 +249,30 @@ func (c *call) record(outcome, detail, hangupBy string) *CallRecord {
 		r.TalkSeconds = round2(r.Times.End.Sub(r.Times.Accept).Seconds())
 	}
 	if o.bridge != nil && !r.Times.Accept.IsZero() {
-		r.Media = o.mediaLocked()
-		toSIP, toWA := directionMOS(o.sipCodec,
-			r.Media.WhatsAppToSIP.LossPct, r.Media.WhatsAppToSIP.JitterMs,
-			r.Media.SIPToWhatsApp.LossPct, r.Media.SIPToWhatsApp.JitterMs)
-		r.Media.WhatsAppToSIP.MOS, r.Media.SIPToWhatsApp.MOS = round2(toSIP), round2(toWA)
-		r.MOS = round2(min(toSIP, toWA))
+		var st rtpbridge.Stats
+		r.Media, st = o.mediaLocked()
+		r.MOS = st.MOS
 	}
 	return r
 }
 
-// mediaLocked is the media part of a record or a live call.
-func (o *callOps) mediaLocked() *RecordMedia {
+// mediaLocked is the media part of a record or a live call, from the
+// bridge's snapshot (its jitter, loss and MOS included), and the snapshot.
+func (o *callOps) mediaLocked() (*RecordMedia, rtpbridge.Stats) {
 	st := o.bridge.Stats()
 	return &RecordMedia{
-		WhatsAppToSIP: recordDirection(st.WhatsAppToSIP, o.waJitter.Jitter()),
-		SIPToWhatsApp: recordDirection(st.SIPToWhatsApp, o.sipJitter.Jitter()),
+		WhatsAppToSIP: recordDirection(st.WhatsAppToSIP),
+		SIPToWhatsApp: recordDirection(st.SIPToWhatsApp),
 		DigitsFromWA:  st.WhatsAppToSIP.Digits,
 		DigitsFromSIP: sipDigits(st.SIPToWhatsApp),
-	}
+	}, st
 }
 
-func recordDirection(s rtpbridge.DirectionStats, jitter time.Duration) RecordDirection {
+func recordDirection(s rtpbridge.DirectionStats) RecordDirection {
 	return RecordDirection{
 		PacketsIn: s.PacketsIn, PacketsOut: s.PacketsOut, Lost: s.Lost,
-		LossPct:  round2(lossPct(s.PacketsIn, s.Lost)),
-		JitterMs: round2(float64(jitter) / float64(time.Millisecond)),
-		Late:     s.Late, Concealed: s.Concealed, FECRecovered: s.FECRecovered,
+		LossPct: s.LossPct, JitterMs: s.JitterMs, MOS: s.MOS,
+		Late: s.Late, Concealed: s.Concealed, FECRecovered: s.FECRecovered,
 		SilenceFrames: s.SilenceFrames, Underruns: s.Underruns, Overruns: s.Overruns,
 		PacerResyncs: s.PacerResyncs, WriteErrors: s.WriteErrors, PlayoutDelayMs: s.PlayoutDelayMs,
 	}
@@ -327,9 +310,8 @@ func (c *call) live() liveCall {
 		l.Route, l.Trunk = o.route.Name, o.route.Trunk
 	}
 	if o.bridge != nil {
-		st := o.bridge.Stats()
-		l.Stats = &st
-		l.Media = o.mediaLocked()
+		media, st := o.mediaLocked()
+		l.Media, l.Stats = media, &st
 	}
 	return l
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -302,3 +303,5 @@ func (r *recorder) close(ctx context.Context) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func round2(f float64) float64 { return math.Round(f*100) / 100 }

@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
 	"github.com/wagateway/wagateway/whatsapp"
 )
@@ -48,9 +49,10 @@ type Gateway struct {
 	calls  sync.WaitGroup
 	once   sync.Once
 
-	rmu         sync.RWMutex    // guards router, trunks and trunkPing (SIGHUP reload swaps them)
-	trunkPing   map[string]bool // trunk name → watched with OPTIONS
-	ops         *gatewayOps     // metrics, call records, health, drain, admin (ops.go)
+	rmu         sync.RWMutex                  // guards router, trunks, trunkPing and dtmf (SIGHUP reload swaps them)
+	trunkPing   map[string]bool               // trunk name → watched with OPTIONS
+	dtmf        map[string]rtpbridge.DTMFMode // trunk name → how digits cross to it
+	ops         *gatewayOps                   // metrics, call records, health, drain, admin (ops.go)
 	cancelCause context.CancelCauseFunc
 }
 
@@ -60,7 +62,7 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	trunks, pinged, err := buildTrunks(cfg, secrets)
+	trunks, pinged, dtmf, err := buildTrunks(cfg, secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +71,7 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 		log:       log,
 		trunks:    trunks,
 		trunkPing: pinged,
+		dtmf:      dtmf,
 		router:    NewRouter(cfg.Numbers),
 		reg:       newRegistry(30 * time.Minute),
 		now:       time.Now,

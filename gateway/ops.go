@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
 )
 
@@ -114,10 +115,10 @@ func (g *Gateway) flushLoop() {
 }
 
 // routing returns the routes and trunks in force (SIGHUP may replace them).
-func (g *Gateway) routing() (*Router, map[string]*sip.Trunk) {
+func (g *Gateway) routing() (*Router, map[string]*sip.Trunk, map[string]rtpbridge.DTMFMode) {
 	g.rmu.RLock()
 	defer g.rmu.RUnlock()
-	return g.router, g.trunks
+	return g.router, g.trunks, g.dtmf
 }
 
 // trunkSet lists the trunks in force and which of them are pinged.

@@ -7,26 +7,33 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
 )
 
-// buildTrunks turns the trunk configs into SIP trunks with their passwords.
-func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[string]bool, error) {
+// buildTrunks turns the trunk configs into SIP trunks with their
+// passwords, whether each is pinged, and each one's DTMF mode as the media
+// bridge takes it.
+func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[string]bool, map[string]rtpbridge.DTMFMode, error) {
 	trunks := make(map[string]*sip.Trunk, len(cfg.Trunks))
 	pinged := make(map[string]bool, len(cfg.Trunks))
+	dtmf := make(map[string]rtpbridge.DTMFMode, len(cfg.Trunks))
 	for _, tc := range cfg.Trunks {
 		t := &sip.Trunk{
 			Name: tc.Name, Address: tc.Address, Transport: tc.Transport,
 			Username: tc.Username, Password: secrets.TrunkPasswords[tc.Name],
-			FromDomain: tc.FromDomain, Codecs: tc.Codecs, DTMF: tc.DTMF,
+			FromDomain: tc.FromDomain, Codecs: tc.Codecs,
 		}
 		if err := t.Validate(); err != nil {
-			return nil, nil, fmt.Errorf("trunk %q: %w", tc.Name, err)
+			return nil, nil, nil, fmt.Errorf("trunk %q: %w", tc.Name, err)
 		}
-		trunks[tc.Name] = t
-		pinged[tc.Name] = tc.optionsPing()
+		mode, err := rtpbridge.ParseDTMFMode(tc.DTMF)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("trunk %q: dtmf: %w", tc.Name, err)
+		}
+		trunks[tc.Name], pinged[tc.Name], dtmf[tc.Name] = t, tc.optionsPing(), mode
 	}
-	return trunks, pinged, nil
+	return trunks, pinged, dtmf, nil
 }
 
 // Reload takes the routes (numbers) and trunks of a new config, as SIGHUP
@@ -37,14 +44,14 @@ func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[stri
 func (g *Gateway) Reload(cfg *Config, secrets *Secrets) error {
 	g.ops.reloadMu.Lock()
 	defer g.ops.reloadMu.Unlock()
-	trunks, pinged, err := buildTrunks(cfg, secrets)
+	trunks, pinged, dtmf, err := buildTrunks(cfg, secrets)
 	if err != nil {
 		g.ops.metrics.configReloads.WithLabelValues("error").Inc()
 		return err
 	}
 	router := NewRouter(cfg.Numbers)
 	g.rmu.Lock()
-	g.router, g.trunks, g.trunkPing = router, trunks, pinged
+	g.router, g.trunks, g.trunkPing, g.dtmf = router, trunks, pinged, dtmf
 	g.rmu.Unlock()
 
 	if g.ops.started.Load() && !g.ops.stopped.Load() {

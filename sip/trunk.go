@@ -19,9 +19,6 @@ type Trunk struct {
 	Password   string   // digest password (never logged)
 	FromDomain string   // domain in From; default: the host of Address
 	Codecs     []string // preference list among PCMU, PCMA, G722, opus; default ["PCMU","PCMA"]
-	// DTMF is how digits cross to this PBX: "rfc4733" (default), "info"
-	// (SIP INFO) or "inband" (tones in the audio). The media bridge acts on it.
-	DTMF string
 }
 
 // DefaultTrunkCodecs is the codec list used when a trunk names none.
