@@ -18,7 +18,7 @@ import (
 )
 
 // CallRecord is written for every ended call, one JSON object per line.
-// README "Operations" lists the fields.
+// docs/call-records.md lists the fields.
 type CallRecord struct {
 	CallID          string        `json:"call_id"`               // WhatsApp call id (wacid.…)
 	SIPCallID       string        `json:"sip_call_id,omitempty"` // Call-ID of the SIP leg, once answered

@@ -7,7 +7,7 @@ import (
 
 // registry holds the active calls by WhatsApp call id, and remembers ended
 // ids for a while so a late or duplicate connect is not answered again
-// (whatsapp-calling.md §7: terminate can arrive before connect).
+// (Meta does not guarantee webhook order: a terminate can arrive before its connect).
 type registry struct {
 	mu      sync.Mutex
 	active  map[string]*call

@@ -74,8 +74,8 @@ func (s *schedule) run(now time.Time, send func(behind time.Duration) time.Durat
 // frames cost a few µs, so those calls share a few pacers (one per CPU the
 // runtime uses), which wake on a grid of pacerGrid and send every frame
 // due within half a step of the wake: at 1,000 calls at most 2,000 wake-ups
-// a second instead of 50,000, and no channel or timer per frame (README,
-// "Load and capacity", has the figures). A frame then goes
+// a second instead of 50,000, and no channel or timer per frame
+// (docs/performance.md has the figures). A frame then goes
 // out at most half a step before or after its time; its buffer is read at
 // its due time either way. Sends on a shared pacer run one at a time on its
 // goroutine, so they must not block.
