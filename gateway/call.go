@@ -98,15 +98,16 @@ type call struct {
 }
 
 func newCall(g *Gateway, ev whatsapp.CallEvent) *call {
-	sm := newStateMachine(g.now)
-	return &call{
+	c := &call{
 		g:      g,
 		ev:     ev,
-		sm:     sm,
+		sm:     newStateMachine(g.now),
 		ops:    newCallOps(),
 		events: make(chan callEvent, 4),
 		log:    g.log.With(zap.String("call_id", ev.CallID), zap.String("phone_number_id", ev.PhoneNumberID)),
 	}
+	c.actions, c.cancelActions = context.WithCancel(context.Background())
+	return c
 }
 
 // callerTerminated takes Meta's terminate webhook (on the webhook's
@@ -119,7 +120,6 @@ func (c *call) callerTerminated(ev whatsapp.CallEvent) {
 // run drives the call from the connect webhook to its end on both sides.
 func (c *call) run(ctx context.Context) {
 	c.ctx = ctx
-	c.actions, c.cancelActions = context.WithCancel(context.Background())
 	defer c.cancelActions()
 	ev := c.ev
 	c.log.Info("whatsapp call connect", zap.String("caller", ev.CallerID()), zap.String("name", ev.ProfileName),
@@ -130,7 +130,7 @@ func (c *call) run(ctx context.Context) {
 	var legFailed <-chan struct{}
 	var grace *time.Timer
 	var graceC <-chan time.Time
-	for c.sm.current() < stateEnding {
+	for c.cause.kind == 0 { // until end decides
 		if legFailed == nil && graceC == nil && c.leg != nil {
 			legFailed = c.leg.Failed()
 		}
@@ -188,7 +188,9 @@ func (c *call) begin() {
 		c.end(refused) // draining, or the trunk is down: at once, no ringing into nothing
 		return
 	}
-	c.move(stateAnswering)
+	if !c.move(stateAnswering) {
+		return
+	}
 	offer := c.ev.SDP
 	c.start(evAnswered, func(ctx context.Context, log *zap.Logger) callEvent {
 		ctx, cancel := context.WithTimeout(ctx, c.g.timeouts.answer)
@@ -257,7 +259,9 @@ func (c *call) answered(e callEvent) {
 		return
 	}
 	c.leg = e.leg
-	c.move(statePreAccepting)
+	if !c.move(statePreAccepting) {
+		return
+	}
 	ev, sdp := c.ev, c.leg.AnswerSDP()
 	c.start(evPreAccepted, func(ctx context.Context, log *zap.Logger) callEvent {
 		return callEvent{err: c.graphAction(ctx, log, "pre_accept", func(ctx context.Context) error {
@@ -273,7 +277,9 @@ func (c *call) preAccepted(e callEvent) {
 		c.end(endCause{kind: endGraphFailed, detail: "pre_accept: " + e.err.Error()})
 		return
 	}
-	c.move(stateRinging)
+	if !c.move(stateRinging) {
+		return
+	}
 	ev, route, trunk := c.ev, c.route, c.trunk
 	c.start(evInviteDone, func(ctx context.Context, log *zap.Logger) callEvent {
 		ctx, cancel := context.WithTimeout(ctx, route.AnswerTimeout)
@@ -313,7 +319,9 @@ func (c *call) inviteDone(e callEvent) {
 	c.ops.answered(c.pbx.CallID(), c.pbx.Codec().Name)
 	c.log = c.log.With(zap.String("sip_call_id", c.pbx.CallID()))
 	c.log.Info("pbx answered", zap.String("codec", c.pbx.Codec().Name), zap.Stringer("rtp_remote", c.pbx.RemoteRTPAddr()))
-	c.move(stateAccepting)
+	if !c.move(stateAccepting) {
+		return
+	}
 	// The bridge is built before accept so nothing can fail between accept
 	// and the first packet; it sends only once accept returned 200 (no
 	// media before accept: Meta, Cloud API Calling).
@@ -336,8 +344,10 @@ func (c *call) accepted(e callEvent) {
 		c.end(endCause{kind: endGraphFailed, detail: "accept: " + e.err.Error()})
 		return
 	}
+	if !c.move(stateBridged) {
+		return
+	}
 	c.bridge.Start()
-	c.move(stateBridged)
 	c.ops.bridged(c.g.ops.metrics, c.sm.enteredAt(stateBridged).Sub(c.sm.enteredAt(stateNew)))
 	c.log.Info("call bridged", zap.Stringer("chain", c.bridge))
 }
@@ -345,10 +355,10 @@ func (c *call) accepted(e callEvent) {
 // end decides that the call is over; the first cause is the one kept.
 // Actions in flight are cancelled (an INVITE is CANCELled).
 func (c *call) end(cause endCause) {
-	s := c.sm.current()
-	if s >= stateEnding {
+	if c.cause.kind != 0 {
 		return
 	}
+	s := c.sm.current()
 	c.cause, c.wasBridged = cause, s == stateBridged
 	c.move(stateEnding)
 	c.cancelActions()
@@ -490,16 +500,19 @@ func (c *call) graphAction(parent context.Context, log *zap.Logger, action strin
 	return nil
 }
 
-// move makes a transition; an illegal one is logged and counted, and the
-// call stays where it was.
-func (c *call) move(next callState) {
+// move makes a transition. An illegal one is a bug: it is logged and
+// counted, the state stays, and the call is ended (and still released on
+// both sides) rather than left waiting in a state nothing will move.
+func (c *call) move(next callState) bool {
 	from := c.sm.current()
 	if err := c.sm.to(next); err != nil {
 		c.log.Error("call state machine", zap.Error(err))
 		c.g.ops.metrics.stateErrors.Inc()
-		return
+		c.end(endCause{kind: endStateError, detail: err.Error()})
+		return false
 	}
 	c.log.Debug("call state", zap.Stringer("from", from), zap.Stringer("to", next))
+	return true
 }
 
 // stopCause says why the call's context ended.

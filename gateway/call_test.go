@@ -265,7 +265,10 @@ func TestCallBridgedCallerHangsUp(t *testing.T) {
 	if inv.FromUser != "15551234567" || inv.DisplayName != "Ada" || inv.Trunk == nil {
 		t.Errorf("INVITE %+v", inv)
 	}
-	if r.SIPCallID != "sip-call-1" || r.SIPFinalCode != 200 || r.Times.Accept.IsZero() || r.Media == nil ||
+	if r.Media == nil || r.Media.SIPToWhatsApp.PacketsOut == 0 || r.Media.SIPToWhatsApp.SilenceFrames == 0 || r.MOS == 0 {
+		t.Errorf("record media %+v, mos %v: want the bridge's counters (silence toward WhatsApp while the PBX is quiet)", r.Media, r.MOS)
+	}
+	if r.SIPCallID != "sip-call-1" || r.SIPFinalCode != 200 || r.Times.Accept.IsZero() ||
 		r.Times.Invite.IsZero() || r.Times.Answer.Before(r.Times.Invite) || r.Times.End.Before(r.Times.Accept) {
 		t.Errorf("record %+v", r)
 	}
@@ -450,7 +453,27 @@ func TestCallRejectAndTerminateFailures(t *testing.T) {
 		expectRecord(t, r, OutcomePBXRejected, byPBX)
 		expectGraph(t, m.graph, "pre_accept", "reject", "terminate")
 	})
-	t.Run("terminate", func(t *testing.T) {
+	t.Run("reject timeout", func(t *testing.T) {
+		m := newMachine(t)
+		m.dial.mode = dialRing
+		m.graph.behave["reject"] = graphBehaviour{block: true}
+		r := m.ended(m.connect("wacid.rt"), pathRinging...)
+		expectRecord(t, r, OutcomeNoAnswer, byGateway)
+		expectGraph(t, m.graph, "pre_accept", "reject", "terminate")
+	})
+	t.Run("terminate error", func(t *testing.T) {
+		m := newMachine(t)
+		m.graph.behave["terminate"] = graphBehaviour{err: errors.New("graph: 503")}
+		c, _, _ := m.bridge("wacid.te")
+		m.g.HangupCall("wacid.te")
+		r := m.ended(c, pathBridged...)
+		expectRecord(t, r, OutcomeAdminHangup, byAdmin)
+		expectGraph(t, m.graph, "pre_accept", "accept", "terminate")
+		if len(r.MetaErrors) != 1 || r.MetaErrors[0].Source != "graph_terminate" {
+			t.Errorf("meta errors %+v", r.MetaErrors)
+		}
+	})
+	t.Run("terminate timeout", func(t *testing.T) {
 		m := newMachine(t)
 		m.graph.behave["terminate"] = graphBehaviour{block: true}
 		c, _, pbx := m.bridge("wacid.tf")
@@ -641,9 +664,8 @@ func TestCallDuplicateAndOutOfOrderWebhooks(t *testing.T) {
 func TestIllegalTransitionIsRefusedAndCounted(t *testing.T) {
 	m := newMachine(t)
 	c := newCall(m.g, whatsapp.CallEvent{CallID: "wacid.x"})
-	c.move(stateBridged)
-	if c.sm.current() != stateNew {
-		t.Errorf("state %s after an illegal move", c.sm.current())
+	if c.move(stateBridged) || c.sm.current() != stateEnding || c.cause.kind != endStateError {
+		t.Errorf("state %s, end %+v after an illegal move: want the call ended", c.sm.current(), c.cause)
 	}
 	var mv dto.Metric
 	if err := m.g.ops.metrics.stateErrors.Write(&mv); err != nil {
@@ -653,8 +675,8 @@ func TestIllegalTransitionIsRefusedAndCounted(t *testing.T) {
 		t.Errorf("state errors counted %v, want 1", n)
 	}
 	var ill errIllegalTransition
-	if err := c.sm.to(stateEnded); !errors.As(err, &ill) {
-		t.Errorf("to(ended) from new: %v", err)
+	if err := c.sm.to(stateRinging); !errors.As(err, &ill) {
+		t.Errorf("to(ringing) from ending: %v", err)
 	}
 	for from := range nStates {
 		for to := range nStates {

@@ -44,6 +44,7 @@ const (
 	endShutdown                        // the gateway stopped
 	endDrainTimeout                    // drain_timeout passed with the call still up
 	endAdmin                           // the admin API
+	endStateError                      // an illegal state transition (a bug)
 )
 
 // endCause is an endKind with what the log and record say about it.
