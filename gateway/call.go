@@ -12,6 +12,7 @@ import (
 	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
 	"github.com/wagateway/wagateway/whatsapp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc"
 )
 
 // Outcomes of a call, as logged when it ends.
@@ -303,7 +304,7 @@ func (c *call) invitePBX(ctx context.Context, route Route, trunk *sip.Trunk) (sc
 
 // awaitHangup holds the bridged call until one side ends it, ends the
 // other side, and says how it ended.
-func (c *call) awaitHangup(ctx context.Context, sc *sip.Call, leg *whatsapp.Leg, hangupSIP func()) string {
+func (c *call) awaitHangup(ctx context.Context, sc *sip.Call, leg *webrtc.Leg, hangupSIP func()) string {
 	var detail2 string
 	select {
 	case <-sc.Done():
@@ -324,7 +325,7 @@ func (c *call) awaitHangup(ctx context.Context, sc *sip.Call, leg *whatsapp.Leg,
 			c.ops.setHangupBy(byCaller)
 		case <-time.After(terminateGrace):
 			detail2 = "whatsapp media connection failed"
-			if err := leg.Err(); err != nil && !errors.Is(err, whatsapp.ErrLegClosed) {
+			if err := leg.Err(); err != nil && !errors.Is(err, webrtc.ErrLegClosed) {
 				detail2 += ": " + err.Error() // ICE consent lost, DTLS failed, …
 			}
 			c.ops.setHangupBy(byGateway)

@@ -12,6 +12,7 @@ import (
 	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
 	"github.com/wagateway/wagateway/whatsapp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc"
 )
 
 // Outcomes added by operations (see call.go for the others).
@@ -135,7 +136,7 @@ func (c *call) sipResult(code int, reason string) {
 }
 
 // meterLegs wraps both legs' readers with jitter meters.
-func (c *call) meterLegs(leg *whatsapp.Leg, sc *sip.Call, codec sip.Codec) (wa, s rtpbridge.PacketReader) {
+func (c *call) meterLegs(leg *webrtc.Leg, sc *sip.Call, codec sip.Codec) (wa, s rtpbridge.PacketReader) {
 	c.ops.mu.Lock()
 	defer c.ops.mu.Unlock()
 	c.ops.sipCodec = codec.Name

@@ -19,7 +19,7 @@ import (
 	"github.com/pion/srtp/v3"
 	"github.com/pion/stun/v4"
 
-	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc/dtlssrtp"
 )
 
 // The lite media leg is the WhatsApp user's side of a call in the form load

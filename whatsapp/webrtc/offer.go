@@ -1,4 +1,4 @@
-package whatsapp
+package webrtc
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/pion/sdp/v3"
 
-	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc/dtlssrtp"
 )
 
 // offer is what the gateway needs of the caller's SDP offer: Meta's (one

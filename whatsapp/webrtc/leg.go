@@ -1,4 +1,4 @@
-package whatsapp
+package webrtc
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 	"github.com/pion/srtp/v3"
 	"go.uber.org/zap"
 
-	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc/dtlssrtp"
 )
 
 // ErrLegClosed is returned by reads and writes on a closed Leg.

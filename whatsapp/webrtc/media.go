@@ -1,4 +1,4 @@
-package whatsapp
+package webrtc
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc/dtlssrtp"
 )
 
 // Payload types Meta uses in its offers (whatsapp-calling.md, media rules).

@@ -1,4 +1,4 @@
-package whatsapp
+package webrtc
 
 import (
 	"context"
@@ -10,34 +10,34 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
+	pionwebrtc "github.com/pion/webrtc/v4"
 )
 
 // pionCaller is a caller made of pion's full WebRTC stack (a real peer of
 // another make): ICE-lite like Meta's side, or a full agent like a browser.
-func pionCaller(t *testing.T, lite bool) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticRTP) {
+func pionCaller(t *testing.T, lite bool) (*pionwebrtc.PeerConnection, *pionwebrtc.TrackLocalStaticRTP) {
 	t.Helper()
-	se := webrtc.SettingEngine{}
+	se := pionwebrtc.SettingEngine{}
 	se.SetLite(lite)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetNetworkTypes([]pionwebrtc.NetworkType{pionwebrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	me := &webrtc.MediaEngine{}
-	for _, c := range []webrtc.RTPCodecParameters{
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000}, PayloadType: 126},
+	me := &pionwebrtc.MediaEngine{}
+	for _, c := range []pionwebrtc.RTPCodecParameters{
+		{RTPCodecCapability: pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111},
+		{RTPCodecCapability: pionwebrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000}, PayloadType: 126},
 	} {
-		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+		if err := me.RegisterCodec(c, pionwebrtc.RTPCodecTypeAudio); err != nil {
 			t.Fatal(err)
 		}
 	}
-	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
+	pc, err := pionwebrtc.NewAPI(pionwebrtc.WithSettingEngine(se), pionwebrtc.WithMediaEngine(me)).NewPeerConnection(pionwebrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "caller")
+	track, err := pionwebrtc.NewTrackLocalStaticRTP(pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "caller")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,13 +49,13 @@ func pionCaller(t *testing.T, lite bool) (*webrtc.PeerConnection, *webrtc.TrackL
 
 // call runs the offer/answer between a pion caller and our leg and waits
 // until both are connected.
-func callPion(t *testing.T, m *Media, pc *webrtc.PeerConnection) *Leg {
+func callPion(t *testing.T, m *Media, pc *pionwebrtc.PeerConnection) *Leg {
 	t.Helper()
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
+	gathered := pionwebrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(offer); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func callPion(t *testing.T, m *Media, pc *webrtc.PeerConnection) *Leg {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { leg.Close() })
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: leg.AnswerSDP()}); err != nil {
+	if err := pc.SetRemoteDescription(pionwebrtc.SessionDescription{Type: pionwebrtc.SDPTypeAnswer, SDP: leg.AnswerSDP()}); err != nil {
 		t.Fatalf("pion takes our answer: %v\n%s", err, leg.AnswerSDP())
 	}
 	select {
@@ -90,7 +90,7 @@ func TestLegWithPion(t *testing.T) {
 			m := newLoopbackMedia(t)
 			pc, track := pionCaller(t, lite)
 			got := make(chan *rtp.Packet, 64)
-			pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			pc.OnTrack(func(tr *pionwebrtc.TrackRemote, _ *pionwebrtc.RTPReceiver) {
 				for {
 					p, _, err := tr.ReadRTP()
 					if err != nil {
