@@ -19,9 +19,13 @@ const (
 	iceTa             = 50 * time.Millisecond
 	iceConnectTimeout = 15 * time.Second
 	iceTxLife         = 2 * time.Second // an unanswered check is forgotten after this
+	// Type preferences (RFC 8445 §5.1.2.2's recommended values), not to be
+	// confused with payload types.
+	hostTypePreference  = 126
+	prflxTypePreference = 110
 	// Our PRIORITY attribute: a peer-reflexive candidate's (RFC 8445
-	// §7.1.1, §5.1.2.1: type preference 110, component 1).
-	prflxPriority = 110<<24 | 65535<<8 | 255
+	// §7.1.1, §5.1.2.1, component 1).
+	prflxPriority = prflxTypePreference<<24 | 65535<<8 | 255
 )
 
 // Consent freshness (RFC 7675 §5.1): a check every 4-6 s on the selected

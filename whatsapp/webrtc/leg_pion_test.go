@@ -13,9 +13,23 @@ import (
 	pionwebrtc "github.com/pion/webrtc/v4"
 )
 
+// Payload types of the callers: Meta's, and other numbers as a browser may
+// offer them.
+const (
+	metaOpusPT, metaDTMFPT       = 111, 126
+	browserOpusPT, browserDTMFPT = 109, 101
+)
+
 // pionCaller is a caller made of pion's full WebRTC stack (a real peer of
-// another make): ICE-lite like Meta's side, or a full agent like a browser.
+// another make) offering Opus and telephone-event with Meta's payload types.
 func pionCaller(t *testing.T, lite bool) (*pionwebrtc.PeerConnection, *pionwebrtc.TrackLocalStaticRTP) {
+	t.Helper()
+	return pionCallerPT(t, lite, metaOpusPT, metaDTMFPT)
+}
+
+// pionCallerPT is pionCaller with the given payload types: ICE-lite like
+// Meta's side, or a full agent like a browser.
+func pionCallerPT(t *testing.T, lite bool, opusPT, dtmfPT uint8) (*pionwebrtc.PeerConnection, *pionwebrtc.TrackLocalStaticRTP) {
 	t.Helper()
 	se := pionwebrtc.SettingEngine{}
 	se.SetLite(lite)
@@ -25,8 +39,8 @@ func pionCaller(t *testing.T, lite bool) (*pionwebrtc.PeerConnection, *pionwebrt
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	me := &pionwebrtc.MediaEngine{}
 	for _, c := range []pionwebrtc.RTPCodecParameters{
-		{RTPCodecCapability: pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111},
-		{RTPCodecCapability: pionwebrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000}, PayloadType: 126},
+		{RTPCodecCapability: pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: pionwebrtc.PayloadType(opusPT)},
+		{RTPCodecCapability: pionwebrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000}, PayloadType: pionwebrtc.PayloadType(dtmfPT)},
 	} {
 		if err := me.RegisterCodec(c, pionwebrtc.RTPCodecTypeAudio); err != nil {
 			t.Fatal(err)
@@ -81,14 +95,22 @@ func callPion(t *testing.T, m *Media, pc *pionwebrtc.PeerConnection) *Leg {
 }
 
 // Our leg against pion in both ICE roles: ICE and DTLS come up, the pion
-// caller's Opus reaches ReadPacket intact, and what we write reaches pion
-// on our one SSRC with its payload type (Opus and telephone-event) kept.
+// caller's Opus reaches ReadPacket intact with the offer's payload type, and
+// what we write with the negotiated payload types reaches pion on our one
+// SSRC with them kept (Opus and telephone-event): nothing is renumbered,
+// whether the caller uses Meta's numbers or others.
 func TestLegWithPion(t *testing.T) {
-	for _, lite := range []bool{true, false} {
-		name := map[bool]string{true: "ice-lite caller (Meta)", false: "full ICE caller (browser)"}[lite]
-		t.Run(name, func(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		lite           bool
+		opusPT, dtmfPT uint8
+	}{
+		{"ice-lite caller (Meta)", true, metaOpusPT, metaDTMFPT},
+		{"full ICE caller (browser)", false, browserOpusPT, browserDTMFPT},
+	} {
+		t.Run(c.name, func(t *testing.T) {
 			m := newLoopbackMedia(t)
-			pc, track := pionCaller(t, lite)
+			pc, track := pionCallerPT(t, c.lite, c.opusPT, c.dtmfPT)
 			got := make(chan *rtp.Packet, 64)
 			pc.OnTrack(func(tr *pionwebrtc.TrackRemote, _ *pionwebrtc.RTPReceiver) {
 				for {
@@ -103,9 +125,14 @@ func TestLegWithPion(t *testing.T) {
 				}
 			})
 			leg := callPion(t, m, pc)
-			if leg.ice.controlling != lite {
-				t.Errorf("controlling = %v against a lite=%v offer", leg.ice.controlling, lite)
+			if leg.ice.controlling != c.lite {
+				t.Errorf("controlling = %v against a lite=%v offer", leg.ice.controlling, c.lite)
 			}
+			if leg.OpusPayloadType() != c.opusPT || leg.DTMFPayloadType() != c.dtmfPT {
+				t.Fatalf("negotiated opus %d, dtmf %d; the offer has %d, %d",
+					leg.OpusPayloadType(), leg.DTMFPayloadType(), c.opusPT, c.dtmfPT)
+			}
+			opusPT, dtmfPT := leg.OpusPayloadType(), leg.DTMFPayloadType()
 
 			// pion → leg.
 			done := make(chan struct{})
@@ -128,13 +155,13 @@ func TestLegWithPion(t *testing.T) {
 					t.Fatalf("read %d: %v", i, err)
 				}
 				hl, err := h.Unmarshal(buf[:n])
-				if err != nil || h.PayloadType != OpusPayloadType || n-hl != 3 || buf[hl] != 0xfc {
+				if err != nil || h.PayloadType != opusPT || n-hl != 3 || buf[hl] != 0xfc {
 					t.Fatalf("read %d: %x (pt %d, err %v)", i, buf[:n], h.PayloadType, err)
 				}
 			}
 
 			// leg → pion: Opus and a telephone-event on one SSRC.
-			sent := []uint8{OpusPayloadType, OpusPayloadType, OpusPayloadType, DTMFPayloadType, OpusPayloadType, OpusPayloadType}
+			sent := []uint8{opusPT, opusPT, opusPT, dtmfPT, opusPT, opusPT}
 			for i, pt := range sent {
 				out := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: uint16(100 + i), Timestamp: uint32(i) * 960, SSRC: leg.SSRC()}, Payload: []byte{1, 2, 3, 4}}
 				b, _ := out.Marshal()
@@ -144,7 +171,7 @@ func TestLegWithPion(t *testing.T) {
 			}
 			pts := map[uint8]int{}
 			timeout := time.After(5 * time.Second)
-			for pts[OpusPayloadType] < 3 || pts[DTMFPayloadType] < 1 {
+			for pts[opusPT] < 3 || pts[dtmfPT] < 1 {
 				select {
 				case p := <-got:
 					if p.SSRC != leg.SSRC() {

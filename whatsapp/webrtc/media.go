@@ -11,10 +11,9 @@ import (
 	"github.com/wagateway/wagateway/whatsapp/webrtc/dtlssrtp"
 )
 
-// Payload types Meta uses in its offers (whatsapp-calling.md, media rules).
 const (
-	OpusPayloadType  = 111
-	DTMFPayloadType  = 126 // telephone-event/8000
+	// opusFmtp is what the answer asks of the caller's Opus (RFC 7587
+	// §7): 10 ms packets at the least, in-band FEC.
 	opusFmtp         = "minptime=10;useinbandfec=1"
 	udpMuxBufferSize = 4 << 20 // bytes, each way, on each shared ICE socket
 )

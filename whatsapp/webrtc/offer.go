@@ -14,8 +14,9 @@ import (
 )
 
 // offer is what the gateway needs of the caller's SDP offer: Meta's (one
-// audio m-line, ICE-lite, host candidates, DTLS actpass, Opus 111 and
-// telephone-event 126; whatsapp-calling.md, media rules), or a browser's.
+// audio m-line, ICE-lite, host candidates, DTLS actpass, Opus and
+// telephone-event; Meta, WhatsApp Cloud API Calling, SDP offer), or a
+// browser's. The payload types are the offer's own, and the answer's.
 type offer struct {
 	mid         string
 	ufrag, pwd  string
