@@ -58,12 +58,12 @@ type iceTx struct {
 }
 
 // iceAgent is one call's full ICE agent (RFC 8445). Against Meta's
-// ICE-lite offer it is controlling and nominates regularly: a check, and
-// once it is answered the same pair again with USE-CANDIDATE
-// (whatsapp-calling.md: controlling, regular nomination). Against a full
-// agent's offer (a browser) it is controlled and takes the pair the offerer
-// nominates. The pair never changes once selected (no ICE restart), and
-// consent is kept with a check every few seconds.
+// ICE-lite offer it is controlling (§6.1.1) and nominates regularly
+// (§8.1.1): a check, and once it is answered the same pair again with
+// USE-CANDIDATE. Against a full agent's offer (a browser) it is controlled
+// and takes the pair the offerer nominates, and a later nomination too.
+// Controlling, it never changes the selected pair (no ICE restart). Consent
+// is kept with a check every few seconds (RFC 7675).
 type iceAgent struct {
 	leg                    *Leg
 	mux                    *legMux
