@@ -209,10 +209,8 @@ func readWithin(l *Leg, b []byte, d time.Duration) (int, error) {
 // When the caller vanishes without a word, consent checks go unanswered
 // and the leg fails (RFC 7675): the gateway then ends the call.
 func TestLegConsentLost(t *testing.T) {
-	oldEvery, oldLimit := consentInterval, consentTimeout
-	consentInterval, consentTimeout = 100*time.Millisecond, 600*time.Millisecond
-	defer func() { consentInterval, consentTimeout = oldEvery, oldLimit }()
 	m := newLoopbackMedia(t)
+	m.timing.consentInterval, m.timing.consentTimeout = 100*time.Millisecond, 600*time.Millisecond
 	pc, _ := pionCaller(t, true)
 	leg := callPion(t, m, pc)
 	// Still there after several consent rounds while pion answers.

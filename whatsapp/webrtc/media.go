@@ -41,6 +41,7 @@ type Media struct {
 	advertised []netip.Addr // per socket: the address put in our candidates
 	mux        *legMux
 	cert       *dtlssrtp.Certificate
+	timing     iceTiming // every leg's ICE agent's
 	log        *zap.Logger
 	listen     []net.Addr
 }
@@ -70,7 +71,7 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webrtc: %w", err)
 	}
-	m := &Media{mux: newLegMux(), cert: cert, log: log}
+	m := &Media{mux: newLegMux(), cert: cert, timing: defaultICETiming(), log: log}
 	port := cfg.UDPPort
 	for _, ip := range ips {
 		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
