@@ -22,7 +22,7 @@ import (
 )
 
 // ErrLegClosed is returned by reads and writes on a closed Leg.
-var ErrLegClosed = errors.New("whatsapp leg closed")
+var ErrLegClosed = errors.New("webrtc: leg closed")
 
 const (
 	maxDatagram          = 1500
@@ -347,12 +347,12 @@ func (l *Leg) WritePacket(b []byte) error {
 		return nil
 	}
 	if _, err := l.whdr.Unmarshal(b); err != nil {
-		return fmt.Errorf("whatsapp leg: bad rtp packet: %w", err)
+		return fmt.Errorf("webrtc: write: bad rtp packet: %w", err)
 	}
 	p := l.pair.Load()
 	enc, err := l.tx.EncryptRTP(l.out[:0], b, &l.whdr)
 	if err != nil {
-		return fmt.Errorf("whatsapp leg: srtp: %w", err)
+		return fmt.Errorf("webrtc: write: srtp: %w", err)
 	}
 	if err := p.sock.writeTo(enc, p.remote); err != nil {
 		l.dropped.Add(1)
