@@ -241,6 +241,12 @@ func TestLegCallerCloses(t *testing.T) {
 	m := newLoopbackMedia(t)
 	pc, _ := pionCaller(t, true)
 	leg := callPion(t, m, pc)
+	// Our side is up once the handshake is; pion's DTLS transport only
+	// once it has checked our fingerprint after it, and it sends no
+	// close_notify before (its Stop has no connection to close).
+	waitFor(t, 5*time.Second, "pion's DTLS transport not connected", func() bool {
+		return pc.SCTP().Transport().State() == pionwebrtc.DTLSTransportStateConnected
+	})
 	start := time.Now()
 	_ = pc.SCTP().Transport().Stop() // DTLS close_notify, ICE still up
 	select {
