@@ -7,7 +7,6 @@ import (
 
 	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
-	"github.com/wagateway/wagateway/whatsapp"
 )
 
 // buildBridge joins the two legs once the PBX answered. The PBX may start
@@ -22,8 +21,8 @@ func (c *call) buildBridge() error {
 		WhatsAppIn:         leg,
 		WhatsAppOut:        leg,
 		WhatsAppSSRC:       leg.SSRC(),
-		WhatsAppOpusPT:     whatsapp.OpusPayloadType,
-		WhatsAppDTMFPT:     whatsapp.DTMFPayloadType,
+		WhatsAppOpusPT:     leg.OpusPayloadType(),
+		WhatsAppDTMFPT:     leg.DTMFPayloadType(),
 		SIPIn:              pbx,
 		SIPOut:             pbx,
 		SIPCodec:           bridgeCodec(codec),

@@ -47,6 +47,8 @@ func (l *fakeLeg) WritePacket([]byte) error {
 }
 func (l *fakeLeg) AnswerSDP() string       { return "v=0 answer" }
 func (l *fakeLeg) SSRC() uint32            { return 0x1234 }
+func (l *fakeLeg) OpusPayloadType() uint8  { return 111 } // Meta's offer
+func (l *fakeLeg) DTMFPayloadType() uint8  { return 126 }
 func (l *fakeLeg) Failed() <-chan struct{} { return l.failed }
 func (l *fakeLeg) Err() error {
 	if e := l.err.Load(); e != nil {

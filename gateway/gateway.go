@@ -19,13 +19,14 @@ import (
 	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
 	"github.com/wagateway/wagateway/whatsapp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc"
 )
 
 // Gateway is the running daemon.
 type Gateway struct {
 	cfg    *Config
 	log    *zap.Logger
-	media  *whatsapp.Media
+	media  *webrtc.Media
 	ua     *sip.UA
 	trunks map[string]*sip.Trunk
 	router *Router
@@ -101,7 +102,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.ctx, g.cancelCause = context.WithCancelCause(context.Background())
 	g.cancel = func() { g.cancelCause(context.Canceled) }
 	var err error
-	g.media, err = whatsapp.NewMedia(whatsapp.MediaConfig{
+	g.media, err = webrtc.NewMedia(webrtc.MediaConfig{
 		UDPPort:   g.cfg.WebRTC.UDPPort,
 		ListenIPs: g.cfg.WebRTC.ListenIPs,
 		PublicIPs: g.cfg.WebRTC.PublicIPs,

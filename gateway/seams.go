@@ -9,7 +9,7 @@ import (
 
 	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
-	"github.com/wagateway/wagateway/whatsapp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc"
 )
 
 // The call machine's view of what it drives. gateway.go wires the real
@@ -26,6 +26,10 @@ type waLeg interface {
 	rtpbridge.PacketWriter
 	AnswerSDP() string
 	SSRC() uint32
+	// The payload types the caller's offer gave Opus and telephone-event
+	// (0: none); the answer and every packet keep them.
+	OpusPayloadType() uint8
+	DTMFPayloadType() uint8
 	// Failed is closed when the leg's media can no longer flow (ICE
 	// consent lost, DTLS failed or closed); Err says why.
 	Failed() <-chan struct{}
@@ -65,8 +69,8 @@ type pbxCall interface {
 	SetOnMediaChange(f func(sip.MediaChange))
 }
 
-// mediaAnswerer adapts whatsapp.Media.
-type mediaAnswerer struct{ m *whatsapp.Media }
+// mediaAnswerer adapts webrtc.Media.
+type mediaAnswerer struct{ m *webrtc.Media }
 
 func (a mediaAnswerer) Answer(ctx context.Context, offer string, log *zap.Logger) (waLeg, error) {
 	leg, err := a.m.Answer(ctx, offer, log)

@@ -1,19 +1,17 @@
-// Package whatsapp is the gateway's WhatsApp side: the Cloud API calling
-// webhooks (webhook.go, event.go, dedupe.go), the Graph API call actions
-// (graph.go, graph_error.go), and each call's WebRTC media leg.
+// Package whatsapp is the gateway's WhatsApp Cloud API signalling (Meta,
+// WhatsApp Cloud API Calling,
+// https://developers.facebook.com/docs/whatsapp/cloud-api/calling/):
 //
-// The media leg is a small WebRTC endpoint of the gateway's own, shaped by
-// Meta's media rules (whatsapp-calling.md) rather than a browser's stack:
+//   - webhook.go: the calls webhook, its verification handshake and its
+//     X-Hub-Signature-256 check;
+//   - event.go: the call events a webhook carries (connect, terminate,
+//     status), the caller's SDP offer among them;
+//   - dedupe.go: Meta's retried deliveries taken once;
+//   - graph.go, graph_error.go: the Graph API call actions (pre_accept,
+//     accept, reject, terminate) and their errors.
 //
-//   - webrtc.go: Media, the ICE UDP sockets every call shares (one port);
-//   - socket.go: one reader per socket demultiplexing STUN, DTLS and SRTP
-//     to the calls (RFC 7983);
-//   - offer.go, answer.go: the caller's SDP offer read (pion/sdp), our answer
-//     written;
-//   - ice.go: a full ICE agent per call (RFC 8445), consent (RFC 7675);
-//   - leg.go: Leg, DTLS-SRTP as client (dtlssrtp/) and the packets in and
-//     out as the bridge reads and writes them;
-//   - rtcp.go: the sender reports.
-//
-// wasim/ is the Cloud API simulator that tests it all.
+// The media of a call is not here: the gateway's WebRTC endpoint (ICE,
+// DTLS-SRTP, the Opus stream) is package whatsapp/webrtc, which this
+// package does not import, nor it this one. rtptrack/ is a pion audio track
+// and wasim/ the Cloud API simulator, both test tooling.
 package whatsapp

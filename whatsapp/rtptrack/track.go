@@ -2,7 +2,7 @@
 // their own payload type, so Opus and telephone-event packets share one SSRC
 // and one sequence space. pion's TrackLocalStaticRTP rewrites every packet's
 // payload type to the negotiated codec's, which breaks RFC 4733 DTMF beside
-// Opus (media-stack.md, traps).
+// Opus (the events would go out as Opus).
 package rtptrack
 
 import (

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// DTMF as WhatsApp sends it (whatsapp-calling.md, media rules): RFC 4733
+// DTMF as WhatsApp sends it (Meta, WhatsApp Cloud API Calling): RFC 4733
 // telephone-event on PT 126 in the same SSRC and sequence space as Opus, the
 // event timestamp on the 48 kHz audio clock, durations in 8 kHz units.
 const (
@@ -76,7 +76,8 @@ func (p *dtmfPlan) packet(n int, payload []byte) (k int, ok bool) {
 
 // dtmfReceiver turns received telephone-event packets into digits: a new
 // event is a new event timestamp, whatever became of its first packets
-// (media-stack.md: detect by timestamp, not by the marker bit).
+// (RFC 4733: every packet of an event carries the event's timestamp, while
+// the marker bit is on its first packet only, which may be lost).
 type dtmfReceiver struct {
 	seen   bool
 	lastTS uint32

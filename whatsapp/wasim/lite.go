@@ -19,7 +19,7 @@ import (
 	"github.com/pion/srtp/v3"
 	"github.com/pion/stun/v4"
 
-	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc/dtlssrtp"
 )
 
 // The lite media leg is the WhatsApp user's side of a call in the form load
@@ -160,8 +160,8 @@ func newLiteLeg(ip net.IP, cert *dtlssrtp.Certificate, onRTP rtpHandler, poller 
 	return l, nil
 }
 
-// offer is the SDP offer in the shape of Meta's (whatsapp-calling.md; the
-// example offer beside it): ICE-lite, one host candidate, actpass, Opus/111
+// offer is the SDP offer in the shape of Meta's (Meta, WhatsApp Cloud API
+// Calling, the connect webhook's example offer): ICE-lite, one host candidate, actpass, Opus/111
 // and telephone-event/126, rtcp-mux, BUNDLE, one SSRC.
 func (l *liteLeg) offer() string {
 	ip := l.local.Addr()

@@ -12,7 +12,7 @@ import (
 
 	"github.com/pion/rtp"
 
-	"github.com/wagateway/wagateway/whatsapp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc"
 )
 
 func freeUDPPort(t *testing.T) int {
@@ -141,7 +141,7 @@ func TestLiteLegRefusesWrongFingerprint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lite.Close()
-	media, err := whatsapp.NewMedia(whatsapp.MediaConfig{UDPPort: freeUDPPort(t), ListenIPs: []string{"127.0.0.1"}})
+	media, err := webrtc.NewMedia(webrtc.MediaConfig{UDPPort: freeUDPPort(t), ListenIPs: []string{"127.0.0.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func fingerprintOf(sdp string) string {
 
 // connectLite answers the lite leg's offer with a gateway leg on loopback
 // and waits until both are up; both close at the end of the test.
-func connectLite(t *testing.T, lite *liteLeg) *whatsapp.Leg {
+func connectLite(t *testing.T, lite *liteLeg) *webrtc.Leg {
 	t.Helper()
 	t.Cleanup(lite.Close)
 	offer := lite.offer()
@@ -187,7 +187,7 @@ func connectLite(t *testing.T, lite *liteLeg) *whatsapp.Leg {
 			t.Errorf("offer lacks %q:\n%s", want, offer)
 		}
 	}
-	media, err := whatsapp.NewMedia(whatsapp.MediaConfig{UDPPort: freeUDPPort(t), ListenIPs: []string{"127.0.0.1"}})
+	media, err := webrtc.NewMedia(webrtc.MediaConfig{UDPPort: freeUDPPort(t), ListenIPs: []string{"127.0.0.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wagateway/wagateway/rtpbridge/opus"
-	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc/dtlssrtp"
 )
 
 // A load run places many simulated calls through the gateway at a given

@@ -20,7 +20,7 @@ const (
 	loadFrames  = 1000 / loadFrameMs // frames in the looped second
 	loadRate    = 48000              // the Opus RTP clock (RFC 7587)
 	// The caller's audio as Meta's: 16 kHz wideband at about 20 kbit/s
-	// (whatsapp-calling.md, media rules).
+	// (Meta, WhatsApp Cloud API Calling, media).
 	loadPCMRate     = 16000
 	loadBitrate     = 20000
 	loadFrameTS     = loadRate * loadFrameMs / 1000

@@ -23,7 +23,8 @@ import (
 	"github.com/wagateway/wagateway/whatsapp/rtptrack"
 )
 
-// What Meta offers (whatsapp-calling.md, media rules).
+// What Meta offers (Meta, WhatsApp Cloud API Calling,
+// https://developers.facebook.com/docs/whatsapp/cloud-api/calling/).
 const (
 	opusPT        = 111
 	dtmfPT        = 126

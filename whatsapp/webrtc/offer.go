@@ -1,4 +1,4 @@
-package whatsapp
+package webrtc
 
 import (
 	"errors"
@@ -10,12 +10,13 @@ import (
 
 	"github.com/pion/sdp/v3"
 
-	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc/dtlssrtp"
 )
 
 // offer is what the gateway needs of the caller's SDP offer: Meta's (one
-// audio m-line, ICE-lite, host candidates, DTLS actpass, Opus 111 and
-// telephone-event 126; whatsapp-calling.md, media rules), or a browser's.
+// audio m-line, ICE-lite, host candidates, DTLS actpass, Opus and
+// telephone-event; Meta, WhatsApp Cloud API Calling, SDP offer), or a
+// browser's. The payload types are the offer's own, and the answer's.
 type offer struct {
 	mid         string
 	ufrag, pwd  string

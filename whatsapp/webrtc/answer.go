@@ -1,4 +1,4 @@
-package whatsapp
+package webrtc
 
 import (
 	"math/rand/v2"
@@ -45,9 +45,9 @@ func (m *Media) buildAnswer(o *offer, ufrag, pwd string, ssrc uint32) string {
 	line("c=IN ", fam(def), " ", def)
 	line("a=rtcp:", defPort, " IN ", fam(def), " ", def)
 	for i, ip := range m.advertised {
-		// Host candidates (RFC 8445 §5.1.2.1: type preference 126, local
-		// preference by listing order).
-		prio := uint32(126)<<24 | uint32(65535-i)<<8 | 255
+		// Host candidates (RFC 8445 §5.1.2.1, local preference by listing
+		// order).
+		prio := uint32(hostTypePreference)<<24 | uint32(65535-i)<<8 | 255
 		line("a=candidate:", strconv.Itoa(i+1), " 1 udp ", strconv.FormatUint(uint64(prio), 10), " ",
 			ip.String(), " ", strconv.Itoa(int(m.sockets[i].local.Port())), " typ host")
 	}

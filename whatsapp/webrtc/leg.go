@@ -1,4 +1,4 @@
-package whatsapp
+package webrtc
 
 import (
 	"context"
@@ -18,11 +18,11 @@ import (
 	"github.com/pion/srtp/v3"
 	"go.uber.org/zap"
 
-	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc/dtlssrtp"
 )
 
 // ErrLegClosed is returned by reads and writes on a closed Leg.
-var ErrLegClosed = errors.New("whatsapp leg closed")
+var ErrLegClosed = errors.New("webrtc: leg closed")
 
 const (
 	maxDatagram          = 1500
@@ -82,14 +82,11 @@ type Leg struct {
 	rtcp    rtcpSender
 	rtcpHdr rtcp.Header
 
-	// PT numbers of the offer when they are not the bridge's 111/126.
-	inOpusPT, inDTMFPT uint8
-
 	sent, dropped, early, badSRTP, overflow atomic.Uint64
 }
 
-// Answer answers the caller's offer: Opus/48000 + telephone-event/8000,
-// DTLS client (a=setup:active), a full ICE agent with our host candidates
+// Answer answers the caller's offer: Opus/48000 + telephone-event/8000 with
+// the offer's payload types (OpusPayloadType, DTMFPayloadType), DTLS client (a=setup:active), a full ICE agent with our host candidates
 // inside the answer (the Cloud API does not trickle). ICE starts at once;
 // Connected closes once DTLS-SRTP is up.
 func (m *Media) Answer(ctx context.Context, offerSDP string, log *zap.Logger) (*Leg, error) {
@@ -113,13 +110,7 @@ func (m *Media) Answer(ctx context.Context, offerSDP string, log *zap.Logger) (*
 		closed:    make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 	}
-	if o.opusPT != OpusPayloadType {
-		l.inOpusPT = o.opusPT
-	}
-	if o.dtmfPT != 0 && o.dtmfPT != DTMFPayloadType {
-		l.inDTMFPT = o.dtmfPT
-	}
-	l.ice = newICEAgent(l, m.mux, o, m.sockets, log)
+	l.ice = newICEAgent(l, m.mux, o, m.sockets, m.timing, log)
 	if len(l.ice.pairs) == 0 {
 		return nil, errors.New("webrtc: the offer has no candidate of an address family we listen on")
 	}
@@ -144,6 +135,15 @@ func (l *Leg) AnswerSDP() string { return l.answer }
 
 // SSRC is the one SSRC of every packet toward WhatsApp.
 func (l *Leg) SSRC() uint32 { return l.ssrc }
+
+// OpusPayloadType is the offer's payload type for opus/48000/2, which the
+// answer keeps (RFC 3264 §6.1): packets are read and must be written with
+// it, as negotiated; the leg renumbers nothing.
+func (l *Leg) OpusPayloadType() uint8 { return l.offer.opusPT }
+
+// DTMFPayloadType is the offer's payload type for telephone-event/8000
+// (RFC 4733), kept by the answer likewise; 0 when the offer has none.
+func (l *Leg) DTMFPayloadType() uint8 { return l.offer.dtmfPT }
 
 // Connected is closed once ICE and DTLS are up.
 func (l *Leg) Connected() <-chan struct{} { return l.connected }
@@ -300,8 +300,10 @@ func (l *Leg) deliver(p []byte) {
 	}
 }
 
-// ReadPacket returns the next decrypted RTP packet from WhatsApp. It waits
-// for DTLS; it fails once the leg is closed. One reader at a time.
+// ReadPacket returns the next decrypted RTP packet from WhatsApp, with the
+// payload type the caller sent (the offer's: OpusPayloadType,
+// DTMFPayloadType). It waits for DTLS; it fails once the leg is closed. One
+// reader at a time.
 func (l *Leg) ReadPacket(b []byte) (int, error) {
 	select {
 	case <-l.connected:
@@ -327,26 +329,13 @@ func (l *Leg) ReadPacket(b []byte) (int, error) {
 			continue
 		}
 		l.rtcp.received(l.rhdr.SSRC, l.rhdr.SequenceNumber)
-		l.mapInPT(out)
 		return len(out), nil
 	}
 }
 
-// mapInPT renumbers the offer's payload types to the bridge's 111/126 when
-// the caller used others.
-func (l *Leg) mapInPT(pkt []byte) {
-	pt := pkt[1] & 0x7f
-	switch {
-	case l.inOpusPT != 0 && pt == l.inOpusPT:
-		pkt[1] = pkt[1]&0x80 | OpusPayloadType
-	case l.inDTMFPT != 0 && pt == l.inDTMFPT:
-		pkt[1] = pkt[1]&0x80 | DTMFPayloadType
-	}
-}
-
 // WritePacket sends one RTP packet (header as built by the bridge, with this
-// leg's SSRC) toward WhatsApp. Before DTLS is up the packet is dropped. One
-// writer at a time.
+// leg's SSRC and the offer's payload types) toward WhatsApp, unchanged but
+// for SRTP. Before DTLS is up the packet is dropped. One writer at a time.
 func (l *Leg) WritePacket(b []byte) error {
 	select {
 	case <-l.closed:
@@ -358,16 +347,12 @@ func (l *Leg) WritePacket(b []byte) error {
 		return nil
 	}
 	if _, err := l.whdr.Unmarshal(b); err != nil {
-		return fmt.Errorf("whatsapp leg: bad rtp packet: %w", err)
-	}
-	if pt := l.outPT(l.whdr.PayloadType); pt != l.whdr.PayloadType {
-		l.whdr.PayloadType = pt
-		b[1] = b[1]&0x80 | pt
+		return fmt.Errorf("webrtc: write: bad rtp packet: %w", err)
 	}
 	p := l.pair.Load()
 	enc, err := l.tx.EncryptRTP(l.out[:0], b, &l.whdr)
 	if err != nil {
-		return fmt.Errorf("whatsapp leg: srtp: %w", err)
+		return fmt.Errorf("webrtc: write: srtp: %w", err)
 	}
 	if err := p.sock.writeTo(enc, p.remote); err != nil {
 		l.dropped.Add(1)
@@ -378,17 +363,6 @@ func (l *Leg) WritePacket(b []byte) error {
 		l.sendRTCP(p)
 	}
 	return nil
-}
-
-// outPT is the offer's number for one of the bridge's payload types.
-func (l *Leg) outPT(pt uint8) uint8 {
-	switch {
-	case pt == OpusPayloadType && l.inOpusPT != 0:
-		return l.inOpusPT
-	case pt == DTMFPayloadType && l.inDTMFPT != 0:
-		return l.inDTMFPT
-	}
-	return pt
 }
 
 // sendRTCP sends a sender report (RFC 3550 §6.4.1) on the writer's

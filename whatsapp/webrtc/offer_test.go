@@ -1,4 +1,4 @@
-package whatsapp
+package webrtc
 
 import (
 	"net/netip"
@@ -7,7 +7,8 @@ import (
 	"testing"
 )
 
-// Meta's offer as it comes (whatsapp-calling.md's example): session-level
+// Meta's offer as it comes (Meta, WhatsApp Cloud API Calling, the connect
+// webhook's example): session-level
 // ice-lite, a ufrag with '/', IPv4 and IPv6 host candidates.
 func TestParseMetaOffer(t *testing.T) {
 	b, err := os.ReadFile("testdata/meta-offer.sdp")

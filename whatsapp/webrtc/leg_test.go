@@ -1,4 +1,4 @@
-package whatsapp
+package webrtc
 
 import (
 	"context"
@@ -37,6 +37,9 @@ func TestAnswerMetaOffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer leg.Close()
+	if leg.OpusPayloadType() != 111 || leg.DTMFPayloadType() != 126 {
+		t.Errorf("payload types %d, %d; Meta's offer has 111, 126", leg.OpusPayloadType(), leg.DTMFPayloadType())
+	}
 	a := leg.AnswerSDP()
 	must := []string{
 		"a=setup:active", "a=rtpmap:111 opus/48000/2", "a=rtpmap:126 telephone-event/8000",
@@ -65,7 +68,7 @@ func TestAnswerMetaOffer(t *testing.T) {
 	// Writing before DTLS is up drops quietly; after Close it fails.
 	pkt := make([]byte, 12+3)
 	pkt[0] = 0x80
-	pkt[1] = OpusPayloadType
+	pkt[1] = leg.OpusPayloadType()
 	if err := leg.WritePacket(pkt); err != nil {
 		t.Fatalf("write before connect: %v", err)
 	}
@@ -78,6 +81,62 @@ func TestAnswerMetaOffer(t *testing.T) {
 	}
 	if _, err := leg.ReadPacket(pkt); err == nil {
 		t.Fatal("read after close succeeded")
+	}
+}
+
+// The answer keeps the offer's payload types, and the leg says which they
+// are: Meta's, a browser's other numbers, and no telephone-event at all.
+func TestAnswerKeepsOfferPayloadTypes(t *testing.T) {
+	b, err := os.ReadFile("testdata/meta-offer.sdp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := string(b)
+	renumber := strings.NewReplacer(
+		" 111 126", " 109 101", ":111 ", ":109 ", ":126 ", ":101 ")
+	noDTMF := strings.NewReplacer(
+		" 111 126", " 111", "a=rtpmap:126 telephone-event/8000\r\n", "")
+	for _, c := range []struct {
+		name           string
+		offer          string
+		opusPT, dtmfPT uint8
+	}{
+		{"meta", meta, 111, 126},
+		{"renumbered", renumber.Replace(meta), 109, 101},
+		{"no telephone-event", noDTMF.Replace(meta), 111, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := newLoopbackMedia(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			leg, err := m.Answer(ctx, c.offer, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer leg.Close()
+			if leg.OpusPayloadType() != c.opusPT || leg.DTMFPayloadType() != c.dtmfPT {
+				t.Errorf("leg says opus %d, dtmf %d; want %d, %d", leg.OpusPayloadType(), leg.DTMFPayloadType(), c.opusPT, c.dtmfPT)
+			}
+			a := leg.AnswerSDP()
+			opus := strconv.Itoa(int(c.opusPT))
+			formats := opus
+			want := []string{"a=rtpmap:" + opus + " opus/48000/2\r\n", "a=fmtp:" + opus + " "}
+			if c.dtmfPT != 0 {
+				dtmf := strconv.Itoa(int(c.dtmfPT))
+				formats += " " + dtmf
+				want = append(want, "a=rtpmap:"+dtmf+" telephone-event/8000\r\n")
+			} else if strings.Contains(a, "telephone-event") {
+				t.Errorf("answer has telephone-event the offer lacks:\n%s", a)
+			}
+			if !regexp.MustCompile(`(?m)^m=audio \d+ UDP/TLS/RTP/SAVPF ` + formats + "\r$").MatchString(a) {
+				t.Errorf("answer's m-line formats are not %q:\n%s", formats, a)
+			}
+			for _, s := range want {
+				if !strings.Contains(a, s) {
+					t.Errorf("answer lacks %q:\n%s", s, a)
+				}
+			}
+		})
 	}
 }
 

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package whatsapp
+package webrtc
 
 import (
 	"net"

@@ -1,8 +1,9 @@
-package whatsapp
+package webrtc
 
 import (
 	crand "crypto/rand"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -16,22 +17,37 @@ import (
 // ICE timing. Meta is ICE-lite and answers at once, so checks are paced at
 // Ta (RFC 8445 §14.2) and a pair is retried every round until one answers.
 const (
-	iceTa             = 50 * time.Millisecond
-	iceConnectTimeout = 15 * time.Second
-	iceTxLife         = 2 * time.Second // an unanswered check is forgotten after this
+	iceTa     = 50 * time.Millisecond
+	iceTxLife = 2 * time.Second // an unanswered check is forgotten after this
+	// Type preferences (RFC 8445 §5.1.2.2's recommended values), not to be
+	// confused with payload types.
+	hostTypePreference  = 126
+	prflxTypePreference = 110
 	// Our PRIORITY attribute: a peer-reflexive candidate's (RFC 8445
-	// §7.1.1, §5.1.2.1: type preference 110, component 1).
-	prflxPriority = 110<<24 | 65535<<8 | 255
+	// §7.1.1, §5.1.2.1, component 1).
+	prflxPriority = prflxTypePreference<<24 | 65535<<8 | 255
 )
 
-// Consent freshness (RFC 7675 §5.1): a check every 4-6 s on the selected
-// pair; consent is lost 30 s after the last answer. Variables for tests.
-var (
-	consentInterval = 5 * time.Second
-	consentTimeout  = 30 * time.Second
-)
+// iceTiming bounds an agent's waits. Every Media uses defaultICETiming;
+// tests shorten their own Media's.
+type iceTiming struct {
+	connectTimeout time.Duration // no pair selected by then: the leg fails
+	// Consent freshness (RFC 7675 §5.1): a check every consentInterval
+	// ±20 % on the selected pair; consent is lost consentTimeout after the
+	// last answer.
+	consentInterval time.Duration
+	consentTimeout  time.Duration
+}
 
-var errConsentLost = errors.New("webrtc: ICE consent expired (no answer to checks for 30 s)")
+func defaultICETiming() iceTiming {
+	return iceTiming{
+		connectTimeout:  15 * time.Second,
+		consentInterval: 5 * time.Second,  // 4-6 s
+		consentTimeout:  30 * time.Second, // RFC 7675 §5.1
+	}
+}
+
+var errConsentLost = errors.New("webrtc: ICE consent expired")
 
 // icePair is one local socket and one remote candidate.
 type icePair struct {
@@ -54,12 +70,12 @@ type iceTx struct {
 }
 
 // iceAgent is one call's full ICE agent (RFC 8445). Against Meta's
-// ICE-lite offer it is controlling and nominates regularly: a check, and
-// once it is answered the same pair again with USE-CANDIDATE
-// (whatsapp-calling.md: controlling, regular nomination). Against a full
-// agent's offer (a browser) it is controlled and takes the pair the offerer
-// nominates. The pair never changes once selected (no ICE restart), and
-// consent is kept with a check every few seconds.
+// ICE-lite offer it is controlling (§6.1.1) and nominates regularly
+// (§8.1.1): a check, and once it is answered the same pair again with
+// USE-CANDIDATE. Against a full agent's offer (a browser) it is controlled
+// and takes the pair the offerer nominates, and a later nomination too.
+// Controlling, it never changes the selected pair (no ICE restart). Consent
+// is kept with a check every few seconds (RFC 7675).
 type iceAgent struct {
 	leg                    *Leg
 	mux                    *legMux
@@ -67,6 +83,7 @@ type iceAgent struct {
 	remoteUfrag, remotePwd string
 	controlling            bool
 	tieBreaker             uint64
+	timing                 iceTiming
 	pairs                  []icePair
 	onSelected             func(icePair)
 	onSwitched             func(icePair)
@@ -83,8 +100,9 @@ type iceAgent struct {
 	checksFound int
 }
 
-func newICEAgent(l *Leg, mux *legMux, o *offer, socks []*iceSocket, log *zap.Logger) *iceAgent {
+func newICEAgent(l *Leg, mux *legMux, o *offer, socks []*iceSocket, timing iceTiming, log *zap.Logger) *iceAgent {
 	a := &iceAgent{
+		timing:      timing,
 		leg:         l,
 		mux:         mux,
 		localUfrag:  crand.Text()[:16],
@@ -114,7 +132,7 @@ func (a *iceAgent) run(closed <-chan struct{}) error {
 	}
 	t := time.NewTicker(iceTa)
 	defer t.Stop()
-	deadline := time.NewTimer(iceConnectTimeout)
+	deadline := time.NewTimer(a.timing.connectTimeout)
 	defer deadline.Stop()
 	for i := 0; ; i++ {
 		a.mu.Lock()
@@ -270,13 +288,13 @@ func (a *iceAgent) selectLocked(p icePair) {
 	a.selected = &p
 	a.lastAnswer = time.Now()
 	a.prune(time.Now().Add(iceTxLife + time.Second)) // no check is of use any more
-	a.consent = time.AfterFunc(consentDelay(), a.keepConsent)
+	a.consent = time.AfterFunc(a.consentDelay(), a.keepConsent)
 	a.log.Debug("webrtc: ICE pair selected", zap.String("local", p.sock.local.String()), zap.String("remote", p.remote.String()))
 	a.onSelected(p)
 }
 
 // keepConsent sends one consent check and gives up once the peer has been
-// silent for consentTimeout (RFC 7675 §5.1).
+// silent for timing.consentTimeout (RFC 7675 §5.1).
 func (a *iceAgent) keepConsent() {
 	a.mu.Lock()
 	if a.stopped {
@@ -284,21 +302,22 @@ func (a *iceAgent) keepConsent() {
 		return
 	}
 	now := time.Now()
-	if now.Sub(a.lastAnswer) > consentTimeout {
+	if silent := now.Sub(a.lastAnswer); silent > a.timing.consentTimeout {
 		a.stopped = true
 		a.mu.Unlock()
-		a.leg.fail(errConsentLost)
+		a.leg.fail(fmt.Errorf("%w: no answer to checks for %v", errConsentLost, silent.Round(time.Millisecond)))
 		return
 	}
 	a.prune(now)
 	a.sendLocked(*a.selected, txConsent)
-	a.consent.Reset(consentDelay())
+	a.consent.Reset(a.consentDelay())
 	a.mu.Unlock()
 }
 
-// consentDelay is 4-6 s, random (RFC 7675 §5.1).
-func consentDelay() time.Duration {
-	return consentInterval*4/5 + rand.N(consentInterval*2/5)
+// consentDelay is the interval ±20 %, random (RFC 7675 §5.1: 4-6 s).
+func (a *iceAgent) consentDelay() time.Duration {
+	iv := a.timing.consentInterval
+	return iv*4/5 + rand.N(iv*2/5)
 }
 
 // stop ends checks and consent; outstanding transactions are forgotten.

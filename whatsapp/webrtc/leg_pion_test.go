@@ -1,4 +1,4 @@
-package whatsapp
+package webrtc
 
 import (
 	"context"
@@ -10,34 +10,48 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
+	pionwebrtc "github.com/pion/webrtc/v4"
+)
+
+// Payload types of the callers: Meta's, and other numbers as a browser may
+// offer them.
+const (
+	metaOpusPT, metaDTMFPT       = 111, 126
+	browserOpusPT, browserDTMFPT = 109, 101
 )
 
 // pionCaller is a caller made of pion's full WebRTC stack (a real peer of
-// another make): ICE-lite like Meta's side, or a full agent like a browser.
-func pionCaller(t *testing.T, lite bool) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticRTP) {
+// another make) offering Opus and telephone-event with Meta's payload types.
+func pionCaller(t *testing.T, lite bool) (*pionwebrtc.PeerConnection, *pionwebrtc.TrackLocalStaticRTP) {
 	t.Helper()
-	se := webrtc.SettingEngine{}
+	return pionCallerPT(t, lite, metaOpusPT, metaDTMFPT)
+}
+
+// pionCallerPT is pionCaller with the given payload types: ICE-lite like
+// Meta's side, or a full agent like a browser.
+func pionCallerPT(t *testing.T, lite bool, opusPT, dtmfPT uint8) (*pionwebrtc.PeerConnection, *pionwebrtc.TrackLocalStaticRTP) {
+	t.Helper()
+	se := pionwebrtc.SettingEngine{}
 	se.SetLite(lite)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetNetworkTypes([]pionwebrtc.NetworkType{pionwebrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	me := &webrtc.MediaEngine{}
-	for _, c := range []webrtc.RTPCodecParameters{
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000}, PayloadType: 126},
+	me := &pionwebrtc.MediaEngine{}
+	for _, c := range []pionwebrtc.RTPCodecParameters{
+		{RTPCodecCapability: pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: pionwebrtc.PayloadType(opusPT)},
+		{RTPCodecCapability: pionwebrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000}, PayloadType: pionwebrtc.PayloadType(dtmfPT)},
 	} {
-		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+		if err := me.RegisterCodec(c, pionwebrtc.RTPCodecTypeAudio); err != nil {
 			t.Fatal(err)
 		}
 	}
-	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
+	pc, err := pionwebrtc.NewAPI(pionwebrtc.WithSettingEngine(se), pionwebrtc.WithMediaEngine(me)).NewPeerConnection(pionwebrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "caller")
+	track, err := pionwebrtc.NewTrackLocalStaticRTP(pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "caller")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,13 +63,13 @@ func pionCaller(t *testing.T, lite bool) (*webrtc.PeerConnection, *webrtc.TrackL
 
 // call runs the offer/answer between a pion caller and our leg and waits
 // until both are connected.
-func callPion(t *testing.T, m *Media, pc *webrtc.PeerConnection) *Leg {
+func callPion(t *testing.T, m *Media, pc *pionwebrtc.PeerConnection) *Leg {
 	t.Helper()
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
+	gathered := pionwebrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(offer); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +81,7 @@ func callPion(t *testing.T, m *Media, pc *webrtc.PeerConnection) *Leg {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { leg.Close() })
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: leg.AnswerSDP()}); err != nil {
+	if err := pc.SetRemoteDescription(pionwebrtc.SessionDescription{Type: pionwebrtc.SDPTypeAnswer, SDP: leg.AnswerSDP()}); err != nil {
 		t.Fatalf("pion takes our answer: %v\n%s", err, leg.AnswerSDP())
 	}
 	select {
@@ -81,16 +95,24 @@ func callPion(t *testing.T, m *Media, pc *webrtc.PeerConnection) *Leg {
 }
 
 // Our leg against pion in both ICE roles: ICE and DTLS come up, the pion
-// caller's Opus reaches ReadPacket intact, and what we write reaches pion
-// on our one SSRC with its payload type (Opus and telephone-event) kept.
+// caller's Opus reaches ReadPacket intact with the offer's payload type, and
+// what we write with the negotiated payload types reaches pion on our one
+// SSRC with them kept (Opus and telephone-event): nothing is renumbered,
+// whether the caller uses Meta's numbers or others.
 func TestLegWithPion(t *testing.T) {
-	for _, lite := range []bool{true, false} {
-		name := map[bool]string{true: "ice-lite caller (Meta)", false: "full ICE caller (browser)"}[lite]
-		t.Run(name, func(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		lite           bool
+		opusPT, dtmfPT uint8
+	}{
+		{"ice-lite caller (Meta)", true, metaOpusPT, metaDTMFPT},
+		{"full ICE caller (browser)", false, browserOpusPT, browserDTMFPT},
+	} {
+		t.Run(c.name, func(t *testing.T) {
 			m := newLoopbackMedia(t)
-			pc, track := pionCaller(t, lite)
+			pc, track := pionCallerPT(t, c.lite, c.opusPT, c.dtmfPT)
 			got := make(chan *rtp.Packet, 64)
-			pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			pc.OnTrack(func(tr *pionwebrtc.TrackRemote, _ *pionwebrtc.RTPReceiver) {
 				for {
 					p, _, err := tr.ReadRTP()
 					if err != nil {
@@ -103,9 +125,14 @@ func TestLegWithPion(t *testing.T) {
 				}
 			})
 			leg := callPion(t, m, pc)
-			if leg.ice.controlling != lite {
-				t.Errorf("controlling = %v against a lite=%v offer", leg.ice.controlling, lite)
+			if leg.ice.controlling != c.lite {
+				t.Errorf("controlling = %v against a lite=%v offer", leg.ice.controlling, c.lite)
 			}
+			if leg.OpusPayloadType() != c.opusPT || leg.DTMFPayloadType() != c.dtmfPT {
+				t.Fatalf("negotiated opus %d, dtmf %d; the offer has %d, %d",
+					leg.OpusPayloadType(), leg.DTMFPayloadType(), c.opusPT, c.dtmfPT)
+			}
+			opusPT, dtmfPT := leg.OpusPayloadType(), leg.DTMFPayloadType()
 
 			// pion → leg.
 			done := make(chan struct{})
@@ -128,13 +155,13 @@ func TestLegWithPion(t *testing.T) {
 					t.Fatalf("read %d: %v", i, err)
 				}
 				hl, err := h.Unmarshal(buf[:n])
-				if err != nil || h.PayloadType != OpusPayloadType || n-hl != 3 || buf[hl] != 0xfc {
+				if err != nil || h.PayloadType != opusPT || n-hl != 3 || buf[hl] != 0xfc {
 					t.Fatalf("read %d: %x (pt %d, err %v)", i, buf[:n], h.PayloadType, err)
 				}
 			}
 
 			// leg → pion: Opus and a telephone-event on one SSRC.
-			sent := []uint8{OpusPayloadType, OpusPayloadType, OpusPayloadType, DTMFPayloadType, OpusPayloadType, OpusPayloadType}
+			sent := []uint8{opusPT, opusPT, opusPT, dtmfPT, opusPT, opusPT}
 			for i, pt := range sent {
 				out := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: uint16(100 + i), Timestamp: uint32(i) * 960, SSRC: leg.SSRC()}, Payload: []byte{1, 2, 3, 4}}
 				b, _ := out.Marshal()
@@ -144,7 +171,7 @@ func TestLegWithPion(t *testing.T) {
 			}
 			pts := map[uint8]int{}
 			timeout := time.After(5 * time.Second)
-			for pts[OpusPayloadType] < 3 || pts[DTMFPayloadType] < 1 {
+			for pts[opusPT] < 3 || pts[dtmfPT] < 1 {
 				select {
 				case p := <-got:
 					if p.SSRC != leg.SSRC() {
@@ -182,10 +209,8 @@ func readWithin(l *Leg, b []byte, d time.Duration) (int, error) {
 // When the caller vanishes without a word, consent checks go unanswered
 // and the leg fails (RFC 7675): the gateway then ends the call.
 func TestLegConsentLost(t *testing.T) {
-	oldEvery, oldLimit := consentInterval, consentTimeout
-	consentInterval, consentTimeout = 100*time.Millisecond, 600*time.Millisecond
-	defer func() { consentInterval, consentTimeout = oldEvery, oldLimit }()
 	m := newLoopbackMedia(t)
+	m.timing.consentInterval, m.timing.consentTimeout = 100*time.Millisecond, 600*time.Millisecond
 	pc, _ := pionCaller(t, true)
 	leg := callPion(t, m, pc)
 	// Still there after several consent rounds while pion answers.
@@ -216,6 +241,12 @@ func TestLegCallerCloses(t *testing.T) {
 	m := newLoopbackMedia(t)
 	pc, _ := pionCaller(t, true)
 	leg := callPion(t, m, pc)
+	// Our side is up once the handshake is; pion's DTLS transport only
+	// once it has checked our fingerprint after it, and it sends no
+	// close_notify before (its Stop has no connection to close).
+	waitFor(t, 5*time.Second, "pion's DTLS transport not connected", func() bool {
+		return pc.SCTP().Transport().State() == pionwebrtc.DTLSTransportStateConnected
+	})
 	start := time.Now()
 	_ = pc.SCTP().Transport().Stop() // DTLS close_notify, ICE still up
 	select {

@@ -1,4 +1,4 @@
-package whatsapp
+package webrtc
 
 import (
 	"errors"
@@ -8,13 +8,12 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/wagateway/wagateway/whatsapp/dtlssrtp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc/dtlssrtp"
 )
 
-// Payload types Meta uses in its offers (whatsapp-calling.md, media rules).
 const (
-	OpusPayloadType  = 111
-	DTMFPayloadType  = 126 // telephone-event/8000
+	// opusFmtp is what the answer asks of the caller's Opus (RFC 7587
+	// §7): 10 ms packets at the least, in-band FEC.
 	opusFmtp         = "minptime=10;useinbandfec=1"
 	udpMuxBufferSize = 4 << 20 // bytes, each way, on each shared ICE socket
 )
@@ -42,6 +41,7 @@ type Media struct {
 	advertised []netip.Addr // per socket: the address put in our candidates
 	mux        *legMux
 	cert       *dtlssrtp.Certificate
+	timing     iceTiming // every leg's ICE agent's
 	log        *zap.Logger
 	listen     []net.Addr
 }
@@ -71,7 +71,7 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webrtc: %w", err)
 	}
-	m := &Media{mux: newLegMux(), cert: cert, log: log}
+	m := &Media{mux: newLegMux(), cert: cert, timing: defaultICETiming(), log: log}
 	port := cfg.UDPPort
 	for _, ip := range ips {
 		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
