@@ -113,6 +113,9 @@ type loadCall struct {
 	slot int
 	call *Call
 	leg  *liteLeg
+	// placed is call for the leg's reader, which may run before place has
+	// published c through the run's lock.
+	placed atomic.Pointer[Call]
 
 	stopped  atomic.Bool  // the sender leaves it alone
 	firstRx  atomic.Int64 // first packet from the business (ns), 0 before
@@ -356,6 +359,7 @@ func (r *loadRun) place(ctx context.Context) {
 		return
 	}
 	c.call = call
+	c.placed.Store(call)
 	r.mu.Lock()
 	r.calls = append(r.calls, c)
 	r.slots[c.slot] = append(r.slots[c.slot], c)
@@ -551,8 +555,11 @@ func (c *loadCall) onRTP(h *rtp.Header, payload []byte, at int64) {
 	x := &c.rx
 	if !x.started {
 		x.started = true
-		if st := c.call.State(); st != StateAccepted && st != StateEnded {
-			c.call.violation(fmt.Sprintf("media: the business sent RTP before accept returned 200 (state %s)", st))
+		if call := c.placed.Load(); call == nil {
+			x.started = false // PlaceCall has not returned: nothing to judge the packet by yet
+			return
+		} else if st := call.State(); st != StateAccepted && st != StateEnded {
+			call.violation(fmt.Sprintf("media: the business sent RTP before accept returned 200 (state %s)", st))
 		}
 		c.firstRx.Store(at)
 		x.firstExt, x.maxExt, x.lastSeq = 0, 0, h.SequenceNumber
