@@ -274,18 +274,64 @@ func TestCallBridgedCallerHangsUp(t *testing.T) {
 	}
 }
 
-func TestCallPBXHangsUp(t *testing.T) {
-	m := newMachine(t)
-	c, leg, pbx := m.bridge("wacid.2")
-	pbx.bye()
-	r := m.ended(c, pathBridged...)
-	expectRecord(t, r, OutcomeBridged, byPBX)
-	expectGraph(t, m.graph, "pre_accept", "accept", "terminate")
-	if pbx.byes.Load() != 0 || !leg.isClosed() {
-		t.Errorf("BYE sent back to a PBX that hung up (%d), leg closed %v", pbx.byes.Load(), leg.isClosed())
+// Each way a bridged call ends, and what each side is told.
+func TestCallEndsWhileBridged(t *testing.T) {
+	cases := []struct {
+		name    string
+		setup   func(m *machine)
+		end     func(m *machine, leg *fakeLeg, pbx *fakePBX)
+		outcome string
+		by      string
+		graph   []string // after pre_accept, accept
+		byes    int32
+		reason  string
+		metaErr string // a Graph action whose failure the record keeps
+	}{
+		{name: "pbx hangs up", end: func(_ *machine, _ *fakeLeg, p *fakePBX) { p.bye() },
+			outcome: OutcomeBridged, by: byPBX, graph: []string{"terminate"}, reason: "remote_bye"},
+		{name: "media fails", end: func(_ *machine, l *fakeLeg, _ *fakePBX) { l.fail(errors.New("ice: consent lost")) },
+			outcome: OutcomeBridged, by: byGateway, graph: []string{"terminate"}, byes: 1, reason: "consent lost"},
+		{name: "media fails then terminate",
+			setup: func(m *machine) { m.g.timeouts.terminateGrace = time.Second },
+			end: func(m *machine, l *fakeLeg, _ *fakePBX) {
+				l.fail(errors.New("dtls: close_notify"))
+				m.terminate("wacid.b")
+			},
+			outcome: OutcomeBridged, by: byCaller, byes: 1, reason: "caller hung up"},
+		{name: "drain timeout", end: func(m *machine, _ *fakeLeg, _ *fakePBX) { m.g.cancelCause(errDrainTimeout) },
+			outcome: OutcomeShutdown, by: byGateway, graph: []string{"terminate"}, byes: 1, reason: "drain_timeout"},
+		{name: "admin hang-up", end: func(m *machine, _ *fakeLeg, _ *fakePBX) { m.g.HangupCall("wacid.b") },
+			outcome: OutcomeAdminHangup, by: byAdmin, graph: []string{"terminate"}, byes: 1, reason: "admin API"},
+		{name: "terminate fails",
+			setup:   func(m *machine) { m.graph.behave["terminate"] = graphBehaviour{err: errors.New("graph: 503")} },
+			end:     func(m *machine, _ *fakeLeg, _ *fakePBX) { m.g.HangupCall("wacid.b") },
+			outcome: OutcomeAdminHangup, by: byAdmin, graph: []string{"terminate"}, byes: 1, metaErr: "graph_terminate"},
+		{name: "terminate times out",
+			setup:   func(m *machine) { m.graph.behave["terminate"] = graphBehaviour{block: true} },
+			end:     func(_ *machine, _ *fakeLeg, p *fakePBX) { p.bye() },
+			outcome: OutcomeBridged, by: byPBX, graph: []string{"terminate"}, metaErr: "graph_terminate"},
 	}
-	if !strings.Contains(r.Reason, "remote_bye") {
-		t.Errorf("reason %q", r.Reason)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMachine(t)
+			if tc.setup != nil {
+				tc.setup(m)
+			}
+			c, leg, pbx := m.bridge("wacid.b")
+			tc.end(m, leg, pbx)
+			r := m.ended(c, pathBridged...)
+			expectRecord(t, r, tc.outcome, tc.by)
+			expectGraph(t, m.graph, append([]string{"pre_accept", "accept"}, tc.graph...)...)
+			if pbx.byes.Load() != tc.byes || !leg.isClosed() {
+				t.Errorf("PBX got %d BYEs (want %d), leg closed %v", pbx.byes.Load(), tc.byes, leg.isClosed())
+			}
+			if !strings.Contains(r.Reason, tc.reason) {
+				t.Errorf("reason %q, want it to say %q", r.Reason, tc.reason)
+			}
+			if tc.metaErr != "" && (len(r.MetaErrors) != 1 || r.MetaErrors[0].Source != tc.metaErr) {
+				t.Errorf("meta errors %+v, want one from %s", r.MetaErrors, tc.metaErr)
+			}
+		})
 	}
 }
 
@@ -442,9 +488,8 @@ func TestCallGraphFailures(t *testing.T) {
 	}
 }
 
-// A refused reject falls back to terminate; a failed terminate still ends
-// the call with the error recorded.
-func TestCallRejectAndTerminateFailures(t *testing.T) {
+// A refused or unanswered reject falls back to terminate.
+func TestCallRejectFails(t *testing.T) {
 	t.Run("reject", func(t *testing.T) {
 		m := newMachine(t)
 		m.dial.mode, m.dial.code = dialReject, 486
@@ -461,30 +506,6 @@ func TestCallRejectAndTerminateFailures(t *testing.T) {
 		expectRecord(t, r, OutcomeNoAnswer, byGateway)
 		expectGraph(t, m.graph, "pre_accept", "reject", "terminate")
 	})
-	t.Run("terminate error", func(t *testing.T) {
-		m := newMachine(t)
-		m.graph.behave["terminate"] = graphBehaviour{err: errors.New("graph: 503")}
-		c, _, _ := m.bridge("wacid.te")
-		m.g.HangupCall("wacid.te")
-		r := m.ended(c, pathBridged...)
-		expectRecord(t, r, OutcomeAdminHangup, byAdmin)
-		expectGraph(t, m.graph, "pre_accept", "accept", "terminate")
-		if len(r.MetaErrors) != 1 || r.MetaErrors[0].Source != "graph_terminate" {
-			t.Errorf("meta errors %+v", r.MetaErrors)
-		}
-	})
-	t.Run("terminate timeout", func(t *testing.T) {
-		m := newMachine(t)
-		m.graph.behave["terminate"] = graphBehaviour{block: true}
-		c, _, pbx := m.bridge("wacid.tf")
-		pbx.bye()
-		r := m.ended(c, pathBridged...)
-		expectRecord(t, r, OutcomeBridged, byPBX)
-		expectGraph(t, m.graph, "pre_accept", "accept", "terminate")
-		if len(r.MetaErrors) != 1 || r.MetaErrors[0].Source != "graph_terminate" {
-			t.Errorf("meta errors %+v", r.MetaErrors)
-		}
-	})
 }
 
 func TestCallAnswerFails(t *testing.T) {
@@ -495,8 +516,8 @@ func TestCallAnswerFails(t *testing.T) {
 	expectGraph(t, m.graph, "reject")
 }
 
-// The WebRTC leg fails and no terminate follows: the call ends as a media
-// failure on both sides, whether it was bridged or still ringing.
+// The WebRTC leg fails while the PBX rings and no terminate follows: the
+// call ends as a media failure on both sides (bridged: TestCallEndsWhileBridged).
 func TestCallMediaFails(t *testing.T) {
 	t.Run("ringing", func(t *testing.T) {
 		m := newMachine(t)
@@ -511,27 +532,6 @@ func TestCallMediaFails(t *testing.T) {
 		if !m.dial.canceled.Load() || !strings.Contains(r.Reason, "no working pair") {
 			t.Errorf("INVITE cancelled %v, reason %q", m.dial.canceled.Load(), r.Reason)
 		}
-	})
-	t.Run("bridged", func(t *testing.T) {
-		m := newMachine(t)
-		c, leg, pbx := m.bridge("wacid.dtls")
-		leg.fail(errors.New("ice: consent lost"))
-		r := m.ended(c, pathBridged...)
-		expectRecord(t, r, OutcomeBridged, byGateway)
-		expectGraph(t, m.graph, "pre_accept", "accept", "terminate")
-		if pbx.byes.Load() != 1 || !strings.Contains(r.Reason, "consent lost") {
-			t.Errorf("BYEs %d, reason %q", pbx.byes.Load(), r.Reason)
-		}
-	})
-	t.Run("then terminate", func(t *testing.T) {
-		m := newMachine(t)
-		m.g.timeouts.terminateGrace = time.Second
-		c, leg, _ := m.bridge("wacid.bye")
-		leg.fail(errors.New("dtls: close_notify"))
-		m.terminate("wacid.bye")
-		r := m.ended(c, pathBridged...)
-		expectRecord(t, r, OutcomeBridged, byCaller)
-		expectGraph(t, m.graph, "pre_accept", "accept")
 	})
 }
 
@@ -590,7 +590,8 @@ func TestCallNotAdmitted(t *testing.T) {
 	})
 }
 
-// Shutdown, drain timeout and the admin API end a call through its context.
+// Shutdown ends a ringing call through its context (drain timeout and the
+// admin API while bridged: TestCallEndsWhileBridged).
 func TestCallEndedByTheGateway(t *testing.T) {
 	t.Run("shutdown while ringing", func(t *testing.T) {
 		m := newMachine(t)
@@ -603,30 +604,6 @@ func TestCallEndedByTheGateway(t *testing.T) {
 		expectGraph(t, m.graph, "pre_accept", "reject")
 		if !m.dial.canceled.Load() {
 			t.Error("the INVITE was not cancelled")
-		}
-	})
-	t.Run("drain timeout while bridged", func(t *testing.T) {
-		m := newMachine(t)
-		c, _, pbx := m.bridge("wacid.dt")
-		m.g.cancelCause(errDrainTimeout)
-		r := m.ended(c, pathBridged...)
-		expectRecord(t, r, OutcomeShutdown, byGateway)
-		expectGraph(t, m.graph, "pre_accept", "accept", "terminate")
-		if pbx.byes.Load() != 1 || !strings.Contains(r.Reason, "drain_timeout") {
-			t.Errorf("BYEs %d, reason %q", pbx.byes.Load(), r.Reason)
-		}
-	})
-	t.Run("admin hang-up", func(t *testing.T) {
-		m := newMachine(t)
-		c, _, pbx := m.bridge("wacid.adm")
-		if !m.g.HangupCall("wacid.adm") {
-			t.Fatal("HangupCall found no call")
-		}
-		r := m.ended(c, pathBridged...)
-		expectRecord(t, r, OutcomeAdminHangup, byAdmin)
-		expectGraph(t, m.graph, "pre_accept", "accept", "terminate")
-		if pbx.byes.Load() != 1 {
-			t.Errorf("BYEs %d", pbx.byes.Load())
 		}
 	})
 }

@@ -46,12 +46,7 @@ func TestWhatsAppPayloadTypesAsNegotiated(t *testing.T) {
 		t.Fatalf("stats %v", st)
 	}
 
-	clock := simClock(b)
-	pbx := newPBXSender(t, 101)
-	quiet := make([]int16, 160*5)
-	pkts := append(pbx.audio(quiet), pbx.digit('5', 60*time.Millisecond, nil)...)
-	pkts = append(pkts, pbx.audio(quiet)...)
-	runPBX(b, clock, pkts, 5)
+	pbxSendsDigit5(t, b)
 	out := unmarshal(t, wa.out)
 	for i, p := range out {
 		if p.PayloadType != 96 && p.PayloadType != 97 {
@@ -76,12 +71,7 @@ func TestWhatsAppWithoutTelephoneEvent(t *testing.T) {
 		t.Fatalf("SendDigitToWhatsApp: %v", err)
 	}
 
-	clock := simClock(b)
-	pbx := newPBXSender(t, 101)
-	quiet := make([]int16, 160*5)
-	pkts := append(pbx.audio(quiet), pbx.digit('5', 60*time.Millisecond, nil)...)
-	pkts = append(pkts, pbx.audio(quiet)...)
-	runPBX(b, clock, pkts, 5)
+	pbxSendsDigit5(t, b)
 	for i, p := range unmarshal(t, wa.out) {
 		if p.PayloadType != metaOpusPT {
 			t.Fatalf("packet %d toward WhatsApp on PT %d", i, p.PayloadType)
@@ -100,4 +90,16 @@ func TestWhatsAppWithoutTelephoneEvent(t *testing.T) {
 	if st := b.Stats().WhatsAppToSIP; st.TelephoneEvents != 0 || st.OtherPT != 5 || len(eventsIn(t, unmarshal(t, sip.out), 101)) != 0 || log.from("whatsapp") != "" {
 		t.Fatalf("stats %v, OnDigit %v", st, log.got)
 	}
+}
+
+// pbxSendsDigit5 plays the PBX sending 100 ms of quiet, an RFC 4733 '5'
+// on PT 101, and 100 ms of quiet.
+func pbxSendsDigit5(t *testing.T, b *Bridge) {
+	t.Helper()
+	clock := simClock(b)
+	pbx := newPBXSender(t, 101)
+	quiet := make([]int16, 160*5)
+	pkts := append(pbx.audio(quiet), pbx.digit('5', 60*time.Millisecond, nil)...)
+	pkts = append(pkts, pbx.audio(quiet)...)
+	runPBX(b, clock, pkts, 5)
 }
