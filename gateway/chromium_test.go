@@ -20,8 +20,8 @@ import (
 )
 
 // loopbackOnly keeps only loopback candidates in an SDP: Chromium also
-// gathers on the machine's other interfaces, and tests stay on loopback
-// (media-stack.md, traps).
+// gathers on the machine's other interfaces, and network tests bind only
+// to loopback.
 func loopbackOnly(sdp string) string {
 	var out []string
 	for _, line := range strings.Split(strings.ReplaceAll(sdp, "\r\n", "\n"), "\n") {
