@@ -16,7 +16,10 @@ import (
 // callTimeouts bound a call's actions. New sets the defaults; tests
 // shorten them.
 type callTimeouts struct {
-	graph  time.Duration // one Graph action, retries included
+	graph time.Duration // one Graph action, retries included
+	// accept bounds Graph accept apart: the PBX's agent is already on the
+	// line, and waits in silence until it returns.
+	accept time.Duration
 	answer time.Duration // building the WebRTC answer (local)
 	bye    time.Duration // the PBX's answer to our BYE
 	// terminateGrace is how long a failed WebRTC leg waits for Meta's
@@ -26,14 +29,18 @@ type callTimeouts struct {
 	// settle bounds the wait, once a call is over, for the actions it
 	// cancelled (an INVITE's CANCEL, a Graph request) to return.
 	settle time.Duration
+	// pbxWatch is how often a bridged call looks for the PBX's RTP.
+	pbxWatch time.Duration
 }
 
 var defaultCallTimeouts = callTimeouts{
 	graph:          30 * time.Second,
+	accept:         8 * time.Second,
 	answer:         10 * time.Second,
 	bye:            5 * time.Second,
 	terminateGrace: 2 * time.Second,
 	settle:         35 * time.Second,
+	pbxWatch:       time.Second,
 }
 
 // eventKind is something that happened to a call: an action it started
@@ -95,6 +102,7 @@ type call struct {
 	callerGone    bool
 	pbxGone       bool
 	acceptSent    bool
+	pbxRTP        *pbxRTPWatch // made with the bridge
 }
 
 func newCall(g *Gateway, ev whatsapp.CallEvent) *call {
@@ -130,6 +138,8 @@ func (c *call) run(ctx context.Context) {
 	var legFailed <-chan struct{}
 	var grace *time.Timer
 	var graceC <-chan time.Time
+	watch := time.NewTicker(c.g.timeouts.pbxWatch)
+	defer watch.Stop()
 	for c.cause.kind == 0 { // until end decides
 		if legFailed == nil && graceC == nil && c.leg != nil {
 			legFailed = c.leg.Failed()
@@ -157,6 +167,11 @@ func (c *call) run(ctx context.Context) {
 				detail += ": " + err.Error() // ICE consent lost, DTLS failed, …
 			}
 			c.end(endCause{kind: endMediaFailed, detail: detail})
+		case now := <-watch.C:
+			if c.sm.current() == stateBridged && c.pbxRTP.silent(c.bridge.Stats().SIPToWhatsApp.PacketsIn, now) {
+				c.end(endCause{kind: endPBXMediaTimeout,
+					detail: "no RTP from the PBX for " + c.pbxRTP.timeout.String() + " while not on hold"})
+			}
 		}
 	}
 	if grace != nil {
@@ -332,6 +347,8 @@ func (c *call) inviteDone(e callEvent) {
 	c.acceptSent = true
 	ev, sdp := c.ev, c.leg.AnswerSDP()
 	c.start(evAccepted, func(ctx context.Context, log *zap.Logger) callEvent {
+		ctx, cancel := context.WithTimeout(ctx, c.g.timeouts.accept)
+		defer cancel()
 		return callEvent{err: c.graphAction(ctx, log, "accept", func(ctx context.Context) error {
 			return c.g.graph.Accept(ctx, ev.PhoneNumberID, ev.CallID, sdp, "")
 		})}
@@ -348,6 +365,7 @@ func (c *call) accepted(e callEvent) {
 		return
 	}
 	c.bridge.Start()
+	c.pbxRTP.start(c.g.now())
 	c.ops.bridged(c.g.ops.metrics, c.sm.enteredAt(stateBridged).Sub(c.sm.enteredAt(stateNew)))
 	c.log.Info("call bridged", zap.Stringer("chain", c.bridge))
 }
@@ -442,7 +460,7 @@ func (c *call) hangUp() {
 				defer wg.Done()
 				ctx, cancel := context.WithTimeout(context.Background(), c.g.timeouts.bye)
 				defer cancel()
-				if err := c.pbx.Hangup(ctx); err != nil {
+				if err := c.pbx.HangupWithReason(ctx, byeReason(c.cause)); err != nil {
 					c.log.Warn("sip BYE failed", zap.Error(err))
 				}
 			}()

@@ -80,8 +80,9 @@ func newMachine(t *testing.T) *machine {
 	g.ctx, g.cancelCause = context.WithCancelCause(context.Background())
 	g.cancel = func() { g.cancelCause(context.Canceled) }
 	g.graph, g.answerer, g.dialer = m.graph, m.ans, m.dial
-	g.timeouts = callTimeouts{graph: 200 * time.Millisecond, answer: 200 * time.Millisecond,
-		bye: 200 * time.Millisecond, terminateGrace: 50 * time.Millisecond, settle: 2 * time.Second}
+	g.timeouts = callTimeouts{graph: 200 * time.Millisecond, accept: 200 * time.Millisecond, answer: 200 * time.Millisecond,
+		bye: 200 * time.Millisecond, terminateGrace: 50 * time.Millisecond, settle: 2 * time.Second,
+		pbxWatch: 20 * time.Millisecond}
 	if err := g.ops.records.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +228,23 @@ func (m *machine) bridge(id string) (*call, *fakeLeg, *fakePBX) {
 	leg := recv(m.t, m.ans.made, "the WebRTC leg")
 	pbx := recv(m.t, m.dial.pbx, "the PBX's answer")
 	m.waitState(c, stateBridged)
+	m.waitMedia(c)
 	return c, leg, pbx
+}
+
+// waitMedia waits until audio arrived from both sides.
+func (m *machine) waitMedia(c *call) {
+	m.t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if l := c.live(); l.Stats != nil && l.Stats.WhatsAppToSIP.PacketsIn > 0 && l.Stats.SIPToWhatsApp.PacketsIn > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			m.t.Fatal("no audio from both sides within 2 s of bridged")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func TestCallBridgedCallerHangsUp(t *testing.T) {
@@ -265,8 +282,8 @@ func TestCallBridgedCallerHangsUp(t *testing.T) {
 	if inv.FromUser != "15551234567" || inv.DisplayName != "Ada" || inv.Trunk == nil {
 		t.Errorf("INVITE %+v", inv)
 	}
-	if r.Media == nil || r.Media.SIPToWhatsApp.PacketsOut == 0 || r.Media.SIPToWhatsApp.SilenceFrames == 0 || r.MOS == 0 {
-		t.Errorf("record media %+v, mos %v: want the bridge's counters (silence toward WhatsApp while the PBX is quiet)", r.Media, r.MOS)
+	if r.Media == nil || r.Media.SIPToWhatsApp.PacketsIn == 0 || r.Media.WhatsAppToSIP.PacketsOut == 0 || r.MOS < 4 {
+		t.Errorf("record media %+v, mos %v: want the bridge's counters", r.Media, r.MOS)
 	}
 	if r.SIPCallID != "sip-call-1" || r.SIPFinalCode != 200 || r.Times.Accept.IsZero() ||
 		r.Times.Invite.IsZero() || r.Times.Answer.Before(r.Times.Invite) || r.Times.End.Before(r.Times.Accept) {
@@ -286,20 +303,28 @@ func TestCallEndsWhileBridged(t *testing.T) {
 		byes    int32
 		reason  string
 		metaErr string // a Graph action whose failure the record keeps
+		byeWhy  string // the Reason header of the BYE (RFC 3326)
 	}{
 		{name: "pbx hangs up", end: func(_ *machine, _ *fakeLeg, p *fakePBX) { p.bye() },
 			outcome: OutcomeBridged, by: byPBX, graph: []string{"terminate"}, reason: "remote_bye"},
 		{name: "media fails", end: func(_ *machine, l *fakeLeg, _ *fakePBX) { l.fail(errors.New("ice: consent lost")) },
-			outcome: OutcomeBridged, by: byGateway, graph: []string{"terminate"}, byes: 1, reason: "consent lost"},
+			outcome: OutcomeBridged, by: byGateway, graph: []string{"terminate"}, byes: 1, reason: "consent lost",
+			byeWhy: `Q.850;cause=41;text="whatsapp media connection failed"`},
 		{name: "media fails then terminate",
 			setup: func(m *machine) { m.g.timeouts.terminateGrace = time.Second },
 			end: func(m *machine, l *fakeLeg, _ *fakePBX) {
 				l.fail(errors.New("dtls: close_notify"))
 				m.terminate("wacid.b")
 			},
-			outcome: OutcomeBridged, by: byCaller, byes: 1, reason: "caller hung up"},
+			outcome: OutcomeBridged, by: byCaller, byes: 1, reason: "caller hung up", byeWhy: `Q.850;cause=16;text="caller hung up"`},
+		{name: "pbx goes silent",
+			setup:   func(m *machine) { *m.g.cfg.Media.PBXRTPTimeout = 150 * time.Millisecond },
+			end:     func(_ *machine, _ *fakeLeg, p *fakePBX) { p.talker.mute.Store(true) },
+			outcome: OutcomePBXMediaTimeout, by: byGateway, graph: []string{"terminate"}, byes: 1,
+			reason: "no RTP from the PBX for 150ms", byeWhy: `Q.850;cause=102;text="no RTP from the PBX"`},
 		{name: "drain timeout", end: func(m *machine, _ *fakeLeg, _ *fakePBX) { m.g.cancelCause(errDrainTimeout) },
-			outcome: OutcomeShutdown, by: byGateway, graph: []string{"terminate"}, byes: 1, reason: "drain_timeout"},
+			outcome: OutcomeShutdown, by: byGateway, graph: []string{"terminate"}, byes: 1, reason: "drain_timeout",
+			byeWhy: `Q.850;cause=41;text="gateway shutting down"`},
 		{name: "admin hang-up", end: func(m *machine, _ *fakeLeg, _ *fakePBX) { m.g.HangupCall("wacid.b") },
 			outcome: OutcomeAdminHangup, by: byAdmin, graph: []string{"terminate"}, byes: 1, reason: "admin API"},
 		{name: "terminate fails",
@@ -328,10 +353,74 @@ func TestCallEndsWhileBridged(t *testing.T) {
 			if !strings.Contains(r.Reason, tc.reason) {
 				t.Errorf("reason %q, want it to say %q", r.Reason, tc.reason)
 			}
+			if got := pbx.byeReason(); tc.byeWhy != "" && got != tc.byeWhy {
+				t.Errorf("BYE Reason %q, want %q", got, tc.byeWhy)
+			}
 			if tc.metaErr != "" && (len(r.MetaErrors) != 1 || r.MetaErrors[0].Source != tc.metaErr) {
 				t.Errorf("meta errors %+v, want one from %s", r.MetaErrors, tc.metaErr)
 			}
 		})
+	}
+}
+
+// A PBX that holds the call may send nothing: the RTP watch waits while it
+// holds, and ends the call once it resumes and stays silent.
+func TestCallPBXSilentOnHold(t *testing.T) {
+	m := newMachine(t)
+	*m.g.cfg.Media.PBXRTPTimeout = 150 * time.Millisecond
+	c, _, pbx := m.bridge("wacid.hold")
+	pbx.reinvite("sendonly")
+	pbx.talker.mute.Store(true)
+	time.Sleep(400 * time.Millisecond)
+	if s := c.sm.current(); s != stateBridged {
+		t.Fatalf("a held call ended (%s) for want of RTP", s)
+	}
+	resumed := time.Now()
+	pbx.reinvite("sendrecv")
+	r := m.ended(c, pathBridged...)
+	expectRecord(t, r, OutcomePBXMediaTimeout, byGateway)
+	if d := time.Since(resumed); d < 150*time.Millisecond {
+		t.Errorf("ended %v after the PBX resumed, before the timeout", d)
+	}
+}
+
+// A call whose WhatsApp media never came up is not bridged, and gets no
+// MOS from the direction that received nothing.
+func TestCallNoMediaFromWhatsApp(t *testing.T) {
+	m := newMachine(t)
+	hold := make(gate)
+	m.graph.behave["accept"] = graphBehaviour{hold: hold}
+	c := m.connect("wacid.mute")
+	leg := recv(t, m.ans.made, "the leg")
+	leg.talker.mute.Store(true)
+	close(hold)
+	m.waitState(c, stateBridged)
+	time.Sleep(100 * time.Millisecond)
+	m.terminate("wacid.mute")
+	r := m.ended(c, pathBridged...)
+	expectRecord(t, r, OutcomeNoMedia, byCaller)
+	if r.Media == nil || r.Media.WhatsAppToSIP.PacketsIn != 0 || r.Media.WhatsAppToSIP.MOS != 0 || r.Media.SIPToWhatsApp.MOS == 0 {
+		t.Errorf("media %+v", r.Media)
+	}
+}
+
+// Accept has its own short bound: when Meta does not answer it, the PBX's
+// agent is not left in silence for the whole Graph timeout.
+func TestCallAcceptTimesOutQuickly(t *testing.T) {
+	m := newMachine(t)
+	m.g.timeouts.graph = 5 * time.Second
+	m.graph.behave["accept"] = graphBehaviour{block: true}
+	c := m.connect("wacid.slow")
+	pbx := recv(t, m.dial.pbx, "the PBX")
+	m.started("accept")
+	sent := time.Now()
+	r := m.ended(c, pathAccepting...)
+	expectRecord(t, r, OutcomeFailed, byGateway)
+	if d := time.Since(sent); d > 2*time.Second {
+		t.Errorf("the call ended %v after accept, not within its own bound", d)
+	}
+	if pbx.byes.Load() != 1 || pbx.byeReason() != `Q.850;cause=41;text="whatsapp did not take the call"` {
+		t.Errorf("BYEs %d, Reason %q", pbx.byes.Load(), pbx.byeReason())
 	}
 }
 
@@ -681,8 +770,16 @@ func TestDecideOutcome(t *testing.T) {
 		{endAdmin, true, OutcomeAdminHangup, byAdmin},
 		{endGraphFailed, false, OutcomeFailed, byGateway},
 	} {
-		if o, by := decideOutcome(endCause{kind: tc.kind}, tc.bridged); o != tc.outcome || by != tc.by {
+		if o, by := decideOutcome(endCause{kind: tc.kind}, tc.bridged, mediaSeen{true, true}); o != tc.outcome || by != tc.by {
 			t.Errorf("kind %d bridged %v: %s by %s, want %s by %s", tc.kind, tc.bridged, o, by, tc.outcome, tc.by)
 		}
+	}
+	for _, seen := range []mediaSeen{{}, {fromWhatsApp: true}, {fromPBX: true}} {
+		if o, by := decideOutcome(endCause{kind: endCallerHungUp}, true, seen); o != OutcomeNoMedia || by != byCaller {
+			t.Errorf("bridged, caller hung up, media %+v: %s by %s, want no_media by caller", seen, o, by)
+		}
+	}
+	if o, _ := decideOutcome(endCause{kind: endPBXMediaTimeout}, true, mediaSeen{fromWhatsApp: true}); o != OutcomePBXMediaTimeout {
+		t.Errorf("pbx media timeout: %s", o)
 	}
 }

@@ -16,6 +16,8 @@ func (c *call) buildBridge() error {
 	log, pbx, leg := c.log, c.pbx, c.leg
 	codec := pbx.Codec()
 	info := newInfoSender(pbx, c.dtmf == rtpbridge.DTMFModeInfo, log)
+	watch := newPBXRTPWatch(*c.g.cfg.Media.PBXRTPTimeout)
+	c.pbxRTP = watch
 	c.info = info
 	bridge, err := rtpbridge.New(rtpbridge.Config{
 		WhatsAppIn:         leg,
@@ -52,6 +54,7 @@ func (c *call) buildBridge() error {
 	pbx.SetOnMediaChange(func(mc sip.MediaChange) {
 		log.Info("pbx changed the media", zap.String("direction", mc.Direction), zap.String("codec", mc.Codec.Name),
 			zap.Stringer("rtp_remote", mc.RemoteRTPAddr))
+		watch.setHeld(mc.Direction) // a hold may send no RTP
 		if err := bridge.SetSIPCodec(bridgeCodec(mc.Codec), mc.DTMFPayloadType); err != nil {
 			log.Warn("cannot switch the bridge to the new codec", zap.Error(err))
 			return

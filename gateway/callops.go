@@ -191,7 +191,12 @@ func (o *callOps) flushMedia(m *metrics) {
 // (outcome.go), the metrics follow and the call record is written.
 func (c *call) finish() (outcome, detail string) {
 	o, m := c.ops, c.g.ops.metrics
-	outcome, hangupBy := decideOutcome(c.cause, c.wasBridged)
+	var seen mediaSeen
+	if c.bridge != nil {
+		st := c.bridge.Stats()
+		seen = mediaSeen{fromWhatsApp: st.WhatsAppToSIP.PacketsIn > 0, fromPBX: st.SIPToWhatsApp.PacketsIn > 0}
+	}
+	outcome, hangupBy := decideOutcome(c.cause, c.wasBridged, seen)
 	detail = c.cause.detail
 	o.flushMedia(m)
 	o.mu.Lock()
@@ -206,7 +211,9 @@ func (c *call) finish() (outcome, detail string) {
 	if rec.Media != nil {
 		m.jitter.WithLabelValues(dirWhatsAppToSIP).Observe(rec.Media.WhatsAppToSIP.JitterMs / 1000)
 		m.jitter.WithLabelValues(dirSIPToWhatsApp).Observe(rec.Media.SIPToWhatsApp.JitterMs / 1000)
-		m.mos.Observe(rec.MOS)
+		if rec.MOS > 0 { // none when no audio arrived
+			m.mos.Observe(rec.MOS)
+		}
 		if !rec.Times.Accept.IsZero() {
 			m.callDuration.Observe(rec.Times.End.Sub(rec.Times.Accept).Seconds())
 		}

@@ -72,8 +72,15 @@ type SIPConfig struct {
 	TLSKeyFile  string `yaml:"tls_key_file"`
 }
 
+// defaultPBXRTPTimeout is media.pbx_rtp_timeout when the config says nothing.
+const defaultPBXRTPTimeout = 30 * time.Second
+
 type MediaConfig struct {
 	OpusComplexity *int `yaml:"opus_complexity"` // 0-10, default 5
+	// PBXRTPTimeout ends a bridged call after this long without a packet
+	// from the PBX while it does not hold the call: a dead or silent PBX.
+	// Default 30s; 0s turns it off.
+	PBXRTPTimeout *time.Duration `yaml:"pbx_rtp_timeout"`
 }
 
 type TrunkConfig struct {
@@ -180,6 +187,10 @@ func (c *Config) ApplyDefaults() {
 		five := 5
 		c.Media.OpusComplexity = &five
 	}
+	if c.Media.PBXRTPTimeout == nil {
+		d := defaultPBXRTPTimeout
+		c.Media.PBXRTPTimeout = &d
+	}
 	for i := range c.Trunks {
 		t := &c.Trunks[i]
 		def(&t.Transport, "udp")
@@ -277,6 +288,9 @@ func (c *Config) Validate() error {
 	}
 	if oc := *c.Media.OpusComplexity; oc < 0 || oc > 10 {
 		bad("media.opus_complexity", "%d is not within 0-10", oc)
+	}
+	if d := *c.Media.PBXRTPTimeout; d != 0 && (d < 5*time.Second || d > 10*time.Minute) {
+		bad("media.pbx_rtp_timeout", "%s is not 0s (off) nor within 5s-10m", d)
 	}
 
 	trunks := map[string]bool{}

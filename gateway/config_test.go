@@ -41,6 +41,19 @@ numbers:
     routes: [{trunk: pbx, destination: "sip:a@127.0.0.1"}]
 `
 
+// media.pbx_rtp_timeout: 0s turns the watch off, a value is kept.
+func TestPBXRTPTimeoutConfig(t *testing.T) {
+	for raw, want := range map[string]time.Duration{"0s": 0, "45s": 45 * time.Second} {
+		c, err := ParseConfig([]byte(minimal + "media: {pbx_rtp_timeout: " + raw + "}\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		if *c.Media.PBXRTPTimeout != want {
+			t.Errorf("%s: %v", raw, *c.Media.PBXRTPTimeout)
+		}
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	c, err := ParseConfig([]byte(minimal))
 	if err != nil {
@@ -48,7 +61,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Trunks[0].Transport != "udp" || strings.Join(c.Trunks[0].Codecs, ",") != "PCMU,PCMA" ||
 		c.Numbers[0].Routes[0].AnswerTimeout != 45*time.Second || *c.Media.OpusComplexity != 5 ||
-		c.SIP.RTPPortMin != 20000 || c.HTTP.Listen != ":8080" {
+		c.SIP.RTPPortMin != 20000 || c.HTTP.Listen != ":8080" || *c.Media.PBXRTPTimeout != 30*time.Second {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 }
@@ -69,6 +82,7 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		"timeout too long":  {strings.Replace(minimal, `destination: "sip:a@127.0.0.1"}`, `destination: "sip:a@127.0.0.1", answer_timeout: 90s}`, 1), "answer_timeout"},
 		"password no ref":   {strings.Replace(minimal, `address: "127.0.0.1:5070"}`, `address: "127.0.0.1:5070", username: gw}`, 1), "trunks[0].password"},
 		"bad rtp range":     {minimal + "sip: {rtp_port_min: 100, rtp_port_max: 90}\n", "sip.rtp_port_min"},
+		"pbx rtp timeout":   {minimal + "media: {pbx_rtp_timeout: 1s}\n", "media.pbx_rtp_timeout"},
 	}
 	for name, tc := range cases {
 		raw := tc.edit

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,9 +21,49 @@ import (
 
 var errFakeClosed = errors.New("fake leg closed")
 
-// fakeLeg is a WebRTC leg: it reads nothing until closed and counts what
-// the bridge writes to it.
+// talker makes the RTP a fake leg sends: a packet every 20 ms until the
+// leg is closed, or nothing when muted.
+type talker struct {
+	mute    atomic.Bool
+	pt      uint8
+	tsStep  uint32
+	payload []byte
+	seq     uint16
+	ts      uint32
+}
+
+// read is one ReadPacket: the next packet 20 ms after the last, or the
+// leg's end.
+func (tk *talker) read(b []byte, closed <-chan struct{}) (int, error) {
+	t := time.NewTimer(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-closed:
+			return 0, errFakeClosed
+		case <-t.C:
+		}
+		if tk.mute.Load() {
+			t.Reset(20 * time.Millisecond)
+			continue
+		}
+		tk.seq++
+		tk.ts += tk.tsStep
+		b[0], b[1] = 0x80, tk.pt
+		b[2], b[3] = byte(tk.seq>>8), byte(tk.seq)
+		b[4], b[5], b[6], b[7] = byte(tk.ts>>24), byte(tk.ts>>16), byte(tk.ts>>8), byte(tk.ts)
+		b[8], b[9], b[10], b[11] = 0, 0, 0x12, 0x34
+		return 12 + copy(b[12:], tk.payload), nil
+	}
+}
+
+// opusSilence is a 20 ms Opus frame of silence (RFC 6716: CELT, fullband).
+var opusSilence = []byte{0xf8, 0xff, 0xfe}
+
+// fakeLeg is a WebRTC leg: it sends Opus silence (unless muted) and counts
+// what the bridge writes to it.
 type fakeLeg struct {
+	talker    talker
 	closed    chan struct{}
 	closeOnce sync.Once
 	failed    chan struct{}
@@ -32,10 +73,11 @@ type fakeLeg struct {
 }
 
 func newFakeLeg() *fakeLeg {
-	return &fakeLeg{closed: make(chan struct{}), failed: make(chan struct{})}
+	return &fakeLeg{closed: make(chan struct{}), failed: make(chan struct{}),
+		talker: talker{pt: 111, tsStep: 960, payload: opusSilence}}
 }
 
-func (l *fakeLeg) ReadPacket([]byte) (int, error) { <-l.closed; return 0, errFakeClosed }
+func (l *fakeLeg) ReadPacket(b []byte) (int, error) { return l.talker.read(b, l.closed) }
 func (l *fakeLeg) WritePacket([]byte) error {
 	select {
 	case <-l.closed:
@@ -203,8 +245,9 @@ func (d *fakeDialer) Invite(ctx context.Context, r sip.InviteRequest) (pbxCall, 
 	return answer()
 }
 
-// fakePBX is an answered dialog.
+// fakePBX is an answered dialog: it sends PCMU silence (unless muted).
 type fakePBX struct {
+	talker    talker
 	codec     sip.Codec
 	done      chan struct{}
 	doneOnce  sync.Once
@@ -212,23 +255,27 @@ type fakePBX struct {
 	closeOnce sync.Once
 	reason    atomic.Value
 	byes      atomic.Int32
+	byeWhy    atomic.Value // the Reason header of our BYE
+	mu        sync.Mutex
+	onMedia   func(sip.MediaChange)
 }
 
 func newFakePBX(codec sip.Codec) *fakePBX {
 	if codec.Name == "" {
 		codec = sip.Codec{Name: "PCMU", PayloadType: 0, ClockRate: 8000}
 	}
-	return &fakePBX{codec: codec, done: make(chan struct{}), closed: make(chan struct{})}
+	return &fakePBX{codec: codec, done: make(chan struct{}), closed: make(chan struct{}),
+		talker: talker{pt: codec.PayloadType, tsStep: 160, payload: bytes.Repeat([]byte{0xff}, 160)}}
 }
 
 func (p *fakePBX) end(reason string) {
 	p.doneOnce.Do(func() { p.reason.Store(reason); close(p.done) })
 }
-func (p *fakePBX) ReadPacket([]byte) (int, error) { <-p.closed; return 0, errFakeClosed }
-func (p *fakePBX) WritePacket([]byte) error       { return nil }
-func (p *fakePBX) CallID() string                 { return "sip-call-1" }
-func (p *fakePBX) Codec() sip.Codec               { return p.codec }
-func (p *fakePBX) DTMFPayloadType() uint8         { return 101 }
+func (p *fakePBX) ReadPacket(b []byte) (int, error) { return p.talker.read(b, p.closed) }
+func (p *fakePBX) WritePacket([]byte) error         { return nil }
+func (p *fakePBX) CallID() string                   { return "sip-call-1" }
+func (p *fakePBX) Codec() sip.Codec                 { return p.codec }
+func (p *fakePBX) DTMFPayloadType() uint8           { return 101 }
 func (p *fakePBX) RemoteRTPAddr() *net.UDPAddr {
 	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
 }
@@ -240,6 +287,14 @@ func (p *fakePBX) EndReason() string {
 	return ""
 }
 func (p *fakePBX) Hangup(context.Context) error { p.byes.Add(1); p.end("local_bye"); return nil }
+func (p *fakePBX) HangupWithReason(ctx context.Context, why sip.Reason) error {
+	p.byeWhy.Store(why.String())
+	return p.Hangup(ctx)
+}
+func (p *fakePBX) byeReason() string {
+	s, _ := p.byeWhy.Load().(string)
+	return s
+}
 func (p *fakePBX) Close() error {
 	p.end("closed")
 	p.closeOnce.Do(func() { close(p.closed) })
@@ -247,7 +302,19 @@ func (p *fakePBX) Close() error {
 }
 func (p *fakePBX) SendInfoDigit(context.Context, rune, time.Duration) error { return nil }
 func (p *fakePBX) SetOnInfoDigit(func(rune, time.Duration))                 {}
-func (p *fakePBX) SetOnMediaChange(func(sip.MediaChange))                   {}
+func (p *fakePBX) SetOnMediaChange(f func(sip.MediaChange)) {
+	p.mu.Lock()
+	p.onMedia = f
+	p.mu.Unlock()
+}
+
+// reinvite is the PBX changing the media (a hold: direction sendonly).
+func (p *fakePBX) reinvite(direction string) {
+	p.mu.Lock()
+	f := p.onMedia
+	p.mu.Unlock()
+	f(sip.MediaChange{Direction: direction, Codec: p.codec})
+}
 
 // bye is the PBX hanging up.
 func (p *fakePBX) bye() { p.end("remote_bye") }

@@ -1,6 +1,10 @@
 package gateway
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/wagateway/wagateway/sip"
+)
 
 // Outcomes of a call, as logged, counted and written in its record.
 const (
@@ -14,6 +18,12 @@ const (
 	OutcomeTrunkDown    = "trunk_down"    // rejected at once: the route's trunk does not answer OPTIONS
 	OutcomeDraining     = "draining"      // rejected: the gateway is draining (SIGTERM)
 	OutcomeAdminHangup  = "admin_hangup"  // ended through the admin API
+	// OutcomePBXMediaTimeout: bridged, then the PBX sent no RTP for
+	// media.pbx_rtp_timeout while not holding the call (dead or silent).
+	OutcomePBXMediaTimeout = "pbx_media_timeout"
+	// OutcomeNoMedia: accepted, but no audio ever arrived from one side or
+	// both (the WebRTC leg never carried any, or the PBX sent none).
+	OutcomeNoMedia = "no_media"
 )
 
 // Who ended a call, in call records.
@@ -29,22 +39,23 @@ const (
 type endKind uint8
 
 const (
-	endNoRoute      endKind = iota + 1 // no route for the number and payloads
-	endDraining                        // admission refused: draining
-	endTrunkDown                       // admission refused: the route's trunk is down
-	endAnswerFailed                    // the offer could not be answered
-	endGraphFailed                     // a Graph action (pre_accept, accept) failed or timed out
-	endPBXRejected                     // the PBX's final error response
-	endNoAnswer                        // the route's answer_timeout passed while ringing
-	endInviteFailed                    // the INVITE failed without a final response (transport, timeout)
-	endBridgeFailed                    // the media bridge could not be built
-	endCallerHungUp                    // Meta's terminate webhook
-	endPBXHungUp                       // the PBX's BYE
-	endMediaFailed                     // the WebRTC leg failed (ICE consent, DTLS) and no terminate came
-	endShutdown                        // the gateway stopped
-	endDrainTimeout                    // drain_timeout passed with the call still up
-	endAdmin                           // the admin API
-	endStateError                      // an illegal state transition (a bug)
+	endNoRoute         endKind = iota + 1 // no route for the number and payloads
+	endDraining                           // admission refused: draining
+	endTrunkDown                          // admission refused: the route's trunk is down
+	endAnswerFailed                       // the offer could not be answered
+	endGraphFailed                        // a Graph action (pre_accept, accept) failed or timed out
+	endPBXRejected                        // the PBX's final error response
+	endNoAnswer                           // the route's answer_timeout passed while ringing
+	endInviteFailed                       // the INVITE failed without a final response (transport, timeout)
+	endBridgeFailed                       // the media bridge could not be built
+	endCallerHungUp                       // Meta's terminate webhook
+	endPBXHungUp                          // the PBX's BYE
+	endMediaFailed                        // the WebRTC leg failed (ICE consent, DTLS) and no terminate came
+	endShutdown                           // the gateway stopped
+	endDrainTimeout                       // drain_timeout passed with the call still up
+	endAdmin                              // the admin API
+	endStateError                         // an illegal state transition (a bug)
+	endPBXMediaTimeout                    // no RTP from the PBX for media.pbx_rtp_timeout, not on hold
 )
 
 // endCause is an endKind with what the log and record say about it.
@@ -54,9 +65,22 @@ type endCause struct {
 	sipCode int // endPBXRejected: the final response code
 }
 
+// mediaSeen says whether any audio packet arrived from each side.
+type mediaSeen struct{ fromWhatsApp, fromPBX bool }
+
 // decideOutcome is the one place a call's outcome and who ended it are
-// decided: from what ended it and how far it had got (bridged or not).
-func decideOutcome(c endCause, bridged bool) (outcome, hangupBy string) {
+// decided: from what ended it, how far it had got (bridged or not) and
+// whether audio arrived from both sides (a call whose media never came up
+// is not bridged).
+func decideOutcome(c endCause, bridged bool, seen mediaSeen) (outcome, hangupBy string) {
+	outcome, hangupBy = outcomeOf(c, bridged)
+	if outcome == OutcomeBridged && !(seen.fromWhatsApp && seen.fromPBX) {
+		outcome = OutcomeNoMedia
+	}
+	return outcome, hangupBy
+}
+
+func outcomeOf(c endCause, bridged bool) (outcome, hangupBy string) {
 	switch c.kind {
 	case endNoRoute:
 		return OutcomeNoRoute, byGateway
@@ -87,8 +111,30 @@ func decideOutcome(c endCause, bridged bool) (outcome, hangupBy string) {
 		return OutcomeShutdown, byGateway
 	case endAdmin:
 		return OutcomeAdminHangup, byAdmin
+	case endPBXMediaTimeout:
+		return OutcomePBXMediaTimeout, byGateway
 	}
 	return OutcomeFailed, byGateway // answer, Graph, INVITE or bridge failure
+}
+
+// byeReason is the Reason header (RFC 3326) of the BYE the gateway sends
+// the PBX when the call ends for c: Q.850 causes as telephony reads them.
+func byeReason(c endCause) sip.Reason {
+	switch c.kind {
+	case endCallerHungUp:
+		return sip.Reason{Protocol: "Q.850", Cause: 16, Text: "caller hung up"}
+	case endAdmin:
+		return sip.Reason{Protocol: "Q.850", Cause: 16, Text: "hung up through the gateway's admin API"}
+	case endShutdown, endDrainTimeout:
+		return sip.Reason{Protocol: "Q.850", Cause: 41, Text: "gateway shutting down"}
+	case endMediaFailed:
+		return sip.Reason{Protocol: "Q.850", Cause: 41, Text: "whatsapp media connection failed"}
+	case endPBXMediaTimeout:
+		return sip.Reason{Protocol: "Q.850", Cause: 102, Text: "no RTP from the PBX"} // recovery on timer expiry
+	case endGraphFailed:
+		return sip.Reason{Protocol: "Q.850", Cause: 41, Text: "whatsapp did not take the call"}
+	}
+	return sip.Reason{Protocol: "Q.850", Cause: 41, Text: "gateway failure"} // bridge, state error
 }
 
 func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `'`) + `"` }

@@ -63,7 +63,9 @@ type pbxCall interface {
 	Done() <-chan struct{}
 	EndReason() string
 	Hangup(ctx context.Context) error // BYE
-	Close() error                     // releases the RTP socket
+	// HangupWithReason is Hangup with a Reason header (RFC 3326).
+	HangupWithReason(ctx context.Context, why sip.Reason) error
+	Close() error // releases the RTP socket
 	SendInfoDigit(ctx context.Context, digit rune, d time.Duration) error
 	SetOnInfoDigit(f func(digit rune, d time.Duration))
 	SetOnMediaChange(f func(sip.MediaChange))

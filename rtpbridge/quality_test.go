@@ -84,3 +84,23 @@ func TestStatsQuality(t *testing.T) {
 		}
 	}
 }
+
+// MOS comes only from packets that arrived: a direction that received
+// nothing has none (0), and the call's is the other direction's.
+func TestMOSOnlyFromPacketsThatArrived(t *testing.T) {
+	var w2s, s2w dirCounters
+	if st := statsOf(&w2s, &s2w, false); st.MOS != 0 || st.WhatsAppToSIP.MOS != 0 || st.SIPToWhatsApp.MOS != 0 {
+		t.Errorf("no packets either way: MOS %v/%v/%v, want all 0", st.MOS, st.WhatsAppToSIP.MOS, st.SIPToWhatsApp.MOS)
+	}
+	w2s.packetsIn.Add(100)
+	st := statsOf(&w2s, &s2w, false)
+	if st.WhatsAppToSIP.MOS < 4 || st.SIPToWhatsApp.MOS != 0 || st.MOS != st.WhatsAppToSIP.MOS {
+		t.Errorf("packets from WhatsApp only: MOS %v, whatsapp→sip %v, sip→whatsapp %v", st.MOS, st.WhatsAppToSIP.MOS, st.SIPToWhatsApp.MOS)
+	}
+	s2w.packetsIn.Add(100)
+	s2w.lost.Add(10)
+	st = statsOf(&w2s, &s2w, false)
+	if st.SIPToWhatsApp.MOS == 0 || st.MOS != st.SIPToWhatsApp.MOS || st.MOS >= st.WhatsAppToSIP.MOS {
+		t.Errorf("both ways, loss toward WhatsApp: MOS %v, whatsapp→sip %v, sip→whatsapp %v", st.MOS, st.WhatsAppToSIP.MOS, st.SIPToWhatsApp.MOS)
+	}
+}

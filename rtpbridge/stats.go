@@ -49,14 +49,14 @@ type DirectionStats struct {
 	// rounded to the hundredth.
 	JitterMs float64 `json:"jitter_ms"` // interarrival jitter of the input's audio packets (RFC 3550 §6.4.1), current source
 	LossPct  float64 `json:"loss_pct"`  // Lost as a share of the packets expected (PacketsIn + Lost), 0-100
-	MOS      float64 `json:"mos"`       // estimated MOS (E-model, ITU-T G.107) from LossPct, JitterMs and the codecs the audio went through
+	MOS      float64 `json:"mos"`       // estimated MOS (E-model, ITU-T G.107) from LossPct, JitterMs and the codecs the audio went through; 0 while nothing was received
 }
 
 // Stats is a snapshot of both directions.
 type Stats struct {
 	WhatsAppToSIP DirectionStats `json:"whatsapp_to_sip"`
 	SIPToWhatsApp DirectionStats `json:"sip_to_whatsapp"`
-	MOS           float64        `json:"mos"` // the call's estimated MOS: the worse direction's
+	MOS           float64        `json:"mos"` // the call's estimated MOS: the worse direction's of those that received audio (0: none did)
 }
 
 func (s DirectionStats) String() string {
@@ -127,7 +127,20 @@ func statsOf(w2s, s2w *dirCounters, passthrough bool) Stats {
 	a, b := &st.WhatsAppToSIP, &st.SIPToWhatsApp
 	a.LossPct, b.LossPct = lossPct(a.PacketsIn, a.Lost), lossPct(b.PacketsIn, b.Lost)
 	toSIP, toWA := directionMOS(passthrough, a.LossPct, a.JitterMs, b.LossPct, b.JitterMs)
-	a.MOS, b.MOS, st.MOS = round2(toSIP), round2(toWA), round2(min(toSIP, toWA))
+	// A direction that received nothing has no quality to estimate: its MOS
+	// stays 0 (unknown), and the call's is the other direction's, if any.
+	if a.PacketsIn > 0 {
+		a.MOS = round2(toSIP)
+	}
+	if b.PacketsIn > 0 {
+		b.MOS = round2(toWA)
+	}
+	switch {
+	case a.MOS > 0 && b.MOS > 0:
+		st.MOS = min(a.MOS, b.MOS)
+	default:
+		st.MOS = max(a.MOS, b.MOS)
+	}
 	a.LossPct, b.LossPct = round2(a.LossPct), round2(b.LossPct)
 	return st
 }

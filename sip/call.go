@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,7 +120,38 @@ func (c *Call) EndReason() string {
 // socket. The dialog counts as ended whatever the BYE's outcome
 // (RFC 3261 §15.1.1).
 func (c *Call) Hangup(ctx context.Context) error {
-	return c.hangup(ctx, "local_bye")
+	return c.hangup(ctx, "local_bye", Reason{})
+}
+
+// HangupWithReason is Hangup with a Reason header in the BYE saying why
+// (RFC 3326), e.g. {Protocol: "Q.850", Cause: 16, Text: "Normal call clearing"}.
+func (c *Call) HangupWithReason(ctx context.Context, why Reason) error {
+	return c.hangup(ctx, "local_bye", why)
+}
+
+// Reason is the value of a Reason header (RFC 3326 §2): the protocol whose
+// cause it is ("Q.850" or "SIP"), the cause, and an optional text.
+type Reason struct {
+	Protocol string
+	Cause    int
+	Text     string
+}
+
+// String renders the header value; "" for the zero Reason.
+func (r Reason) String() string {
+	if r.Protocol == "" {
+		return ""
+	}
+	v := r.Protocol + ";cause=" + strconv.Itoa(r.Cause)
+	if r.Text != "" {
+		v += `;text="` + strings.Map(func(ch rune) rune {
+			if ch == '"' || ch == '\\' || ch < 0x20 || ch == 0x7f {
+				return -1 // a quoted-string may not hold them unescaped (RFC 3261 §25.1)
+			}
+			return ch
+		}, r.Text) + `"`
+	}
+	return v
 }
 
 // Close releases the RTP socket and forgets the dialog without telling the
@@ -131,7 +163,7 @@ func (c *Call) Close() error {
 	return err
 }
 
-func (c *Call) hangup(ctx context.Context, reason string) error {
+func (c *Call) hangup(ctx context.Context, reason string, why Reason) error {
 	defer c.Close()
 	c.mu.Lock()
 	ended := c.ended
@@ -141,6 +173,9 @@ func (c *Call) hangup(ctx context.Context, reason string) error {
 	}
 	bye := c.d.request(sip.BYE, 0)
 	bye.AppendHeader(sip.NewHeader("User-Agent", c.ua.cfg.UserAgent))
+	if v := why.String(); v != "" {
+		bye.AppendHeader(sip.NewHeader("Reason", v))
+	}
 	tx, err := c.st.client.TransactionRequest(ctx, bye)
 	c.end(reason)
 	if err != nil {

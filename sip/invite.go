@@ -248,7 +248,7 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 	c.sendAck()
 	if perr != nil {
 		hctx, cancel := context.WithTimeout(u.ctx, 5*time.Second)
-		_ = c.hangup(hctx, "bad_answer")
+		_ = c.hangup(hctx, "bad_answer", Reason{Protocol: "SIP", Cause: 488, Text: "Not Acceptable Here"})
 		cancel()
 		return nil, fmt.Errorf("sip: invite: unusable answer from PBX: %w", perr)
 	}

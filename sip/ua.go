@@ -181,7 +181,7 @@ func (u *UA) Close() error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_ = c.hangup(ctx, "shutdown")
+				_ = c.hangup(ctx, "shutdown", Reason{})
 			}()
 		}
 		wg.Wait()
