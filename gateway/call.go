@@ -181,8 +181,9 @@ func (c *call) run(ctx context.Context) {
 	c.hangUp()
 	c.move(stateEnded)
 	outcome, detail := c.finish()
+	// The logger names the SIP call once the PBX answered.
 	c.log.Info("call ended", zap.String("outcome", outcome), zap.String("detail", detail),
-		zap.String("sip_call_id", c.ops.sipCall()), zap.Duration("duration", time.Since(c.sm.enteredAt(stateNew))))
+		zap.Duration("duration", time.Since(c.sm.enteredAt(stateNew))))
 }
 
 // begin routes the call and admits it, or ends it; then answers the offer.

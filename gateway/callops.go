@@ -96,12 +96,6 @@ func (o *callOps) answered(sipCallID, codec string) {
 	o.mu.Unlock()
 }
 
-func (o *callOps) sipCall() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.sipCallID
-}
-
 func (o *callOps) setBridge(b *rtpbridge.Bridge) {
 	o.mu.Lock()
 	o.bridge = b

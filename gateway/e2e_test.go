@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wagateway/wagateway/gateway"
 	"github.com/wagateway/wagateway/whatsapp/wasim"
 )
 
@@ -140,6 +141,33 @@ func TestWebhookQuirksNeverDoubleInvite(t *testing.T) {
 		if c.State() == "pre_accepted" || c.State() == "accepted" {
 			t.Errorf("%s: the gateway acted on it (state %s)", name, c.State())
 		}
+	}
+	waitNoActiveCalls(t, h.gw)
+}
+
+// A PBX that answers and then sends no RTP (sipp, its SDP naming the
+// discard port): once media.pbx_rtp_timeout passes without a packet, the
+// gateway ends the call on both sides: Graph terminate toward WhatsApp, and
+// a BYE whose Reason header (checked by the sipp scenario) says why.
+func TestSilentPBXEndsTheCall(t *testing.T) {
+	pbx := startSipp(t, "pbx_answer_silent.xml", 1, 40*time.Second)
+	timeout := 5 * time.Second // the shortest the config takes
+	h := newHarness(t, harnessOptions{PBXAddr: pbx.Addr, Config: func(c *gateway.Config) {
+		c.Media.PBXRTPTimeout = &timeout
+	}})
+	c := h.call(t, wasim.CallOptions{ToneHz: 1000, Duration: 25 * time.Second})
+	r := waitReport(t, c, 40*time.Second)
+	if got := actions(r); got != "pre_accept,accept,terminate" || r.Outcome != wasim.OutcomeTerminatedByBusiness {
+		t.Errorf("graph actions %q, outcome %s: want the business to terminate", got, r.Outcome)
+	}
+	if d := r.EndAt.Sub(r.AcceptAt); d < timeout || d > timeout+3*time.Second {
+		t.Errorf("the call ended %v after accept, want within %v–%v", d, timeout, timeout+3*time.Second)
+	}
+	if len(r.Violations) > 0 {
+		t.Errorf("Meta rules broken: %v", r.Violations)
+	}
+	if err := pbx.wait(t, 10*time.Second); err != nil {
+		t.Fatal(err) // the BYE came, with its Reason
 	}
 	waitNoActiveCalls(t, h.gw)
 }
