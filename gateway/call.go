@@ -17,6 +17,10 @@ import (
 // shorten them.
 type callTimeouts struct {
 	graph time.Duration // one Graph action, retries included
+	// terminateFor bounds the retries of a failed terminate; the first
+	// retry waits terminateBackoff, each next one twice as long (8 s at most).
+	terminateFor     time.Duration
+	terminateBackoff time.Duration
 	// accept bounds Graph accept apart: the PBX's agent is already on the
 	// line, and waits in silence until it returns.
 	accept time.Duration
@@ -34,13 +38,15 @@ type callTimeouts struct {
 }
 
 var defaultCallTimeouts = callTimeouts{
-	graph:          30 * time.Second,
-	accept:         8 * time.Second,
-	answer:         10 * time.Second,
-	bye:            5 * time.Second,
-	terminateGrace: 2 * time.Second,
-	settle:         35 * time.Second,
-	pbxWatch:       time.Second,
+	graph:            30 * time.Second,
+	terminateFor:     2 * time.Minute,
+	terminateBackoff: time.Second,
+	accept:           8 * time.Second,
+	answer:           10 * time.Second,
+	bye:              5 * time.Second,
+	terminateGrace:   2 * time.Second,
+	settle:           35 * time.Second,
+	pbxWatch:         time.Second,
 }
 
 // eventKind is something that happened to a call: an action it started
@@ -488,20 +494,46 @@ func (c *call) hangUp() {
 // until accept; terminate if Meta refuses the reject.
 func (c *call) endWhatsApp() {
 	ev := c.ev
-	terminate := func() {
-		_ = c.graphAction(context.Background(), c.log, "terminate", func(ctx context.Context) error {
-			return c.g.graph.Terminate(ctx, ev.PhoneNumberID, ev.CallID)
-		})
-	}
 	if c.acceptSent {
-		terminate()
+		c.terminateWhatsApp()
 		return
 	}
 	c.log.Info("rejecting whatsapp call", zap.String("reason", c.cause.detail))
 	if err := c.graphAction(context.Background(), c.log, "reject", func(ctx context.Context) error {
 		return c.g.graph.Reject(ctx, ev.PhoneNumberID, ev.CallID)
 	}); err != nil {
-		terminate()
+		c.terminateWhatsApp()
+	}
+}
+
+// terminateWhatsApp sends Graph terminate until Meta takes it: until then
+// the caller sits in a silent call that Meta bills. Failures are retried
+// with backoff within timeouts.terminateFor, and the retries stop early
+// when Meta's terminate webhook says the call is over on its side. While
+// the gateway shuts down, one round (the Graph client's own retries) is
+// all it gets. A terminate that never succeeded is marked in the record.
+func (c *call) terminateWhatsApp() {
+	ev := c.ev
+	persist := c.ctx.Err() == nil || errors.Is(context.Cause(c.ctx), errAdminHangup)
+	deadline := c.g.now().Add(c.g.timeouts.terminateFor)
+	wait := c.g.timeouts.terminateBackoff
+	for attempt := 1; ; attempt++ {
+		err := c.graphAction(context.Background(), c.log, "terminate", func(ctx context.Context) error {
+			return c.g.graph.Terminate(ctx, ev.PhoneNumberID, ev.CallID)
+		})
+		switch {
+		case err == nil:
+			return
+		case c.ops.wasTerminated():
+			return // Meta ended the call meanwhile
+		case !persist || c.g.now().Add(wait).After(deadline):
+			c.ops.terminateFailed()
+			c.log.Error("graph terminate never succeeded: the caller may stay in a silent call until Meta's own timeout",
+				zap.Int("attempts", attempt))
+			return
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 8*time.Second)
 	}
 }
 

@@ -82,6 +82,7 @@ func newMachine(t *testing.T) *machine {
 	g.graph, g.answerer, g.dialer = m.graph, m.ans, m.dial
 	g.timeouts = callTimeouts{graph: 200 * time.Millisecond, accept: 200 * time.Millisecond, answer: 200 * time.Millisecond,
 		bye: 200 * time.Millisecond, terminateGrace: 50 * time.Millisecond, settle: 2 * time.Second,
+		terminateFor: 0, terminateBackoff: 20 * time.Millisecond, // one round unless a test asks for more
 		pbxWatch: 20 * time.Millisecond}
 	if err := g.ops.records.start(); err != nil {
 		t.Fatal(err)
@@ -422,6 +423,53 @@ func TestCallAcceptTimesOutQuickly(t *testing.T) {
 	if pbx.byes.Load() != 1 || pbx.byeReason() != `Q.850;cause=41;text="whatsapp did not take the call"` {
 		t.Errorf("BYEs %d, Reason %q", pbx.byes.Load(), pbx.byeReason())
 	}
+}
+
+// A terminate that fails is retried with backoff until Meta takes it; one
+// that never succeeds within the bound is marked in the record.
+func TestCallTerminateRetried(t *testing.T) {
+	t.Run("fails twice", func(t *testing.T) {
+		m := newMachine(t)
+		m.g.timeouts.terminateFor = 2 * time.Second
+		m.graph.behave["terminate"] = graphBehaviour{failFirst: 2}
+		c, _, pbx := m.bridge("wacid.tr")
+		pbx.bye()
+		r := m.ended(c, pathBridged...)
+		expectRecord(t, r, OutcomeBridged, byPBX)
+		expectGraph(t, m.graph, "pre_accept", "accept", "terminate", "terminate", "terminate")
+		if r.TerminateFailed || len(r.MetaErrors) != 2 {
+			t.Errorf("terminate_failed %v, meta errors %+v", r.TerminateFailed, r.MetaErrors)
+		}
+	})
+	t.Run("never", func(t *testing.T) {
+		m := newMachine(t)
+		m.g.timeouts.terminateFor = 300 * time.Millisecond
+		m.graph.behave["terminate"] = graphBehaviour{err: errors.New("graph: HTTP 503")}
+		c, _, pbx := m.bridge("wacid.tn")
+		pbx.bye()
+		start := time.Now()
+		r := m.ended(c, pathBridged...)
+		if n := strings.Count(strings.Join(m.graph.sent(), ","), "terminate"); n < 3 || !r.TerminateFailed {
+			t.Errorf("%d terminates, terminate_failed %v", n, r.TerminateFailed)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("retried for %v, past its 300 ms bound", d)
+		}
+	})
+	t.Run("meta ends it meanwhile", func(t *testing.T) {
+		m := newMachine(t)
+		m.g.timeouts.terminateFor = 5 * time.Second
+		m.graph.behave["terminate"] = graphBehaviour{err: errors.New("graph: HTTP 503")}
+		c, _, pbx := m.bridge("wacid.tm")
+		pbx.bye()
+		m.started("terminate")
+		m.terminate("wacid.tm")
+		start := time.Now()
+		r := m.ended(c, pathBridged...)
+		if d := time.Since(start); d > time.Second || r.TerminateFailed {
+			t.Errorf("retries went on %v after Meta's terminate (terminate_failed %v)", d, r.TerminateFailed)
+		}
+	})
 }
 
 func TestCallPBXFinalResponses(t *testing.T) {

@@ -33,6 +33,7 @@ type callOps struct {
 	sipCodec    string
 	termStatus  string
 	termSeen    bool
+	termFailed  bool // our Graph terminate never succeeded
 	metaErrors  []RecordError
 	bridge      *rtpbridge.Bridge
 	reported    rtpbridge.Stats // already added to the metrics
@@ -145,6 +146,12 @@ func (o *callOps) terminated(ev whatsapp.CallEvent) {
 	}
 }
 
+func (o *callOps) terminateFailed() {
+	o.mu.Lock()
+	o.termFailed = true
+	o.mu.Unlock()
+}
+
 func (o *callOps) wasTerminated() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -230,7 +237,7 @@ func (c *call) record(outcome, detail, hangupBy string) *CallRecord {
 		CTAPayload:      ev.CTAPayload,
 		DeeplinkPayload: ev.DeeplinkPayload,
 		Outcome:         outcome, Reason: detail, HangupBy: hangupBy,
-		TerminateStatus: o.termStatus, MetaErrors: o.metaErrors,
+		TerminateStatus: o.termStatus, TerminateFailed: o.termFailed, MetaErrors: o.metaErrors,
 		SIPFinalCode: o.sipCode, SIPFinalReason: o.sipReason,
 		SIPCodec: o.sipCodec, CodecPath: codecPath(o.sipCodec),
 		Times: RecordTimes{

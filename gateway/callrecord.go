@@ -20,20 +20,23 @@ import (
 // CallRecord is written for every ended call, one JSON object per line.
 // docs/call-records.md lists the fields.
 type CallRecord struct {
-	CallID          string        `json:"call_id"`               // WhatsApp call id (wacid.…)
-	SIPCallID       string        `json:"sip_call_id,omitempty"` // Call-ID of the SIP leg, once answered
-	PhoneNumberID   string        `json:"phone_number_id"`
-	BusinessNumber  string        `json:"business_number,omitempty"` // display_phone_number
-	Caller          RecordCaller  `json:"caller"`
-	CTAPayload      string        `json:"cta_payload,omitempty"`
-	DeeplinkPayload string        `json:"deeplink_payload,omitempty"`
-	Route           string        `json:"route,omitempty"`
-	Trunk           string        `json:"trunk,omitempty"`
-	Destination     string        `json:"destination,omitempty"`
-	Outcome         string        `json:"outcome"`
-	Reason          string        `json:"reason,omitempty"`
-	HangupBy        string        `json:"hangup_by"` // caller, pbx, gateway, admin
-	TerminateStatus string        `json:"terminate_status,omitempty"`
+	CallID          string       `json:"call_id"`               // WhatsApp call id (wacid.…)
+	SIPCallID       string       `json:"sip_call_id,omitempty"` // Call-ID of the SIP leg, once answered
+	PhoneNumberID   string       `json:"phone_number_id"`
+	BusinessNumber  string       `json:"business_number,omitempty"` // display_phone_number
+	Caller          RecordCaller `json:"caller"`
+	CTAPayload      string       `json:"cta_payload,omitempty"`
+	DeeplinkPayload string       `json:"deeplink_payload,omitempty"`
+	Route           string       `json:"route,omitempty"`
+	Trunk           string       `json:"trunk,omitempty"`
+	Destination     string       `json:"destination,omitempty"`
+	Outcome         string       `json:"outcome"`
+	Reason          string       `json:"reason,omitempty"`
+	HangupBy        string       `json:"hangup_by"` // caller, pbx, gateway, admin
+	TerminateStatus string       `json:"terminate_status,omitempty"`
+	// TerminateFailed: the gateway's Graph terminate never succeeded within
+	// its retries; Meta may bill the call until its own media timeout.
+	TerminateFailed bool          `json:"terminate_failed,omitempty"`
 	MetaErrors      []RecordError `json:"meta_errors,omitempty"`
 	SIPFinalCode    int           `json:"sip_final_code,omitempty"`
 	SIPFinalReason  string        `json:"sip_final_reason,omitempty"`

@@ -116,6 +116,7 @@ type harnessOptions struct {
 	Codecs        []string              // trunk codecs (default PCMU, PCMA)
 	PingTrunk     bool                  // watch the trunk with OPTIONS (sipp scenarios abort on one they do not expect)
 	Config        func(*gateway.Config) // last edit of the loopback config before New
+	Sim           func(*wasim.Config)   // last edit of the simulator's config
 	Secrets       *gateway.Secrets
 	Log           *zap.Logger // the gateway's logger (default: zaptest at info)
 }
@@ -143,11 +144,15 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sim, err := wasim.New(wasim.Config{
+	simCfg := wasim.Config{
 		GraphListen: "127.0.0.1:0", WebhookURL: "http://127.0.0.1:" + strconv.Itoa(httpPort) + "/webhook",
 		AppSecret: secrets.AppSecret, AccessToken: secrets.AccessToken, PhoneNumberID: testPhoneNumberID,
 		MediaIP: "127.0.0.1", NoMediaTimeout: o.NoMedia, Logger: log.Named("wasim"),
-	})
+	}
+	if o.Sim != nil {
+		o.Sim(&simCfg)
+	}
+	sim, err := wasim.New(simCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

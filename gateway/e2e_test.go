@@ -171,3 +171,26 @@ func TestSilentPBXEndsTheCall(t *testing.T) {
 	}
 	waitNoActiveCalls(t, h.gw)
 }
+
+// The PBX hangs up during a Graph outage: the first four terminates fail
+// (HTTP 503: the Graph client's own three tries, then one more after the
+// gateway's first backoff), and the gateway keeps trying until Meta takes
+// one, so the caller is not left in a silent call.
+func TestTerminateRetriedThroughGraphOutage(t *testing.T) {
+	pbx := startSipp(t, "pbx_answer_hangup.xml", 1, 30*time.Second)
+	h := newHarness(t, harnessOptions{PBXAddr: pbx.Addr, Sim: func(c *wasim.Config) {
+		c.GraphOutage = map[string]int{"terminate": 4}
+	}})
+	c := h.call(t, wasim.CallOptions{ToneHz: 700, Duration: 20 * time.Second})
+	r := waitReport(t, c, 30*time.Second)
+	if got := actions(r); got != "pre_accept,accept,terminate" || r.Outcome != wasim.OutcomeTerminatedByBusiness {
+		t.Errorf("graph actions %q, outcome %s: want the terminate to arrive", got, r.Outcome)
+	}
+	if len(r.Violations) > 0 {
+		t.Errorf("Meta rules broken: %v", r.Violations)
+	}
+	if err := pbx.wait(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitNoActiveCalls(t, h.gw)
+}

@@ -150,9 +150,10 @@ func (a *fakeAnswerer) Answer(ctx context.Context, _ string, _ *zap.Logger) (waL
 
 // graphBehaviour is how the fake Graph API answers one action.
 type graphBehaviour struct {
-	err   error
-	block bool // never answers: the action's timeout ends it
-	hold  gate
+	failFirst int // the first this many requests fail (then err, block, hold apply)
+	err       error
+	block     bool // never answers: the action's timeout ends it
+	hold      gate
 }
 
 // fakeGraph records the actions in order.
@@ -160,19 +161,28 @@ type fakeGraph struct {
 	mu      sync.Mutex
 	actions []string
 	behave  map[string]graphBehaviour
+	count   map[string]int
 	started chan string
 }
 
 func newFakeGraph() *fakeGraph {
-	return &fakeGraph{behave: map[string]graphBehaviour{}, started: make(chan string, 16)}
+	return &fakeGraph{behave: map[string]graphBehaviour{}, count: map[string]int{}, started: make(chan string, 64)}
 }
 
 func (f *fakeGraph) do(ctx context.Context, action string) error {
 	f.mu.Lock()
 	f.actions = append(f.actions, action)
 	b := f.behave[action]
+	f.count[action]++
+	n := f.count[action]
 	f.mu.Unlock()
-	f.started <- action
+	select {
+	case f.started <- action:
+	default: // nobody waits for this one
+	}
+	if n <= b.failFirst {
+		return errors.New("graph: HTTP 503 (try " + fmt.Sprint(n) + ")")
+	}
 	if err := b.hold.wait(ctx); err != nil {
 		return err
 	}

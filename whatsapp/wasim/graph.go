@@ -134,6 +134,11 @@ func (s *Sim) serveGraph(w http.ResponseWriter, r *http.Request) {
 		fail(badRequest("Invalid call_id %q: no such call", req.CallID), fmt.Sprintf("graph: %s for unknown call id %q", req.Action, req.CallID))
 		return
 	}
+	if s.outage(req.Action) {
+		s.log.Debug("graph outage: request failed on purpose", zap.String("call_id", c.id), zap.String("action", req.Action))
+		writeGraphError(w, &graphError{status: http.StatusServiceUnavailable, code: 2, message: "Service temporarily unavailable", details: "simulated outage"})
+		return
+	}
 	if e := c.handleAction(&req); e != nil {
 		s.log.Debug("graph action refused", zap.String("call_id", c.id), zap.String("action", req.Action), zap.String("error", e.message))
 		writeGraphError(w, e)
@@ -349,4 +354,18 @@ func normalizeSDP(s string) string {
 	s = strings.ReplaceAll(s, "\r\n", "\n")
 	s = strings.TrimRight(s, "\n")
 	return strings.ReplaceAll(s, "\n", "\r\n") + "\r\n"
+}
+
+// outage says whether this request of action falls in Config.GraphOutage.
+func (s *Sim) outage(action string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.outages == nil {
+		s.outages = map[string]int{}
+	}
+	if s.outages[action] >= s.cfg.GraphOutage[action] {
+		return false
+	}
+	s.outages[action]++
+	return true
 }

@@ -56,7 +56,11 @@ type Config struct {
 	// NoMediaTimeout: after accept, no business→user packet for that long →
 	// terminate webhook with error 138021 (default 20 s).
 	NoMediaTimeout time.Duration
-	Logger         *zap.Logger
+	// GraphOutage makes the Graph API fail: action → how many of its first
+	// well-formed requests (over all calls) are answered HTTP 503 before one
+	// is taken, as during a Graph outage.
+	GraphOutage map[string]int
+	Logger      *zap.Logger
 }
 
 // Sim is one simulated Meta: a Graph API server, a webhook sender and the
@@ -75,6 +79,7 @@ type Sim struct {
 	calls      map[string]*Call
 	loops      map[loopKey]*audioLoop
 	violations []string
+	outages    map[string]int // GraphOutage requests already failed, by action
 	srv        *http.Server
 	ln         net.Listener
 	started    bool
