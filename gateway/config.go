@@ -147,6 +147,9 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig is LoadConfig on bytes.
 func ParseConfig(raw []byte) (*Config, error) {
 	var c Config
+	if p := checkSecretRefs(raw); len(p) > 0 {
+		return nil, &ConfigError{Problems: p}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -390,11 +393,13 @@ func (r SecretRef) check(required bool) error {
 	return nil
 }
 
-// UnmarshalYAML refuses a secret written inline, without repeating it in the
-// error (the error is printed and logged).
+// UnmarshalYAML takes exactly {env: NAME} or {file: PATH}. It refuses a
+// secret written inline and any other key (as in {env: X, value: <secret>}),
+// without repeating what was written (the error is printed and logged).
+// ParseConfig checks the same before decoding, naming the field.
 func (r *SecretRef) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: a secret is named, never written in the config: use {env: NAME} or {file: PATH}", n.Line)
+	if err := checkSecretNode(n); err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
 	}
 	type plain SecretRef
 	return n.Decode((*plain)(r))

@@ -29,19 +29,21 @@ func TestOpsDefaults(t *testing.T) {
 // Each bad operations setting is refused and named by its field.
 func TestOpsBadConfigNamesTheField(t *testing.T) {
 	cases := map[string]struct{ add, field string }{
-		"negative drain":         {"drain_timeout: -5s\n", "drain_timeout"},
-		"ping timeout > period":  {"health: {options_interval: 1s, options_timeout: 2s}\n", "health.options_timeout"},
-		"ping too often":         {"health: {options_interval: 10ms, options_timeout: 5ms}\n", "health.options_interval"},
-		"down_after zero":        {"health: {down_after: -1}\n", "health.down_after"},
-		"admin without token":    {"admin: {listen: \"127.0.0.1:8081\"}\n", "admin.token"},
-		"admin token, no listen": {"admin: {token: {env: A}}\n", "admin.listen"},
-		"admin on webhook port":  {"http: {listen: \":9000\"}\nadmin: {listen: \":9000\", token: {env: A}}\n", "admin.listen"},
-		"admin bad listen":       {"admin: {listen: nowhere, token: {env: A}}\n", "admin.listen"},
-		"records bad url":        {"call_records: {url: \"ftp://x\"}\n", "call_records.url"},
-		"records url with creds": {"call_records: {url: \"https://u:hunter2@x.example/r\"}\n", "call_records.url"},
-		"records token, no url":  {"call_records: {url_token: {env: R}}\n", "call_records.url_token"},
-		"records retries":        {"call_records: {url: \"https://x.example\", url_retries: 99}\n", "call_records.url_retries"},
-		"records token inline":   {"call_records: {url: \"https://x.example\", url_token: hunter2}\n", "yaml"},
+		"negative drain":          {"drain_timeout: -5s\n", "drain_timeout"},
+		"ping timeout > period":   {"health: {options_interval: 1s, options_timeout: 2s}\n", "health.options_timeout"},
+		"ping too often":          {"health: {options_interval: 10ms, options_timeout: 5ms}\n", "health.options_interval"},
+		"down_after zero":         {"health: {down_after: -1}\n", "health.down_after"},
+		"admin without token":     {"admin: {listen: \"127.0.0.1:8081\"}\n", "admin.token"},
+		"admin token, no listen":  {"admin: {token: {env: A}}\n", "admin.listen"},
+		"admin on webhook port":   {"http: {listen: \":9000\"}\nadmin: {listen: \":9000\", token: {env: A}}\n", "admin.listen"},
+		"admin bad listen":        {"admin: {listen: nowhere, token: {env: A}}\n", "admin.listen"},
+		"records bad url":         {"call_records: {url: \"ftp://x\"}\n", "call_records.url"},
+		"records url with creds":  {"call_records: {url: \"https://u:hunter2@x.example/r\"}\n", "call_records.url"},
+		"records token, no url":   {"call_records: {url_token: {env: R}}\n", "call_records.url_token"},
+		"records retries":         {"call_records: {url: \"https://x.example\", url_retries: 99}\n", "call_records.url_retries"},
+		"records token inline":    {"call_records: {url: \"https://x.example\", url_token: hunter2}\n", "call_records.url_token"},
+		"records token extra key": {"call_records: {url: \"https://x.example\", url_token: {env: R, value: hunter2}}\n", "call_records.url_token"},
+		"admin token extra key":   {"admin: {listen: \"127.0.0.1:8081\", token: {env: A, value: hunter2}}\n", "admin.token"},
 	}
 	for name, tc := range cases {
 		_, err := ParseConfig([]byte(minimal + tc.add))

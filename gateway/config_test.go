@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestExampleConfigLoads(t *testing.T) {
@@ -83,6 +85,14 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		"password no ref":   {strings.Replace(minimal, `address: "127.0.0.1:5070"}`, `address: "127.0.0.1:5070", username: gw}`, 1), "trunks[0].password"},
 		"bad rtp range":     {minimal + "sip: {rtp_port_min: 100, rtp_port_max: 90}\n", "sip.rtp_port_min"},
 		"pbx rtp timeout":   {minimal + "media: {pbx_rtp_timeout: 1s}\n", "media.pbx_rtp_timeout"},
+		// A secret reference takes env or file and nothing else: a value
+		// next to it would be a secret in the config.
+		"secret extra key":      {strings.Replace(minimal, "app_secret: {env: S}", "app_secret: {env: S, value: hunter2}", 1), "whatsapp.app_secret"},
+		"secret only bad key":   {strings.Replace(minimal, "app_secret: {env: S}", "app_secret: {secret: hunter2}", 1), "whatsapp.app_secret"},
+		"secret as key":         {strings.Replace(minimal, "app_secret: {env: S}", "app_secret: {env: S, hunter2}", 1), "whatsapp.app_secret"},
+		"secret nested":         {strings.Replace(minimal, "app_secret: {env: S}", "app_secret: {env: {hunter2: x}}", 1), "whatsapp.app_secret"},
+		"trunk password extra":  {strings.Replace(minimal, `address: "127.0.0.1:5070"}`, `address: "127.0.0.1:5070", username: gw, password: {file: /run/p, value: hunter2}}`, 1), "trunks[0].password"},
+		"secret in block style": {strings.Replace(minimal, "app_secret: {env: S}", "app_secret:\n    env: S\n    value: hunter2", 1), "whatsapp.app_secret"},
 	}
 	for name, tc := range cases {
 		raw := tc.edit
@@ -91,7 +101,7 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		}
 		if name == "secret inline" {
 			raw = strings.Replace(minimal, "app_secret: {env: S}", "app_secret: hunter2", 1)
-			tc.field = "yaml"
+			tc.field = "whatsapp.app_secret"
 		}
 		_, err := ParseConfig([]byte(raw))
 		if err == nil {
@@ -165,5 +175,32 @@ func TestRegistryRemembersEndedCalls(t *testing.T) {
 	r.markEnded("c") // triggers pruning
 	if ok, _ := r.begin("a", &call{}); !ok {
 		t.Fatal("ended ids should be forgotten after keepFor")
+	}
+}
+
+// The secret reference's own check (UnmarshalYAML) refuses the same keys
+// when a SecretRef is decoded on its own, and {env} or {file} still load.
+func TestSecretRefDecodesOnlyEnvOrFile(t *testing.T) {
+	var r SecretRef
+	for _, raw := range []string{"{env: A, value: hunter2}", "{file: /x, token: hunter2}", "hunter2", "[hunter2]"} {
+		err := yaml.Unmarshal([]byte(raw), &r)
+		if err == nil {
+			t.Errorf("%s: accepted", raw)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: error repeats the secret: %v", raw, err)
+		}
+	}
+	for raw, want := range map[string]SecretRef{"{env: A}": {Env: "A"}, "{file: /run/secrets/x}": {File: "/run/secrets/x"}} {
+		var got SecretRef
+		if err := yaml.Unmarshal([]byte(raw), &got); err != nil || got != want {
+			t.Errorf("%s: %+v %v", raw, got, err)
+		}
+	}
+	// Anchors and merge keys do not smuggle a key past the check.
+	anchored := strings.Replace(minimal, "app_secret: {env: S}", "app_secret: {<<: {env: S, value: hunter2}}", 1)
+	if _, err := ParseConfig([]byte(anchored)); err == nil || !strings.Contains(err.Error(), "whatsapp.app_secret") || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("merge key: %v", err)
 	}
 }

@@ -1,0 +1,121 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// checkSecretNode accepts exactly one secret reference: a mapping whose
+// keys are env or file, each a plain string. Its errors never quote the
+// document: a secret written there would end up in the logs.
+func checkSecretNode(n *yaml.Node) error {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind != yaml.MappingNode {
+		return errors.New("a secret is named, never written in the config: use {env: NAME} or {file: PATH}")
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || (k.Value != "env" && k.Value != "file") {
+			// The key is not repeated: {env: X, hunter2} makes the secret a key.
+			return fmt.Errorf("line %d column %d: a secret reference takes only env: NAME or file: PATH, no other key (a value written here would be a secret in the config)", k.Line, k.Column)
+		}
+		if v.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: %s: must be a plain name", v.Line, k.Value)
+		}
+	}
+	return nil
+}
+
+var secretRefType = reflect.TypeOf(SecretRef{})
+
+// checkSecretRefs walks the YAML document along the Config type and checks
+// every secret reference, naming its field (whatsapp.app_secret,
+// trunks[0].password). Other problems are left to the decoder.
+func checkSecretRefs(raw []byte) []string {
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(raw)).Decode(&doc); err != nil {
+		return nil // the decoder reports it
+	}
+	var p []string
+	walkSecretRefs(&doc, reflect.TypeOf(Config{}), "", &p, 0)
+	return p
+}
+
+func walkSecretRefs(n *yaml.Node, t reflect.Type, path string, p *[]string, depth int) {
+	if n == nil || depth > 32 {
+		return
+	}
+	if n.Kind == yaml.DocumentNode {
+		for _, c := range n.Content {
+			walkSecretRefs(c, t, path, p, depth+1)
+		}
+		return
+	}
+	if n.Kind == yaml.AliasNode {
+		walkSecretRefs(n.Alias, t, path, p, depth+1)
+		return
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == secretRefType {
+		if err := checkSecretNode(n); err != nil {
+			*p = append(*p, path+": "+err.Error())
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return
+		}
+		for i, c := range n.Content {
+			walkSecretRefs(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), p, depth+1)
+		}
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Value == "<<" { // a merge key: its mappings' fields are this struct's
+				if v.Kind == yaml.SequenceNode {
+					for _, m := range v.Content {
+						walkSecretRefs(m, t, path, p, depth+1)
+					}
+				} else {
+					walkSecretRefs(v, t, path, p, depth+1)
+				}
+				continue
+			}
+			f, ok := yamlField(t, k.Value)
+			if !ok {
+				continue
+			}
+			sub := k.Value
+			if path != "" {
+				sub = path + "." + k.Value
+			}
+			walkSecretRefs(v, f.Type, sub, p, depth+1)
+		}
+	}
+}
+
+// yamlField finds the struct field whose yaml tag names key.
+func yamlField(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == key && f.IsExported() {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
