@@ -23,14 +23,17 @@ import (
 //	POST   /admin/calls/{id}/hangup  end it on both sides (202; 404 if unknown)
 //	DELETE /admin/calls/{id}         the same
 //
-// /metrics, /healthz and /readyz are served there too, without a token.
+// /metrics, /healthz and /readyz are served there too, without a token,
+// when metrics.listen is admin.listen (its default when the admin API is on).
 func (g *Gateway) startAdmin() error {
 	o := g.ops
 	if o.adminToken == "" {
 		return errors.New("admin: admin.token resolved to nothing; the admin API is not served without one")
 	}
 	mux := http.NewServeMux()
-	g.opsRoutes(mux)
+	if g.cfg.MetricsShareAdmin() {
+		g.opsRoutes(mux)
+	}
 	mux.Handle("GET /admin/calls", g.adminAuth(g.adminList))
 	mux.Handle("GET /admin/calls/{id}", g.adminAuth(g.adminGet))
 	mux.Handle("POST /admin/calls/{id}/hangup", g.adminAuth(g.adminHangup))

@@ -32,6 +32,7 @@ type Config struct {
 	Health       HealthConfig      `yaml:"health"`
 	CallRecords  CallRecordsConfig `yaml:"call_records"`
 	Admin        AdminConfig       `yaml:"admin"`
+	Metrics      MetricsConfig     `yaml:"metrics"`
 }
 
 type LogConfig struct {
@@ -42,6 +43,11 @@ type LogConfig struct {
 type HTTPConfig struct {
 	Listen      string `yaml:"listen"`       // default ":8080"
 	WebhookPath string `yaml:"webhook_path"` // default "/webhook"
+	// HealthPath, when set (e.g. /healthz), answers GET on the webhook
+	// listener with 200 when the gateway takes calls and 503 when it does
+	// not (draining, a trunk down), with no detail: for a load balancer in
+	// front. Empty (default): the webhook listener serves the webhook only.
+	HealthPath  string `yaml:"health_path"`
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
 }
@@ -237,6 +243,16 @@ func (c *Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.HTTP.WebhookPath, "/") {
 		bad("http.webhook_path", "%q must start with /", c.HTTP.WebhookPath)
+	}
+	if hp := c.HTTP.HealthPath; hp != "" {
+		switch {
+		case !strings.HasPrefix(hp, "/"):
+			bad("http.health_path", "%q must start with /", hp)
+		case strings.ContainsAny(hp, "{} \t"):
+			bad("http.health_path", "%q is not a plain path", hp)
+		case hp == c.HTTP.WebhookPath:
+			bad("http.health_path", "%q is the webhook path", hp)
+		}
 	}
 	if (c.HTTP.TLSCertFile == "") != (c.HTTP.TLSKeyFile == "") {
 		bad("http.tls_cert_file", "tls_cert_file and tls_key_file go together")

@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -33,6 +34,18 @@ type AdminConfig struct {
 	Token  SecretRef `yaml:"token"`  // "Authorization: Bearer …" on every admin request
 }
 
+// MetricsConfig says where the operational endpoints are served: /metrics,
+// /readyz (readiness with each trunk's detail) and /healthz. They are never
+// on the webhook listener, which faces the internet.
+type MetricsConfig struct {
+	// Listen: host:port. Default: admin.listen when the admin API is on (the
+	// endpoints share its listener, without a token), else 127.0.0.1:9090.
+	Listen string `yaml:"listen"`
+}
+
+// DefaultMetricsListen is metrics.listen when neither it nor admin.listen is set.
+const DefaultMetricsListen = "127.0.0.1:9090"
+
 // Defaults of the operations settings.
 const (
 	DefaultDrainTimeout    = 60 * time.Second
@@ -62,6 +75,18 @@ func (c *Config) applyOpsDefaults() {
 	if c.CallRecords.URLTimeout == 0 {
 		c.CallRecords.URLTimeout = DefaultRecordTimeout
 	}
+	if c.Metrics.Listen == "" {
+		c.Metrics.Listen = DefaultMetricsListen
+		if c.Admin.Listen != "" {
+			c.Metrics.Listen = c.Admin.Listen
+		}
+	}
+}
+
+// MetricsShareAdmin reports whether the operational endpoints are served on
+// the admin API's listener (metrics.listen is admin.listen).
+func (c *Config) MetricsShareAdmin() bool {
+	return c.Admin.Listen != "" && c.Metrics.Listen == c.Admin.Listen
 }
 
 // validateOps returns the problems of the operations settings, each with its field.
@@ -106,7 +131,7 @@ func (c *Config) validateOps() []string {
 	if c.Admin.Listen != "" {
 		if err := checkHostPort(c.Admin.Listen, true); err != nil {
 			bad("admin.listen", "%v", err)
-		} else if c.Admin.Listen == c.HTTP.Listen {
+		} else if sameListener(c.Admin.Listen, c.HTTP.Listen) {
 			bad("admin.listen", "%q is the webhook listener; give the admin API its own", c.Admin.Listen)
 		}
 		if err := c.Admin.Token.check(true); err != nil {
@@ -115,7 +140,19 @@ func (c *Config) validateOps() []string {
 	} else if c.Admin.Token.Env != "" || c.Admin.Token.File != "" {
 		bad("admin.listen", "admin.token is set but admin.listen is empty (the admin API is off)")
 	}
+	if err := checkHostPort(c.Metrics.Listen, true); err != nil {
+		bad("metrics.listen", "%v", err)
+	} else if sameListener(c.Metrics.Listen, c.HTTP.Listen) {
+		bad("metrics.listen", "%q is the webhook listener, which faces the internet; use http.health_path there for a load balancer", c.Metrics.Listen)
+	}
 	return p
+}
+
+// sameListener: the two listen addresses are one socket (port 0 picks a
+// free port each time: never the same).
+func sameListener(a, b string) bool {
+	_, port, err := net.SplitHostPort(a)
+	return a == b && err == nil && port != "0"
 }
 
 // optionsPing reports whether the trunk is watched with OPTIONS.

@@ -44,6 +44,8 @@ func TestOpsBadConfigNamesTheField(t *testing.T) {
 		"records token inline":    {"call_records: {url: \"https://x.example\", url_token: hunter2}\n", "call_records.url_token"},
 		"records token extra key": {"call_records: {url: \"https://x.example\", url_token: {env: R, value: hunter2}}\n", "call_records.url_token"},
 		"admin token extra key":   {"admin: {listen: \"127.0.0.1:8081\", token: {env: A, value: hunter2}}\n", "admin.token"},
+		"metrics on webhook":      {"http: {listen: \":9000\"}\nmetrics: {listen: \":9000\"}\n", "metrics.listen"},
+		"metrics bad listen":      {"metrics: {listen: nowhere}\n", "metrics.listen"},
 	}
 	for name, tc := range cases {
 		_, err := ParseConfig([]byte(minimal + tc.add))
@@ -133,4 +135,26 @@ func TestRecorderPostsWithRetries(t *testing.T) {
 		t.Errorf("file:\n%s", b)
 	}
 	r.write(&CallRecord{CallID: "wacid.after-close"}) // dropped quietly, no panic
+}
+
+// metrics.listen: the admin listener when there is one, else loopback 9090;
+// an explicit value is kept.
+func TestMetricsListenDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		add, want string
+		shared    bool
+	}{
+		{"", "127.0.0.1:9090", false},
+		{"admin: {listen: \"127.0.0.1:8081\", token: {env: A}}\n", "127.0.0.1:8081", true},
+		{"admin: {listen: \"127.0.0.1:8081\", token: {env: A}}\nmetrics: {listen: \"127.0.0.1:9100\"}\n", "127.0.0.1:9100", false},
+		{"metrics: {listen: \"10.0.0.5:9100\"}\n", "10.0.0.5:9100", false},
+	} {
+		c, err := ParseConfig([]byte(minimal + tc.add))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.add, err)
+		}
+		if c.Metrics.Listen != tc.want || c.MetricsShareAdmin() != tc.shared || c.HTTP.HealthPath != "" {
+			t.Errorf("%q: metrics.listen %q shared %v, want %q %v", tc.add, c.Metrics.Listen, c.MetricsShareAdmin(), tc.want, tc.shared)
+		}
+	}
 }

@@ -93,6 +93,8 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		"secret nested":         {strings.Replace(minimal, "app_secret: {env: S}", "app_secret: {env: {hunter2: x}}", 1), "whatsapp.app_secret"},
 		"trunk password extra":  {strings.Replace(minimal, `address: "127.0.0.1:5070"}`, `address: "127.0.0.1:5070", username: gw, password: {file: /run/p, value: hunter2}}`, 1), "trunks[0].password"},
 		"secret in block style": {strings.Replace(minimal, "app_secret: {env: S}", "app_secret:\n    env: S\n    value: hunter2", 1), "whatsapp.app_secret"},
+		"bad health path":       {minimal + "http: {health_path: healthz}\n", "http.health_path"},
+		"health path = webhook": {minimal + "http: {health_path: /webhook}\n", "http.health_path"},
 	}
 	for name, tc := range cases {
 		raw := tc.edit

@@ -105,7 +105,7 @@ type harness struct {
 	sim  *wasim.Sim
 	gw   *gateway.Gateway
 	cfg  *gateway.Config
-	base string // http://host:port of the webhook listener (metrics, health)
+	base string // http://host:port of the webhook listener (webhook only; opsURL has the metrics)
 }
 
 type harnessOptions struct {

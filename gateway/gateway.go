@@ -133,9 +133,14 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.dialer = uaDialer{g.ua}
 
+	// The webhook listener faces the internet: the webhook, and a health
+	// answer without detail if asked. /metrics, /readyz and the admin API
+	// have their own listeners (startOps).
 	mux := http.NewServeMux()
 	mux.Handle(g.cfg.HTTP.WebhookPath, g.webhook)
-	g.opsRoutes(mux) // /metrics, /healthz, /readyz
+	if p := g.cfg.HTTP.HealthPath; p != "" {
+		mux.HandleFunc("GET "+p, g.servePublicHealth)
+	}
 	g.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
 	ln, err := net.Listen("tcp", g.cfg.HTTP.Listen)
 	if err != nil {
@@ -167,6 +172,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return err
 	}
 	g.log.Info("gateway started", zap.String("webhook", g.WebhookURL()), zap.String("sip", g.ua.Addr()),
+		zap.String("metrics", g.MetricsAddr()),
 		zap.Int("trunks", len(g.trunks)), zap.Int("numbers", len(g.cfg.Numbers)))
 	return nil
 }

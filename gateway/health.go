@@ -231,3 +231,17 @@ func (g *Gateway) serveReadyz(w http.ResponseWriter, _ *http.Request) {
 	}
 	_ = json.NewEncoder(w).Encode(r)
 }
+
+// servePublicHealth answers http.health_path on the webhook listener: 200
+// when the gateway takes calls, 503 when not (draining, a trunk down,
+// stopping), with no detail (that is /readyz on the metrics listener).
+func (g *Gateway) servePublicHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !g.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("unavailable\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}

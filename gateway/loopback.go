@@ -34,7 +34,9 @@ func LoopbackConfig(o LoopbackOptions) *Config {
 			AccessToken: SecretRef{Env: "WA_ACCESS_TOKEN"}, AppSecret: SecretRef{Env: "WA_APP_SECRET"}, VerifyToken: SecretRef{Env: "WA_VERIFY_TOKEN"}},
 		WebRTC: WebRTCConfig{UDPPort: o.UDPPort, ListenIPs: []string{"127.0.0.1"}},
 		SIP:    SIPConfig{Listen: "127.0.0.1:0", RTPAddress: "127.0.0.1", RTPPortMin: o.RTPPortMin, RTPPortMax: o.RTPPortMax},
-		Trunks: []TrunkConfig{{Name: "pbx", Address: o.PBXAddr, OptionsPing: &o.PingTrunk}},
+		// A port of its own per gateway: several run side by side in tests.
+		Metrics: MetricsConfig{Listen: "127.0.0.1:0"},
+		Trunks:  []TrunkConfig{{Name: "pbx", Address: o.PBXAddr, OptionsPing: &o.PingTrunk}},
 		Numbers: []NumberConfig{{PhoneNumberID: o.PhoneNumberID, Routes: []RouteConfig{
 			{Name: "pbx", Trunk: "pbx", Destination: "sip:agents@" + o.PBXAddr, AnswerTimeout: o.AnswerTimeout},
 		}}},

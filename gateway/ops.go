@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -29,6 +30,10 @@ type gatewayOps struct {
 
 	admin   *http.Server
 	adminLn net.Listener
+	// The operational endpoints' own listener, when metrics.listen is not
+	// the admin listener (nil otherwise).
+	metricsSrv *http.Server
+	metricsLn  net.Listener
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -51,7 +56,8 @@ func (g *Gateway) initOps(cfg *Config, secrets *Secrets) {
 	g.ops = o
 }
 
-// opsRoutes adds /metrics, /healthz and /readyz to the webhook listener.
+// opsRoutes adds /metrics, /healthz and /readyz to the metrics listener
+// (metrics.listen: its own, or the admin API's).
 func (g *Gateway) opsRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", g.ops.metrics.handler())
 	mux.HandleFunc("GET /healthz", g.serveHealthz)
@@ -75,6 +81,16 @@ func (g *Gateway) startOps() error {
 			return err
 		}
 	}
+	if !g.cfg.MetricsShareAdmin() {
+		if err := g.startMetrics(); err != nil {
+			if o.admin != nil {
+				_ = o.admin.Close()
+			}
+			o.monitor.stop()
+			o.records.close(context.Background())
+			return err
+		}
+	}
 	o.wg.Add(1)
 	go g.flushLoop()
 	o.started.Store(true)
@@ -90,12 +106,47 @@ func (g *Gateway) stopOps(ctx context.Context) {
 	close(o.stop)
 	o.wg.Wait()
 	o.monitor.stop()
-	if o.admin != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = o.admin.Shutdown(sctx)
-		cancel()
+	for _, srv := range []*http.Server{o.admin, o.metricsSrv} {
+		if srv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = srv.Shutdown(sctx)
+			cancel()
+		}
 	}
 	o.records.close(ctx)
+}
+
+// startMetrics serves /metrics, /healthz and /readyz on metrics.listen
+// when it is not the admin listener.
+func (g *Gateway) startMetrics() error {
+	o := g.ops
+	mux := http.NewServeMux()
+	g.opsRoutes(mux)
+	ln, err := net.Listen("tcp", g.cfg.Metrics.Listen)
+	if err != nil {
+		return fmt.Errorf("metrics.listen: %w", err)
+	}
+	o.metricsLn = ln
+	o.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
+	go func() {
+		if err := o.metricsSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			g.log.Error("metrics server stopped", zap.Error(err))
+		}
+	}()
+	g.log.Info("metrics, /healthz and /readyz listening", zap.String("addr", ln.Addr().String()))
+	return nil
+}
+
+// MetricsAddr is the bound listener of /metrics, /healthz and /readyz: the
+// admin API's when they share it ("" before Start).
+func (g *Gateway) MetricsAddr() string {
+	switch {
+	case g.ops.metricsLn != nil:
+		return g.ops.metricsLn.Addr().String()
+	case g.cfg.MetricsShareAdmin():
+		return g.AdminAddr()
+	}
+	return ""
 }
 
 func (g *Gateway) flushLoop() {

@@ -196,9 +196,9 @@ func TestOpsRecordOutcomes(t *testing.T) {
 func TestOpsTrunkDownRejectsAtOnce(t *testing.T) {
 	pbx := startSipp(t, "pbx_options.xml", 100000, 60*time.Second)
 	h := newOpsHarness(t, opsOptions{PBXAddr: pbx.Addr, PingTrunk: true})
-	ready := func() (int, string) { return httpGet(t, h.base+"/readyz", "") }
+	ready := func() (int, string) { return httpGet(t, h.opsURL()+"/readyz", "") }
 	waitFor(t, 5*time.Second, "/readyz 200 while the trunk answers OPTIONS", func() bool { c, _ := ready(); return c == 200 })
-	if code, _ := httpGet(t, h.base+"/healthz", ""); code != 200 {
+	if code, _ := httpGet(t, h.opsURL()+"/healthz", ""); code != 200 {
 		t.Errorf("/healthz: %d", code)
 	}
 	if v := h.scrape(t).value(t, `wagateway_trunk_up{trunk="pbx"}`); v != 1 {
@@ -250,7 +250,7 @@ func TestOpsDrain(t *testing.T) {
 	drainStart := time.Now()
 	go func() { drained <- h.gw.Drain(context.Background()) }()
 	waitFor(t, 2*time.Second, "draining", h.gw.Draining)
-	if code, body := httpGet(t, h.base+"/readyz", ""); code != 503 || !strings.Contains(body, `"draining":true`) {
+	if code, body := httpGet(t, h.opsURL()+"/readyz", ""); code != 503 || !strings.Contains(body, `"draining":true`) {
 		t.Errorf("/readyz while draining: %d %s", code, body)
 	}
 	late := h.call(t, wasim.CallOptions{})

@@ -75,10 +75,14 @@ func readRecords(t *testing.T, path string) []gateway.CallRecord {
 	return out
 }
 
-// scrape fetches /metrics over HTTP.
+// opsURL is http://host:port of the metrics listener (/metrics, /healthz,
+// /readyz), never the webhook listener.
+func (h *harness) opsURL() string { return "http://" + h.gw.MetricsAddr() }
+
+// scrape fetches /metrics over HTTP from the metrics listener.
 func (h *opsHarness) scrape(t *testing.T) metricsText {
 	t.Helper()
-	code, body := httpGet(t, h.base+"/metrics", "")
+	code, body := httpGet(t, h.opsURL()+"/metrics", "")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: HTTP %d", code)
 	}

@@ -78,6 +78,7 @@ func restartOnly(old, new *Config) []string {
 		"webrtc": {old.WebRTC, new.WebRTC}, "sip": {old.SIP, new.SIP}, "media": {old.Media, new.Media},
 		"drain_timeout": {old.DrainTimeout, new.DrainTimeout}, "health": {old.Health, new.Health},
 		"call_records": {old.CallRecords, new.CallRecords}, "admin": {old.Admin, new.Admin},
+		"metrics": {old.Metrics, new.Metrics},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			out = append(out, name)

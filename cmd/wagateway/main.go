@@ -17,9 +17,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -83,8 +85,11 @@ Usage:
                                      go tool pprof)
   wagateway check-config FILE        validate a config file (fields, secrets, files it names)
                                      and list every problem
-  wagateway healthcheck [URL]        GET URL (default http://127.0.0.1:8080/healthz); exit 0 on
-                                     200 (the container HEALTHCHECK: the image has no curl)
+  wagateway healthcheck [-config FILE | URL]
+                                     GET /healthz on the metrics listener the config names
+                                     (metrics.listen), or URL (default
+                                     http://127.0.0.1:9090/healthz); exit 0 on 200 (the
+                                     container HEALTHCHECK: the image has no curl)
 
 Signals: SIGTERM drains (new calls rejected, active calls continue up to drain_timeout),
 SIGINT stops at once, SIGHUP reloads routes and trunks.
@@ -128,6 +133,11 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	if cfg.Admin.Listen != "" {
 		fmt.Fprintf(stdout, "  admin API on %s (token required)\n", cfg.Admin.Listen)
 	}
+	fmt.Fprintf(stdout, "  /metrics, /healthz, /readyz on %s; the webhook listener %s serves %s", cfg.Metrics.Listen, cfg.HTTP.Listen, cfg.HTTP.WebhookPath)
+	if cfg.HTTP.HealthPath != "" {
+		fmt.Fprintf(stdout, " and %s (200/503, no detail)", cfg.HTTP.HealthPath)
+	}
+	fmt.Fprintln(stdout)
 	return 0
 }
 
@@ -240,16 +250,27 @@ func drain(gw *gateway.Gateway, log *zap.Logger, sigs <-chan os.Signal, reload f
 	}
 }
 
+// defaultHealthURL is /healthz on the default metrics listener.
+const defaultHealthURL = "http://" + gateway.DefaultMetricsListen + "/healthz"
+
 // healthcheck probes the gateway's /healthz (or any URL) for the container
-// HEALTHCHECK, so the image needs no curl.
+// HEALTHCHECK, so the image needs no curl. With -config it finds /healthz
+// on the metrics listener that config names.
 func healthcheck(args []string, stdout, stderr io.Writer) int {
-	url := "http://127.0.0.1:8080/healthz"
-	if len(args) > 1 {
-		fmt.Fprintln(stderr, "usage: wagateway healthcheck [URL]")
-		return 2
-	}
-	if len(args) == 1 {
+	url := defaultHealthURL
+	switch {
+	case len(args) == 2 && (args[0] == "-config" || args[0] == "--config"):
+		cfg, err := gateway.LoadConfig(args[1])
+		if err != nil {
+			fmt.Fprintf(stderr, "healthcheck: %v\n", err)
+			return 1
+		}
+		url = "http://" + dialable(cfg.Metrics.Listen) + "/healthz"
+	case len(args) == 1 && !strings.HasPrefix(args[0], "-"):
 		url = args[0]
+	case len(args) != 0:
+		fmt.Fprintln(stderr, "usage: wagateway healthcheck [-config FILE | URL]")
+		return 2
 	}
 	client := &http.Client{Timeout: 3 * time.Second}
 	res, err := client.Get(url)
@@ -264,4 +285,17 @@ func healthcheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "ok")
 	return 0
+}
+
+// dialable turns a listen address into one to connect to: every interface
+// (an empty host, 0.0.0.0, ::) is reached on 127.0.0.1.
+func dialable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }

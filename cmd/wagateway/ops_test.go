@@ -23,6 +23,7 @@ whatsapp: {graph_base_url: "http://127.0.0.1:9", access_token: {env: WAGW_T}, ap
 webrtc: {udp_port: %d, listen_ips: [127.0.0.1]}
 sip: {listen: "127.0.0.1:0", rtp_address: 127.0.0.1, rtp_port_min: 41000, rtp_port_max: 41099}
 drain_timeout: 2s
+metrics: {listen: "127.0.0.1:0"}
 call_records: {file: %q}
 trunks:
   - {name: pbx, address: "127.0.0.1:5999", options_ping: false}
@@ -86,6 +87,17 @@ func TestSignalsReloadAndDrain(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+	}
+
+	// The container's healthcheck finds /healthz on the metrics listener,
+	// and no longer on the webhook listener.
+	var hout, herr bytes.Buffer
+	if code := run([]string{"healthcheck", "http://" + gw.MetricsAddr() + "/healthz"}, &hout, &herr); code != 0 {
+		t.Errorf("healthcheck on the metrics listener: exit %d %s", code, herr.String())
+	}
+	webhookHealth := strings.TrimSuffix(gw.WebhookURL(), "/webhook") + "/healthz"
+	if code := run([]string{"healthcheck", webhookHealth}, &hout, &herr); code != 1 {
+		t.Errorf("healthcheck on the webhook listener: exit %d, want 1 (404)", code)
 	}
 
 	writeOpsConfig(t, path, udp, `  - {name: pbx2, address: "127.0.0.1:5998", options_ping: false}`, "pbx2")
@@ -179,5 +191,39 @@ func TestHealthcheckCommand(t *testing.T) {
 	}
 	if code := run([]string{"healthcheck", "http://127.0.0.1:1/healthz"}, &out, &errb); code != 1 {
 		t.Errorf("nothing listening: exit %d", code)
+	}
+}
+
+// healthcheck -config probes /healthz on the metrics listener that config
+// names (every interface reached on 127.0.0.1); with nothing, the default.
+func TestHealthcheckFollowsConfig(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			w.WriteHeader(404)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	}))
+	defer ok.Close()
+	_, port, _ := strings.Cut(strings.TrimPrefix(ok.URL, "http://"), ":")
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	os.WriteFile(path, []byte(`
+whatsapp: {access_token: {env: X}, app_secret: {env: Y}, verify_token: {env: Z}}
+trunks: [{name: pbx, address: "127.0.0.1:5060"}]
+numbers: [{phone_number_id: "12", routes: [{trunk: pbx, destination: "sip:a@b"}]}]
+metrics: {listen: "0.0.0.0:`+port+`"}
+`), 0o600)
+	var out, errb bytes.Buffer
+	if code := run([]string{"healthcheck", "-config", path}, &out, &errb); code != 0 {
+		t.Errorf("healthcheck -config: exit %d %s", code, errb.String())
+	}
+	if defaultHealthURL != "http://127.0.0.1:9090/healthz" {
+		t.Errorf("default URL %s", defaultHealthURL)
+	}
+	if code := run([]string{"healthcheck", "-config", filepath.Join(t.TempDir(), "none.yaml")}, &out, &errb); code != 1 {
+		t.Errorf("missing config: exit %d", code)
+	}
+	if code := run([]string{"healthcheck", "a", "b"}, &out, &errb); code != 2 {
+		t.Errorf("two URLs: exit %d", code)
 	}
 }

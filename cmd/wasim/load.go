@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -609,13 +610,17 @@ func startGateway(ctx context.Context, o *loadFlags, dir, pbxAddr, graphURL, sec
 	if err != nil {
 		return nil, "", err
 	}
+	metricsPort, err := wasim.FreeLoopbackPort("tcp")
+	if err != nil {
+		return nil, "", err
+	}
 	cfgPath := filepath.Join(dir, "gateway.yaml")
 	recordsPath := filepath.Join(dir, "calls.jsonl")
 	env := append(os.Environ(), "WA_ACCESS_TOKEN="+token, "WA_APP_SECRET="+secret, "WA_VERIFY_TOKEN="+randomHex(16))
-	optional := []string{"options_ping"}
+	optional := []string{"options_ping", "metrics"}
 	var cfgErr error
 	for {
-		cfg := gatewayConfig(o, httpPort, udpPort, sipPort, pbxAddr, graphURL, recordsPath, optional)
+		cfg := gatewayConfig(o, httpPort, udpPort, sipPort, metricsPort, pbxAddr, graphURL, recordsPath, optional)
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			return nil, "", err
 		}
@@ -661,7 +666,12 @@ func startGateway(ctx context.Context, o *loadFlags, dir, pbxAddr, graphURL, sec
 		return nil, "", err
 	}
 	c.records = recordsPath
+	// /healthz is on the metrics listener; a gateway that predates
+	// metrics.listen serves it on the webhook listener.
 	health := "http://127.0.0.1:" + strconv.Itoa(httpPort) + "/healthz"
+	if slices.Contains(optional, "metrics") {
+		health = "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/healthz"
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	hc := &http.Client{Timeout: time.Second}
 	for {
@@ -690,7 +700,7 @@ func startGateway(ctx context.Context, o *loadFlags, dir, pbxAddr, graphURL, sec
 // gatewayConfig is the load run's gateway config: everything on 127.0.0.1,
 // one trunk to the PBX with the codec asked, logs in JSON at info, a call
 // record per call (the media counters), secrets named, never written.
-func gatewayConfig(o *loadFlags, httpPort, udpPort, sipPort int, pbxAddr, graphURL, records string, optional []string) string {
+func gatewayConfig(o *loadFlags, httpPort, udpPort, sipPort, metricsPort int, pbxAddr, graphURL, records string, optional []string) string {
 	codec := map[string]string{"pcmu": "PCMU", "pcma": "PCMA", "g722": "G722", "opus": "opus"}[o.codec]
 	var b strings.Builder
 	fmt.Fprintf(&b, `# written by wasim load
@@ -708,6 +718,9 @@ call_records: {file: %q}
 `, httpPort, graphURL, udpPort, sipPort, records)
 	if o.opusComplexity >= 0 {
 		fmt.Fprintf(&b, "media: {opus_complexity: %d}\n", o.opusComplexity)
+	}
+	if slices.Contains(optional, "metrics") {
+		fmt.Fprintf(&b, "metrics: {listen: \"127.0.0.1:%d\"}\n", metricsPort)
 	}
 	fmt.Fprintf(&b, "trunks:\n  - name: pbx\n    address: %q\n    codecs: [%s]\n", pbxAddr, codec)
 	for _, f := range optional {

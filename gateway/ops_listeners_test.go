@@ -1,0 +1,102 @@
+package gateway_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wagateway/wagateway/gateway"
+)
+
+// The webhook listener faces the internet: /metrics, /readyz, /healthz and
+// the admin API are not there (404), and are on the metrics listener: its
+// own, or the admin API's when they share it.
+func TestOpsListenersKeepOpsOffTheWebhook(t *testing.T) {
+	secrets := testSecrets
+	secrets.AdminToken = "admin-token-for-tests"
+	for _, tc := range []struct {
+		name   string
+		edit   func(*gateway.Config)
+		shared bool
+	}{
+		{"metrics on their own listener", nil, false},
+		{"metrics on the admin listener", func(c *gateway.Config) {
+			c.Admin = gateway.AdminConfig{Listen: "127.0.0.1:0", Token: gateway.SecretRef{Env: "UNUSED_IN_TEST"}}
+			c.Metrics.Listen = c.Admin.Listen
+		}, true},
+		{"admin and metrics apart", func(c *gateway.Config) {
+			c.Admin = gateway.AdminConfig{Listen: "localhost:0", Token: gateway.SecretRef{Env: "UNUSED_IN_TEST"}}
+			c.Metrics.Listen = "127.0.0.1:0"
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{PBXAddr: "127.0.0.1:9", Secrets: &secrets, Config: tc.edit})
+			if h.gw.MetricsAddr() == "" || strings.HasSuffix(h.base, h.gw.MetricsAddr()) {
+				t.Fatalf("metrics listener %q, webhook %s", h.gw.MetricsAddr(), h.base)
+			}
+			if shared := h.gw.MetricsAddr() == h.gw.AdminAddr(); shared != tc.shared {
+				t.Errorf("metrics %s, admin %s: shared %v, want %v", h.gw.MetricsAddr(), h.gw.AdminAddr(), shared, tc.shared)
+			}
+			for _, path := range []string{"/metrics", "/readyz", "/healthz", "/admin/calls"} {
+				if code, body := httpGet(t, h.base+path, secrets.AdminToken); code != http.StatusNotFound {
+					t.Errorf("webhook listener %s: HTTP %d, want 404: %.200s", path, code, body)
+				}
+			}
+			code, body := httpGet(t, h.opsURL()+"/metrics", "")
+			if code != http.StatusOK || !strings.Contains(body, "wagateway_active_calls 0") {
+				t.Errorf("metrics listener /metrics: HTTP %d: %.200s", code, body)
+			}
+			if code, body := httpGet(t, h.opsURL()+"/readyz", ""); code != http.StatusOK || !strings.Contains(body, `"trunks":{"pbx"`) {
+				t.Errorf("metrics listener /readyz: HTTP %d %s", code, body)
+			}
+			if code, _ := httpGet(t, h.opsURL()+"/healthz", ""); code != http.StatusOK {
+				t.Errorf("metrics listener /healthz: HTTP %d", code)
+			}
+			if admin := h.gw.AdminAddr(); admin != "" {
+				code, _ := httpGet(t, "http://"+admin+"/metrics", "")
+				if want := map[bool]int{true: 200, false: 404}[tc.shared]; code != want {
+					t.Errorf("admin listener /metrics: HTTP %d, want %d", code, want)
+				}
+				if code, _ := httpGet(t, "http://"+admin+"/admin/calls", secrets.AdminToken); code != http.StatusOK {
+					t.Errorf("admin API: HTTP %d", code)
+				}
+			}
+			// The webhook itself still answers there (Meta's verification GET).
+			if code, _ := httpGet(t, h.base+"/webhook?hub.mode=subscribe&hub.verify_token="+testSecrets.VerifyToken+"&hub.challenge=42", ""); code != http.StatusOK {
+				t.Errorf("webhook verification: HTTP %d", code)
+			}
+		})
+	}
+}
+
+// http.health_path answers on the webhook listener 200, then 503 once the
+// gateway does not take calls (draining), with no detail; /readyz keeps the
+// detail on the metrics listener.
+func TestOpsPublicHealthPathWithoutDetail(t *testing.T) {
+	h := newHarness(t, harnessOptions{PBXAddr: "127.0.0.1:9", Config: func(c *gateway.Config) {
+		c.HTTP.HealthPath = "/healthz"
+	}})
+	code, body := httpGet(t, h.base+"/healthz", "")
+	if code != http.StatusOK || body != "ok\n" {
+		t.Errorf("webhook listener /healthz: HTTP %d %q, want 200 \"ok\"", code, body)
+	}
+	for _, path := range []string{"/metrics", "/readyz"} {
+		if code, _ := httpGet(t, h.base+path, ""); code != http.StatusNotFound {
+			t.Errorf("webhook listener %s: HTTP %d, want 404", path, code)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.gw.Drain(ctx); err != nil { // no call: returns at once
+		t.Fatal(err)
+	}
+	code, body = httpGet(t, h.base+"/healthz", "")
+	if code != http.StatusServiceUnavailable || body != "unavailable\n" {
+		t.Errorf("webhook listener /healthz while draining: HTTP %d %q, want 503 without detail", code, body)
+	}
+	if code, body := httpGet(t, h.opsURL()+"/readyz", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, `"draining":true`) {
+		t.Errorf("metrics listener /readyz while draining: HTTP %d %s", code, body)
+	}
+}
