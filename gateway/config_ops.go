@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -148,11 +149,45 @@ func (c *Config) validateOps() []string {
 	return p
 }
 
+// Warnings lists what is allowed but risky, each naming its field: the
+// admin API or the metrics listener on an address that is not loopback,
+// without TLS (the admin API carries a bearer token; /readyz and /metrics
+// show trunk names, their errors and call counts). check-config prints
+// them; the gateway logs them at start.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.Admin.Listen != "" && !loopbackListen(c.Admin.Listen) {
+		what := "the admin API"
+		if c.MetricsShareAdmin() {
+			what += " (and /metrics, /readyz on the same listener)"
+		}
+		w = append(w, fmt.Sprintf("admin.listen: %q is not a loopback address and %s has no TLS: its bearer token and call data cross the network in clear; bind 127.0.0.1, or reach it through a TLS proxy or a private network only", c.Admin.Listen, what))
+	}
+	if !c.MetricsShareAdmin() && !loopbackListen(c.Metrics.Listen) {
+		w = append(w, fmt.Sprintf("metrics.listen: %q is not a loopback address and has no TLS: /metrics and /readyz (trunk names, their errors, call counts) are open to whoever reaches it; bind 127.0.0.1, or firewall it to the scraper", c.Metrics.Listen))
+	}
+	return w
+}
+
 // sameListener: the two listen addresses are one socket (port 0 picks a
 // free port each time: never the same).
 func sameListener(a, b string) bool {
 	_, port, err := net.SplitHostPort(a)
 	return a == b && err == nil && port != "0"
+}
+
+// loopbackListen reports whether a listen address binds loopback only
+// (127.0.0.0/8, ::1, localhost); an empty host or 0.0.0.0 is every interface.
+func loopbackListen(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // optionsPing reports whether the trunk is watched with OPTIONS.

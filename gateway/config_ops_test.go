@@ -158,3 +158,35 @@ func TestMetricsListenDefaults(t *testing.T) {
 		}
 	}
 }
+
+// Admin or metrics on an address that is not loopback, without TLS, is a
+// warning naming the field, not an error.
+func TestConfigWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		add  string
+		want []string // fields warned about, in order
+	}{
+		{"", nil},
+		{"admin: {listen: \"127.0.0.1:8081\", token: {env: A}}\n", nil},
+		{"admin: {listen: \"[::1]:8081\", token: {env: A}}\nmetrics: {listen: \"localhost:9100\"}\n", nil},
+		{"admin: {listen: \"0.0.0.0:8081\", token: {env: A}}\n", []string{"admin.listen"}}, // metrics share it: one warning
+		{"admin: {listen: \":8081\", token: {env: A}}\nmetrics: {listen: \"127.0.0.1:9100\"}\n", []string{"admin.listen"}},
+		{"admin: {listen: \"10.1.2.3:8081\", token: {env: A}}\nmetrics: {listen: \"0.0.0.0:9100\"}\n", []string{"admin.listen", "metrics.listen"}},
+		{"metrics: {listen: \"[::]:9100\"}\n", []string{"metrics.listen"}},
+	} {
+		c, err := ParseConfig([]byte(minimal + tc.add))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.add, err)
+		}
+		w := c.Warnings()
+		if len(w) != len(tc.want) {
+			t.Errorf("%q: warnings %q, want %v", tc.add, w, tc.want)
+			continue
+		}
+		for i, field := range tc.want {
+			if !strings.HasPrefix(w[i], field+": ") || !strings.Contains(w[i], "no TLS") {
+				t.Errorf("%q: warning %q does not name %s", tc.add, w[i], field)
+			}
+		}
+	}
+}

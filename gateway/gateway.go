@@ -101,6 +101,9 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 func (g *Gateway) Start(ctx context.Context) error {
 	g.ctx, g.cancelCause = context.WithCancelCause(context.Background())
 	g.cancel = func() { g.cancelCause(context.Canceled) }
+	for _, w := range g.cfg.Warnings() {
+		g.log.Warn("config: " + w)
+	}
 	var err error
 	g.media, err = webrtc.NewMedia(webrtc.MediaConfig{
 		UDPPort:   g.cfg.WebRTC.UDPPort,

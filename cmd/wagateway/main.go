@@ -124,6 +124,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, &gateway.ConfigError{Problems: all})
 		return 1
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
 	fmt.Fprintf(stdout, "%s: ok (%d trunks, %d numbers)\n", args[0], len(cfg.Trunks), len(cfg.Numbers))
 	fmt.Fprintf(stdout, "  drain_timeout %v; trunk OPTIONS every %v (down after %d unanswered)\n",
 		cfg.DrainTimeout, cfg.Health.OptionsInterval, cfg.Health.DownAfter)

@@ -194,6 +194,52 @@ func TestHealthcheckCommand(t *testing.T) {
 	}
 }
 
+// check-config warns, without failing, when the admin API binds every
+// interface without TLS; a loopback admin API draws no warning.
+func TestCheckConfigWarnsOfExposedAdmin(t *testing.T) {
+	t.Setenv("WAGW_W_T", "t")
+	t.Setenv("WAGW_W_S", "s")
+	t.Setenv("WAGW_W_V", "v")
+	t.Setenv("WAGW_W_A", "admin-secret")
+	base := `
+whatsapp: {access_token: {env: WAGW_W_T}, app_secret: {env: WAGW_W_S}, verify_token: {env: WAGW_W_V}}
+trunks: [{name: pbx, address: "127.0.0.1:5060"}]
+numbers: [{phone_number_id: "12", routes: [{trunk: pbx, destination: "sip:a@b"}]}]
+`
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, extra string
+		warn        []string
+	}{
+		{"admin on every interface", `admin: {listen: "0.0.0.0:8081", token: {env: WAGW_W_A}}`, []string{"warning: admin.listen", "0.0.0.0:8081", "no TLS"}},
+		{"metrics on every interface", `metrics: {listen: ":9100"}`, []string{"warning: metrics.listen", ":9100"}},
+		{"loopback only", `admin: {listen: "127.0.0.1:8081", token: {env: WAGW_W_A}}`, nil},
+		{"defaults", ``, nil},
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")
+		os.WriteFile(path, []byte(base+tc.extra+"\n"), 0o600)
+		var out, errb bytes.Buffer
+		if code := run([]string{"check-config", path}, &out, &errb); code != 0 {
+			t.Errorf("%s: exit %d (a warning is not an error): %s", tc.name, code, errb.String())
+			continue
+		}
+		for _, want := range tc.warn {
+			if !strings.Contains(errb.String(), want) {
+				t.Errorf("%s: no %q in:\n%s", tc.name, want, errb.String())
+			}
+		}
+		if tc.warn == nil && strings.Contains(errb.String(), "warning") {
+			t.Errorf("%s: unexpected warning:\n%s", tc.name, errb.String())
+		}
+		if strings.Contains(errb.String()+out.String(), "admin-secret") {
+			t.Errorf("%s: the admin token was printed", tc.name)
+		}
+		if !strings.Contains(out.String(), "/metrics, /healthz, /readyz on ") {
+			t.Errorf("%s: the metrics listener is not shown:\n%s", tc.name, out.String())
+		}
+	}
+}
+
 // healthcheck -config probes /healthz on the metrics listener that config
 // names (every interface reached on 127.0.0.1); with nothing, the default.
 func TestHealthcheckFollowsConfig(t *testing.T) {
