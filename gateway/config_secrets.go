@@ -17,6 +17,9 @@ func checkSecretNode(n *yaml.Node) error {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return nil // left out: the field's own check says whether it is required
+	}
 	if n.Kind != yaml.MappingNode {
 		return errors.New("a secret is named, never written in the config: use {env: NAME} or {file: PATH}")
 	}

@@ -78,6 +78,7 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		"bad destination":   {strings.Replace(minimal, `"sip:a@127.0.0.1"`, `"a@127.0.0.1"`, 1), "numbers[0].routes[0].destination"},
 		"bad codec":         {strings.Replace(minimal, `address: "127.0.0.1:5070"}`, `address: "127.0.0.1:5070", codecs: [GSM]}`, 1), "trunks[0].codecs[0]"},
 		"missing secret":    {strings.Replace(minimal, "app_secret: {env: S}", "", 1), "whatsapp.app_secret"},
+		"empty secret":      {strings.Replace(minimal, "app_secret: {env: S}", "app_secret:", 1), "whatsapp.app_secret: missing"},
 		"phone not id":      {strings.Replace(minimal, `phone_number_id: "1"`, `phone_number_id: "+1 555"`, 1), "numbers[0].phone_number_id"},
 		"bad log level":     {minimal + "log: {level: loud}\n", "log.level"},
 		"bad public ip":     {minimal + "webrtc: {public_ips: [0.0.0.0]}\n", "webrtc.public_ips[0]"},
