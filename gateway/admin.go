@@ -5,8 +5,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -39,9 +37,9 @@ func (g *Gateway) startAdmin() error {
 	mux.Handle("GET /admin/calls/{id}", g.adminAuth(g.adminGet))
 	mux.Handle("POST /admin/calls/{id}/hangup", g.adminAuth(g.adminHangup))
 	mux.Handle("DELETE /admin/calls/{id}", g.adminAuth(g.adminHangup))
-	ln, err := net.Listen("tcp", g.cfg.Admin.Listen)
+	ln, err := listenOps("admin", g.cfg.Admin.Listen, g.cfg.Admin.TLSCertFile, g.cfg.Admin.TLSKeyFile)
 	if err != nil {
-		return fmt.Errorf("admin: listen %s: %w", g.cfg.Admin.Listen, err)
+		return err
 	}
 	o.adminLn = ln
 	o.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
@@ -50,7 +48,7 @@ func (g *Gateway) startAdmin() error {
 			g.log.Error("admin server stopped", zap.Error(err))
 		}
 	}()
-	g.log.Info("admin API listening", zap.String("addr", ln.Addr().String()))
+	g.log.Info("admin API listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", g.cfg.Admin.TLSCertFile != ""))
 	return nil
 }
 

@@ -33,6 +33,10 @@ type CallRecordsConfig struct {
 type AdminConfig struct {
 	Listen string    `yaml:"listen"` // e.g. 127.0.0.1:8081; empty = off
 	Token  SecretRef `yaml:"token"`  // "Authorization: Bearer …" on every admin request
+	// TLSCertFile and TLSKeyFile (both or neither): the admin listener
+	// serves TLS 1.2+ (and so do the metrics when they share it).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 }
 
 // MetricsConfig says where the operational endpoints are served: /metrics,
@@ -42,6 +46,10 @@ type MetricsConfig struct {
 	// Listen: host:port. Default: admin.listen when the admin API is on (the
 	// endpoints share its listener, without a token), else 127.0.0.1:9090.
 	Listen string `yaml:"listen"`
+	// TLSCertFile and TLSKeyFile (both or neither): a metrics listener of
+	// its own serves TLS 1.2+. Sharing the admin listener, it takes admin's.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 }
 
 // DefaultMetricsListen is metrics.listen when neither it nor admin.listen is set.
@@ -82,6 +90,15 @@ func (c *Config) applyOpsDefaults() {
 			c.Metrics.Listen = c.Admin.Listen
 		}
 	}
+}
+
+// MetricsTLS reports whether /metrics, /healthz and /readyz are served over
+// TLS: the admin listener's when they share it, else their own.
+func (c *Config) MetricsTLS() bool {
+	if c.MetricsShareAdmin() {
+		return c.Admin.TLSCertFile != ""
+	}
+	return c.Metrics.TLSCertFile != ""
 }
 
 // MetricsShareAdmin reports whether the operational endpoints are served on
@@ -141,6 +158,16 @@ func (c *Config) validateOps() []string {
 	} else if c.Admin.Token.Env != "" || c.Admin.Token.File != "" {
 		bad("admin.listen", "admin.token is set but admin.listen is empty (the admin API is off)")
 	}
+	if (c.Admin.TLSCertFile == "") != (c.Admin.TLSKeyFile == "") {
+		bad("admin.tls_cert_file", "tls_cert_file and tls_key_file go together")
+	} else if c.Admin.TLSCertFile != "" && c.Admin.Listen == "" {
+		bad("admin.tls_cert_file", "set but admin.listen is empty (the admin API is off)")
+	}
+	if (c.Metrics.TLSCertFile == "") != (c.Metrics.TLSKeyFile == "") {
+		bad("metrics.tls_cert_file", "tls_cert_file and tls_key_file go together")
+	} else if c.Metrics.TLSCertFile != "" && c.MetricsShareAdmin() {
+		bad("metrics.tls_cert_file", "the metrics share the admin listener (metrics.listen is admin.listen): its TLS is admin.tls_cert_file")
+	}
 	if err := checkHostPort(c.Metrics.Listen, true); err != nil {
 		bad("metrics.listen", "%v", err)
 	} else if sameListener(c.Metrics.Listen, c.HTTP.Listen) {
@@ -156,15 +183,15 @@ func (c *Config) validateOps() []string {
 // them; the gateway logs them at start.
 func (c *Config) Warnings() []string {
 	var w []string
-	if c.Admin.Listen != "" && !loopbackListen(c.Admin.Listen) {
+	if c.Admin.Listen != "" && c.Admin.TLSCertFile == "" && !loopbackListen(c.Admin.Listen) {
 		what := "the admin API"
 		if c.MetricsShareAdmin() {
 			what += " (and /metrics, /readyz on the same listener)"
 		}
-		w = append(w, fmt.Sprintf("admin.listen: %q is not a loopback address and %s has no TLS: its bearer token and call data cross the network in clear; bind 127.0.0.1, or reach it through a TLS proxy or a private network only", c.Admin.Listen, what))
+		w = append(w, fmt.Sprintf("admin.listen: %q is not a loopback address and %s has no TLS: its bearer token and call data cross the network in clear; bind 127.0.0.1, set admin.tls_cert_file and tls_key_file, or reach it through a private network only", c.Admin.Listen, what))
 	}
-	if !c.MetricsShareAdmin() && !loopbackListen(c.Metrics.Listen) {
-		w = append(w, fmt.Sprintf("metrics.listen: %q is not a loopback address and has no TLS: /metrics and /readyz (trunk names, their errors, call counts) are open to whoever reaches it; bind 127.0.0.1, or firewall it to the scraper", c.Metrics.Listen))
+	if !c.MetricsShareAdmin() && c.Metrics.TLSCertFile == "" && !loopbackListen(c.Metrics.Listen) {
+		w = append(w, fmt.Sprintf("metrics.listen: %q is not a loopback address and has no TLS: /metrics and /readyz (trunk names, their errors, call counts) are open to whoever reaches it; bind 127.0.0.1, set metrics.tls_cert_file and tls_key_file, or firewall it to the scraper", c.Metrics.Listen))
 	}
 	return w
 }
@@ -208,6 +235,8 @@ func (c *Config) CheckFiles() error {
 	}
 	pair("http.tls_cert_file", c.HTTP.TLSCertFile, c.HTTP.TLSKeyFile)
 	pair("sip.tls_cert_file", c.SIP.TLSCertFile, c.SIP.TLSKeyFile)
+	pair("admin.tls_cert_file", c.Admin.TLSCertFile, c.Admin.TLSKeyFile)
+	pair("metrics.tls_cert_file", c.Metrics.TLSCertFile, c.Metrics.TLSKeyFile)
 	if f := c.CallRecords.File; f != "" {
 		if st, err := os.Stat(filepath.Dir(f)); err != nil || !st.IsDir() {
 			p = append(p, fmt.Sprintf("call_records.file: folder %s does not exist", filepath.Dir(f)))

@@ -46,6 +46,10 @@ func TestOpsBadConfigNamesTheField(t *testing.T) {
 		"admin token extra key":   {"admin: {listen: \"127.0.0.1:8081\", token: {env: A, value: hunter2}}\n", "admin.token"},
 		"metrics on webhook":      {"http: {listen: \":9000\"}\nmetrics: {listen: \":9000\"}\n", "metrics.listen"},
 		"metrics bad listen":      {"metrics: {listen: nowhere}\n", "metrics.listen"},
+		"admin tls half":          {"admin: {listen: \"127.0.0.1:8081\", token: {env: A}, tls_cert_file: c}\n", "admin.tls_cert_file"},
+		"admin tls, no listen":    {"admin: {tls_cert_file: c, tls_key_file: k}\n", "admin.tls_cert_file"},
+		"metrics tls half":        {"metrics: {tls_key_file: k}\n", "metrics.tls_cert_file"},
+		"metrics tls but shared":  {"admin: {listen: \"127.0.0.1:8081\", token: {env: A}}\nmetrics: {tls_cert_file: c, tls_key_file: k}\n", "metrics.tls_cert_file"},
 	}
 	for name, tc := range cases {
 		_, err := ParseConfig([]byte(minimal + tc.add))
@@ -173,6 +177,10 @@ func TestConfigWarnings(t *testing.T) {
 		{"admin: {listen: \":8081\", token: {env: A}}\nmetrics: {listen: \"127.0.0.1:9100\"}\n", []string{"admin.listen"}},
 		{"admin: {listen: \"10.1.2.3:8081\", token: {env: A}}\nmetrics: {listen: \"0.0.0.0:9100\"}\n", []string{"admin.listen", "metrics.listen"}},
 		{"metrics: {listen: \"[::]:9100\"}\n", []string{"metrics.listen"}},
+		// With TLS, only the first warning that lacks it stays.
+		{"admin: {listen: \"0.0.0.0:8081\", token: {env: A}, tls_cert_file: c, tls_key_file: k}\n", nil},
+		{"admin: {listen: \"0.0.0.0:8081\", token: {env: A}, tls_cert_file: c, tls_key_file: k}\nmetrics: {listen: \":9100\"}\n", []string{"metrics.listen"}},
+		{"metrics: {listen: \":9100\", tls_cert_file: c, tls_key_file: k}\n", nil},
 	} {
 		c, err := ParseConfig([]byte(minimal + tc.add))
 		if err != nil {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -123,9 +124,9 @@ func (g *Gateway) startMetrics() error {
 	o := g.ops
 	mux := http.NewServeMux()
 	g.opsRoutes(mux)
-	ln, err := net.Listen("tcp", g.cfg.Metrics.Listen)
+	ln, err := listenOps("metrics", g.cfg.Metrics.Listen, g.cfg.Metrics.TLSCertFile, g.cfg.Metrics.TLSKeyFile)
 	if err != nil {
-		return fmt.Errorf("metrics.listen: %w", err)
+		return err
 	}
 	o.metricsLn = ln
 	o.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
@@ -134,8 +135,29 @@ func (g *Gateway) startMetrics() error {
 			g.log.Error("metrics server stopped", zap.Error(err))
 		}
 	}()
-	g.log.Info("metrics, /healthz and /readyz listening", zap.String("addr", ln.Addr().String()))
+	g.log.Info("metrics, /healthz and /readyz listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", g.cfg.Metrics.TLSCertFile != ""))
 	return nil
+}
+
+// listenOps binds an operations listener (section admin or metrics), with
+// TLS 1.2+ when it has a certificate; errors name the section's fields.
+func listenOps(section, addr, certFile, keyFile string) (net.Listener, error) {
+	var cfg *tls.Config
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s.tls_cert_file: %w", section, err)
+		}
+		cfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s.listen %s: %w", section, addr, err)
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
+	}
+	return ln, nil
 }
 
 // MetricsAddr is the bound listener of /metrics, /healthz and /readyz: the

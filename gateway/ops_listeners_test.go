@@ -2,7 +2,19 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -99,4 +111,87 @@ func TestOpsPublicHealthPathWithoutDetail(t *testing.T) {
 	if code, body := httpGet(t, h.opsURL()+"/readyz", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, `"draining":true`) {
 		t.Errorf("metrics listener /readyz while draining: HTTP %d %s", code, body)
 	}
+}
+
+// admin.tls_* and metrics.tls_*: the admin API and a metrics listener of
+// its own serve TLS (plain HTTP is refused there), and draw no warning on
+// an address that is not loopback; a bad pair is named by its field.
+func TestOpsAdminAndMetricsOverTLS(t *testing.T) {
+	cert, key := writeSelfSigned(t)
+	secrets := testSecrets
+	secrets.AdminToken = "admin-token-for-tests"
+	h := newHarness(t, harnessOptions{PBXAddr: "127.0.0.1:9", Secrets: &secrets, Config: func(c *gateway.Config) {
+		c.Admin = gateway.AdminConfig{Listen: "localhost:0", Token: gateway.SecretRef{Env: "UNUSED_IN_TEST"},
+			TLSCertFile: cert, TLSKeyFile: key}
+		c.Metrics = gateway.MetricsConfig{Listen: "127.0.0.1:0", TLSCertFile: cert, TLSKeyFile: key}
+	}})
+	insecure := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	get := func(url, token string) int {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := insecure.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer res.Body.Close()
+		_, _ = io.Copy(io.Discard, res.Body)
+		return res.StatusCode
+	}
+	if code := get("https://"+h.gw.MetricsAddr()+"/metrics", ""); code != http.StatusOK {
+		t.Errorf("https /metrics: HTTP %d", code)
+	}
+	if code := get("https://"+h.gw.AdminAddr()+"/admin/calls", secrets.AdminToken); code != http.StatusOK {
+		t.Errorf("https /admin/calls: HTTP %d", code)
+	}
+	for _, addr := range []string{h.gw.MetricsAddr(), h.gw.AdminAddr()} {
+		if code, _ := httpGet(t, "http://"+addr+"/healthz", ""); code == http.StatusOK {
+			t.Errorf("plain HTTP answered on the TLS listener %s", addr)
+		}
+	}
+
+	// The same on every interface: no warning. A missing pair is named.
+	c := *h.cfg
+	c.Admin.Listen, c.Metrics.Listen = "0.0.0.0:8081", ":9100"
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings with TLS: %q", w)
+	}
+	c.Admin.TLSKeyFile = filepath.Join(t.TempDir(), "none.key")
+	if err := c.CheckFiles(); err == nil || !strings.Contains(err.Error(), "admin.tls_cert_file") {
+		t.Errorf("a bad admin key pair: %v", err)
+	}
+}
+
+// writeSelfSigned writes a throwaway certificate for localhost and
+// 127.0.0.1 and its key, PEM, and returns their paths.
+func writeSelfSigned(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "ops.crt"), filepath.Join(dir, "ops.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }

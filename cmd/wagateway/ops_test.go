@@ -263,6 +263,21 @@ metrics: {listen: "0.0.0.0:`+port+`"}
 	if code := run([]string{"healthcheck", "-config", path}, &out, &errb); code != 0 {
 		t.Errorf("healthcheck -config: exit %d %s", code, errb.String())
 	}
+	// A metrics listener with TLS is probed over https (its certificate,
+	// made for a host name, is not verified by the liveness probe).
+	secure := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) }))
+	defer secure.Close()
+	_, sport, _ := strings.Cut(strings.TrimPrefix(secure.URL, "https://"), ":")
+	tlsPath := filepath.Join(t.TempDir(), "tls.yaml")
+	os.WriteFile(tlsPath, []byte(`
+whatsapp: {access_token: {env: X}, app_secret: {env: Y}, verify_token: {env: Z}}
+trunks: [{name: pbx, address: "127.0.0.1:5060"}]
+numbers: [{phone_number_id: "12", routes: [{trunk: pbx, destination: "sip:a@b"}]}]
+metrics: {listen: ":`+sport+`", tls_cert_file: /etc/ops.crt, tls_key_file: /etc/ops.key}
+`), 0o600)
+	if code := run([]string{"healthcheck", "-config", tlsPath}, &out, &errb); code != 0 {
+		t.Errorf("healthcheck -config, TLS: exit %d %s", code, errb.String())
+	}
 	if defaultHealthURL != "http://127.0.0.1:9090/healthz" {
 		t.Errorf("default URL %s", defaultHealthURL)
 	}
