@@ -84,8 +84,13 @@ func (c *Call) DTMFPayloadType() uint8 {
 }
 
 // RemoteRTPAddr is where RTP goes now: the answer's address until the first
-// packet from the PBX, then that packet's source (symmetric RTP).
+// packet accepted from the PBX, then that packet's source (symmetric RTP).
 func (c *Call) RemoteRTPAddr() *net.UDPAddr { return c.rtp.Remote() }
+
+// StrangerPackets is the number of datagrams the call's RTP socket dropped
+// because they came from a source other than the PBX's negotiated one
+// (see RTPConn).
+func (c *Call) StrangerPackets() uint64 { return c.rtp.StrangerPackets() }
 
 // LocalRTPAddr is our RTP socket's address.
 func (c *Call) LocalRTPAddr() *net.UDPAddr { return c.rtp.LocalAddr() }

@@ -84,6 +84,7 @@ func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sip: invite: %w", err)
 	}
+	rtp.onStranger = &u.strangerRTP
 	keepRTP := false
 	defer func() {
 		if !keepRTP {
@@ -238,6 +239,7 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 		c.remoteDir = dir
 		c.remoteSDP = info.Addr
 		c.sendOK.Store(peerReceives(dir))
+		rtp.SetPayloadTypes(streamPTs(codec, info.DTMFPayloadType)...)
 		rtp.SetRemote(info.Addr)
 	}
 	if !u.addCall(c) {

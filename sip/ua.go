@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -60,6 +61,8 @@ type UA struct {
 	st    *stack
 	calls map[string]*Call
 	wg    sync.WaitGroup
+
+	strangerRTP atomic.Uint64 // RTP datagrams dropped by calls' sockets: not from the PBX
 }
 
 // NewUA checks the config; nothing is bound until Start.
@@ -156,6 +159,19 @@ func (u *UA) ActiveCalls() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return len(u.calls)
+}
+
+// Stats are the UA's counts of what it dropped from hostile or broken
+// peers, since it was made.
+type Stats struct {
+	// StrangerRTPPackets: datagrams dropped by calls' RTP sockets because
+	// they did not come from the PBX's negotiated address (RFC 4961 §5).
+	StrangerRTPPackets uint64
+}
+
+// Stats returns the UA's drop counts.
+func (u *UA) Stats() Stats {
+	return Stats{StrangerRTPPackets: u.strangerRTP.Load()}
 }
 
 // Close sends BYE on the calls still up (best effort, bounded), stops
