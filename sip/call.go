@@ -29,6 +29,7 @@ type Call struct {
 	offered  []Codec // the trunk's codecs: what a new offer from the PBX may switch to
 	inviteTx sip.ClientTransaction
 	sdpID    uint64
+	peers    []source // where in-dialog requests may come from
 
 	// sendOK is false while the PBX's SDP says it does not receive
 	// (sendonly, inactive, c=0.0.0.0): WritePacket then drops packets.

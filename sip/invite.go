@@ -220,6 +220,7 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 		ua: u, st: st, d: d, key: dialogKey(d.callID, d.localTag()), log: log,
 		rtp: rtp, offered: offered, inviteTx: tx, sdpID: sdpID, sdpVer: 1, done: make(chan struct{}),
 		infoSem: make(chan struct{}, 1), onDigit: r.OnInfoDigit, onMedia: r.OnMediaChange,
+		peers: u.dialogPeers(r.Trunk, res),
 	}
 	info, perr := ParseSDP(res.Body())
 	var (
