@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -95,6 +96,10 @@ type TrunkConfig struct {
 	// OptionsPing: send SIP OPTIONS to watch the trunk (default true); a
 	// trunk that stops answering is marked down and its calls rejected.
 	OptionsPing *bool `yaml:"options_ping"`
+	// AllowFrom: more sources (IPs or CIDR prefixes) whose SIP requests are
+	// taken as this trunk's, e.g. the other nodes of a PBX cluster. Requests
+	// from addresses that are no trunk's are dropped unanswered.
+	AllowFrom []string `yaml:"allow_from"`
 }
 
 // NumberConfig is one business phone number and the routes of its calls.
@@ -316,6 +321,11 @@ func (c *Config) Validate() error {
 				bad(fmt.Sprintf("%s.codecs[%d]", f, j), "%q is not supported (PCMU, PCMA, G722, opus)", name)
 			}
 		}
+		for j, a := range t.AllowFrom {
+			if !validSource(a) {
+				bad(fmt.Sprintf("%s.allow_from[%d]", f, j), "%q is not an IP address or CIDR prefix", a)
+			}
+		}
 		switch t.DTMF {
 		case "rfc4733", "info", "inband":
 		default:
@@ -360,6 +370,15 @@ func (c *Config) Validate() error {
 		return &ConfigError{Problems: p}
 	}
 	return nil
+}
+
+// validSource: an IP address or a CIDR prefix (trunks[].allow_from).
+func validSource(s string) bool {
+	if _, err := netip.ParsePrefix(s); err == nil {
+		return true
+	}
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }
 
 func validTransport(t string) bool { return t == "udp" || t == "tcp" || t == "tls" }

@@ -112,6 +112,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return err
 	}
 	g.answerer = mediaAnswerer{g.media}
+	trunks, _ := g.trunkSet()
 	g.ua, err = sip.NewUA(sip.UAConfig{
 		ListenAddr:  g.cfg.SIP.Listen,
 		Transport:   g.cfg.SIP.Transport,
@@ -122,6 +123,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		RTPPortMin:  g.cfg.SIP.RTPPortMin,
 		RTPPortMax:  g.cfg.SIP.RTPPortMax,
 		Logger:      g.log.Named("sip"),
+		Trunks:      trunkList(trunks),
 	})
 	if err != nil {
 		g.media.Close()
@@ -132,6 +134,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return fmt.Errorf("sip: %w", err)
 	}
 	g.dialer = uaDialer{g.ua}
+	g.ops.metrics.watchSIP(g.ua.Stats)
 
 	mux := http.NewServeMux()
 	mux.Handle(g.cfg.HTTP.WebhookPath, g.webhook)
