@@ -115,7 +115,8 @@ func (c *Call) WritePacket(b []byte) error {
 func (c *Call) Done() <-chan struct{} { return c.done }
 
 // EndReason tells why the dialog ended: "remote_bye", "local_bye",
-// "closed", "shutdown" or "bad_answer"; "" while it is up.
+// "closed", "shutdown", "bad_answer" or "pbx_unreachable" (in-dialog
+// OPTIONS unanswered, see UAConfig.KeepaliveInterval); "" while it is up.
 func (c *Call) EndReason() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -266,3 +266,42 @@ func TestRequestRateLimit(t *testing.T) {
 		t.Errorf("%d requests counted as rate-limited, want >= 80", d)
 	}
 }
+
+// TestVanishedPBXEndsCall: sipp answers, answers two in-dialog OPTIONS,
+// then answers nothing. Two unanswered probes end the call as
+// pbx_unreachable within a bound, and a BYE with a Reason header goes out
+// (sipp checks it).
+func TestVanishedPBXEndsCall(t *testing.T) {
+	checkLeaks(t)
+	const interval = 300 * time.Millisecond
+	ua, err := NewUA(UAConfig{ListenAddr: "127.0.0.1:0", RTPAddress: "127.0.0.1", KeepaliveInterval: interval, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ua.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	p := startSipp(t, "uas_keepalive_stop.xml", "u1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := ua.Invite(ctx, InviteRequest{Trunk: sippTrunk(p, "udp"), To: "agents"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call outlived its PBX")
+	}
+	// Two answered probes, two unanswered, each at most one interval.
+	if d := time.Since(start); d < 4*interval || d > 4*interval+2*time.Second {
+		t.Errorf("ended after %s, want about %s", d, 4*interval)
+	}
+	if c.EndReason() != "pbx_unreachable" {
+		t.Errorf("end reason %q", c.EndReason())
+	}
+	p.wait(t, 10*time.Second)
+}

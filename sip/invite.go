@@ -255,6 +255,9 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 		cancel()
 		return nil, fmt.Errorf("sip: invite: unusable answer from PBX: %w", perr)
 	}
+	if iv := u.cfg.KeepaliveInterval; iv > 0 {
+		u.goBackground(func() { c.keepalive(iv) })
+	}
 	// The call is live: a re-INVITE may already be changing it, so log what
 	// the answer said, not the call's fields.
 	log.Info("sip call established", zap.String("codec", codec.Name), zap.Uint8("pt", codec.PayloadType),

@@ -39,6 +39,10 @@ type UAConfig struct {
 	// 0 = DefaultRequestRate / DefaultRequestBurst; RequestRate < 0: no limit.
 	RequestRate  float64
 	RequestBurst int
+	// KeepaliveInterval is how often an established call probes the PBX
+	// with in-dialog OPTIONS; KeepaliveMisses unanswered in a row end it
+	// (EndReason "pbx_unreachable"). 0 = DefaultKeepaliveInterval; < 0 off.
+	KeepaliveInterval time.Duration
 
 	// tlsClient overrides the TLS client config used to dial TLS trunks
 	// (tests trust their own CA with it).
@@ -110,6 +114,9 @@ func NewUA(cfg UAConfig) (*UA, error) {
 	}
 	if cfg.RTPPortMin < 1024 || cfg.RTPPortMax > 65535 || cfg.RTPPortMax <= cfg.RTPPortMin {
 		return nil, fmt.Errorf("sip: rtp port range %d-%d must lie within 1024-65535 and hold at least two ports", cfg.RTPPortMin, cfg.RTPPortMax)
+	}
+	if cfg.KeepaliveInterval == 0 {
+		cfg.KeepaliveInterval = DefaultKeepaliveInterval
 	}
 	if cfg.RequestRate == 0 {
 		cfg.RequestRate = DefaultRequestRate
