@@ -58,6 +58,9 @@ type rtpPeer struct {
 	sdp    netip.AddrPort // as the SDP says
 	mapped netip.AddrPort // where we send it (loopback for a loopback-bound socket)
 	natOK  bool           // the SDP address is private: its packets may come from a NAT's
+	// retired is the source pinned before this SDP moved the media: its
+	// late packets (same SSRC) must not latch again.
+	retired netip.AddrPort
 }
 
 // ListenRTP binds a UDP socket on ip at an even port within [portMin, portMax]
@@ -144,6 +147,9 @@ func (r *RTPConn) SetRemote(a *net.UDPAddr) {
 	}
 	r.latchMu.Lock()
 	defer r.latchMu.Unlock()
+	if old := r.src.Load(); old != nil {
+		p.retired = *old
+	}
 	r.peer.Store(p)
 	r.src.Store(nil)
 	r.dst.Store(&p.mapped)
@@ -245,7 +251,7 @@ func (r *RTPConn) latch(src netip.AddrPort, pkt []byte) bool {
 	}
 	ssrc := uint64(binary.BigEndian.Uint32(pkt[8:12])) | ssrcKnown
 	if src != p.sdp && src != p.mapped {
-		if !p.natOK || !r.ptAllowed(pkt[1]&0x7f) {
+		if !p.natOK || src == p.retired || !r.ptAllowed(pkt[1]&0x7f) {
 			return false
 		}
 		if known := r.ssrc.Load(); known != 0 && known != ssrc {
