@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wagateway/wagateway/sip"
 )
 
 // Config is the gateway's whole configuration, read from YAML. Secrets are
@@ -71,6 +73,10 @@ type SIPConfig struct {
 	RTPPortMax  int    `yaml:"rtp_port_max"` // default 20999
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
+	// KeepaliveInterval: how often a call in progress probes its PBX with
+	// in-dialog OPTIONS; two unanswered end the call (pbx_unreachable).
+	// Default 30s; 0s turns it off.
+	KeepaliveInterval *time.Duration `yaml:"keepalive_interval"`
 }
 
 // defaultPBXRTPTimeout is media.pbx_rtp_timeout when the config says nothing.
@@ -192,6 +198,10 @@ func (c *Config) ApplyDefaults() {
 		five := 5
 		c.Media.OpusComplexity = &five
 	}
+	if c.SIP.KeepaliveInterval == nil {
+		d := sip.DefaultKeepaliveInterval
+		c.SIP.KeepaliveInterval = &d
+	}
 	if c.Media.PBXRTPTimeout == nil {
 		d := defaultPBXRTPTimeout
 		c.Media.PBXRTPTimeout = &d
@@ -293,6 +303,9 @@ func (c *Config) Validate() error {
 	}
 	if oc := *c.Media.OpusComplexity; oc < 0 || oc > 10 {
 		bad("media.opus_complexity", "%d is not within 0-10", oc)
+	}
+	if d := *c.SIP.KeepaliveInterval; d != 0 && (d < 5*time.Second || d > 10*time.Minute) {
+		bad("sip.keepalive_interval", "%s is not 0s (off) nor within 5s-10m", d)
 	}
 	if d := *c.Media.PBXRTPTimeout; d != 0 && (d < 5*time.Second || d > 10*time.Minute) {
 		bad("media.pbx_rtp_timeout", "%s is not 0s (off) nor within 5s-10m", d)

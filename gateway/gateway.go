@@ -57,6 +57,17 @@ type Gateway struct {
 	cancelCause context.CancelCauseFunc
 }
 
+// keepalive maps sip.keepalive_interval to the UA's (0s: off).
+func keepalive(d *time.Duration) time.Duration {
+	if d == nil {
+		return 0 // the UA's default
+	}
+	if *d == 0 {
+		return -1
+	}
+	return *d
+}
+
 // New builds a gateway from a validated config and its resolved secrets.
 // Nothing is bound until Start.
 func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
@@ -124,6 +135,8 @@ func (g *Gateway) Start(ctx context.Context) error {
 		RTPPortMax:  g.cfg.SIP.RTPPortMax,
 		Logger:      g.log.Named("sip"),
 		Trunks:      trunkList(trunks),
+
+		KeepaliveInterval: keepalive(g.cfg.SIP.KeepaliveInterval),
 	})
 	if err != nil {
 		g.media.Close()
