@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wagateway/wagateway/sip"
 )
 
 // Config is the gateway's whole configuration, read from YAML. Secrets are
@@ -76,6 +79,10 @@ type SIPConfig struct {
 	RTPPortMax  int    `yaml:"rtp_port_max"` // default 20999
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
+	// KeepaliveInterval: how often a call in progress probes its PBX with
+	// in-dialog OPTIONS; two unanswered end the call (pbx_unreachable).
+	// Default 30s; 0s turns it off.
+	KeepaliveInterval *time.Duration `yaml:"keepalive_interval"`
 }
 
 // defaultPBXRTPTimeout is media.pbx_rtp_timeout when the config says nothing.
@@ -101,6 +108,10 @@ type TrunkConfig struct {
 	// OptionsPing: send SIP OPTIONS to watch the trunk (default true); a
 	// trunk that stops answering is marked down and its calls rejected.
 	OptionsPing *bool `yaml:"options_ping"`
+	// AllowFrom: more sources (IPs or CIDR prefixes) whose SIP requests are
+	// taken as this trunk's, e.g. the other nodes of a PBX cluster. Requests
+	// from addresses that are no trunk's are dropped unanswered.
+	AllowFrom []string `yaml:"allow_from"`
 }
 
 // NumberConfig is one business phone number and the routes of its calls.
@@ -195,6 +206,10 @@ func (c *Config) ApplyDefaults() {
 	if c.Media.OpusComplexity == nil {
 		five := 5
 		c.Media.OpusComplexity = &five
+	}
+	if c.SIP.KeepaliveInterval == nil {
+		d := sip.DefaultKeepaliveInterval
+		c.SIP.KeepaliveInterval = &d
 	}
 	if c.Media.PBXRTPTimeout == nil {
 		d := defaultPBXRTPTimeout
@@ -308,6 +323,9 @@ func (c *Config) Validate() error {
 	if oc := *c.Media.OpusComplexity; oc < 0 || oc > 10 {
 		bad("media.opus_complexity", "%d is not within 0-10", oc)
 	}
+	if d := *c.SIP.KeepaliveInterval; d != 0 && (d < 5*time.Second || d > 10*time.Minute) {
+		bad("sip.keepalive_interval", "%s is not 0s (off) nor within 5s-10m", d)
+	}
 	if d := *c.Media.PBXRTPTimeout; d != 0 && (d < 5*time.Second || d > 10*time.Minute) {
 		bad("media.pbx_rtp_timeout", "%s is not 0s (off) nor within 5s-10m", d)
 	}
@@ -333,6 +351,11 @@ func (c *Config) Validate() error {
 		for j, name := range t.Codecs {
 			if !supportedCodecs[strings.ToUpper(name)] {
 				bad(fmt.Sprintf("%s.codecs[%d]", f, j), "%q is not supported (PCMU, PCMA, G722, opus)", name)
+			}
+		}
+		for j, a := range t.AllowFrom {
+			if !validSource(a) {
+				bad(fmt.Sprintf("%s.allow_from[%d]", f, j), "%q is not an IP address or CIDR prefix", a)
 			}
 		}
 		switch t.DTMF {
@@ -379,6 +402,15 @@ func (c *Config) Validate() error {
 		return &ConfigError{Problems: p}
 	}
 	return nil
+}
+
+// validSource: an IP address or a CIDR prefix (trunks[].allow_from).
+func validSource(s string) bool {
+	if _, err := netip.ParsePrefix(s); err == nil {
+		return true
+	}
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }
 
 func validTransport(t string) bool { return t == "udp" || t == "tcp" || t == "tls" }

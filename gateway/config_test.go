@@ -77,6 +77,8 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		"unknown trunk":     {strings.Replace(minimal, "{trunk: pbx", "{trunk: nope", 1), "numbers[0].routes[0].trunk"},
 		"bad destination":   {strings.Replace(minimal, `"sip:a@127.0.0.1"`, `"a@127.0.0.1"`, 1), "numbers[0].routes[0].destination"},
 		"bad codec":         {strings.Replace(minimal, `address: "127.0.0.1:5070"}`, `address: "127.0.0.1:5070", codecs: [GSM]}`, 1), "trunks[0].codecs[0]"},
+		"bad keepalive":     {minimal + "sip: {keepalive_interval: 1s}\n", "sip.keepalive_interval"},
+		"bad allow_from":    {strings.Replace(minimal, `address: "127.0.0.1:5070"}`, `address: "127.0.0.1:5070", allow_from: [10.0.0.0/8, pbx2]}`, 1), "trunks[0].allow_from[1]"},
 		"missing secret":    {strings.Replace(minimal, "app_secret: {env: S}", "", 1), "whatsapp.app_secret"},
 		"empty secret":      {strings.Replace(minimal, "app_secret: {env: S}", "app_secret:", 1), "whatsapp.app_secret: missing"},
 		"phone not id":      {strings.Replace(minimal, `phone_number_id: "1"`, `phone_number_id: "+1 555"`, 1), "numbers[0].phone_number_id"},

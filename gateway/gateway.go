@@ -57,6 +57,17 @@ type Gateway struct {
 	cancelCause context.CancelCauseFunc
 }
 
+// keepalive maps sip.keepalive_interval to the UA's (0s: off).
+func keepalive(d *time.Duration) time.Duration {
+	if d == nil {
+		return 0 // the UA's default
+	}
+	if *d == 0 {
+		return -1
+	}
+	return *d
+}
+
 // New builds a gateway from a validated config and its resolved secrets.
 // Nothing is bound until Start.
 func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
@@ -115,6 +126,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return err
 	}
 	g.answerer = mediaAnswerer{g.media}
+	trunks, _ := g.trunkSet()
 	g.ua, err = sip.NewUA(sip.UAConfig{
 		ListenAddr:  g.cfg.SIP.Listen,
 		Transport:   g.cfg.SIP.Transport,
@@ -125,6 +137,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 		RTPPortMin:  g.cfg.SIP.RTPPortMin,
 		RTPPortMax:  g.cfg.SIP.RTPPortMax,
 		Logger:      g.log.Named("sip"),
+		Trunks:      trunkList(trunks),
+
+		KeepaliveInterval: keepalive(g.cfg.SIP.KeepaliveInterval),
 	})
 	if err != nil {
 		g.media.Close()
@@ -135,6 +150,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return fmt.Errorf("sip: %w", err)
 	}
 	g.dialer = uaDialer{g.ua}
+	g.ops.metrics.watchSIP(g.ua.Stats)
 
 	// The webhook listener faces the internet: the webhook, and a health
 	// answer without detail if asked. /metrics, /readyz and the admin API

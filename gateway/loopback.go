@@ -13,8 +13,9 @@ type LoopbackOptions struct {
 	PhoneNumberID          string
 	AnswerTimeout          time.Duration // default 15s
 	RTPPortMin, RTPPortMax int           // default 40000-40999
-	// PingTrunk watches the PBX with SIP OPTIONS (off by default: a sipp
-	// scenario PBX answers only what its scenario expects).
+	// PingTrunk watches the PBX with SIP OPTIONS, out of dialog and within
+	// calls (sip.keepalive_interval) (off by default: a sipp scenario PBX
+	// answers only what its scenario expects).
 	PingTrunk bool
 }
 
@@ -27,13 +28,19 @@ func LoopbackConfig(o LoopbackOptions) *Config {
 	if o.RTPPortMin == 0 {
 		o.RTPPortMin, o.RTPPortMax = 40000, 40999
 	}
+	var keepalive *time.Duration
+	if !o.PingTrunk {
+		off := time.Duration(0)
+		keepalive = &off
+	}
 	cfg := &Config{
 		Log:  LogConfig{Level: "warn", Format: "console"},
 		HTTP: HTTPConfig{Listen: "127.0.0.1:" + strconv.Itoa(o.HTTPPort), WebhookPath: "/webhook"},
 		WhatsApp: WhatsAppConfig{GraphBaseURL: o.GraphURL, GraphTimeout: 5 * time.Second,
 			AccessToken: SecretRef{Env: "WA_ACCESS_TOKEN"}, AppSecret: SecretRef{Env: "WA_APP_SECRET"}, VerifyToken: SecretRef{Env: "WA_VERIFY_TOKEN"}},
 		WebRTC: WebRTCConfig{UDPPort: o.UDPPort, ListenIPs: []string{"127.0.0.1"}},
-		SIP:    SIPConfig{Listen: "127.0.0.1:0", RTPAddress: "127.0.0.1", RTPPortMin: o.RTPPortMin, RTPPortMax: o.RTPPortMax},
+		SIP: SIPConfig{Listen: "127.0.0.1:0", RTPAddress: "127.0.0.1", RTPPortMin: o.RTPPortMin, RTPPortMax: o.RTPPortMax,
+			KeepaliveInterval: keepalive},
 		// A port of its own per gateway: several run side by side in tests.
 		Metrics: MetricsConfig{Listen: "127.0.0.1:0"},
 		Trunks:  []TrunkConfig{{Name: "pbx", Address: o.PBXAddr, OptionsPing: &o.PingTrunk}},

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wagateway/wagateway/rtpbridge"
+	"github.com/wagateway/wagateway/sip"
 	"github.com/wagateway/wagateway/whatsapp"
 )
 
@@ -128,6 +129,24 @@ func newMetrics() *metrics {
 }
 
 // all lists the gateway's own collectors.
+// watchSIP exports the SIP user agent's drop counts (hostile or broken
+// peers: issue 13).
+func (m *metrics) watchSIP(stats func() sip.Stats) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "pbx_rtp_stranger_packets_total",
+		Help: "Datagrams dropped on calls' PBX-side RTP ports because they did not come from the PBX's negotiated address."},
+		func() float64 { return float64(stats().StrangerRTPPackets) }))
+	for reason, f := range map[string]func(sip.Stats) uint64{
+		"not_trunk":       func(s sip.Stats) uint64 { return s.RequestsNotFromTrunk },
+		"rate_limited":    func(s sip.Stats) uint64 { return s.RequestsRateLimited },
+		"not_dialog_peer": func(s sip.Stats) uint64 { return s.RequestsNotFromDialogPeer },
+	} {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "sip_requests_dropped_total",
+			Help:        "SIP requests dropped unanswered by reason (not_trunk, rate_limited, not_dialog_peer).",
+			ConstLabels: prometheus.Labels{"reason": reason}},
+			func() float64 { return float64(f(stats())) }))
+	}
+}
+
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.activeByCodec, m.calls, m.metaErrors, m.setupLatency,
 		m.graphRequests, m.graphLatency, m.sipFinal, m.webhooks, m.packets, m.lost, m.late, m.concealed,

@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"reflect"
+	"sort"
 	"strings"
 
 	"go.uber.org/zap"
@@ -22,7 +23,7 @@ func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[stri
 		t := &sip.Trunk{
 			Name: tc.Name, Address: tc.Address, Transport: tc.Transport,
 			Username: tc.Username, Password: secrets.TrunkPasswords[tc.Name],
-			FromDomain: tc.FromDomain, Codecs: tc.Codecs,
+			FromDomain: tc.FromDomain, Codecs: tc.Codecs, AllowFrom: tc.AllowFrom,
 		}
 		if err := t.Validate(); err != nil {
 			return nil, nil, nil, fmt.Errorf("trunk %q: %w", tc.Name, err)
@@ -34,6 +35,16 @@ func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[stri
 		trunks[tc.Name], pinged[tc.Name], dtmf[tc.Name] = t, tc.optionsPing(), mode
 	}
 	return trunks, pinged, dtmf, nil
+}
+
+// trunkList is the trunks in name order (who may send SIP requests).
+func trunkList(trunks map[string]*sip.Trunk) []*sip.Trunk {
+	out := make([]*sip.Trunk, 0, len(trunks))
+	for _, t := range trunks {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // Reload takes the routes (numbers) and trunks of a new config, as SIGHUP
@@ -55,6 +66,9 @@ func (g *Gateway) Reload(cfg *Config, secrets *Secrets) error {
 	g.rmu.Unlock()
 
 	if g.ops.started.Load() && !g.ops.stopped.Load() {
+		if err := g.ua.SetTrunks(g.ctx, trunkList(trunks)); err != nil {
+			g.log.Warn("reload: trunk addresses not all resolved; their requests are dropped until they are", zap.Error(err))
+		}
 		g.ops.monitor.run(trunks, pinged)
 		if err := g.ops.records.reopen(); err != nil {
 			g.log.Error("reload: call record file", zap.Error(err))

@@ -29,6 +29,7 @@ type Call struct {
 	offered  []Codec // the trunk's codecs: what a new offer from the PBX may switch to
 	inviteTx sip.ClientTransaction
 	sdpID    uint64
+	peers    []source // where in-dialog requests may come from
 
 	// sendOK is false while the PBX's SDP says it does not receive
 	// (sendonly, inactive, c=0.0.0.0): WritePacket then drops packets.
@@ -84,8 +85,13 @@ func (c *Call) DTMFPayloadType() uint8 {
 }
 
 // RemoteRTPAddr is where RTP goes now: the answer's address until the first
-// packet from the PBX, then that packet's source (symmetric RTP).
+// packet accepted from the PBX, then that packet's source (symmetric RTP).
 func (c *Call) RemoteRTPAddr() *net.UDPAddr { return c.rtp.Remote() }
+
+// StrangerPackets is the number of datagrams the call's RTP socket dropped
+// because they came from a source other than the PBX's negotiated one
+// (see RTPConn).
+func (c *Call) StrangerPackets() uint64 { return c.rtp.StrangerPackets() }
 
 // LocalRTPAddr is our RTP socket's address.
 func (c *Call) LocalRTPAddr() *net.UDPAddr { return c.rtp.LocalAddr() }
@@ -109,7 +115,8 @@ func (c *Call) WritePacket(b []byte) error {
 func (c *Call) Done() <-chan struct{} { return c.done }
 
 // EndReason tells why the dialog ended: "remote_bye", "local_bye",
-// "closed", "shutdown" or "bad_answer"; "" while it is up.
+// "closed", "shutdown", "bad_answer" or "pbx_unreachable" (in-dialog
+// OPTIONS unanswered, see UAConfig.KeepaliveInterval); "" while it is up.
 func (c *Call) EndReason() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

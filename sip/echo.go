@@ -240,6 +240,7 @@ func (e *EchoServer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil), e.log)
 		return
 	}
+	rtp.SetPayloadTypes(streamPTs(codec, info.DTMFPayloadType)...)
 	rtp.SetRemote(info.Addr)
 	tag := randHex(8)
 	d, err := uasDialog(req, tag, e.st.contact.Clone())

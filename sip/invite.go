@@ -84,6 +84,7 @@ func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sip: invite: %w", err)
 	}
+	rtp.onStranger = &u.strangerRTP
 	keepRTP := false
 	defer func() {
 		if !keepRTP {
@@ -219,6 +220,7 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 		ua: u, st: st, d: d, key: dialogKey(d.callID, d.localTag()), log: log,
 		rtp: rtp, offered: offered, inviteTx: tx, sdpID: sdpID, sdpVer: 1, done: make(chan struct{}),
 		infoSem: make(chan struct{}, 1), onDigit: r.OnInfoDigit, onMedia: r.OnMediaChange,
+		peers: u.dialogPeers(r.Trunk, res),
 	}
 	info, perr := ParseSDP(res.Body())
 	var (
@@ -238,6 +240,7 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 		c.remoteDir = dir
 		c.remoteSDP = info.Addr
 		c.sendOK.Store(peerReceives(dir))
+		rtp.SetPayloadTypes(streamPTs(codec, info.DTMFPayloadType)...)
 		rtp.SetRemote(info.Addr)
 	}
 	if !u.addCall(c) {
@@ -251,6 +254,9 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 		_ = c.hangup(hctx, "bad_answer", Reason{Protocol: "SIP", Cause: 488, Text: "Not Acceptable Here"})
 		cancel()
 		return nil, fmt.Errorf("sip: invite: unusable answer from PBX: %w", perr)
+	}
+	if iv := u.cfg.KeepaliveInterval; iv > 0 {
+		u.goBackground(func() { c.keepalive(iv) })
 	}
 	// The call is live: a re-INVITE may already be changing it, so log what
 	// the answer said, not the call's fields.

@@ -78,6 +78,16 @@ func remoteDirection(info *MediaInfo) string {
 	return "inactive"
 }
 
+// streamPTs are the payload types the PBX may send: the codec's,
+// telephone-event's (RFC 4733) and comfort noise's (PT 13, RFC 3389).
+func streamPTs(codec Codec, dtmfPT uint8) []uint8 {
+	pts := []uint8{codec.PayloadType, 13}
+	if dtmfPT != 0 {
+		pts = append(pts, dtmfPT)
+	}
+	return pts
+}
+
 // peerReceives reports whether we may send RTP to a peer with direction dir.
 func peerReceives(dir string) bool { return dir == "sendrecv" || dir == "recvonly" }
 
@@ -98,6 +108,7 @@ func (c *Call) applyRemote(info *MediaInfo, codec Codec) (MediaChange, bool) {
 		c.remoteSDP = addr
 	}
 	c.mu.Unlock()
+	c.rtp.SetPayloadTypes(streamPTs(codec, info.DTMFPayloadType)...)
 	if moved {
 		c.rtp.SetRemote(addr)
 	}

@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -20,17 +21,46 @@ var ErrNoRemote = errors.New("rtp: no remote address yet")
 // released is not handed out again at once (late packets of the old call).
 var rtpPortCursor atomic.Uint32
 
-// RTPConn is one call's RTP socket. It does symmetric RTP (RFC 4961): it sends
-// to the address from the SDP until the first RTP packet arrives, then to the
-// address that packet came from, which fixes peers whose SDP holds a private
-// address behind NAT. Reads and writes do not allocate.
+// RTPConn is one call's RTP socket. It takes media only from the peer that
+// was negotiated: packets from the address in the peer's SDP are accepted,
+// and the first of them pins the source. A peer whose SDP names a private
+// address (RFC 1918, RFC 6598, RFC 4193, link-local) may be behind NAT, so
+// the socket also latches once onto another source (symmetric RTP, RFC 4961
+// §5), but only for a packet whose payload type is one negotiated and whose
+// SSRC is the stream's, if one is known yet (RFC 3550 §8). Once a source is
+// pinned, packets from any other are dropped and counted
+// (StrangerPackets). Sends go to the SDP address until a source is pinned,
+// then to that source. Reads and writes do not allocate, lock or log.
 type RTPConn struct {
-	conn    *net.UDPConn
-	local   *net.UDPAddr
-	dst     atomic.Pointer[netip.AddrPort]
-	latched atomic.Bool
-	closed  atomic.Bool
-	once    sync.Once
+	conn   *net.UDPConn
+	local  *net.UDPAddr
+	dst    atomic.Pointer[netip.AddrPort] // where WritePacket sends
+	peer   atomic.Pointer[rtpPeer]        // what the peer's SDP allows
+	src    atomic.Pointer[netip.AddrPort] // the pinned source; nil until the first accepted packet
+	ssrc   atomic.Uint64                  // the stream's SSRC | ssrcKnown, 0 while unknown
+	pts    [2]atomic.Uint64               // negotiated payload types (bit per PT); all zero = any
+	closed atomic.Bool
+	once   sync.Once
+	// latchMu orders latching (rare: once per SDP address) with SetRemote.
+	latchMu sync.Mutex
+
+	strangers atomic.Uint64
+	// onStranger, if set, is also incremented per dropped packet (the
+	// UA's total across calls).
+	onStranger *atomic.Uint64
+}
+
+// ssrcKnown marks RTPConn.ssrc as holding an SSRC.
+const ssrcKnown = 1 << 32
+
+// rtpPeer is the media address of the peer's latest SDP.
+type rtpPeer struct {
+	sdp    netip.AddrPort // as the SDP says
+	mapped netip.AddrPort // where we send it (loopback for a loopback-bound socket)
+	natOK  bool           // the SDP address is private: its packets may come from a NAT's
+	// retired is the source pinned before this SDP moved the media: its
+	// late packets (same SSRC) must not latch again.
+	retired netip.AddrPort
 }
 
 // ListenRTP binds a UDP socket on ip at an even port within [portMin, portMax]
@@ -91,31 +121,62 @@ func (r *RTPConn) Port() int {
 	return r.local.Port
 }
 
-// SetRemote sets the destination announced in the peer's SDP and forgets any
-// latched source, so that the next packet latches again (a re-INVITE may move
-// the media).
+// SetRemote sets the peer's media address from its SDP (the answer, or a
+// re-INVITE that moves the media). Packets are then accepted from that
+// address; a source pinned for an older address no longer is. Moving the
+// address does not open the socket to other sources: a NAT latch needs the
+// same checks as the first time, and the stream's SSRC, once seen, stays
+// required for it.
 func (r *RTPConn) SetRemote(a *net.UDPAddr) {
 	if a == nil {
 		return
 	}
 	ap := a.AddrPort()
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	p := &rtpPeer{sdp: ap, mapped: ap, natOK: mayBeNATed(ap.Addr())}
 	// A socket bound to a loopback address reaches only this host: a peer
 	// that advertises another of this host's addresses (a PBX or phone
 	// beside the gateway) is sent to over loopback instead, until its own
-	// packets latch the real source.
+	// packets pin the real source.
 	if r.local != nil && r.local.IP.IsLoopback() && !ap.Addr().IsLoopback() {
 		lo := netip.IPv6Loopback()
 		if r.local.IP.To4() != nil {
 			lo = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 		}
-		ap = netip.AddrPortFrom(lo, ap.Port())
+		p.mapped = netip.AddrPortFrom(lo, ap.Port())
 	}
-	r.dst.Store(&ap)
-	r.latched.Store(false)
+	r.latchMu.Lock()
+	defer r.latchMu.Unlock()
+	if old := r.src.Load(); old != nil {
+		p.retired = *old
+	}
+	r.peer.Store(p)
+	r.src.Store(nil)
+	r.dst.Store(&p.mapped)
 }
 
-// Remote is the current destination (SDP address, or the latched source).
+// mayBeNATed reports whether an SDP address is one a NAT would rewrite:
+// private (RFC 1918, RFC 4193), shared (RFC 6598) or link-local.
+func mayBeNATed(a netip.Addr) bool {
+	return a.IsPrivate() || a.IsLinkLocalUnicast() || cgnat.Contains(a)
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// SetPayloadTypes sets the payload types negotiated for the stream (the
+// codec's, telephone-event's, CN's): a NAT latch needs one of them. With none
+// set, any payload type may latch.
+func (r *RTPConn) SetPayloadTypes(pts ...uint8) {
+	var m [2]uint64
+	for _, pt := range pts {
+		pt &= 0x7f
+		m[pt/64] |= 1 << (pt % 64)
+	}
+	r.pts[0].Store(m[0])
+	r.pts[1].Store(m[1])
+}
+
+// Remote is the current destination (SDP address, or the pinned source).
 func (r *RTPConn) Remote() *net.UDPAddr {
 	p := r.dst.Load()
 	if p == nil {
@@ -124,12 +185,17 @@ func (r *RTPConn) Remote() *net.UDPAddr {
 	return net.UDPAddrFromAddrPort(*p)
 }
 
-// Latched reports whether the destination follows a received packet's source.
-func (r *RTPConn) Latched() bool { return r.latched.Load() }
+// Latched reports whether a source is pinned (a packet was accepted since
+// the last SetRemote).
+func (r *RTPConn) Latched() bool { return r.src.Load() != nil }
 
-// ReadPacket reads the next RTP packet into b and returns its length. Datagrams
-// that are not RTP version 2 (and RTCP sent to this port) are dropped. The
-// first packet latches the destination to its source.
+// StrangerPackets is the number of datagrams dropped because they came from
+// a source other than the negotiated peer.
+func (r *RTPConn) StrangerPackets() uint64 { return r.strangers.Load() }
+
+// ReadPacket reads the next RTP packet from the peer into b and returns its
+// length. Datagrams that are not RTP version 2 (and RTCP sent to this port)
+// are dropped, and so is everything from other sources (see RTPConn).
 func (r *RTPConn) ReadPacket(b []byte) (int, error) {
 	n, _, err := r.ReadPacketFrom(b)
 	return n, err
@@ -148,15 +214,72 @@ func (r *RTPConn) ReadPacketFrom(b []byte) (int, netip.AddrPort, error) {
 			}
 			return 0, src, fmt.Errorf("rtp: read: %w", err)
 		}
-		if !isRTP(b[:n]) {
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		if p := r.src.Load(); p != nil {
+			if *p == src && isRTP(b[:n]) {
+				return n, src, nil
+			}
+			if *p != src {
+				r.stranger()
+			}
 			continue
 		}
-		if !r.latched.Load() {
-			s := netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-			r.dst.Store(&s)
-			r.latched.Store(true)
+		if !isRTP(b[:n]) {
+			if p := r.peer.Load(); p == nil || (src != p.sdp && src != p.mapped) {
+				r.stranger()
+			}
+			continue
 		}
-		return n, src, nil
+		if r.latch(src, b[:n]) {
+			return n, src, nil
+		}
+		r.stranger()
+	}
+}
+
+// latch pins src as the peer's source if the SDP allows it: it is the SDP's
+// address, or (a NATed peer) the packet fits the negotiated stream.
+func (r *RTPConn) latch(src netip.AddrPort, pkt []byte) bool {
+	r.latchMu.Lock()
+	defer r.latchMu.Unlock()
+	if p := r.src.Load(); p != nil { // pinned meanwhile
+		return *p == src
+	}
+	p := r.peer.Load()
+	if p == nil {
+		return false // no SDP yet: nobody to accept
+	}
+	ssrc := uint64(binary.BigEndian.Uint32(pkt[8:12])) | ssrcKnown
+	if src != p.sdp && src != p.mapped {
+		if !p.natOK || src == p.retired || !r.ptAllowed(pkt[1]&0x7f) {
+			return false
+		}
+		if known := r.ssrc.Load(); known != 0 && known != ssrc {
+			return false
+		}
+	}
+	r.ssrc.Store(ssrc)
+	s := src
+	r.src.Store(&s)
+	r.dst.Store(&s)
+	return true
+}
+
+func (r *RTPConn) ptAllowed(pt uint8) bool {
+	m0, m1 := r.pts[0].Load(), r.pts[1].Load()
+	if m0 == 0 && m1 == 0 {
+		return true
+	}
+	if pt < 64 {
+		return m0&(1<<pt) != 0
+	}
+	return m1&(1<<(pt-64)) != 0
+}
+
+func (r *RTPConn) stranger() {
+	r.strangers.Add(1)
+	if r.onStranger != nil {
+		r.onStranger.Add(1)
 	}
 }
 

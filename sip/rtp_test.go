@@ -1,8 +1,10 @@
 package sip
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -48,8 +50,8 @@ func TestListenRTPEvenPorts(t *testing.T) {
 	}
 }
 
-// TestSymmetricRTP: the SDP announces a private address; once the peer's
-// first packet arrives from elsewhere, replies go there.
+// TestSymmetricRTP: the SDP announces a private address (a PBX behind NAT);
+// once the peer's first packet arrives from elsewhere, replies go there.
 func TestSymmetricRTP(t *testing.T) {
 	ip := net.IPv4(127, 0, 0, 1)
 	c, err := ListenRTP(ip, 0, 0)
@@ -60,9 +62,9 @@ func TestSymmetricRTP(t *testing.T) {
 	if err := c.WritePacket(make([]byte, 12)); !errors.Is(err, ErrNoRemote) {
 		t.Errorf("write without remote: %v", err)
 	}
-	announced := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 4000} // another loopback address, never written to
+	announced := &net.UDPAddr{IP: net.IPv4(10, 0, 0, 9), Port: 4000} // private: sent to over loopback, nothing there
 	c.SetRemote(announced)
-	if c.Remote().String() != announced.String() || c.Latched() {
+	if c.Remote().String() != "127.0.0.1:4000" || c.Latched() {
 		t.Fatalf("remote %s latched %v", c.Remote(), c.Latched())
 	}
 
@@ -171,4 +173,152 @@ func TestLoopbackSocketKeepsToLoopback(t *testing.T) {
 	if got := c.Remote().String(); got != "127.0.0.5:4002" {
 		t.Fatalf("remote %s, want the loopback address as given", got)
 	}
+}
+
+// rtpPkt is a 20-byte RTP packet with the given PT, SSRC and payload byte.
+func rtpPkt(pt uint8, ssrc uint32, fill byte) []byte {
+	b := make([]byte, 20)
+	b[0], b[1] = 0x80, pt
+	binary.BigEndian.PutUint32(b[8:12], ssrc)
+	for i := 12; i < len(b); i++ {
+		b[i] = fill
+	}
+	return b
+}
+
+func udpPeer(t *testing.T) *net.UDPConn {
+	t.Helper()
+	p, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// readRTP reads one accepted packet within 2 s.
+func readRTP(t *testing.T, c *RTPConn, buf []byte) []byte {
+	t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	defer c.conn.SetReadDeadline(time.Time{})
+	n, err := c.ReadPacket(buf)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return buf[:n]
+}
+
+// expectNothing fails if p receives a datagram within d.
+func expectNothing(t *testing.T, p *net.UDPConn, d time.Duration, who string) {
+	t.Helper()
+	buf := make([]byte, 1500)
+	p.SetReadDeadline(time.Now().Add(d))
+	if n, _, err := p.ReadFromUDP(buf); err == nil {
+		t.Fatalf("%s received %d bytes from us", who, n)
+	}
+}
+
+// TestRTPOnlyFromNegotiatedPeer: with a routable (here loopback) SDP
+// address, only that address is accepted, before and after its first packet;
+// strangers are counted and never sent to.
+func TestRTPOnlyFromNegotiatedPeer(t *testing.T) {
+	c, err := ListenRTP(net.IPv4(127, 0, 0, 1), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var total atomic.Uint64
+	c.onStranger = &total
+	pbx, stranger := udpPeer(t), udpPeer(t)
+	c.SetPayloadTypes(0, 101, 13)
+	c.SetRemote(pbx.LocalAddr().(*net.UDPAddr))
+	buf := make([]byte, 1500)
+
+	// Before the PBX's first packet: a stranger's packet fits the stream
+	// (PT 0) but does not come from the SDP address.
+	stranger.WriteToUDP(rtpPkt(0, 0xBAD, 0xEE), c.LocalAddr())
+	time.Sleep(20 * time.Millisecond)
+	pbx.WriteToUDP(rtpPkt(0, 0x1234, 0x11), c.LocalAddr())
+	if got := readRTP(t, c, buf); got[12] != 0x11 {
+		t.Fatalf("read the stranger's packet (payload %#x)", got[12])
+	}
+	// After it: same.
+	stranger.WriteToUDP(rtpPkt(0, 0x1234, 0xEE), c.LocalAddr()) // even with the PBX's SSRC
+	time.Sleep(20 * time.Millisecond)
+	pbx.WriteToUDP(rtpPkt(0, 0x1234, 0x22), c.LocalAddr())
+	if got := readRTP(t, c, buf); got[12] != 0x22 {
+		t.Fatalf("read the stranger's packet (payload %#x)", got[12])
+	}
+	if n := c.StrangerPackets(); n != 2 || total.Load() != 2 {
+		t.Errorf("stranger packets %d (UA total %d), want 2", n, total.Load())
+	}
+	if err := c.WritePacket(rtpPkt(0, 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	expectNothing(t, stranger, 200*time.Millisecond, "the stranger")
+
+	// A re-INVITE moves the media to another address: the old source and
+	// strangers are dropped, the new address is accepted.
+	moved := udpPeer(t)
+	c.SetRemote(moved.LocalAddr().(*net.UDPAddr))
+	pbx.WriteToUDP(rtpPkt(0, 0x1234, 0x33), c.LocalAddr())
+	stranger.WriteToUDP(rtpPkt(0, 0x1234, 0xEE), c.LocalAddr())
+	time.Sleep(20 * time.Millisecond)
+	moved.WriteToUDP(rtpPkt(0, 0x5678, 0x44), c.LocalAddr())
+	if got := readRTP(t, c, buf); got[12] != 0x44 {
+		t.Fatalf("after the move read payload %#x, want the new address's", got[12])
+	}
+	if n := c.StrangerPackets(); n != 4 {
+		t.Errorf("stranger packets %d, want 4", n)
+	}
+}
+
+// TestRTPNATLatch: a private SDP address lets one other source latch, only
+// with a negotiated payload type and the stream's SSRC once known; a
+// re-INVITE to another private address does not let a stranger in.
+func TestRTPNATLatch(t *testing.T) {
+	c, err := ListenRTP(net.IPv4(127, 0, 0, 1), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	nat, stranger := udpPeer(t), udpPeer(t)
+	c.SetPayloadTypes(0, 101, 13)
+	c.SetRemote(&net.UDPAddr{IP: net.IPv4(192, 168, 7, 7), Port: 4000})
+	buf := make([]byte, 1500)
+
+	stranger.WriteToUDP(rtpPkt(96, 0xBAD, 0xEE), c.LocalAddr()) // PT not negotiated
+	time.Sleep(20 * time.Millisecond)
+	nat.WriteToUDP(rtpPkt(0, 0x1234, 0x11), c.LocalAddr())
+	if got := readRTP(t, c, buf); got[12] != 0x11 {
+		t.Fatalf("latched the stranger (payload %#x)", got[12])
+	}
+	if c.Remote().String() != nat.LocalAddr().String() {
+		t.Fatalf("remote %s, want the NAT source %s", c.Remote(), nat.LocalAddr())
+	}
+	stranger.WriteToUDP(rtpPkt(0, 0x1234, 0xEE), c.LocalAddr()) // latched: nobody else
+	time.Sleep(20 * time.Millisecond)
+	nat.WriteToUDP(rtpPkt(101, 0x1234, 0x22), c.LocalAddr())
+	if got := readRTP(t, c, buf); got[12] != 0x22 {
+		t.Fatalf("read payload %#x after latching", got[12])
+	}
+
+	// Re-INVITE to another private address: a packet with another SSRC
+	// cannot latch; the stream's SSRC can.
+	c.SetRemote(&net.UDPAddr{IP: net.IPv4(192, 168, 7, 8), Port: 4002})
+	moved := udpPeer(t)
+	stranger.WriteToUDP(rtpPkt(0, 0xBAD, 0xEE), c.LocalAddr())
+	nat.WriteToUDP(rtpPkt(0, 0x1234, 0xEE), c.LocalAddr()) // a late packet from the old source
+	time.Sleep(20 * time.Millisecond)
+	moved.WriteToUDP(rtpPkt(0, 0x1234, 0x33), c.LocalAddr())
+	if got := readRTP(t, c, buf); got[12] != 0x33 {
+		t.Fatalf("read payload %#x after the move", got[12])
+	}
+	if n := c.StrangerPackets(); n != 4 {
+		t.Errorf("stranger packets %d, want 4", n)
+	}
+	if err := c.WritePacket(rtpPkt(0, 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	expectNothing(t, stranger, 200*time.Millisecond, "the stranger")
 }

@@ -19,6 +19,10 @@ type Trunk struct {
 	Password   string   // digest password (never logged)
 	FromDomain string   // domain in From; default: the host of Address
 	Codecs     []string // preference list among PCMU, PCMA, G722, opus; default ["PCMU","PCMA"]
+	// AllowFrom are more sources (IPs or CIDR prefixes) whose requests are
+	// taken as the trunk's: the other nodes of a PBX cluster. The address's
+	// own host (resolved) always is.
+	AllowFrom []string
 }
 
 // DefaultTrunkCodecs is the codec list used when a trunk names none.
@@ -53,6 +57,11 @@ func (t *Trunk) Validate() error {
 	}
 	if t.FromDomain != "" && strings.ContainsAny(t.FromDomain, " \t\r\n;<>\"@:") {
 		return fmt.Errorf("trunk from_domain %q: not a host name", t.FromDomain)
+	}
+	for i, s := range t.AllowFrom {
+		if _, err := parseAllowFrom(s); err != nil {
+			return fmt.Errorf("trunk allow_from[%d]: %w", i, err)
+		}
 	}
 	seen := map[string]bool{}
 	for i, c := range t.Codecs {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -29,6 +30,19 @@ type UAConfig struct {
 	RTPPortMax  int    // both 0 = 20000-20999
 	UserAgent   string // default "wagateway"
 	Logger      *zap.Logger
+
+	// Trunks are the PBXs that may send requests (see SetTrunks); none:
+	// requests from any source are served.
+	Trunks []*Trunk
+	// RequestRate and RequestBurst bound the requests each source may send
+	// over UDP (token bucket); beyond, requests are dropped unanswered.
+	// 0 = DefaultRequestRate / DefaultRequestBurst; RequestRate < 0: no limit.
+	RequestRate  float64
+	RequestBurst int
+	// KeepaliveInterval is how often an established call probes the PBX
+	// with in-dialog OPTIONS; KeepaliveMisses unanswered in a row end it
+	// (EndReason "pbx_unreachable"). 0 = DefaultKeepaliveInterval; < 0 off.
+	KeepaliveInterval time.Duration
 
 	// tlsClient overrides the TLS client config used to dial TLS trunks
 	// (tests trust their own CA with it).
@@ -60,6 +74,13 @@ type UA struct {
 	st    *stack
 	calls map[string]*Call
 	wg    sync.WaitGroup
+
+	strangerRTP atomic.Uint64 // RTP datagrams dropped by calls' sockets: not from the PBX
+
+	sources atomic.Pointer[sourceSet] // who may send requests; nil = anyone
+	limiter *rateLimiter
+	drops   dropCounts
+	dropLog everyLog
 }
 
 // NewUA checks the config; nothing is bound until Start.
@@ -94,6 +115,20 @@ func NewUA(cfg UAConfig) (*UA, error) {
 	if cfg.RTPPortMin < 1024 || cfg.RTPPortMax > 65535 || cfg.RTPPortMax <= cfg.RTPPortMin {
 		return nil, fmt.Errorf("sip: rtp port range %d-%d must lie within 1024-65535 and hold at least two ports", cfg.RTPPortMin, cfg.RTPPortMax)
 	}
+	if cfg.KeepaliveInterval == 0 {
+		cfg.KeepaliveInterval = DefaultKeepaliveInterval
+	}
+	if cfg.RequestRate == 0 {
+		cfg.RequestRate = DefaultRequestRate
+	}
+	if cfg.RequestBurst <= 0 {
+		cfg.RequestBurst = max(DefaultRequestBurst, int(2*cfg.RequestRate))
+	}
+	for _, t := range cfg.Trunks {
+		if err := t.Validate(); err != nil {
+			return nil, fmt.Errorf("sip: %w", err)
+		}
+	}
 	if strings.ContainsAny(cfg.PublicHost, " \t\r\n;<>\"@") {
 		return nil, fmt.Errorf("sip: public host %q is not a host", cfg.PublicHost)
 	}
@@ -106,6 +141,7 @@ func NewUA(cfg UAConfig) (*UA, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 		calls:     map[string]*Call{},
+		limiter:   newRateLimiter(cfg.RequestRate, cfg.RequestBurst),
 	}, nil
 }
 
@@ -117,6 +153,11 @@ func (u *UA) Start(ctx context.Context) error {
 	if u.state != 0 {
 		return errors.New("sip: UA already started or closed")
 	}
+	if err := u.SetTrunks(ctx, u.cfg.Trunks); err != nil {
+		// Served anyway: the trunk's requests are dropped until a reload
+		// resolves it, its calls still go out.
+		u.log.Warn("sip trunk addresses not all resolved", zap.Error(err))
+	}
 	st, err := newStack(ctx, stackConfig{
 		listenAddr: u.cfg.ListenAddr,
 		transport:  u.transport,
@@ -126,6 +167,7 @@ func (u *UA) Start(ctx context.Context) error {
 		userAgent:  u.cfg.UserAgent,
 		log:        u.log,
 		tlsClient:  u.cfg.tlsClient,
+		readFilter: u.readFilter,
 	}, func(srv *sipgo.Server) {
 		for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS, sip.UPDATE, sip.INFO, sip.NOTIFY, sip.REFER, sip.MESSAGE, sip.PRACK, sip.SUBSCRIBE, sip.REGISTER} {
 			srv.OnRequest(m, u.onRequest)
@@ -156,6 +198,33 @@ func (u *UA) ActiveCalls() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return len(u.calls)
+}
+
+// Stats are the UA's counts of what it dropped from hostile or broken
+// peers, since it was made.
+type Stats struct {
+	// StrangerRTPPackets: datagrams dropped by calls' RTP sockets because
+	// they did not come from the PBX's negotiated address (RFC 4961 §5).
+	StrangerRTPPackets uint64
+	// RequestsNotFromTrunk: requests dropped unanswered because their
+	// source is no trunk's address nor in a trunk's AllowFrom.
+	RequestsNotFromTrunk uint64
+	// RequestsRateLimited: requests dropped unanswered over the
+	// per-source rate (UDP).
+	RequestsRateLimited uint64
+	// RequestsNotFromDialogPeer: in-dialog requests dropped because they
+	// came from another address than the dialog's peer.
+	RequestsNotFromDialogPeer uint64
+}
+
+// Stats returns the UA's drop counts.
+func (u *UA) Stats() Stats {
+	return Stats{
+		StrangerRTPPackets:        u.strangerRTP.Load(),
+		RequestsNotFromTrunk:      u.drops.notTrunk.Load(),
+		RequestsRateLimited:       u.drops.rateLimited.Load(),
+		RequestsNotFromDialogPeer: u.drops.notDialogPeer.Load(),
+	}
 }
 
 // Close sends BYE on the calls still up (best effort, bounded), stops
@@ -245,7 +314,7 @@ func (u *UA) lookupCall(req *sip.Request) *Call {
 // onRequest serves every request the PBX sends us.
 func (u *UA) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	if req.IsAck() {
-		if c := u.lookupCall(req); c != nil {
+		if c := u.lookupCall(req); c != nil && u.fromPeer(c, req) {
 			c.onAck(req)
 		}
 		return // ACK has no response
@@ -261,8 +330,11 @@ func (u *UA) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 			res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
 			respond(tx, res, u.log)
 		case sip.INVITE:
-			// The gateway only places calls.
+			// The gateway only places calls. One 403 per INVITE received,
+			// not retransmitted until an ACK that a forged source never
+			// sends (RFC 3261 §17.2.1 Timer G): no reflection.
 			respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil), u.log)
+			tx.Terminate()
 		case sip.BYE, sip.CANCEL, sip.UPDATE, sip.INFO, sip.PRACK:
 			respond(tx, sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil), u.log)
 		default:
@@ -277,7 +349,23 @@ func (u *UA) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil), u.log)
 		return
 	}
+	if !u.fromPeer(c, req) {
+		tx.Terminate() // no response: nothing to retransmit to a spoofer
+		return
+	}
 	c.onRequest(req, tx)
+}
+
+// fromPeer reports whether an in-dialog request comes from the dialog's
+// peer (the trunk's addresses or the 2xx's source), and counts it if not.
+func (u *UA) fromPeer(c *Call, req *sip.Request) bool {
+	a, ok := sourceAddr(req.Source())
+	if ok && sourcesContain(c.peers, a) {
+		return true
+	}
+	u.drops.notDialogPeer.Add(1)
+	u.dropLog.log(c.log, "sip in-dialog request from another address than the dialog's peer dropped", a.Addr(), &u.drops.notDialogPeer)
+	return false
 }
 
 // respond sends a response and logs a failure (responses are best effort).
@@ -327,6 +415,7 @@ type stackConfig struct {
 	listenAddr, transport, certFile, keyFile, publicHost, userAgent string
 	log                                                             *zap.Logger
 	tlsClient                                                       *tls.Config
+	readFilter                                                      sip.TransportReadFilter // nil: none
 }
 
 func newStack(ctx context.Context, cfg stackConfig, register func(*sipgo.Server)) (*stack, error) {
@@ -389,11 +478,15 @@ func newStack(ctx context.Context, cfg stackConfig, register func(*sipgo.Server)
 	if tlsClient == nil {
 		tlsClient = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	tpOpts := []sip.TransportLayerOption{sip.WithTransportLayerLogger(slogger)}
+	if cfg.readFilter != nil {
+		tpOpts = append(tpOpts, sip.WithTransportLayerReadFilter(cfg.readFilter))
+	}
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.userAgent),
 		sipgo.WithUserAgentHostname(public),
 		sipgo.WithUserAgenTLSConfig(tlsClient),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(slogger)),
+		sipgo.WithUserAgentTransportLayerOptions(tpOpts...),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(slogger),
 			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
