@@ -24,6 +24,9 @@ const (
 	// OutcomeNoMedia: accepted, but no audio ever arrived from one side or
 	// both (the WebRTC leg never carried any, or the PBX sent none).
 	OutcomeNoMedia = "no_media"
+	// OutcomePBXUnreachable: the PBX stopped answering in-dialog OPTIONS
+	// (sip.keepalive_interval): vanished, or lost the dialog.
+	OutcomePBXUnreachable = "pbx_unreachable"
 )
 
 // Who ended a call, in call records.

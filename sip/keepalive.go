@@ -63,7 +63,7 @@ func (c *Call) keepalive(interval time.Duration) {
 // unreachable ends the call as "pbx_unreachable" at once (Done closes),
 // then tells the PBX, in case it can still hear (bounded, best effort).
 func (c *Call) unreachable() {
-	c.end("pbx_unreachable")
+	c.end(EndUnreachable)
 	bye := c.d.request(sip.BYE, 0)
 	bye.AppendHeader(sip.NewHeader("User-Agent", c.ua.cfg.UserAgent))
 	bye.AppendHeader(sip.NewHeader("Reason", Reason{Protocol: "SIP", Cause: 408, Text: "PBX unreachable"}.String()))
@@ -73,3 +73,7 @@ func (c *Call) unreachable() {
 		c.log.Debug("sip BYE to an unreachable PBX", zap.Error(err))
 	}
 }
+
+// EndUnreachable is the EndReason of a call whose PBX stopped answering
+// in-dialog OPTIONS.
+const EndUnreachable = "pbx_unreachable"
