@@ -162,7 +162,11 @@ func (c *call) run(ctx context.Context) {
 			c.end(c.stopCause())
 		case <-pbxDone:
 			c.pbxGone = true
-			c.end(endCause{kind: endPBXHungUp, detail: "pbx hung up (" + c.pbx.EndReason() + ")"})
+			if why := c.pbx.EndReason(); why == sip.EndUnreachable {
+				c.end(endCause{kind: endPBXUnreachable, detail: "the PBX stopped answering in-dialog OPTIONS"})
+			} else {
+				c.end(endCause{kind: endPBXHungUp, detail: "pbx hung up (" + why + ")"})
+			}
 		case <-legFailed:
 			legFailed = nil
 			grace = time.NewTimer(c.g.timeouts.terminateGrace)

@@ -98,9 +98,8 @@ func newMachine(t *testing.T) *machine {
 // connect delivers a connect webhook and returns the call it made (nil if
 // it was ignored).
 func (m *machine) connect(id string) *call {
-	m.g.handleCallEvent(whatsapp.CallEvent{Event: "connect", CallID: id, PhoneNumberID: testPNID,
-		SDP: "v=0 offer", From: "15551234567", ProfileName: "Ada", Direction: "USER_INITIATED"})
-	return m.g.reg.get(id)
+	return m.g.startCall(whatsapp.CallEvent{Event: "connect", CallID: id, PhoneNumberID: testPNID,
+		SDP: "v=0 offer", From: "15551234567", ProfileName: "Ada", Direction: "USER_INITIATED"}, m.g.log)
 }
 
 func (m *machine) terminate(id string) {
@@ -318,6 +317,8 @@ func TestCallEndsWhileBridged(t *testing.T) {
 				m.terminate("wacid.b")
 			},
 			outcome: OutcomeBridged, by: byCaller, byes: 1, reason: "caller hung up", byeWhy: `Q.850;cause=16;text="caller hung up"`},
+		{name: "pbx unreachable", end: func(_ *machine, _ *fakeLeg, p *fakePBX) { p.end(sip.EndUnreachable) },
+			outcome: OutcomePBXUnreachable, by: byGateway, graph: []string{"terminate"}, reason: "stopped answering"},
 		{name: "pbx goes silent",
 			setup:   func(m *machine) { *m.g.cfg.Media.PBXRTPTimeout = 150 * time.Millisecond },
 			end:     func(_ *machine, _ *fakeLeg, p *fakePBX) { p.talker.mute.Store(true) },
@@ -700,8 +701,7 @@ func TestCallPBXHangsUpBeforeAccept(t *testing.T) {
 func TestCallNotAdmitted(t *testing.T) {
 	t.Run("no route", func(t *testing.T) {
 		m := newMachine(t)
-		m.g.handleCallEvent(whatsapp.CallEvent{Event: "connect", CallID: "wacid.nr", PhoneNumberID: "999", SDP: "v=0"})
-		c := m.g.reg.get("wacid.nr")
+		c := m.g.startCall(whatsapp.CallEvent{Event: "connect", CallID: "wacid.nr", PhoneNumberID: "999", SDP: "v=0"}, m.g.log)
 		r := m.ended(c, pathNotAdmitted...)
 		expectRecord(t, r, OutcomeNoRoute, byGateway)
 		expectGraph(t, m.graph, "reject")
@@ -749,9 +749,11 @@ func TestCallDuplicateAndOutOfOrderWebhooks(t *testing.T) {
 	t.Run("duplicate connect", func(t *testing.T) {
 		m := newMachine(t)
 		c, _, _ := m.bridge("wacid.dup")
-		if again := m.connect("wacid.dup"); again != c {
+		if again := m.connect("wacid.dup"); again != nil {
 			t.Error("a duplicate connect made a second call")
 		}
+		// The same through the webhook's dispatch.
+		m.g.handleCallEvent(whatsapp.CallEvent{Event: "connect", CallID: "wacid.dup", PhoneNumberID: testPNID, SDP: "v=0 offer"})
 		m.terminate("wacid.dup")
 		m.terminate("wacid.dup") // a duplicate terminate is harmless
 		m.ended(c, pathBridged...)

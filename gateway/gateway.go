@@ -221,28 +221,7 @@ func (g *Gateway) handleCallEvent(ev whatsapp.CallEvent) {
 	log := g.log.With(zap.String("call_id", ev.CallID))
 	switch strings.ToLower(ev.Event) {
 	case "connect":
-		if ev.Direction != "" && !strings.EqualFold(ev.Direction, "USER_INITIATED") {
-			log.Info("ignoring connect of a business-initiated call", zap.String("direction", ev.Direction))
-			return
-		}
-		if g.ctx.Err() != nil {
-			log.Warn("connect while stopping: not answered")
-			return
-		}
-		c := newCall(g, ev)
-		// The call's context exists before the admin API can see the call.
-		ctx := c.ops.bind(g.ctx)
-		if ok, why := g.reg.begin(ev.CallID, c); !ok {
-			c.ops.hangup(context.Canceled)
-			log.Info("connect ignored", zap.String("why", why))
-			return
-		}
-		g.calls.Add(1)
-		go func() {
-			defer g.calls.Done()
-			defer g.reg.end(ev.CallID)
-			c.run(ctx)
-		}()
+		g.startCall(ev, log)
 	case "terminate":
 		g.ops.metrics.terminateErrors(ev.Errors)
 		if c := g.reg.get(ev.CallID); c != nil {
@@ -256,6 +235,35 @@ func (g *Gateway) handleCallEvent(ev whatsapp.CallEvent) {
 	default:
 		log.Debug("ignoring call event", zap.String("event", ev.Event))
 	}
+}
+
+// startCall takes a connect webhook: the call it starts, or nil when the
+// connect is not one to answer (business-initiated, a duplicate, a call
+// already ended, or the gateway stopping).
+func (g *Gateway) startCall(ev whatsapp.CallEvent, log *zap.Logger) *call {
+	if ev.Direction != "" && !strings.EqualFold(ev.Direction, "USER_INITIATED") {
+		log.Info("ignoring connect of a business-initiated call", zap.String("direction", ev.Direction))
+		return nil
+	}
+	if g.ctx.Err() != nil {
+		log.Warn("connect while stopping: not answered")
+		return nil
+	}
+	c := newCall(g, ev)
+	// The call's context exists before the admin API can see the call.
+	ctx := c.ops.bind(g.ctx)
+	if ok, why := g.reg.begin(ev.CallID, c); !ok {
+		c.ops.hangup(context.Canceled)
+		log.Info("connect ignored", zap.String("why", why))
+		return nil
+	}
+	g.calls.Add(1)
+	go func() {
+		defer g.calls.Done()
+		defer g.reg.end(ev.CallID)
+		c.run(ctx)
+	}()
+	return c
 }
 
 // Close ends every call on both sides (BYE and Graph terminate), then

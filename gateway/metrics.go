@@ -56,7 +56,7 @@ func newMetrics() *metrics {
 	m.activeByCodec = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "active_bridged_calls",
 		Help: "Bridged calls in progress by codec path (opus-pcmu, opus-pcma, opus-g722, opus-passthrough)."}, []string{"codec_path"})
 	m.calls = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "calls_total",
-		Help: "Ended calls by outcome (bridged, no_media, pbx_media_timeout, pbx_rejected, no_answer, caller_hungup, no_route, trunk_down, draining, failed, shutdown, admin_hangup)."}, []string{"outcome"})
+		Help: "Ended calls by outcome (bridged, no_media, pbx_media_timeout, pbx_unreachable, pbx_rejected, no_answer, caller_hungup, no_route, trunk_down, draining, failed, shutdown, admin_hangup)."}, []string{"outcome"})
 	m.metaErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "meta_call_errors_total",
 		Help: "Error codes in Meta's terminate webhooks (errors[].code, e.g. 138021)."}, []string{"code"})
 	m.setupLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "call_setup_seconds",

@@ -59,6 +59,7 @@ const (
 	endAdmin                              // the admin API
 	endStateError                         // an illegal state transition (a bug)
 	endPBXMediaTimeout                    // no RTP from the PBX for media.pbx_rtp_timeout, not on hold
+	endPBXUnreachable                     // the PBX stopped answering in-dialog OPTIONS
 )
 
 // endCause is an endKind with what the log and record say about it.
@@ -116,6 +117,8 @@ func outcomeOf(c endCause, bridged bool) (outcome, hangupBy string) {
 		return OutcomeAdminHangup, byAdmin
 	case endPBXMediaTimeout:
 		return OutcomePBXMediaTimeout, byGateway
+	case endPBXUnreachable:
+		return OutcomePBXUnreachable, byGateway
 	}
 	return OutcomeFailed, byGateway // answer, Graph, INVITE or bridge failure
 }
