@@ -2,9 +2,11 @@ package whatsapp
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +173,34 @@ func TestWebhookSlowBodyTimedOut(t *testing.T) {
 	calls, _, results := r.drain()
 	if len(calls) != 0 || len(results) != 1 || results[0] != WebhookMalformed {
 		t.Errorf("dispatched %d, results %v", len(calls), results)
+	}
+}
+
+// A request whose processing outlives the Timeout (here 1 ns, on a
+// ResponseWriter without read deadlines) is refused with 503 before any
+// event is admitted, so Meta's retry is delivered, not taken for a
+// duplicate.
+func TestWebhookProcessingDeadline(t *testing.T) {
+	var got []string
+	h := NewWebhookHandler(WebhookConfig{AppSecret: testAppSecret, Timeout: time.Nanosecond,
+		OnCall: func(ev CallEvent) { got = append(got, ev.CallID) }})
+	body := callBody("wacid.LATE", "connect", 1)
+	post := func() int {
+		req := httptest.NewRequest(http.MethodPost, "/webhook", bytes.NewReader(body))
+		req.Header.Set("X-Hub-Signature-256", sign(body, testAppSecret))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w.Code
+	}
+	if code := post(); code != http.StatusServiceUnavailable {
+		t.Errorf("past its deadline: %d, want 503", code)
+	}
+	h.cfg.Timeout = time.Minute
+	if code := post(); code != http.StatusOK {
+		t.Errorf("the retry: %d, want 200", code)
+	}
+	_ = h.Close()
+	if len(got) != 1 || got[0] != "wacid.LATE" {
+		t.Errorf("delivered %v, want the retry once", got)
 	}
 }

@@ -126,7 +126,7 @@ func FuzzICEDatagram(f *testing.F) {
 	f.Add(check(lite, ufragLite, false))
 	f.Add(answer(pwdLite))
 	f.Add([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
-	f.Add([]byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1})           // DTLS
+	f.Add([]byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1})          // DTLS
 	f.Add(append([]byte{0x80, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1}, 1, 2, 3)) // RTP
 	f.Add([]byte{0x80, 200, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1})                  // RTCP
 	f.Add([]byte{0xff})
