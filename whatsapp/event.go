@@ -62,6 +62,13 @@ type StatusEvent struct {
 	Errors                []CallError
 }
 
+// MaxWebhookEvents bounds the calls[] entries and the statuses[] entries
+// of type "call" of one webhook body. Meta delivers a call's events one or a few at a
+// time; a body with more is refused whole rather than half dispatched.
+const MaxWebhookEvents = 1000
+
+var errTooManyEvents = fmt.Errorf("whatsapp webhook: more than %d call events in one body", MaxWebhookEvents)
+
 // ParseWebhook parses a raw webhook POST body and returns its call events in
 // order. Changes that carry no calls (messages, message statuses) are ignored
 // without error; malformed JSON is an error.
@@ -86,11 +93,15 @@ func ParseWebhookAll(body []byte) ([]CallEvent, []StatusEvent, error) {
 	}
 	var calls []CallEvent
 	var statuses []StatusEvent
+	events := 0
 	for _, entry := range env.Entry {
 		for _, ch := range entry.Changes {
 			v := ch.Value
 			if v == nil {
 				continue
+			}
+			if events += len(v.Calls); events > MaxWebhookEvents {
+				return nil, nil, errTooManyEvents
 			}
 			valueErrs := v.Errors.callErrors()
 			for _, c := range v.Calls {
@@ -99,6 +110,9 @@ func ParseWebhookAll(body []byte) ([]CallEvent, []StatusEvent, error) {
 			for _, s := range v.Statuses {
 				if !strings.EqualFold(s.Type, "call") {
 					continue
+				}
+				if events++; events > MaxWebhookEvents {
+					return nil, nil, errTooManyEvents
 				}
 				statuses = append(statuses, StatusEvent{
 					PhoneNumberID:         v.Metadata.PhoneNumberID,
@@ -138,9 +152,7 @@ func (v *wireValue) callEvent(c wireCall, valueErrs []CallError) CallEvent {
 		ev.SDPType = c.Session.SDPType
 		ev.SDP = c.Session.SDP
 	}
-	if secs, ok := c.Duration.float(); ok && secs > 0 {
-		ev.Duration = time.Duration(secs * float64(time.Second))
-	}
+	ev.Duration = callDuration(c.Duration)
 	ev.ProfileName = v.profileName(c)
 	return ev
 }
@@ -159,18 +171,50 @@ func (v *wireValue) profileName(c wireCall) string {
 	return ""
 }
 
-// mergeErrors concatenates both lists, leaving out exact repeats (Meta may
-// put the same error in calls[] and beside it).
+// maxCallDuration bounds a terminate's duration. Meta sends whole seconds
+// of a call; anything beyond a day is not a call's length, and a float of
+// seconds above about 9.2e9 would overflow time.Duration's int64
+// nanoseconds into a negative value.
+const maxCallDuration = 24 * time.Hour
+
+// callDuration reads the terminate's duration in seconds. An absent,
+// unreadable, non-positive, non-finite or absurd (over maxCallDuration)
+// value gives 0: unknown, as when Meta leaves it out.
+func callDuration(f flexScalar) time.Duration {
+	secs, ok := f.float()
+	// The comparison is false for NaN; +Inf is above the bound.
+	if !ok || !(secs > 0) || secs > maxCallDuration.Seconds() {
+		return 0
+	}
+	return time.Duration(secs * float64(time.Second))
+}
+
+// maxWireErrors bounds the errors read from one errors[] array. Meta's
+// documented payloads carry one or two; value.errors[] is copied onto every
+// call and status of its value, so without a bound a 1 MiB body of N calls
+// beside N errors would build N×N errors.
+const maxWireErrors = 64
+
+// mergeErrors concatenates the lists, leaving out exact repeats (Meta may
+// put the same error in calls[] and beside it). A set makes it linear: a
+// signed body with 40k errors took 46 s of CPU with the pairwise comparison
+// it replaces.
 func mergeErrors(lists ...[]CallError) []CallError {
-	var out []CallError
+	n := 0
 	for _, l := range lists {
-	next:
+		n += len(l)
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]CallError, 0, n)
+	seen := make(map[CallError]struct{}, n)
+	for _, l := range lists {
 		for _, e := range l {
-			for _, o := range out {
-				if o == e {
-					continue next
-				}
+			if _, dup := seen[e]; dup {
+				continue
 			}
+			seen[e] = struct{}{}
 			out = append(out, e)
 		}
 	}
@@ -259,6 +303,9 @@ type wireErrors []struct {
 func (we wireErrors) callErrors() []CallError {
 	if len(we) == 0 {
 		return nil
+	}
+	if len(we) > maxWireErrors {
+		we = we[:maxWireErrors] // the first ones; see maxWireErrors
 	}
 	out := make([]CallError, 0, len(we))
 	for _, e := range we {

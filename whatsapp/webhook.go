@@ -1,6 +1,7 @@
 package whatsapp
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,6 +11,7 @@ import (
 	"hash/fnv"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -55,11 +57,16 @@ type WebhookConfig struct {
 
 	MaxBodyBytes int64         // default 1 MiB
 	DedupeTTL    time.Duration // default 10 min
+	// Timeout bounds one POST from its headers to its answer: reading the
+	// body (a sender that trickles it is cut off), checking and parsing it.
+	// Default 10 s, well inside the time Meta waits for an answer.
+	Timeout time.Duration
 }
 
 const (
 	defaultMaxBody    = 1 << 20
 	defaultDedupeTTL  = 10 * time.Minute
+	defaultTimeout    = 10 * time.Second
 	webhookWorkers    = 8
 	webhookQueueDepth = 256
 )
@@ -93,6 +100,9 @@ func NewWebhookHandler(cfg WebhookConfig) *WebhookHandler {
 	}
 	if cfg.DedupeTTL <= 0 {
 		cfg.DedupeTTL = defaultDedupeTTL
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = defaultTimeout
 	}
 	h := &WebhookHandler{
 		cfg:       cfg,
@@ -189,6 +199,14 @@ func (h *WebhookHandler) serveEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := h.log.With(zap.String("remote", r.RemoteAddr))
+	// One bound for the whole request: the body must have arrived, and been
+	// checked and parsed, by the deadline.
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	// Not every ResponseWriter can (httptest.ResponseRecorder cannot); the
+	// context check after parsing still holds there.
+	_ = http.NewResponseController(w).SetReadDeadline(deadline)
 	if r.ContentLength > h.cfg.MaxBodyBytes {
 		log.Warn("webhook body too large", zap.Int64("content_length", r.ContentLength))
 		h.result(WebhookMalformed)
@@ -202,6 +220,12 @@ func (h *WebhookHandler) serveEvent(w http.ResponseWriter, r *http.Request) {
 			log.Warn("webhook body too large", zap.Int64("limit", tooBig.Limit))
 			h.result(WebhookMalformed)
 			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			log.Warn("webhook body not received in time", zap.Duration("timeout", h.cfg.Timeout))
+			h.result(WebhookMalformed)
+			http.Error(w, "body not received in time", http.StatusRequestTimeout)
 			return
 		}
 		log.Warn("webhook body unreadable", zap.Error(err))
@@ -221,6 +245,14 @@ func (h *WebhookHandler) serveEvent(w http.ResponseWriter, r *http.Request) {
 		log.Error("webhook body is not a readable envelope", zap.Error(err), zap.Int("body_bytes", len(body)))
 		h.result(WebhookMalformed)
 		http.Error(w, "malformed body", http.StatusBadRequest)
+		return
+	}
+	if err := ctx.Err(); err != nil {
+		// Nothing admitted yet, so Meta's retry is not taken for a duplicate.
+		log.Warn("webhook request took too long: refused for a retry", zap.Error(err),
+			zap.Duration("timeout", h.cfg.Timeout), zap.Int("body_bytes", len(body)))
+		h.result(WebhookMalformed)
+		http.Error(w, "took too long", http.StatusServiceUnavailable)
 		return
 	}
 	if len(calls) == 0 && len(statuses) == 0 {
@@ -245,7 +277,10 @@ func (h *WebhookHandler) serveEvent(w http.ResponseWriter, r *http.Request) {
 		st := &statuses[i]
 		// Statuses are only de-duplicated: their timestamps must not make a
 		// business-initiated call's connect (Meta's answer) look stale.
-		res := h.admit("status\x00"+st.CallID, st.Status, time.Time{}, true)
+		res := WebhookMalformed
+		if !blankID(st.CallID) { // an entry without an id names no call: refused
+			res = h.admit("status\x00"+st.CallID, st.Status, time.Time{}, true)
+		}
 		log.Info("webhook call status", zap.String("call_id", st.CallID), zap.String("status", st.Status),
 			zap.String("result", string(res)))
 		h.result(res)
@@ -262,7 +297,7 @@ func (h *WebhookHandler) serveEvent(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *WebhookHandler) admit(callID, event string, ts time.Time, neverStale bool) WebhookResult {
-	if callID == "" || event == "" {
+	if blankID(callID) || event == "" {
 		return WebhookMalformed
 	}
 	switch h.filter.check(callID, event, ts, neverStale) {
@@ -273,6 +308,10 @@ func (h *WebhookHandler) admit(callID, event string, ts time.Time, neverStale bo
 	}
 	return WebhookAccepted
 }
+
+// blankID is true for an event's id that names no call: empty or only
+// blanks.
+func blankID(id string) bool { return strings.TrimSpace(id) == "" }
 
 // checkSignature returns "" when header is "sha256=<hex HMAC-SHA256 of body
 // keyed with the app secret>", else why not (never the header itself).

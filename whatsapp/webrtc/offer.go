@@ -43,7 +43,12 @@ func parseOffer(text string) (*offer, error) {
 			md = m
 			continue
 		}
-		// Every other m-line is answered rejected (port 0).
+		// Every other m-line is answered rejected (port 0), with its media,
+		// proto and formats copied: each must be a token (RFC 8866 §9:
+		// media, proto = token *("/" token), fmt = token).
+		if !isToken(m.MediaName.Media) || !allTokens(m.MediaName.Protos) || !allTokens(m.MediaName.Formats) {
+			return nil, fmt.Errorf("offer: an m-line's media, proto or formats are not RFC 8866 tokens: %q", m.MediaName.String())
+		}
 		o.others = append(o.others, m.MediaName.Media+" 0 "+strings.Join(m.MediaName.Protos, "/")+" "+strings.Join(m.MediaName.Formats, " "))
 	}
 	if md == nil {
@@ -56,6 +61,9 @@ func parseOffer(text string) (*offer, error) {
 		}
 		return sd.Attribute(key)
 	}
+	if !allTokens(md.MediaName.Protos) {
+		return nil, fmt.Errorf("offer: audio proto %q is not RFC 8866 tokens", strings.Join(md.MediaName.Protos, "/"))
+	}
 	o.proto = strings.Join(md.MediaName.Protos, "/")
 	if !strings.Contains(o.proto, "SAVP") {
 		return nil, fmt.Errorf("offer: audio is %s, not DTLS-SRTP", o.proto)
@@ -67,10 +75,21 @@ func parseOffer(text string) (*offer, error) {
 	}
 	_, o.lite = sd.Attribute("ice-lite")
 	o.mid, _ = md.Attribute("mid")
+	// The mid is copied into our answer (a=mid, a=group:BUNDLE): an
+	// identification-tag is a token (RFC 5888 §4, RFC 8866 §9), so no
+	// blank or control character reaches the answer.
+	if o.mid != "" && !isToken(o.mid) {
+		return nil, fmt.Errorf("offer: a=mid %q is not an RFC 8866 token", o.mid)
+	}
 	o.ufrag, _ = attr("ice-ufrag")
 	o.pwd, _ = attr("ice-pwd")
 	if o.ufrag == "" || o.pwd == "" {
 		return nil, errors.New("offer has no ICE credentials (a=ice-ufrag, a=ice-pwd)")
+	}
+	// RFC 8839 §5.4: ufrag 4-256 and pwd 22-256 ice-chars (ALPHA / DIGIT /
+	// "+" / "/"). They go into every STUN check's USERNAME and key.
+	if !isICEChars(o.ufrag, 4) || !isICEChars(o.pwd, 22) {
+		return nil, errors.New("offer: a=ice-ufrag or a=ice-pwd is not 4 or 22 to 256 ice-chars (RFC 8839 §5.4)")
 	}
 	fp, _ := attr("fingerprint")
 	if fp == "" {
@@ -170,4 +189,50 @@ func parseCandidate(v string) (candidate, bool) {
 		return candidate{}, false
 	}
 	return candidate{addr: netip.AddrPortFrom(ip.Unmap(), uint16(port)), priority: uint32(prio)}, true
+}
+
+// isToken reports whether s is an RFC 8866 §9 token: one or more of
+// %x21 / %x23-27 / %x2A-2B / %x2D-2E / %x30-39 / %x41-5A / %x5E-7E
+// (visible ASCII but for the separators; no blank, no control character).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == 0x21, c >= 0x23 && c <= 0x27, c == 0x2a, c == 0x2b, c == 0x2d, c == 0x2e,
+			c >= 0x30 && c <= 0x39, c >= 0x41 && c <= 0x5a, c >= 0x5e && c <= 0x7e:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func allTokens(ss []string) bool {
+	if len(ss) == 0 {
+		return false
+	}
+	for _, s := range ss {
+		if !isToken(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// isICEChars reports whether s is min to 256 ice-chars (RFC 8839 §5.4:
+// ALPHA / DIGIT / "+" / "/").
+func isICEChars(s string, min int) bool {
+	if len(s) < min || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '+', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -92,3 +92,65 @@ func TestParseOfferRefusals(t *testing.T) {
 		}
 	}
 }
+
+// Found by fuzzing: a CR inside the offer's a=mid was copied into our
+// answer ("a=group:BUNDLE \r\r\n"). Every offer token that reaches the
+// answer or our STUN checks (mid, proto, the other m-lines, ICE
+// credentials) must be an RFC 8866 token / RFC 8839 ice-chars, else the
+// offer is refused.
+func TestParseOfferRefusesControlCharsInTokens(t *testing.T) {
+	b, err := os.ReadFile("testdata/meta-offer.sdp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := string(b)
+	video := "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v\r\n"
+	const last = "msid:WhatsAppMedia WhatsAppTrack1\r\n"
+	cases := map[string]struct{ from, to string }{
+		"CR in mid":          {"a=mid:audio", "a=mid:au\rdio"},
+		"NUL in mid":         {"a=mid:audio", "a=mid:au\x00dio"},
+		"blank in mid":       {"a=mid:audio", "a=mid:au dio"},
+		"separator in mid":   {"a=mid:audio", "a=mid:au:dio"},
+		"CR in ufrag":        {"a=ice-ufrag:6k2qP1R6kBfI/2", "a=ice-ufrag:6k2q\rP1R6kBfI/2"},
+		"short ufrag":        {"a=ice-ufrag:6k2qP1R6kBfI/2", "a=ice-ufrag:6k2"},
+		"tab in pwd":         {"a=ice-pwd:Xq3vJp9mKc0sLw7aT4dHe2Nb", "a=ice-pwd:Xq3vJp9mKc0s\tLw7aT4dHe2Nb"},
+		"short pwd":          {"a=ice-pwd:Xq3vJp9mKc0sLw7aT4dHe2Nb", "a=ice-pwd:Xq3vJp9mKc"},
+		"CR in proto":        {"UDP/TLS/RTP/SAVPF", "UDP/TLS/RTP/SA\x0bVPF"},
+		"CR in other format": {last, last + strings.Replace(video, "96", "9\x016", 1)},
+		"control in media":   {last, last + strings.Replace(video, "video", "vi\x7fdeo", 1)},
+	}
+	for name, c := range cases {
+		sdp := strings.Replace(meta, c.from, c.to, 1)
+		if sdp == meta {
+			t.Fatalf("%s: %q not in the offer", name, c.from)
+		}
+		if o, err := parseOffer(sdp); err == nil {
+			t.Errorf("%s: accepted (mid %q, ufrag %q, proto %q, others %q)", name, o.mid, o.ufrag, o.proto, o.others)
+		}
+	}
+	// A clean second m-line is still accepted, and answered rejected.
+	o, err := parseOffer(strings.Replace(meta, last, last+video, 1))
+	if err != nil || len(o.others) != 1 {
+		t.Fatalf("offer with a video m-line: %v", err)
+	}
+	m := newLoopbackMedia(t)
+	if a := m.buildAnswer(o, "abcd", strings.Repeat("p", 22), 1); !answerIsClean(a) {
+		t.Errorf("answer has control characters:\n%q", a)
+	}
+}
+
+// answerIsClean reports whether every line of a ends with CRLF and no other
+// control character is in it.
+func answerIsClean(a string) bool {
+	if !strings.HasSuffix(a, "\r\n") {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(a, "\r\n"), "\r\n") {
+		for i := 0; i < len(l); i++ {
+			if l[i] < 0x20 || l[i] == 0x7f {
+				return false
+			}
+		}
+	}
+	return true
+}

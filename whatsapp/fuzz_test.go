@@ -1,0 +1,114 @@
+package whatsapp
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// webhookSeeds are Meta's bodies from testdata and the edges fuzzing found.
+func webhookSeeds(f *testing.F) {
+	files, _ := filepath.Glob("testdata/webhook-*.json")
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, s := range []string{
+		``, `{}`, `null`, `[]`, `{"entry":null}`,
+		`{"entry":[{"changes":[{"value":{"statuses":[{"type":"call","status":"RINGING"}]}}]}]}`,
+		`{"entry":[{"changes":[{"value":{"calls":[{"id":"wacid.D","event":"terminate","duration":9227000000}]}}]}]}`,
+		`{"entry":[{"changes":[{"value":{"calls":[{"id":"wacid.D","event":"terminate","duration":"+Inf","timestamp":1e300,"start_time":"-1"}]}}]}]}`,
+		`{"entry":[{"changes":[{"value":{"calls":[{"id":"wacid.E","event":"connect","errors":[{"code":1e30},{"code":"x"},{"code":1}]}],"errors":[{"code":1},{"title":"t"}]}}]}]}`,
+		`{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"calls":[{"id":"wacid.S","event":"connect","session":{"sdp_type":"offer","sdp":"v=0\r\n"}}],"contacts":[{"wa_id":"1","profile":{"name":"n"}}]}}]}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+}
+
+// Any body: ParseWebhookAll never panics, and what it returns keeps its
+// bounds: at most MaxWebhookEvents events, durations within
+// [0, maxCallDuration], errors without repeats and at most two lists'
+// worth.
+func FuzzParseWebhook(f *testing.F) {
+	webhookSeeds(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		calls, statuses, err := ParseWebhookAll(body)
+		if err != nil {
+			if calls != nil || statuses != nil {
+				t.Fatalf("error %v with %d calls, %d statuses", err, len(calls), len(statuses))
+			}
+			return
+		}
+		if n := len(calls) + len(statuses); n > MaxWebhookEvents {
+			t.Fatalf("%d events", n)
+		}
+		checkErrs := func(errs []CallError) {
+			if len(errs) > 2*maxWireErrors {
+				t.Fatalf("%d errors on one event", len(errs))
+			}
+			seen := map[CallError]bool{}
+			for _, e := range errs {
+				if seen[e] {
+					t.Fatalf("error %+v repeated", e)
+				}
+				seen[e] = true
+			}
+		}
+		for _, c := range calls {
+			if c.Duration < 0 || c.Duration > maxCallDuration {
+				t.Fatalf("duration %v", c.Duration)
+			}
+			checkErrs(c.Errors)
+		}
+		for _, s := range statuses {
+			checkErrs(s.Errors)
+		}
+	})
+}
+
+// Any signed body through the handler (parse, admission, dispatch): no
+// panic, an answer from the expected set, and nothing dispatched without a
+// call id.
+func FuzzWebhookHandler(f *testing.F) {
+	webhookSeeds(f)
+	var blank atomic.Int64
+	h := NewWebhookHandler(WebhookConfig{
+		AppSecret:   testAppSecret,
+		VerifyToken: testVerifyToken,
+		DedupeTTL:   time.Minute,
+		OnCall: func(ev CallEvent) {
+			if blankID(ev.CallID) || ev.Event == "" {
+				blank.Add(1)
+			}
+		},
+		OnStatus: func(st StatusEvent) {
+			if blankID(st.CallID) || st.Status == "" {
+				blank.Add(1)
+			}
+		},
+	})
+	f.Cleanup(func() { _ = h.Close() })
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := httptest.NewRequest(http.MethodPost, "/webhook", bytes.NewReader(body))
+		req.Header.Set("X-Hub-Signature-256", sign(body, testAppSecret))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		switch w.Code {
+		case http.StatusOK, http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		default:
+			t.Fatalf("answered %d: %s", w.Code, strings.TrimSpace(w.Body.String()))
+		}
+		if n := blank.Load(); n != 0 {
+			t.Fatalf("%d events dispatched without a call id or event", n)
+		}
+	})
+}
