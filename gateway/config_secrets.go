@@ -29,7 +29,8 @@ func checkSecretNode(n *yaml.Node) error {
 			// The key is not repeated: {env: X, hunter2} makes the secret a key.
 			return fmt.Errorf("line %d column %d: a secret reference takes only env: NAME or file: PATH, no other key (a value written here would be a secret in the config)", k.Line, k.Column)
 		}
-		if v.Kind != yaml.ScalarNode {
+		// A tag (!!int, !!bool, …) would make the decoder quote the value.
+		if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!str" {
 			return fmt.Errorf("line %d: %s: must be a plain name", v.Line, k.Value)
 		}
 	}

@@ -236,7 +236,9 @@ func parseDTMFRelay(body []byte) (rune, time.Duration, error) {
 		case strings.EqualFold(k, "Signal"):
 			sig, haveSig = v, true
 		case strings.EqualFold(k, "Duration"):
-			if ms, err := strconv.Atoi(v); err == nil && ms > 0 && time.Duration(ms)*time.Millisecond <= maxInfoDigitDuration {
+			// The bound is checked on the milliseconds, before the product
+			// can overflow (found by fuzzing: 9223372036855 ms was negative).
+			if ms, err := strconv.Atoi(v); err == nil && ms > 0 && ms <= int(maxInfoDigitDuration/time.Millisecond) {
 				d = time.Duration(ms) * time.Millisecond
 			}
 		}

@@ -19,6 +19,9 @@ func TestParseDTMFRelay(t *testing.T) {
 		{"Signal=10\r\nDuration=80\r\n", '*', 80 * time.Millisecond}, // RFC 4733 event code
 		{"Signal=11\r\n", '#', 0},
 		{"Signal=15\r\n", 'D', 0},
+		{"Signal=5\nDuration=9223372036855", '5', 0},  // overflowed to a negative duration once (fuzzing)
+		{"Signal=5\nDuration=18446744073710", '5', 0}, // wrapped to 448 µs once
+		{"Signal=5\nDuration=60001", '5', 0},          // over the one-minute bound
 		{"Signal=07\r\n", '7', 0},
 		{"Signal=9\r\nDuration=0\r\n", '9', 0},
 		{"Signal=9\r\nDuration=-5\r\n", '9', 0},
