@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -235,3 +236,38 @@ func waitNoActiveCalls(t *testing.T, gw *gateway.Gateway) {
 }
 
 func actions(r *wasim.Report) string { return strings.Join(r.ActionsReceived, ",") }
+
+// checkNoLeaks fails the test when, once everything the test started has
+// been closed, goroutines or file descriptors (sockets: RTP ports, the ICE
+// port, listeners) are left beyond what the process had before it. Call it
+// first: cleanups run last-in first-out, so its check runs after the
+// harness's.
+func checkNoLeaks(t *testing.T) {
+	t.Helper()
+	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			g, f := runtime.NumGoroutine(), openFDs(t)
+			if g <= goroutines && f <= fds {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				n := runtime.Stack(buf, true)
+				t.Errorf("left behind: %d goroutines (was %d), %d open files (was %d)\n%s", g, goroutines, f, fds, buf[:n])
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+// openFDs counts this process's open file descriptors (Linux: /proc).
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot count open files: %v", err)
+	}
+	return len(entries)
+}

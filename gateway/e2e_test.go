@@ -13,6 +13,7 @@ import (
 // and it comes back (PCMU → Opus): checked by frequency and level. The caller
 // then hangs up and sipp must receive the BYE.
 func TestBridgedCallEchoesTone(t *testing.T) {
+	checkNoLeaks(t)
 	pbx := startSipp(t, "pbx_answer_echo.xml", 1, 40*time.Second)
 	h := newHarness(t, harnessOptions{PBXAddr: pbx.Addr})
 	c := h.call(t, wasim.CallOptions{ToneHz: 1000, Duration: 3 * time.Second})
@@ -150,6 +151,7 @@ func TestWebhookQuirksNeverDoubleInvite(t *testing.T) {
 // gateway ends the call on both sides: Graph terminate toward WhatsApp, and
 // a BYE whose Reason header (checked by the sipp scenario) says why.
 func TestSilentPBXEndsTheCall(t *testing.T) {
+	checkNoLeaks(t)
 	pbx := startSipp(t, "pbx_answer_silent.xml", 1, 40*time.Second)
 	timeout := 5 * time.Second // the shortest the config takes
 	h := newHarness(t, harnessOptions{PBXAddr: pbx.Addr, Config: func(c *gateway.Config) {
@@ -177,6 +179,7 @@ func TestSilentPBXEndsTheCall(t *testing.T) {
 // gateway's first backoff), and the gateway keeps trying until Meta takes
 // one, so the caller is not left in a silent call.
 func TestTerminateRetriedThroughGraphOutage(t *testing.T) {
+	checkNoLeaks(t)
 	pbx := startSipp(t, "pbx_answer_hangup.xml", 1, 30*time.Second)
 	h := newHarness(t, harnessOptions{PBXAddr: pbx.Addr, Sim: func(c *wasim.Config) {
 		c.GraphOutage = map[string]int{"terminate": 4}
