@@ -38,11 +38,12 @@ func requirePeer(t *testing.T, bin string) string {
 
 // sipp runs one sipp UAS scenario as the PBX on loopback.
 type sipp struct {
-	Addr     string // SIP host:port
-	cmd      *exec.Cmd
-	done     chan error
-	stderr   bytes.Buffer
-	msgTrace string
+	Addr      string // SIP host:port
+	MediaPort int    // where sipp takes (and echoes) RTP
+	cmd       *exec.Cmd
+	done      chan error
+	stderr    bytes.Buffer
+	msgTrace  string
 }
 
 // startSipp starts `sipp -sf scenario` as a UAS that handles up to calls
@@ -59,7 +60,7 @@ func startSipp(t *testing.T, scenario string, calls int, timeout time.Duration) 
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	s := &sipp{Addr: "127.0.0.1:" + strconv.Itoa(port), done: make(chan error, 1), msgTrace: filepath.Join(dir, "messages.log")}
+	s := &sipp{Addr: "127.0.0.1:" + strconv.Itoa(port), MediaPort: mport, done: make(chan error, 1), msgTrace: filepath.Join(dir, "messages.log")}
 	s.cmd = exec.Command(bin, "-sf", filepath.Join("testdata", scenario),
 		"-i", "127.0.0.1", "-p", strconv.Itoa(port), "-mi", "127.0.0.1", "-mp", strconv.Itoa(mport),
 		"-rtp_echo", "-m", strconv.Itoa(calls), "-timeout", strconv.Itoa(int(timeout.Seconds()))+"s", "-timeout_error",
