@@ -25,7 +25,10 @@ type callTimeouts struct {
 	// line, and waits in silence until it returns.
 	accept time.Duration
 	answer time.Duration // building the WebRTC answer (local)
-	bye    time.Duration // the PBX's answer to our BYE
+	// mediaUp bounds the wait, once the PBX answered, for ICE and DTLS to
+	// be up before accept.
+	mediaUp time.Duration
+	bye     time.Duration // the PBX's answer to our BYE
 	// terminateGrace is how long a failed WebRTC leg waits for Meta's
 	// terminate webhook before the call is taken for a media failure: a
 	// caller who hangs up closes the connection, often before the webhook.
@@ -43,6 +46,7 @@ var defaultCallTimeouts = callTimeouts{
 	terminateBackoff: time.Second,
 	accept:           8 * time.Second,
 	answer:           10 * time.Second,
+	mediaUp:          10 * time.Second,
 	bye:              5 * time.Second,
 	terminateGrace:   2 * time.Second,
 	settle:           35 * time.Second,
@@ -58,6 +62,7 @@ const (
 	evAnswered         eventKind = iota + 1 // the WebRTC answer is made (leg) or failed
 	evPreAccepted                           // Graph pre_accept returned
 	evInviteDone                            // the INVITE got its final response (pbx) or failed
+	evMediaUp                               // the WebRTC leg is connected, or not in time
 	evAccepted                              // Graph accept returned
 	evCallerTerminated                      // Meta's terminate webhook
 )
@@ -67,6 +72,7 @@ var resultOf = map[eventKind]callState{
 	evAnswered:    stateAnswering,
 	evPreAccepted: statePreAccepting,
 	evInviteDone:  stateRinging,
+	evMediaUp:     stateAwaitingMedia,
 	evAccepted:    stateAccepting,
 }
 
@@ -259,6 +265,8 @@ func (c *call) handle(e callEvent) {
 		c.preAccepted(e)
 	case evInviteDone:
 		c.inviteDone(e)
+	case evMediaUp:
+		c.mediaUp(e)
 	case evAccepted:
 		c.accepted(e)
 	}
@@ -268,7 +276,7 @@ func callerHangupDetail(s callState) string {
 	switch s {
 	case stateRinging:
 		return "caller hung up while the PBX rang"
-	case stateAccepting:
+	case stateAwaitingMedia, stateAccepting:
 		return "caller hung up as the PBX answered"
 	case stateBridged:
 		return "caller hung up"
@@ -345,7 +353,7 @@ func (c *call) inviteDone(e callEvent) {
 	c.ops.answered(c.pbx.CallID(), c.pbx.Codec().Name)
 	c.log = c.log.With(zap.String("sip_call_id", c.pbx.CallID()))
 	c.log.Info("pbx answered", zap.String("codec", c.pbx.Codec().Name), zap.Stringer("rtp_remote", c.pbx.RemoteRTPAddr()))
-	if !c.move(stateAccepting) {
+	if !c.move(stateAwaitingMedia) {
 		return
 	}
 	// The bridge is built before accept so nothing can fail between accept
@@ -353,6 +361,39 @@ func (c *call) inviteDone(e callEvent) {
 	// media before accept: Meta, Cloud API Calling).
 	if err := c.buildBridge(); err != nil {
 		c.end(endCause{kind: endBridgeFailed, detail: "bridge: " + err.Error()})
+		return
+	}
+	// Accept only once the WebRTC leg is up (Meta: accept when your WebRTC
+	// stack is ready); pre_accept started ICE and DTLS while the PBX rang,
+	// so this is usually at once.
+	leg, wait := c.leg, c.g.timeouts.mediaUp
+	c.start(evMediaUp, func(ctx context.Context, _ *zap.Logger) callEvent {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-leg.Connected():
+			return callEvent{}
+		case <-leg.Failed():
+			err := leg.Err()
+			if err == nil {
+				err = errors.New("the WebRTC leg failed")
+			}
+			return callEvent{err: err}
+		case <-t.C:
+			return callEvent{err: errors.New("ICE and DTLS not up within " + wait.String())}
+		case <-ctx.Done():
+			return callEvent{err: ctx.Err()}
+		}
+	})
+}
+
+// mediaUp: the WebRTC leg is connected; accept the call.
+func (c *call) mediaUp(e callEvent) {
+	if e.err != nil {
+		c.end(endCause{kind: endMediaFailed, detail: "whatsapp media not connected: " + e.err.Error()})
+		return
+	}
+	if !c.move(stateAccepting) {
 		return
 	}
 	c.acceptSent = true

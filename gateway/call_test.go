@@ -81,7 +81,8 @@ func newMachine(t *testing.T) *machine {
 	g.cancel = func() { g.cancelCause(context.Canceled) }
 	g.graph, g.answerer, g.dialer = m.graph, m.ans, m.dial
 	g.timeouts = callTimeouts{graph: 200 * time.Millisecond, accept: 200 * time.Millisecond, answer: 200 * time.Millisecond,
-		bye: 200 * time.Millisecond, terminateGrace: 50 * time.Millisecond, settle: 2 * time.Second,
+		mediaUp: 300 * time.Millisecond,
+		bye:     200 * time.Millisecond, terminateGrace: 50 * time.Millisecond, settle: 2 * time.Second,
 		terminateFor: 0, terminateBackoff: 20 * time.Millisecond, // one round unless a test asks for more
 		pbxWatch: 20 * time.Millisecond}
 	if err := g.ops.records.start(); err != nil {
@@ -210,9 +211,10 @@ func expectGraph(t *testing.T, g *fakeGraph, want ...string) {
 
 // Paths through the states.
 var (
-	pathBridged     = []callState{stateNew, stateAnswering, statePreAccepting, stateRinging, stateAccepting, stateBridged, stateEnding, stateEnded}
+	pathBridged     = []callState{stateNew, stateAnswering, statePreAccepting, stateRinging, stateAwaitingMedia, stateAccepting, stateBridged, stateEnding, stateEnded}
+	pathNoMedia     = []callState{stateNew, stateAnswering, statePreAccepting, stateRinging, stateAwaitingMedia, stateEnding, stateEnded}
 	pathRinging     = []callState{stateNew, stateAnswering, statePreAccepting, stateRinging, stateEnding, stateEnded}
-	pathAccepting   = []callState{stateNew, stateAnswering, statePreAccepting, stateRinging, stateAccepting, stateEnding, stateEnded}
+	pathAccepting   = []callState{stateNew, stateAnswering, statePreAccepting, stateRinging, stateAwaitingMedia, stateAccepting, stateEnding, stateEnded}
 	pathPreAccept   = []callState{stateNew, stateAnswering, statePreAccepting, stateEnding, stateEnded}
 	pathAnswering   = []callState{stateNew, stateAnswering, stateEnding, stateEnded}
 	pathNotAdmitted = []callState{stateNew, stateEnding, stateEnded}
@@ -673,10 +675,48 @@ func TestCallMediaFails(t *testing.T) {
 	})
 }
 
+// The PBX answered but ICE and DTLS never came up: Meta gets no accept
+// (reject instead), the PBX a BYE saying why, and the call is no success.
+func TestCallMediaNeverUp(t *testing.T) {
+	m := newMachine(t)
+	m.ans.down = true
+	c := m.connect("wacid.down")
+	r := m.ended(c, pathNoMedia...)
+	expectRecord(t, r, OutcomeFailed, byGateway)
+	expectGraph(t, m.graph, "pre_accept", "reject")
+	if !strings.Contains(r.Reason, "whatsapp media not connected") || !r.Times.Accept.IsZero() {
+		t.Errorf("reason %q, accept %v", r.Reason, r.Times.Accept)
+	}
+	if p := recv(t, m.dial.pbx, "the PBX"); p.byes.Load() != 1 || p.byeReason() != `Q.850;cause=41;text="whatsapp media connection failed"` {
+		t.Errorf("BYEs %d, Reason %q", p.byes.Load(), p.byeReason())
+	}
+}
+
+// Accept waits for the WebRTC leg: a leg that connects late is accepted
+// then, not before.
+func TestCallAcceptWaitsForMedia(t *testing.T) {
+	m := newMachine(t)
+	m.ans.down = true
+	m.g.timeouts.mediaUp = 2 * time.Second
+	c := m.connect("wacid.late")
+	leg := recv(t, m.ans.made, "the leg")
+	m.waitState(c, stateAwaitingMedia)
+	time.Sleep(100 * time.Millisecond)
+	if got := m.graph.sent(); slices.Contains(got, "accept") {
+		t.Fatalf("accept sent before the leg was up: %v", got)
+	}
+	close(leg.connected)
+	m.waitState(c, stateBridged)
+	m.waitMedia(c)
+	m.terminate("wacid.late")
+	r := m.ended(c, pathBridged...)
+	expectRecord(t, r, OutcomeBridged, byCaller)
+}
+
 func TestCallBridgeCannotBeBuilt(t *testing.T) {
 	m := newMachine(t)
 	m.dial.codec = sip.Codec{Name: "G729", PayloadType: 18, ClockRate: 8000}
-	r := m.ended(m.connect("wacid.g729"), pathAccepting...)
+	r := m.ended(m.connect("wacid.g729"), pathNoMedia...)
 	expectRecord(t, r, OutcomeFailed, byGateway)
 	expectGraph(t, m.graph, "pre_accept", "reject")
 	if p := recv(t, m.dial.pbx, "the PBX"); p.byes.Load() != 1 || !strings.HasPrefix(r.Reason, "bridge: ") {

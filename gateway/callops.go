@@ -244,7 +244,7 @@ func (c *call) record(outcome, detail, hangupBy string) *CallRecord {
 			Connect:   sm.enteredAt(stateNew),
 			PreAccept: sm.enteredAt(stateRinging), // pre_accept answered 200, the INVITE goes out
 			Invite:    sm.enteredAt(stateRinging),
-			Answer:    sm.enteredAt(stateAccepting),
+			Answer:    sm.enteredAt(stateAwaitingMedia),
 			Accept:    sm.enteredAt(stateBridged),
 			End:       sm.enteredAt(stateEnded),
 		},

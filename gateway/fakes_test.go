@@ -64,6 +64,7 @@ var opusSilence = []byte{0xf8, 0xff, 0xfe}
 // what the bridge writes to it.
 type fakeLeg struct {
 	talker    talker
+	connected chan struct{}
 	closed    chan struct{}
 	closeOnce sync.Once
 	failed    chan struct{}
@@ -72,10 +73,16 @@ type fakeLeg struct {
 	written   atomic.Int64
 }
 
-func newFakeLeg() *fakeLeg {
-	return &fakeLeg{closed: make(chan struct{}), failed: make(chan struct{}),
+func newFakeLeg(up bool) *fakeLeg {
+	l := &fakeLeg{connected: make(chan struct{}), closed: make(chan struct{}), failed: make(chan struct{}),
 		talker: talker{pt: 111, tsStep: 960, payload: opusSilence}}
+	if up {
+		close(l.connected)
+	}
+	return l
 }
+
+func (l *fakeLeg) Connected() <-chan struct{} { return l.connected }
 
 func (l *fakeLeg) ReadPacket(b []byte) (int, error) { return l.talker.read(b, l.closed) }
 func (l *fakeLeg) WritePacket([]byte) error {
@@ -131,6 +138,7 @@ func (g gate) wait(ctx context.Context) error {
 
 // fakeAnswerer makes fakeLegs.
 type fakeAnswerer struct {
+	down bool // the legs it makes never connect (ICE fails to find a pair)
 	err  error
 	hold gate // holds the answer; it is made anyway once released
 	made chan *fakeLeg
@@ -143,7 +151,7 @@ func (a *fakeAnswerer) Answer(ctx context.Context, _ string, _ *zap.Logger) (waL
 	if a.err != nil {
 		return nil, a.err
 	}
-	l := newFakeLeg()
+	l := newFakeLeg(!a.down)
 	a.made <- l
 	return l, nil
 }

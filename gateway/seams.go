@@ -30,6 +30,8 @@ type waLeg interface {
 	// (0: none); the answer and every packet keep them.
 	OpusPayloadType() uint8
 	DTMFPayloadType() uint8
+	// Connected is closed once ICE and DTLS-SRTP are up.
+	Connected() <-chan struct{}
 	// Failed is closed when the leg's media can no longer flow (ICE
 	// consent lost, DTLS failed or closed); Err says why.
 	Failed() <-chan struct{}

@@ -12,26 +12,28 @@ import (
 type callState uint8
 
 const (
-	stateNew          callState = iota // the connect webhook was taken; routing and admission
-	stateAnswering                     // the WebRTC answer to Meta's offer is being made
-	statePreAccepting                  // pre_accept sent: ICE and DTLS come up while the PBX rings
-	stateRinging                       // INVITE sent; the PBX has not answered yet
-	stateAccepting                     // the PBX answered (200 OK); accept sent to Meta
-	stateBridged                       // Meta accepted: media flows both ways
-	stateEnding                        // the end is decided; each side is being hung up
-	stateEnded                         // both sides released; the record is written
+	stateNew           callState = iota // the connect webhook was taken; routing and admission
+	stateAnswering                      // the WebRTC answer to Meta's offer is being made
+	statePreAccepting                   // pre_accept sent: ICE and DTLS come up while the PBX rings
+	stateRinging                        // INVITE sent; the PBX has not answered yet
+	stateAwaitingMedia                  // the PBX answered (200 OK); waiting for ICE and DTLS to be up
+	stateAccepting                      // the WebRTC leg is up; accept sent to Meta
+	stateBridged                        // Meta accepted: media flows both ways
+	stateEnding                         // the end is decided; each side is being hung up
+	stateEnded                          // both sides released; the record is written
 	nStates
 )
 
 var stateNames = [nStates]string{
-	stateNew:          "new",
-	stateAnswering:    "answering",
-	statePreAccepting: "pre_accepting",
-	stateRinging:      "ringing",
-	stateAccepting:    "accepting",
-	stateBridged:      "bridged",
-	stateEnding:       "ending",
-	stateEnded:        "ended",
+	stateNew:           "new",
+	stateAnswering:     "answering",
+	statePreAccepting:  "pre_accepting",
+	stateRinging:       "ringing",
+	stateAwaitingMedia: "awaiting_media",
+	stateAccepting:     "accepting",
+	stateBridged:       "bridged",
+	stateEnding:        "ending",
+	stateEnded:         "ended",
 }
 
 func (s callState) String() string {
@@ -46,13 +48,14 @@ func (s callState) String() string {
 // call is over for any reason. A business-initiated call adds its own states
 // (permission, ringing the WhatsApp user) to this table and shares the rest.
 var transitions = [nStates][]callState{
-	stateNew:          {stateAnswering, stateEnding},
-	stateAnswering:    {statePreAccepting, stateEnding},
-	statePreAccepting: {stateRinging, stateEnding},
-	stateRinging:      {stateAccepting, stateEnding},
-	stateAccepting:    {stateBridged, stateEnding},
-	stateBridged:      {stateEnding},
-	stateEnding:       {stateEnded},
+	stateNew:           {stateAnswering, stateEnding},
+	stateAnswering:     {statePreAccepting, stateEnding},
+	statePreAccepting:  {stateRinging, stateEnding},
+	stateRinging:       {stateAwaitingMedia, stateEnding},
+	stateAwaitingMedia: {stateAccepting, stateEnding},
+	stateAccepting:     {stateBridged, stateEnding},
+	stateBridged:       {stateEnding},
+	stateEnding:        {stateEnded},
 }
 
 func allowed(from, to callState) bool {
