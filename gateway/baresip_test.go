@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,9 +39,58 @@ func startBaresip(t *testing.T, toneHz float64) *baresip {
 	return startBaresipWith(t, baresipOptions{ToneHz: toneHz})
 }
 
+// startBaresipWith starts baresip as an agent's phone. baresip binds its
+// SIP port over UDP and TCP and the next port for TLS, and dies when one
+// of them is taken (the gateway's own listeners take ephemeral ports too):
+// each try checks the three ports first, and a baresip that exits at once
+// is tried again on others.
 func startBaresipWith(t *testing.T, o baresipOptions) *baresip {
 	t.Helper()
 	bin := requirePeer(t, "baresip")
+	var last *baresip
+	for try := 0; try < 5; try++ {
+		b := tryBaresipWith(t, bin, o)
+		select {
+		case err := <-b.done:
+			b.done <- err // for the cleanup
+			last = b
+			continue
+		default:
+			return b
+		}
+	}
+	t.Fatalf("baresip did not start:\n%s", last.out.String())
+	return nil
+}
+
+// baresipSIPPort is a port whose UDP and TCP, and the next TCP port, are
+// free on loopback.
+func baresipSIPPort(t *testing.T) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		p, err := wasim.FreeLoopbackPort("udp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := true
+		for _, q := range []int{p, p + 1} {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return p
+		}
+	}
+	t.Fatal("no free loopback port for baresip's SIP (UDP, TCP and TLS)")
+	return 0
+}
+
+func tryBaresipWith(t *testing.T, bin string, o baresipOptions) *baresip {
+	t.Helper()
 	// baresip 1.0 answers with the codec modules it has loaded, and its
 	// aufile source must run at that codec's rate.
 	modules, rate, channels := "module g711.so", 8000, 1
@@ -50,10 +100,7 @@ func startBaresipWith(t *testing.T, o baresipOptions) *baresip {
 	case "opus":
 		modules, rate, channels = "module opus.so", 48000, 2
 	}
-	port, err := wasim.FreeLoopbackPort("udp")
-	if err != nil {
-		t.Fatal(err)
-	}
+	port := baresipSIPPort(t)
 	ctrl, err := wasim.FreeLoopbackPort("tcp")
 	if err != nil {
 		t.Fatal(err)
