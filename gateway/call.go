@@ -36,7 +36,9 @@ type callTimeouts struct {
 	// settle bounds the wait, once a call is over, for the actions it
 	// cancelled (an INVITE's CANCEL, a Graph request) to return.
 	settle time.Duration
-	// pbxWatch is how often a bridged call looks for the PBX's RTP.
+	// pbxWatch is how often a bridged call looks for the PBX's RTP: a
+	// silent PBX is noticed within pbx_rtp_timeout + pbxWatch (New sets it
+	// to a fifth of the timeout, at most 5 s).
 	pbxWatch time.Duration
 }
 
@@ -50,7 +52,7 @@ var defaultCallTimeouts = callTimeouts{
 	bye:              5 * time.Second,
 	terminateGrace:   2 * time.Second,
 	settle:           35 * time.Second,
-	pbxWatch:         time.Second,
+	pbxWatch:         5 * time.Second,
 }
 
 // eventKind is something that happened to a call: an action it started
@@ -184,7 +186,7 @@ func (c *call) run(ctx context.Context) {
 			}
 			c.end(endCause{kind: endMediaFailed, detail: detail})
 		case now := <-watch.C:
-			if c.sm.current() == stateBridged && c.pbxRTP.silent(c.bridge.Stats().SIPToWhatsApp.PacketsIn, now) {
+			if c.sm.current() == stateBridged && c.pbxRTP.silent(c.bridge.SIPPacketsIn(), now) {
 				c.end(endCause{kind: endPBXMediaTimeout,
 					detail: "no RTP from the PBX for " + c.pbxRTP.timeout.String() + " while not on hold"})
 			}

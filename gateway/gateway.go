@@ -89,6 +89,11 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 		now:       time.Now,
 		timeouts:  defaultCallTimeouts,
 	}
+	// Look for the PBX's RTP five times per timeout (at most every 5 s), so
+	// a silent PBX is noticed within pbx_rtp_timeout plus a fifth of it.
+	if d := *cfg.Media.PBXRTPTimeout; d > 0 {
+		g.timeouts.pbxWatch = min(g.timeouts.pbxWatch, d/5)
+	}
 	g.initOps(cfg, secrets)
 	g.graph = whatsapp.NewGraphClient(whatsapp.GraphConfig{
 		BaseURL:     cfg.WhatsApp.GraphBaseURL,

@@ -422,6 +422,10 @@ func (b *Bridge) Stats() Stats {
 	return statsOf(&b.w2sCount, &b.s2wCount, b.setup.Load().codec.passthrough)
 }
 
+// SIPPacketsIn is Stats().SIPToWhatsApp.PacketsIn alone, one atomic load:
+// for a watch that asks often whether the PBX still sends.
+func (b *Bridge) SIPPacketsIn() uint64 { return b.s2wCount.packetsIn.Load() }
+
 // String prints both directions' chains of stages as they run with the SIP
 // setup in force, for logs.
 func (b *Bridge) String() string {
