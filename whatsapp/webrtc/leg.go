@@ -24,6 +24,11 @@ import (
 // ErrLegClosed is returned by reads and writes on a closed Leg.
 var ErrLegClosed = errors.New("webrtc: leg closed")
 
+// ErrCallerClosed is the failure of a leg whose caller closed the DTLS
+// connection (close_notify): how a normal hang-up looks from the media
+// side, often just before Meta's terminate webhook.
+var ErrCallerClosed = errors.New("webrtc: the caller closed the DTLS connection")
+
 const (
 	maxDatagram          = 1500
 	legQueue             = 8 // packets from WhatsApp waiting for the bridge (160 ms of 20 ms packets)
@@ -162,7 +167,11 @@ func (l *Leg) Err() error {
 func (l *Leg) fail(err error) {
 	l.failOnce.Do(func() {
 		l.failErr.Store(&err)
-		if !errors.Is(err, ErrLegClosed) {
+		switch {
+		case errors.Is(err, ErrLegClosed):
+		case errors.Is(err, ErrCallerClosed):
+			l.log.Info("webrtc: the caller closed the connection", zap.Error(err)) // a hang-up, as a rule
+		default:
 			l.log.Warn("webrtc: leg failed", zap.Error(err))
 		}
 		close(l.failed)
@@ -251,7 +260,7 @@ func (l *Leg) handshake(pipe *dtlssrtp.Pipe) error {
 				select {
 				case <-l.closed:
 				default:
-					l.fail(fmt.Errorf("webrtc: the caller closed the DTLS connection: %w", err))
+					l.fail(fmt.Errorf("%w: %w", ErrCallerClosed, err))
 				}
 				return
 			}

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
 	pionwebrtc "github.com/pion/webrtc/v4"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // Payload types of the callers: Meta's, and other numbers as a browser may
@@ -238,7 +239,12 @@ func TestLegConsentLost(t *testing.T) {
 // A caller that closes its connection (DTLS close_notify) fails the leg at
 // once, not only when consent runs out 30 s later.
 func TestLegCallerCloses(t *testing.T) {
-	m := newLoopbackMedia(t)
+	core, logs := observer.New(zap.InfoLevel)
+	m, err := NewMedia(MediaConfig{UDPPort: 0, ListenIPs: []string{"127.0.0.1"}, Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
 	pc, _ := pionCaller(t, true)
 	leg := callPion(t, m, pc)
 	// Our side is up once the handshake is; pion's DTLS transport only
@@ -251,8 +257,15 @@ func TestLegCallerCloses(t *testing.T) {
 	_ = pc.SCTP().Transport().Stop() // DTLS close_notify, ICE still up
 	select {
 	case <-leg.Failed():
-		if errors.Is(leg.Err(), errConsentLost) || !strings.Contains(leg.Err().Error(), "DTLS") {
+		if !errors.Is(leg.Err(), ErrCallerClosed) {
 			t.Fatalf("failed with %v, want the caller's DTLS close", leg.Err())
+		}
+		// A caller's close is how a normal hang-up looks: not a warning.
+		if n := logs.FilterLevelExact(zap.WarnLevel).Len(); n != 0 {
+			t.Errorf("%d warnings logged for a caller's close: %v", n, logs.FilterLevelExact(zap.WarnLevel).All())
+		}
+		if logs.FilterMessage("webrtc: the caller closed the connection").Len() != 1 {
+			t.Errorf("the caller's close was not logged at info")
 		}
 		t.Logf("failed after %v: %v", time.Since(start), leg.Err())
 	case <-time.After(5 * time.Second):

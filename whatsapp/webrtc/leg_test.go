@@ -96,6 +96,12 @@ func TestAnswerKeepsOfferPayloadTypes(t *testing.T) {
 		" 111 126", " 109 101", ":111 ", ":109 ", ":126 ", ":101 ")
 	noDTMF := strings.NewReplacer(
 		" 111 126", " 111", "a=rtpmap:126 telephone-event/8000\r\n", "")
+	// RFC 4733 allows the channel count (pion writes it); an 8 kHz
+	// telephone-event with /1 is the same one.
+	withChannels := strings.NewReplacer("telephone-event/8000", "telephone-event/8000/1")
+	// Two channels of telephone-event, or events at 48 kHz, are not the
+	// telephone-event/8000 we answer.
+	stereoEvents := strings.NewReplacer("telephone-event/8000", "telephone-event/8000/2")
 	for _, c := range []struct {
 		name           string
 		offer          string
@@ -104,6 +110,8 @@ func TestAnswerKeepsOfferPayloadTypes(t *testing.T) {
 		{"meta", meta, 111, 126},
 		{"renumbered", renumber.Replace(meta), 109, 101},
 		{"no telephone-event", noDTMF.Replace(meta), 111, 0},
+		{"telephone-event with its channel count", withChannels.Replace(meta), 111, 126},
+		{"telephone-event in stereo", stereoEvents.Replace(meta), 111, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m := newLoopbackMedia(t)

@@ -112,12 +112,18 @@ func parseOffer(text string) (*offer, error) {
 			if err != nil || n > 127 {
 				continue
 			}
-			switch strings.ToLower(enc) {
-			case "opus/48000/2":
+			// <encoding name>/<clock rate>[/<channels>] (RFC 8866 §6.6):
+			// matched by name and rate, the channel count optional where
+			// its default is right (telephone-event/8000/1 is
+			// telephone-event/8000; Opus is always /2, RFC 7587 §7).
+			name, rest, _ := strings.Cut(strings.ToLower(enc), "/")
+			rate, channels, _ := strings.Cut(rest, "/")
+			switch {
+			case name == "opus" && rate == "48000" && (channels == "2" || channels == ""):
 				if o.opusPT == 0 {
 					o.opusPT = uint8(n)
 				}
-			case "telephone-event/8000":
+			case name == "telephone-event" && rate == "8000" && (channels == "1" || channels == ""):
 				if o.dtmfPT == 0 {
 					o.dtmfPT = uint8(n)
 				}
