@@ -112,10 +112,7 @@ type call struct {
 	bridge        *rtpbridge.Bridge
 	info          *infoSender
 	cause         endCause
-	wasBridged    bool
-	callerGone    bool
-	pbxGone       bool
-	acceptSent    bool
+	pbxGone       bool         // its BYE came: nothing to send it
 	pbxRTP        *pbxRTPWatch // made with the bridge
 }
 
@@ -152,8 +149,12 @@ func (c *call) run(ctx context.Context) {
 	var legFailed <-chan struct{}
 	var grace *time.Timer
 	var graceC <-chan time.Time
-	watch := time.NewTicker(c.g.timeouts.pbxWatch)
-	defer watch.Stop()
+	var watchC <-chan time.Time
+	if *c.g.cfg.Media.PBXRTPTimeout > 0 {
+		watch := time.NewTicker(c.g.timeouts.pbxWatch)
+		defer watch.Stop()
+		watchC = watch.C
+	}
 	for c.cause.kind == 0 { // until end decides
 		if legFailed == nil && graceC == nil && c.leg != nil {
 			legFailed = c.leg.Failed()
@@ -185,7 +186,7 @@ func (c *call) run(ctx context.Context) {
 				detail += ": " + err.Error() // ICE consent lost, DTLS failed, …
 			}
 			c.end(endCause{kind: endMediaFailed, detail: detail})
-		case now := <-watch.C:
+		case now := <-watchC:
 			if c.sm.current() == stateBridged && c.pbxRTP.silent(c.bridge.SIPPacketsIn(), now) {
 				c.end(endCause{kind: endPBXMediaTimeout,
 					detail: "no RTP from the PBX for " + c.pbxRTP.timeout.String() + " while not on hold"})
@@ -250,7 +251,6 @@ func (c *call) start(kind eventKind, do func(ctx context.Context, log *zap.Logge
 // handle takes one event on run's goroutine.
 func (c *call) handle(e callEvent) {
 	if e.kind == evCallerTerminated {
-		c.callerGone = true
 		c.log.Info("whatsapp terminate received", zap.String("status", c.ops.terminateStatus()))
 		c.end(endCause{kind: endCallerHungUp, detail: callerHangupDetail(c.sm.current())})
 		return
@@ -375,13 +375,7 @@ func (c *call) inviteDone(e callEvent) {
 		select {
 		case <-leg.Connected():
 			return callEvent{}
-		case <-leg.Failed():
-			err := leg.Err()
-			if err == nil {
-				err = errors.New("the WebRTC leg failed")
-			}
-			return callEvent{err: err}
-		case <-t.C:
+		case <-t.C: // a failed leg is the run loop's (a caller's hang-up looks alike)
 			return callEvent{err: errors.New("ICE and DTLS not up within " + wait.String())}
 		case <-ctx.Done():
 			return callEvent{err: ctx.Err()}
@@ -398,7 +392,6 @@ func (c *call) mediaUp(e callEvent) {
 	if !c.move(stateAccepting) {
 		return
 	}
-	c.acceptSent = true
 	ev, sdp := c.ev, c.leg.AnswerSDP()
 	c.start(evAccepted, func(ctx context.Context, log *zap.Logger) callEvent {
 		ctx, cancel := context.WithTimeout(ctx, c.g.timeouts.accept)
@@ -430,8 +423,7 @@ func (c *call) end(cause endCause) {
 	if c.cause.kind != 0 {
 		return
 	}
-	s := c.sm.current()
-	c.cause, c.wasBridged = cause, s == stateBridged
+	c.cause = cause
 	c.move(stateEnding)
 	c.cancelActions()
 }
@@ -464,8 +456,7 @@ func (c *call) settle() {
 		select {
 		case e := <-c.events:
 			if e.kind == evCallerTerminated {
-				c.callerGone = true
-				continue
+				continue // recorded by callerTerminated
 			}
 			c.inflight--
 			c.adopt(e)
@@ -501,7 +492,7 @@ func releaseLate(events <-chan callEvent, n int, byeTimeout time.Duration) {
 // media: legs first so the bridge's readers return, then the bridge.
 func (c *call) hangUp() {
 	var wg sync.WaitGroup
-	if !c.callerGone && !c.ops.wasTerminated() {
+	if !c.ops.wasTerminated() {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.endWhatsApp() }()
 	}
@@ -541,7 +532,7 @@ func (c *call) hangUp() {
 // until accept; terminate if Meta refuses the reject.
 func (c *call) endWhatsApp() {
 	ev := c.ev
-	if c.acceptSent {
+	if c.reached(stateAccepting) {
 		c.terminateWhatsApp()
 		return
 	}
@@ -612,6 +603,10 @@ func (c *call) move(next callState) bool {
 	c.log.Debug("call state", zap.Stringer("from", from), zap.Stringer("to", next))
 	return true
 }
+
+// reached says whether the call ever entered s: accept was sent once it
+// reached accepting; it was bridged once it reached bridged.
+func (c *call) reached(s callState) bool { return !c.sm.enteredAt(s).IsZero() }
 
 // stopCause says why the call's context ended.
 func (c *call) stopCause() endCause {

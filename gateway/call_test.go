@@ -713,6 +713,25 @@ func TestCallAcceptWaitsForMedia(t *testing.T) {
 	expectRecord(t, r, OutcomeBridged, byCaller)
 }
 
+// The caller hangs up while the gateway waits for media: its DTLS close
+// comes first, Meta's terminate a moment later; that is a hang-up, not a
+// media failure.
+func TestCallCallerLeavesWhileMediaComesUp(t *testing.T) {
+	m := newMachine(t)
+	m.ans.down = true
+	m.g.timeouts.mediaUp = 2 * time.Second
+	m.g.timeouts.terminateGrace = time.Second
+	c := m.connect("wacid.bye2")
+	leg := recv(t, m.ans.made, "the leg")
+	m.waitState(c, stateAwaitingMedia)
+	leg.fail(errors.New("webrtc: the caller closed the DTLS connection: EOF"))
+	time.Sleep(20 * time.Millisecond)
+	m.terminate("wacid.bye2")
+	r := m.ended(c, pathNoMedia...)
+	expectRecord(t, r, OutcomeCallerHungUp, byCaller)
+	expectGraph(t, m.graph, "pre_accept")
+}
+
 func TestCallBridgeCannotBeBuilt(t *testing.T) {
 	m := newMachine(t)
 	m.dial.codec = sip.Codec{Name: "G729", PayloadType: 18, ClockRate: 8000}

@@ -197,7 +197,7 @@ func (c *call) finish() (outcome, detail string) {
 		st := c.bridge.Stats()
 		seen = mediaSeen{fromWhatsApp: st.WhatsAppToSIP.PacketsIn > 0, fromPBX: st.SIPToWhatsApp.PacketsIn > 0}
 	}
-	outcome, hangupBy := decideOutcome(c.cause, c.wasBridged, seen)
+	outcome, hangupBy := decideOutcome(c.cause, c.reached(stateBridged), seen)
 	detail = c.cause.detail
 	o.flushMedia(m)
 	o.mu.Lock()
