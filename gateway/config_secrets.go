@@ -47,23 +47,37 @@ func checkSecretRefs(raw []byte) []string {
 	if err := yaml.NewDecoder(bytes.NewReader(raw)).Decode(&doc); err != nil {
 		return nil // the decoder reports it
 	}
-	var p []string
-	walkSecretRefs(&doc, reflect.TypeOf(Config{}), "", &p, 0)
-	return p
+	w := secretWalk{seen: map[secretVisit]bool{}}
+	w.walk(&doc, reflect.TypeOf(Config{}), "", 0)
+	return w.problems
 }
 
-func walkSecretRefs(n *yaml.Node, t reflect.Type, path string, p *[]string, depth int) {
-	if n == nil || depth > 32 {
+// secretWalk checks each (node, type) pair once: aliases and merge keys
+// may reach one node many times (a few anchors can make exponentially
+// many paths), and what was checked once need not be checked again.
+type secretWalk struct {
+	seen     map[secretVisit]bool
+	problems []string
+}
+
+type secretVisit struct {
+	n *yaml.Node
+	t reflect.Type
+}
+
+func (w *secretWalk) walk(n *yaml.Node, t reflect.Type, path string, depth int) {
+	if n == nil || depth > 32 || w.seen[secretVisit{n, t}] {
 		return
 	}
+	w.seen[secretVisit{n, t}] = true
 	if n.Kind == yaml.DocumentNode {
 		for _, c := range n.Content {
-			walkSecretRefs(c, t, path, p, depth+1)
+			w.walk(c, t, path, depth+1)
 		}
 		return
 	}
 	if n.Kind == yaml.AliasNode {
-		walkSecretRefs(n.Alias, t, path, p, depth+1)
+		w.walk(n.Alias, t, path, depth+1)
 		return
 	}
 	for t.Kind() == reflect.Pointer {
@@ -71,7 +85,7 @@ func walkSecretRefs(n *yaml.Node, t reflect.Type, path string, p *[]string, dept
 	}
 	if t == secretRefType {
 		if err := checkSecretNode(n); err != nil {
-			*p = append(*p, path+": "+err.Error())
+			w.problems = append(w.problems, path+": "+err.Error())
 		}
 		return
 	}
@@ -81,7 +95,7 @@ func walkSecretRefs(n *yaml.Node, t reflect.Type, path string, p *[]string, dept
 			return
 		}
 		for i, c := range n.Content {
-			walkSecretRefs(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), p, depth+1)
+			w.walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), depth+1)
 		}
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
@@ -92,10 +106,10 @@ func walkSecretRefs(n *yaml.Node, t reflect.Type, path string, p *[]string, dept
 			if k.Value == "<<" { // a merge key: its mappings' fields are this struct's
 				if v.Kind == yaml.SequenceNode {
 					for _, m := range v.Content {
-						walkSecretRefs(m, t, path, p, depth+1)
+						w.walk(m, t, path, depth+1)
 					}
 				} else {
-					walkSecretRefs(v, t, path, p, depth+1)
+					w.walk(v, t, path, depth+1)
 				}
 				continue
 			}
@@ -107,7 +121,7 @@ func walkSecretRefs(n *yaml.Node, t reflect.Type, path string, p *[]string, dept
 			if path != "" {
 				sub = path + "." + k.Value
 			}
-			walkSecretRefs(v, f.Type, sub, p, depth+1)
+			w.walk(v, f.Type, sub, depth+1)
 		}
 	}
 }
