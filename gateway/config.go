@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -269,6 +270,9 @@ func (c *Config) Validate() error {
 			bad("http.health_path", "%q is the webhook path", hp)
 		}
 	}
+	if err := webhookMuxError(c.HTTP.WebhookPath, c.HTTP.HealthPath); err != nil {
+		bad("http", "webhook_path %q and health_path %q cannot be served: %v", c.HTTP.WebhookPath, c.HTTP.HealthPath, err)
+	}
 	if (c.HTTP.TLSCertFile == "") != (c.HTTP.TLSKeyFile == "") {
 		bad("http.tls_cert_file", "tls_cert_file and tls_key_file go together")
 	}
@@ -508,4 +512,22 @@ func (c *Config) ResolveSecrets() (*Secrets, error) {
 		return nil, &ConfigError{Problems: p}
 	}
 	return s, nil
+}
+
+// webhookMuxError registers the webhook listener's paths on a throwaway mux
+// as Start does: net/http panics on a pattern it refuses (an unclean path,
+// a bad escape, two patterns in conflict), which must be a config problem,
+// not a crash at start.
+func webhookMuxError(webhookPath, healthPath string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	mux := http.NewServeMux()
+	mux.Handle(webhookPath, http.NotFoundHandler())
+	if healthPath != "" {
+		mux.Handle("GET "+healthPath, http.NotFoundHandler())
+	}
+	return nil
 }

@@ -88,6 +88,8 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		"password no ref":   {strings.Replace(minimal, `address: "127.0.0.1:5070"}`, `address: "127.0.0.1:5070", username: gw}`, 1), "trunks[0].password"},
 		"bad rtp range":     {minimal + "sip: {rtp_port_min: 100, rtp_port_max: 90}\n", "sip.rtp_port_min"},
 		"pbx rtp timeout":   {minimal + "media: {pbx_rtp_timeout: 1s}\n", "media.pbx_rtp_timeout"},
+		"health path root":  {minimal + "http: {health_path: /}\n", "health_path"},
+		"unclean health":    {minimal + "http: {health_path: //x}\n", "health_path"},
 		// A secret reference takes env or file and nothing else: a value
 		// next to it would be a secret in the config.
 		"secret extra key":      {strings.Replace(minimal, "app_secret: {env: S}", "app_secret: {env: S, value: hunter2}", 1), "whatsapp.app_secret"},
