@@ -31,8 +31,11 @@ import (
 
 // Default per-source request rate on the SIP port.
 const (
-	DefaultRequestRate  = 50 // requests per second, per source address
-	DefaultRequestBurst = 100
+	// A trunk's own traffic at a thousand calls (BYEs as agents hang up,
+	// re-INVITEs, INFO digits, its OPTIONS) stays far below this; a flood
+	// from one address does not.
+	DefaultRequestRate  = 500 // requests per second, per source address
+	DefaultRequestBurst = 1000
 	maxRateSources      = 1024 // sources tracked by the rate limiter
 )
 
@@ -211,8 +214,11 @@ func (u *UA) readFilter(props sip.TransportReadProps, data []byte) ([]byte, erro
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	ip := ap.Addr()
 	udp := strings.EqualFold(props.Transport, "udp")
-	if udp && bytes.HasPrefix(data, []byte("SIP/2.0 ")) {
-		return data, nil // a response: only a transaction of ours takes it
+	if bytes.HasPrefix(data, []byte("SIP/2.0 ")) {
+		// A response, on any transport (a TCP or TLS connection we dialed
+		// to a trunk address DNS named differently later included): only a
+		// transaction of ours takes it, by its branch (RFC 3261 §17.1.3).
+		return data, nil
 	}
 	if set := u.sources.Load(); set != nil && !set.contains(ap) {
 		u.drops.notTrunk.Add(1)

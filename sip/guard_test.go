@@ -226,7 +226,10 @@ func TestRateLimiter(t *testing.T) {
 	// The map stays bounded: idle sources are forgotten, and while it is
 	// full of busy ones a new source is refused.
 	for i := 0; i < 2*maxRateSources; i++ {
-		l.allow(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), now.Add(time.Duration(i)*time.Hour))
+		// Each new source an hour after the last: the idle ones make room.
+		if !l.allow(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), now.Add(time.Duration(i)*time.Hour)) {
+			t.Fatalf("source %d refused although the others were idle", i)
+		}
 	}
 	if len(l.buckets) > maxRateSources {
 		t.Fatalf("%d sources tracked", len(l.buckets))

@@ -60,16 +60,13 @@ func (c *Call) keepalive(interval time.Duration) {
 	}
 }
 
-// unreachable ends the call as "pbx_unreachable" at once (Done closes),
-// then tells the PBX, in case it can still hear (bounded, best effort).
+// unreachable ends the call as "pbx_unreachable" (Done closes as the BYE
+// goes out) and tells the PBX, in case it can still hear (bounded, best
+// effort); a call a BYE already ended is left as it is.
 func (c *Call) unreachable() {
-	c.end(EndUnreachable)
-	bye := c.d.request(sip.BYE, 0)
-	bye.AppendHeader(sip.NewHeader("User-Agent", c.ua.cfg.UserAgent))
-	bye.AppendHeader(sip.NewHeader("Reason", Reason{Protocol: "SIP", Cause: 408, Text: "PBX unreachable"}.String()))
 	ctx, cancel := context.WithTimeout(c.ua.ctx, 2*time.Second)
 	defer cancel()
-	if _, err := doRequest(ctx, c.st, bye); err != nil {
+	if err := c.hangup(ctx, EndUnreachable, Reason{Protocol: "SIP", Cause: 408, Text: "PBX unreachable"}); err != nil {
 		c.log.Debug("sip BYE to an unreachable PBX", zap.Error(err))
 	}
 }
