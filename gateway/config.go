@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -358,7 +357,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		for j, a := range t.AllowFrom {
-			if !validSource(a) {
+			if _, err := sip.ParseAllowFrom(a); err != nil {
 				bad(fmt.Sprintf("%s.allow_from[%d]", f, j), "%q is not an IP address or CIDR prefix", a)
 			}
 		}
@@ -409,14 +408,6 @@ func (c *Config) Validate() error {
 }
 
 // validSource: an IP address or a CIDR prefix (trunks[].allow_from).
-func validSource(s string) bool {
-	if _, err := netip.ParsePrefix(s); err == nil {
-		return true
-	}
-	_, err := netip.ParseAddr(s)
-	return err == nil
-}
-
 func validTransport(t string) bool { return t == "udp" || t == "tcp" || t == "tls" }
 
 func checkHostPort(s string, listen bool) error {

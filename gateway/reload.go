@@ -3,7 +3,6 @@ package gateway
 import (
 	"fmt"
 	"reflect"
-	"sort"
 	"strings"
 
 	"go.uber.org/zap"
@@ -37,13 +36,12 @@ func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[stri
 	return trunks, pinged, dtmf, nil
 }
 
-// trunkList is the trunks in name order (who may send SIP requests).
+// trunkList is the trunks (who may send SIP requests), in no order.
 func trunkList(trunks map[string]*sip.Trunk) []*sip.Trunk {
 	out := make([]*sip.Trunk, 0, len(trunks))
 	for _, t := range trunks {
 		out = append(out, t)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
@@ -60,15 +58,20 @@ func (g *Gateway) Reload(cfg *Config, secrets *Secrets) error {
 		g.ops.metrics.configReloads.WithLabelValues("error").Inc()
 		return err
 	}
+	running := g.ops.started.Load() && !g.ops.stopped.Load()
+	// The new trunks' addresses may send requests before calls are routed
+	// to them (resolving names takes a moment).
+	if running {
+		if err := g.ua.SetTrunks(g.ctx, trunkList(trunks)); err != nil {
+			g.log.Warn("reload: trunk addresses not all resolved; their requests are dropped until they are", zap.Error(err))
+		}
+	}
 	router := NewRouter(cfg.Numbers)
 	g.rmu.Lock()
 	g.router, g.trunks, g.trunkPing, g.dtmf = router, trunks, pinged, dtmf
 	g.rmu.Unlock()
 
-	if g.ops.started.Load() && !g.ops.stopped.Load() {
-		if err := g.ua.SetTrunks(g.ctx, trunkList(trunks)); err != nil {
-			g.log.Warn("reload: trunk addresses not all resolved; their requests are dropped until they are", zap.Error(err))
-		}
+	if running {
 		g.ops.monitor.run(trunks, pinged)
 		if err := g.ops.records.reopen(); err != nil {
 			g.log.Error("reload: call record file", zap.Error(err))

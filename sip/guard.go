@@ -79,8 +79,8 @@ func hostSource(a netip.Addr, port uint16, transport string) source {
 	return source{prefix: netip.PrefixFrom(a, a.BitLen()), port: port}
 }
 
-// parseAllowFrom parses a trunk's AllowFrom entry: an IP or a CIDR prefix.
-func parseAllowFrom(s string) (netip.Prefix, error) {
+// ParseAllowFrom parses a trunk's AllowFrom entry: an IP or a CIDR prefix.
+func ParseAllowFrom(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
@@ -119,7 +119,7 @@ func trunkSources(ctx context.Context, t *Trunk) ([]source, error) {
 		}
 	}
 	for _, s := range t.AllowFrom {
-		p, err := parseAllowFrom(s)
+		p, err := ParseAllowFrom(s)
 		if err != nil {
 			return nil, fmt.Errorf("trunk %q allow_from: %w", t.Name, err)
 		}
@@ -179,7 +179,7 @@ func (u *UA) dialogPeers(t *Trunk, res *sip.Response) []source {
 			out = append(out, hostSource(a, uint16(port), t.transport()))
 		}
 		for _, s := range t.AllowFrom {
-			if p, err := parseAllowFrom(s); err == nil {
+			if p, err := ParseAllowFrom(s); err == nil {
 				out = append(out, source{prefix: p})
 			}
 		}

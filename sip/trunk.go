@@ -59,7 +59,7 @@ func (t *Trunk) Validate() error {
 		return fmt.Errorf("trunk from_domain %q: not a host name", t.FromDomain)
 	}
 	for i, s := range t.AllowFrom {
-		if _, err := parseAllowFrom(s); err != nil {
+		if _, err := ParseAllowFrom(s); err != nil {
 			return fmt.Errorf("trunk allow_from[%d]: %w", i, err)
 		}
 	}

@@ -278,9 +278,6 @@ metrics: {listen: ":`+sport+`", tls_cert_file: /etc/ops.crt, tls_key_file: /etc/
 	if code := run([]string{"healthcheck", "-config", tlsPath}, &out, &errb); code != 0 {
 		t.Errorf("healthcheck -config, TLS: exit %d %s", code, errb.String())
 	}
-	if defaultHealthURL != "http://127.0.0.1:9090/healthz" {
-		t.Errorf("default URL %s", defaultHealthURL)
-	}
 	if code := run([]string{"healthcheck", "-config", filepath.Join(t.TempDir(), "none.yaml")}, &out, &errb); code != 1 {
 		t.Errorf("missing config: exit %d", code)
 	}
