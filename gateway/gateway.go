@@ -5,7 +5,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -166,23 +165,13 @@ func (g *Gateway) Start(ctx context.Context) error {
 		mux.HandleFunc("GET "+p, g.servePublicHealth)
 	}
 	g.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
-	ln, err := net.Listen("tcp", g.cfg.HTTP.Listen)
+	ln, err := listenOps("http", g.cfg.HTTP.Listen, g.cfg.HTTP.TLSCertFile, g.cfg.HTTP.TLSKeyFile)
 	if err != nil {
 		g.ua.Close()
 		g.media.Close()
-		return fmt.Errorf("http: listen %s: %w", g.cfg.HTTP.Listen, err)
+		return err
 	}
-	if g.cfg.HTTP.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(g.cfg.HTTP.TLSCertFile, g.cfg.HTTP.TLSKeyFile)
-		if err != nil {
-			ln.Close()
-			g.ua.Close()
-			g.media.Close()
-			return fmt.Errorf("http: tls certificate: %w", err)
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-		g.tls = true
-	}
+	g.tls = g.cfg.HTTP.TLSCertFile != ""
 	g.httpLn = ln
 	go func() {
 		if err := g.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -139,7 +139,7 @@ func (g *Gateway) startMetrics() error {
 	return nil
 }
 
-// listenOps binds an operations listener (section admin or metrics), with
+// listenOps binds an HTTP listener (section http, admin or metrics), with
 // TLS 1.2+ when it has a certificate; errors name the section's fields.
 func listenOps(section, addr, certFile, keyFile string) (net.Listener, error) {
 	var cfg *tls.Config
