@@ -124,6 +124,7 @@ func TestOpsAdminAndMetricsOverTLS(t *testing.T) {
 		c.Admin = gateway.AdminConfig{Listen: "localhost:0", Token: gateway.SecretRef{Env: "UNUSED_IN_TEST"},
 			TLSCertFile: cert, TLSKeyFile: key}
 		c.Metrics = gateway.MetricsConfig{Listen: "127.0.0.1:0", TLSCertFile: cert, TLSKeyFile: key}
+		c.HTTP.TLSCertFile, c.HTTP.TLSKeyFile = cert, key // the webhook listener, bound the same way
 	}})
 	insecure := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	get := func(url, token string) int {
@@ -138,6 +139,10 @@ func TestOpsAdminAndMetricsOverTLS(t *testing.T) {
 		defer res.Body.Close()
 		_, _ = io.Copy(io.Discard, res.Body)
 		return res.StatusCode
+	}
+	if u := h.gw.WebhookURL(); !strings.HasPrefix(u, "https://") ||
+		get(u+"?hub.mode=subscribe&hub.verify_token="+secrets.VerifyToken+"&hub.challenge=42", "") != http.StatusOK {
+		t.Errorf("the webhook over TLS (%s) does not answer Meta's handshake", u)
 	}
 	if code := get("https://"+h.gw.MetricsAddr()+"/metrics", ""); code != http.StatusOK {
 		t.Errorf("https /metrics: HTTP %d", code)
