@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +57,7 @@ type Call struct {
 	reAckSeq  uint32
 	reOffer   []Codec // codecs of the offer we put in a 2xx to an offerless re-INVITE
 	endReason string
+	peerWhy   Reason // the Reason header of the PBX's BYE
 	done      chan struct{}
 	ended     bool
 	closeOnce sync.Once
@@ -123,6 +123,15 @@ func (c *Call) EndReason() string {
 	return c.endReason
 }
 
+// PeerReason is the Reason header (RFC 3326) of the PBX's BYE, zero if it
+// sent none or the call did not end by its BYE. Q.850 is preferred when it
+// sent several.
+func (c *Call) PeerReason() Reason {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peerWhy
+}
+
 // Hangup sends BYE (unless the dialog already ended), then releases the RTP
 // socket. The dialog counts as ended whatever the BYE's outcome
 // (RFC 3261 §15.1.1).
@@ -134,31 +143,6 @@ func (c *Call) Hangup(ctx context.Context) error {
 // (RFC 3326), e.g. {Protocol: "Q.850", Cause: 16, Text: "Normal call clearing"}.
 func (c *Call) HangupWithReason(ctx context.Context, why Reason) error {
 	return c.hangup(ctx, "local_bye", why)
-}
-
-// Reason is the value of a Reason header (RFC 3326 §2): the protocol whose
-// cause it is ("Q.850" or "SIP"), the cause, and an optional text.
-type Reason struct {
-	Protocol string
-	Cause    int
-	Text     string
-}
-
-// String renders the header value; "" for the zero Reason.
-func (r Reason) String() string {
-	if r.Protocol == "" {
-		return ""
-	}
-	v := r.Protocol + ";cause=" + strconv.Itoa(r.Cause)
-	if r.Text != "" {
-		v += `;text="` + strings.Map(func(ch rune) rune {
-			if ch == '"' || ch == '\\' || ch < 0x20 || ch == 0x7f {
-				return -1 // a quoted-string may not hold them unescaped (RFC 3261 §25.1)
-			}
-			return ch
-		}, r.Text) + `"`
-	}
-	return v
 }
 
 // Close releases the RTP socket and forgets the dialog without telling the
@@ -284,6 +268,12 @@ func (c *Call) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	switch req.Method {
 	case sip.BYE:
 		respond(tx, sip.NewResponseFromRequest(req, 200, "OK", nil), c.log)
+		why := peerReason(req)
+		c.mu.Lock()
+		if !c.ended {
+			c.peerWhy = why
+		}
+		c.mu.Unlock()
 		c.end("remote_bye")
 	case sip.OPTIONS:
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)

@@ -39,12 +39,21 @@ type InviteRequest struct {
 	// that nothing the PBX sends right after its 2xx is missed.
 	OnInfoDigit   func(digit rune, d time.Duration)
 	OnMediaChange func(MediaChange)
+	// OnEarlyMedia, if set, is told of the first provisional response
+	// whose SDP we can use (183 Session Progress), on the goroutine that
+	// called Invite; from then on the PBX's RTP is the caller's to read.
+	// Unset, what the PBX sends before its 2xx is dropped at the socket,
+	// never played late.
+	OnEarlyMedia func(*EarlyMedia)
 }
 
 // FinalError is a non-2xx final response to the INVITE.
 type FinalError struct {
 	Code   int
 	Reason string
+	// Why is the response's Reason header (RFC 3326), e.g. Q.850 cause 17
+	// for a 486; zero if none.
+	Why Reason
 }
 
 func (e *FinalError) Error() string { return fmt.Sprintf("sip: %d %s", e.Code, e.Reason) }
@@ -85,6 +94,7 @@ func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
 		return nil, fmt.Errorf("sip: invite: %w", err)
 	}
 	rtp.onStranger = &u.strangerRTP
+	rtp.discardEarly() // until the answer, or early media we use
 	keepRTP := false
 	defer func() {
 		if !keepRTP {
@@ -113,6 +123,7 @@ func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
 
 	authTried := false
 	provisional := false
+	var early *EarlyMedia
 	for i := 0; i < maxInviteResponses; i++ {
 		var res *sip.Response
 		select {
@@ -124,14 +135,16 @@ func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
 			}
 			return nil, fmt.Errorf("sip: invite %s via %s: no final response: %w", recipient.String(), r.Trunk.Address, err)
 		case <-overall.Done():
-			u.abandonInvite(st, tx, req, provisional, log)
+			u.abandonInvite(st, tx, req, provisional, cancelReason(context.Cause(ctx)), log)
 			cause := ctx.Err()
 			if cause == nil {
 				cause = fmt.Errorf("no final response within %s: %w", MaxInviteDuration, context.DeadlineExceeded)
+			} else if why := context.Cause(ctx); why != cause {
+				cause = fmt.Errorf("%w (%w)", cause, why) // both: errors.Is(err, context.Canceled) and the CancelCause
 			}
 			return nil, fmt.Errorf("sip: invite %s: cancelled: %w", recipient.String(), cause)
 		case <-u.ctx.Done():
-			u.abandonInvite(st, tx, req, provisional, log)
+			u.abandonInvite(st, tx, req, provisional, shutdownReason, log)
 			return nil, errors.New("sip: invite: UA closed")
 		}
 
@@ -141,10 +154,32 @@ func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
 			if r.OnProgress != nil {
 				r.OnProgress(res.StatusCode, res.Reason)
 			}
+			if early == nil && r.OnEarlyMedia != nil && hasSDP(res) {
+				// The first usable early answer is the one taken; later
+				// ones (another fork, RFC 3960 §3) are not followed.
+				m, err := earlyMedia(res, rtp, offered)
+				if err != nil {
+					log.Info("sip early media not usable", zap.Int("code", res.StatusCode), zap.Error(err))
+					continue
+				}
+				n := rtp.stopDiscard()
+				early = m
+				log.Info("sip early media", zap.Int("code", res.StatusCode), zap.String("codec", m.codec.Name),
+					zap.Stringer("rtp_remote", m.RemoteRTPAddr()), zap.Uint64("dropped_before", n))
+				r.OnEarlyMedia(m)
+			}
 		case res.IsSuccess():
+			if early == nil {
+				if n := rtp.stopDiscard(); n > 0 {
+					log.Info("sip media before the answer dropped", zap.Uint64("packets", n))
+				}
+			}
 			c, err := u.accept(st, tx, req, res, rtp, offered, sdpID, r, log)
 			if err != nil {
 				return nil, err
+			}
+			if early != nil {
+				early.call.Store(c)
 			}
 			keepRTP = true
 			return c, nil
@@ -164,10 +199,10 @@ func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
 		default:
 			// The transaction ACKs this response itself and stays until
 			// Timer D to ACK its retransmissions (RFC 3261 §17.1.1.2).
-			return nil, &FinalError{Code: res.StatusCode, Reason: res.Reason}
+			return nil, &FinalError{Code: res.StatusCode, Reason: res.Reason, Why: peerReason(res)}
 		}
 	}
-	u.abandonInvite(st, tx, req, provisional, log)
+	u.abandonInvite(st, tx, req, provisional, Reason{}, log)
 	return nil, fmt.Errorf("sip: invite %s: more than %d responses", recipient.String(), maxInviteResponses)
 }
 
@@ -269,7 +304,7 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 // a provisional response has come (RFC 3261 §9.1 forbids it before), then
 // absorb the 487, or ACK and BYE a 2xx that crossed the CANCEL. It runs in the
 // background, bounded by Timer B, so the caller returns at once.
-func (u *UA) abandonInvite(st *stack, tx sip.ClientTransaction, req *sip.Request, provisional bool, log *zap.Logger) {
+func (u *UA) abandonInvite(st *stack, tx sip.ClientTransaction, req *sip.Request, provisional bool, why Reason, log *zap.Logger) {
 	started := u.goBackground(func() {
 		defer tx.Terminate()
 		limit := time.NewTimer(sip.Timer_B)
@@ -278,7 +313,7 @@ func (u *UA) abandonInvite(st *stack, tx sip.ClientTransaction, req *sip.Request
 		var cancelTx sip.ClientTransaction
 		var cancelRes <-chan *sip.Response
 		sendCancel := func() {
-			cancelTx = u.sendCancel(ctx, st, req, log)
+			cancelTx = u.sendCancel(ctx, st, req, why, log)
 			if cancelTx != nil {
 				cancelRes = cancelTx.Responses()
 			}
@@ -326,8 +361,9 @@ func (u *UA) abandonInvite(st *stack, tx sip.ClientTransaction, req *sip.Request
 }
 
 // sendCancel sends a CANCEL matching the INVITE: same Request-URI, Call-ID,
-// From, To, CSeq number and top Via (RFC 3261 §9.1).
-func (u *UA) sendCancel(ctx context.Context, st *stack, inv *sip.Request, log *zap.Logger) sip.ClientTransaction {
+// From, To, CSeq number and top Via (RFC 3261 §9.1), with why as its Reason
+// header unless it is zero (RFC 3326).
+func (u *UA) sendCancel(ctx context.Context, st *stack, inv *sip.Request, why Reason, log *zap.Logger) sip.ClientTransaction {
 	c := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
 	if v := inv.Via(); v != nil {
 		c.AppendHeader(v.Clone())
@@ -345,6 +381,9 @@ func (u *UA) sendCancel(ctx context.Context, st *stack, inv *sip.Request, log *z
 	mf := sip.MaxForwardsHeader(70)
 	c.AppendHeader(&mf)
 	c.AppendHeader(sip.NewHeader("User-Agent", u.cfg.UserAgent))
+	if v := why.String(); v != "" {
+		c.AppendHeader(sip.NewHeader("Reason", v))
+	}
 	c.SetBody(nil)
 	c.SetTransport(inv.Transport())
 	c.SetDestination(inv.Destination())
@@ -354,7 +393,7 @@ func (u *UA) sendCancel(ctx context.Context, st *stack, inv *sip.Request, log *z
 		log.Warn("sip CANCEL failed", zap.Error(err))
 		return nil
 	}
-	log.Debug("sip CANCEL sent")
+	log.Debug("sip CANCEL sent", zap.String("reason", why.String()))
 	return tx
 }
 

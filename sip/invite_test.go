@@ -224,6 +224,10 @@ func TestRemoteBye(t *testing.T) {
 	if c.EndReason() != "remote_bye" {
 		t.Errorf("end reason %q", c.EndReason())
 	}
+	// The BYE has a SIP and a Q.850 reason: the Q.850 one is kept.
+	if got := c.PeerReason(); got != (Reason{Protocol: "Q.850", Cause: 16, Text: "Normal Clearing"}) {
+		t.Errorf("peer reason %+v", got)
+	}
 	p.wait(t, 10*time.Second)
 	if ua.ActiveCalls() != 0 {
 		t.Errorf("active calls %d", ua.ActiveCalls())

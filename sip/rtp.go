@@ -9,7 +9,11 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 )
+
+// maxRTPDatagram is the largest datagram read whole (an Ethernet MTU).
+const maxRTPDatagram = 1500
 
 // maxRTPPortTries bounds the search for a free even port in a range.
 const maxRTPPortTries = 256
@@ -48,6 +52,20 @@ type RTPConn struct {
 	// onStranger, if set, is also incremented per dropped packet (the
 	// UA's total across calls).
 	onStranger *atomic.Uint64
+
+	// Early discard (discardEarly): a reader that drops what arrives
+	// before the PBX answers, so it is not queued and played as new audio.
+	discardStop atomic.Bool
+	discardDone chan struct{} // closed when that reader returned; nil when none ran
+	discarded   atomic.Uint64
+	held        atomic.Pointer[heldPacket] // read by the discarder after the stop: the next ReadPacket's
+}
+
+// heldPacket is a datagram the early discarder read after it was told to
+// stop: it belongs to the answered call.
+type heldPacket struct {
+	b   []byte
+	src netip.AddrPort
 }
 
 // ssrcKnown marks RTPConn.ssrc as holding an SSRC.
@@ -105,6 +123,47 @@ func ListenRTP(ip net.IP, portMin, portMax int) (*RTPConn, error) {
 	return nil, fmt.Errorf("rtp: no free even port in %d-%d on %s after %d tries: %w", portMin, portMax, ip, tries, lastErr)
 }
 
+// discardEarly starts a reader that drops every datagram until
+// stopDiscard: what a PBX sends before its answer (early media we do not
+// play, RFC 3960 §2) would otherwise wait in the socket's buffer and be
+// played as new audio after the answer. ReadPacket must not be called
+// before stopDiscard returned.
+func (r *RTPConn) discardEarly() {
+	done := make(chan struct{})
+	r.discardDone = done
+	go func() {
+		defer close(done)
+		buf := make([]byte, maxRTPDatagram)
+		for {
+			n, src, err := r.conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return // stopDiscard's deadline, or Close
+			}
+			if r.discardStop.Load() {
+				// Read after the answer arrived: the answered call's audio.
+				r.held.Store(&heldPacket{b: buf[:n], src: src})
+				return
+			}
+			r.discarded.Add(1)
+		}
+	}()
+}
+
+// stopDiscard ends the early discarder and returns once it stopped; what
+// arrives from now on is read by ReadPacket. It returns the number of
+// datagrams dropped. It does nothing when no discarder runs.
+func (r *RTPConn) stopDiscard() uint64 {
+	if r.discardDone == nil || r.discardStop.Swap(true) {
+		return r.discarded.Load()
+	}
+	// A deadline in the past wakes the blocked read and leaves queued
+	// datagrams in the socket.
+	_ = r.conn.SetReadDeadline(time.Now())
+	<-r.discardDone
+	_ = r.conn.SetReadDeadline(time.Time{})
+	return r.discarded.Load()
+}
+
 func newRTPConn(c *net.UDPConn) *RTPConn {
 	la, _ := c.LocalAddr().(*net.UDPAddr)
 	return &RTPConn{conn: c, local: la}
@@ -147,6 +206,9 @@ func (r *RTPConn) SetRemote(a *net.UDPAddr) {
 	}
 	r.latchMu.Lock()
 	defer r.latchMu.Unlock()
+	if cur := r.peer.Load(); cur != nil && cur.sdp == p.sdp {
+		return // the same address again (a 2xx after a 183's early media, a refresh): keep the latch
+	}
 	if old := r.src.Load(); old != nil {
 		p.retired = *old
 	}
@@ -207,7 +269,7 @@ func (r *RTPConn) ReadPacketFrom(b []byte) (int, netip.AddrPort, error) {
 		return 0, netip.AddrPort{}, errors.New("rtp: read buffer shorter than an RTP header")
 	}
 	for {
-		n, src, err := r.conn.ReadFromUDPAddrPort(b)
+		n, src, err := r.readRaw(b)
 		if err != nil {
 			if r.closed.Load() {
 				return 0, src, fmt.Errorf("rtp: read: %w", net.ErrClosed)
@@ -235,6 +297,15 @@ func (r *RTPConn) ReadPacketFrom(b []byte) (int, netip.AddrPort, error) {
 		}
 		r.stranger()
 	}
+}
+
+// readRaw returns the datagram the early discarder kept, if any, else the
+// socket's next one.
+func (r *RTPConn) readRaw(b []byte) (int, netip.AddrPort, error) {
+	if h := r.held.Load(); h != nil && r.held.CompareAndSwap(h, nil) {
+		return copy(b, h.b), h.src, nil
+	}
+	return r.conn.ReadFromUDPAddrPort(b)
 }
 
 // latch pins src as the peer's source if the SDP allows it: it is the SDP's
@@ -310,6 +381,9 @@ func (r *RTPConn) Close() error {
 	r.once.Do(func() {
 		r.closed.Store(true)
 		err = r.conn.Close()
+		if r.discardDone != nil {
+			<-r.discardDone
+		}
 	})
 	return err
 }

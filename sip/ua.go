@@ -250,7 +250,7 @@ func (u *UA) Close() error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_ = c.hangup(ctx, "shutdown", Reason{})
+				_ = c.hangup(ctx, "shutdown", shutdownReason)
 			}()
 		}
 		wg.Wait()
