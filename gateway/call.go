@@ -67,7 +67,12 @@ const (
 	evMediaUp                               // the WebRTC leg is connected, or not in time
 	evAccepted                              // Graph accept returned
 	evCallerTerminated                      // Meta's terminate webhook
+	evEarlyMedia                            // the PBX sent a 183 with SDP (route early_media: answer)
 )
+
+// isResult says whether an event is an action's result (the others come
+// from outside: the caller's terminate, the INVITE's early media).
+func (k eventKind) isResult() bool { return k != evCallerTerminated && k != evEarlyMedia }
 
 // resultOf is the state in which each action's result is awaited.
 var resultOf = map[eventKind]callState{
@@ -81,9 +86,10 @@ var resultOf = map[eventKind]callState{
 type callEvent struct {
 	kind     eventKind
 	err      error
-	leg      waLeg   // evAnswered
-	pbx      pbxCall // evInviteDone
-	timedOut bool    // evInviteDone: the route's answer_timeout ended the INVITE
+	leg      waLeg    // evAnswered
+	pbx      pbxCall  // evInviteDone
+	early    pbxMedia // evEarlyMedia
+	timedOut bool     // evInviteDone: the route's answer_timeout ended the INVITE
 }
 
 // call is one WhatsApp call through its life, driven by one goroutine
@@ -102,13 +108,14 @@ type call struct {
 	log           *zap.Logger
 	ctx           context.Context // shutdown, drain timeout, admin hang-up
 	actions       context.Context // the actions in flight; cancelled when the call ends
-	cancelActions context.CancelFunc
+	cancelActions context.CancelCauseFunc
 	inflight      int
 	route         Route
 	trunk         *sip.Trunk
-	dtmf          rtpbridge.DTMFMode // the trunk's
+	dtmf          dtmfPolicy // the trunk's
 	leg           waLeg
 	pbx           pbxCall
+	early         pbxMedia // the PBX's early media the bridge was built on, before its 200 OK
 	bridge        *rtpbridge.Bridge
 	info          *infoSender
 	cause         endCause
@@ -125,7 +132,7 @@ func newCall(g *Gateway, ev whatsapp.CallEvent) *call {
 		events: make(chan callEvent, 4),
 		log:    g.log.With(zap.String("call_id", ev.CallID), zap.String("phone_number_id", ev.PhoneNumberID)),
 	}
-	c.actions, c.cancelActions = context.WithCancel(context.Background())
+	c.actions, c.cancelActions = context.WithCancelCause(context.Background())
 	return c
 }
 
@@ -139,7 +146,7 @@ func (c *call) callerTerminated(ev whatsapp.CallEvent) {
 // run drives the call from the connect webhook to its end on both sides.
 func (c *call) run(ctx context.Context) {
 	c.ctx = ctx
-	defer c.cancelActions()
+	defer c.cancelActions(nil)
 	ev := c.ev
 	c.log.Info("whatsapp call connect", zap.String("caller", ev.CallerID()), zap.String("name", ev.ProfileName),
 		zap.String("cta_payload", ev.CTAPayload), zap.String("deeplink_payload", ev.DeeplinkPayload))
@@ -171,6 +178,7 @@ func (c *call) run(ctx context.Context) {
 			c.end(c.stopCause())
 		case <-pbxDone:
 			c.pbxGone = true
+			c.ops.pbxReason(c.g.ops.metrics, c.pbx.PeerReason())
 			if why := c.pbx.EndReason(); why == sip.EndUnreachable {
 				c.end(endCause{kind: endPBXUnreachable, detail: "the PBX stopped answering in-dialog OPTIONS"})
 			} else {
@@ -250,12 +258,22 @@ func (c *call) start(kind eventKind, do func(ctx context.Context, log *zap.Logge
 
 // handle takes one event on run's goroutine.
 func (c *call) handle(e callEvent) {
-	if e.kind == evCallerTerminated {
+	switch e.kind {
+	case evCallerTerminated:
 		c.log.Info("whatsapp terminate received", zap.String("status", c.ops.terminateStatus()))
 		c.end(endCause{kind: endCallerHungUp, detail: callerHangupDetail(c.sm.current())})
 		return
+	case evEarlyMedia:
+		if c.sm.current() == stateRinging {
+			c.earlyMedia(e)
+		} // else the call is ending: the INVITE's end releases the media
+		return
 	}
 	c.inflight--
+	if e.kind == evInviteDone && c.early != nil && c.cause.kind == 0 {
+		c.answeredAfterEarly(e) // bridged on the 183 already
+		return
+	}
 	if c.sm.current() != resultOf[e.kind] {
 		c.adopt(e) // the call ended meanwhile
 		return
@@ -317,8 +335,18 @@ func (c *call) preAccepted(e callEvent) {
 		return
 	}
 	ev, route, trunk := c.ev, c.route, c.trunk
+	var onEarly func(pbxMedia)
+	if route.AnswerEarly {
+		events, actions := c.events, c.actions
+		onEarly = func(m pbxMedia) {
+			select {
+			case events <- callEvent{kind: evEarlyMedia, early: m}:
+			case <-actions.Done(): // the call ended: nobody takes it
+			}
+		}
+	}
 	c.start(evInviteDone, func(ctx context.Context, log *zap.Logger) callEvent {
-		ctx, cancel := context.WithTimeout(ctx, route.AnswerTimeout)
+		ctx, cancel := context.WithTimeoutCause(ctx, route.AnswerTimeout, &sip.CancelCause{Reason: byeReason(endCause{kind: endNoAnswer})})
 		defer cancel()
 		pbx, err := c.g.dialer.Invite(ctx, sip.InviteRequest{
 			Trunk:       trunk,
@@ -330,7 +358,7 @@ func (c *call) preAccepted(e callEvent) {
 			OnProgress: func(code int, reason string) {
 				log.Debug("sip progress", zap.Int("code", code), zap.String("reason", reason))
 			},
-		})
+		}, onEarly)
 		return callEvent{pbx: pbx, err: err, timedOut: errors.Is(ctx.Err(), context.DeadlineExceeded)}
 	})
 }
@@ -338,36 +366,87 @@ func (c *call) preAccepted(e callEvent) {
 // inviteDone: the PBX answered, refused, or did not answer in time.
 func (c *call) inviteDone(e callEvent) {
 	if e.err != nil {
-		var fe *sip.FinalError
-		switch {
-		case errors.As(e.err, &fe):
-			c.ops.sipResult(c.g.ops.metrics, fe.Code, fe.Reason)
-			c.end(endCause{kind: endPBXRejected, detail: e.err.Error(), sipCode: fe.Code})
-		case e.timedOut:
-			c.end(endCause{kind: endNoAnswer, detail: "PBX did not answer within " + c.route.AnswerTimeout.String() + ": " + e.err.Error()})
-		default:
-			c.end(endCause{kind: endInviteFailed, detail: "INVITE: " + e.err.Error()})
-		}
+		c.inviteFailed(e)
 		return
 	}
 	c.pbx = e.pbx
-	c.ops.sipResult(c.g.ops.metrics, 200, "OK")
-	c.ops.answered(c.pbx.CallID(), c.pbx.Codec().Name)
-	c.log = c.log.With(zap.String("sip_call_id", c.pbx.CallID()))
-	c.log.Info("pbx answered", zap.String("codec", c.pbx.Codec().Name), zap.Stringer("rtp_remote", c.pbx.RemoteRTPAddr()))
+	c.pbxAnswered("pbx answered")
 	if !c.move(stateAwaitingMedia) {
 		return
 	}
 	// The bridge is built before accept so nothing can fail between accept
 	// and the first packet; it sends only once accept returned 200 (no
 	// media before accept: Meta, Cloud API Calling).
-	if err := c.buildBridge(); err != nil {
+	if err := c.buildBridge(c.pbx); err != nil {
 		c.end(endCause{kind: endBridgeFailed, detail: "bridge: " + err.Error()})
 		return
 	}
-	// Accept only once the WebRTC leg is up (Meta: accept when your WebRTC
-	// stack is ready); pre_accept started ICE and DTLS while the PBX rang,
-	// so this is usually at once.
+	c.attachPBX()
+	c.awaitMedia()
+}
+
+// inviteFailed ends a call whose INVITE got no 2xx.
+func (c *call) inviteFailed(e callEvent) {
+	var fe *sip.FinalError
+	switch {
+	case errors.As(e.err, &fe):
+		c.ops.sipResult(c.g.ops.metrics, fe.Code, fe.Reason)
+		c.ops.pbxReason(c.g.ops.metrics, fe.Why)
+		c.end(endCause{kind: endPBXRejected, detail: e.err.Error(), sipCode: fe.Code})
+	case e.timedOut:
+		c.end(endCause{kind: endNoAnswer, detail: "PBX did not answer within " + c.route.AnswerTimeout.String() + ": " + e.err.Error()})
+	default:
+		c.end(endCause{kind: endInviteFailed, detail: "INVITE: " + e.err.Error()})
+	}
+}
+
+// pbxAnswered records the PBX's 200 OK and names the SIP call in the logs.
+func (c *call) pbxAnswered(msg string) {
+	c.ops.sipResult(c.g.ops.metrics, 200, "OK")
+	c.ops.answered(c.pbx.CallID(), c.pbx.Codec().Name, c.g.now())
+	c.log = c.log.With(zap.String("sip_call_id", c.pbx.CallID()))
+	c.log.Info(msg, zap.String("codec", c.pbx.Codec().Name), zap.Stringer("rtp_remote", c.pbx.RemoteRTPAddr()))
+}
+
+// earlyMedia: the PBX sent a 183 with SDP on a route with early_media:
+// answer. The call is bridged on it and accepted as if the PBX had
+// answered, so a greeting played before the answer is heard from its start;
+// the INVITE goes on, and its 200 OK changes nothing for WhatsApp.
+func (c *call) earlyMedia(e callEvent) {
+	c.early = e.early
+	c.ops.earlyMedia(e.early.Codec().Name, c.g.now())
+	c.log.Info("pbx early media: answering the whatsapp call on it", zap.String("codec", e.early.Codec().Name),
+		zap.Stringer("rtp_remote", e.early.RemoteRTPAddr()))
+	if !c.move(stateAwaitingMedia) {
+		return
+	}
+	if err := c.buildBridge(c.early); err != nil {
+		c.end(endCause{kind: endBridgeFailed, detail: "bridge: " + err.Error()})
+		return
+	}
+	c.awaitMedia()
+}
+
+// answeredAfterEarly: the INVITE of a call bridged on early media ended. A
+// 200 OK gives the dialog (INFO, re-INVITEs, BYE) and may change the codec;
+// anything else ends the call as it would have in ringing.
+func (c *call) answeredAfterEarly(e callEvent) {
+	if e.err != nil {
+		c.inviteFailed(e)
+		return
+	}
+	c.pbx = e.pbx
+	c.pbxAnswered("pbx answered after its early media")
+	c.attachPBX()
+	if codec, early := c.pbx.Codec(), c.early.Codec(); codec != early || c.pbx.DTMFPayloadType() != c.early.DTMFPayloadType() {
+		c.switchCodec(c.log, c.bridge, codec, c.pbx.DTMFPayloadType())
+	}
+}
+
+// awaitMedia accepts only once the WebRTC leg is up (Meta: accept when your
+// WebRTC stack is ready); pre_accept started ICE and DTLS while the PBX
+// rang, so this is usually at once.
+func (c *call) awaitMedia() {
 	leg, wait := c.leg, c.g.timeouts.mediaUp
 	c.start(evMediaUp, func(ctx context.Context, _ *zap.Logger) callEvent {
 		t := time.NewTimer(wait)
@@ -418,14 +497,15 @@ func (c *call) accepted(e callEvent) {
 }
 
 // end decides that the call is over; the first cause is the one kept.
-// Actions in flight are cancelled (an INVITE is CANCELled).
+// Actions in flight are cancelled (an INVITE is CANCELled, its Reason
+// saying why as a BYE's would).
 func (c *call) end(cause endCause) {
 	if c.cause.kind != 0 {
 		return
 	}
 	c.cause = cause
 	c.move(stateEnding)
-	c.cancelActions()
+	c.cancelActions(&sip.CancelCause{Reason: byeReason(cause)})
 }
 
 // adopt takes what an action made after the call ended, so the hang-up
@@ -436,12 +516,13 @@ func (c *call) adopt(e callEvent) {
 	}
 	if e.pbx != nil && c.pbx == nil {
 		c.pbx = e.pbx
-		c.ops.answered(e.pbx.CallID(), e.pbx.Codec().Name)
+		c.ops.answered(e.pbx.CallID(), e.pbx.Codec().Name, c.g.now())
 		c.log.Info("pbx answered after the call ended: hanging up", zap.String("sip_call_id", e.pbx.CallID()))
 	}
 	var fe *sip.FinalError
 	if errors.As(e.err, &fe) {
 		c.ops.sipResult(c.g.ops.metrics, fe.Code, fe.Reason)
+		c.ops.pbxReason(c.g.ops.metrics, fe.Why)
 	}
 }
 
@@ -455,8 +536,8 @@ func (c *call) settle() {
 	for c.inflight > 0 {
 		select {
 		case e := <-c.events:
-			if e.kind == evCallerTerminated {
-				continue // recorded by callerTerminated
+			if !e.kind.isResult() {
+				continue // a terminate is recorded by callerTerminated; early media is the INVITE's to release
 			}
 			c.inflight--
 			c.adopt(e)
@@ -472,7 +553,7 @@ func (c *call) settle() {
 func releaseLate(events <-chan callEvent, n int, byeTimeout time.Duration) {
 	for n > 0 {
 		e := <-events
-		if e.kind == evCallerTerminated {
+		if !e.kind.isResult() {
 			continue
 		}
 		n--

@@ -76,7 +76,7 @@ func newMachine(t *testing.T) *machine {
 	}
 	m := &machine{t: t, g: g, graph: newFakeGraph(), file: cfg.CallRecords.File,
 		ans:  &fakeAnswerer{made: make(chan *fakeLeg, 4)},
-		dial: &fakeDialer{invited: make(chan sip.InviteRequest, 4), pbx: make(chan *fakePBX, 4)}}
+		dial: &fakeDialer{invited: make(chan sip.InviteRequest, 4), pbx: make(chan *fakePBX, 4), early: make(chan *fakePBX, 4)}}
 	g.ctx, g.cancelCause = context.WithCancelCause(context.Background())
 	g.cancel = func() { g.cancelCause(context.Canceled) }
 	g.graph, g.answerer, g.dialer = m.graph, m.ans, m.dial

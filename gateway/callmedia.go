@@ -9,27 +9,37 @@ import (
 	"github.com/wagateway/wagateway/sip"
 )
 
-// buildBridge joins the two legs once the PBX answered. The PBX may start
-// its greeting right after its 200 OK: that audio is held and played once
-// Meta accepts (nothing may go to WhatsApp before).
-func (c *call) buildBridge() error {
-	log, pbx, leg := c.log, c.pbx, c.leg
-	codec := pbx.Codec()
-	info := newInfoSender(pbx, c.dtmf == rtpbridge.DTMFModeInfo, log)
+// buildBridge joins the WhatsApp leg to the PBX's media: the answered
+// call's, or its early media (a route with early_media: answer). The PBX
+// may start its greeting at once: that audio is held and played once Meta
+// accepts (nothing may go to WhatsApp before).
+func (c *call) buildBridge(media pbxMedia) error {
+	log, leg := c.log, c.leg
+	codec := media.Codec()
+	mode, fellBack := c.dtmf.forPBX(media.DTMFPayloadType())
+	switch {
+	case fellBack:
+		log.Warn("the PBX accepted no telephone-event (RFC 4733): caller digits go by the trunk's dtmf_fallback",
+			zap.Stringer("dtmf_fallback", mode))
+	case c.dtmf.drop && c.dtmf.mode == rtpbridge.DTMFModeRFC4733 && media.DTMFPayloadType() == 0:
+		log.Warn("the PBX accepted no telephone-event (RFC 4733) and dtmf_fallback is none: caller digits are dropped")
+	}
+	info := newInfoSender(mode == rtpbridge.DTMFModeInfo, log)
 	watch := newPBXRTPWatch(*c.g.cfg.Media.PBXRTPTimeout)
 	c.pbxRTP = watch
 	c.info = info
+	c.ops.setDTMF(mode, fellBack)
 	bridge, err := rtpbridge.New(rtpbridge.Config{
 		WhatsAppIn:         leg,
 		WhatsAppOut:        leg,
 		WhatsAppSSRC:       leg.SSRC(),
 		WhatsAppOpusPT:     leg.OpusPayloadType(),
 		WhatsAppDTMFPT:     leg.DTMFPayloadType(),
-		SIPIn:              pbx,
-		SIPOut:             pbx,
+		SIPIn:              media,
+		SIPOut:             media,
 		SIPCodec:           bridgeCodec(codec),
-		SIPDTMFPayloadType: pbx.DTMFPayloadType(),
-		DTMFMode:           c.dtmf,
+		SIPDTMFPayloadType: media.DTMFPayloadType(),
+		DTMFMode:           mode,
 		OnDigit: func(from string, d rune) {
 			log.Info("dtmf digit", zap.String("from", from), zap.String("digit", string(d)))
 			if from == "whatsapp" {
@@ -44,6 +54,15 @@ func (c *call) buildBridge() error {
 	c.bridge = bridge
 	c.ops.setBridge(bridge)
 	bridge.StartSIPReceive()
+	return nil
+}
+
+// attachPBX ties the answered dialog to the bridge: digits the PBX sends by
+// SIP INFO, the caller's digits sent as INFO, and media changes (hold,
+// another codec) the PBX makes by re-INVITE.
+func (c *call) attachPBX() {
+	log, pbx, bridge, watch := c.log, c.pbx, c.bridge, c.pbxRTP
+	c.info.attach(pbx)
 	// Digits the PBX sends by SIP INFO reach the caller whatever the mode.
 	pbx.SetOnInfoDigit(func(d rune, dur time.Duration) {
 		log.Info("dtmf digit", zap.String("from", "sip-info"), zap.String("digit", string(d)))
@@ -55,13 +74,19 @@ func (c *call) buildBridge() error {
 		log.Info("pbx changed the media", zap.String("direction", mc.Direction), zap.String("codec", mc.Codec.Name),
 			zap.Stringer("rtp_remote", mc.RemoteRTPAddr))
 		watch.setHeld(mc.Direction) // a hold may send no RTP
-		if err := bridge.SetSIPCodec(bridgeCodec(mc.Codec), mc.DTMFPayloadType); err != nil {
-			log.Warn("cannot switch the bridge to the new codec", zap.Error(err))
-			return
-		}
-		c.ops.codecChanged(c.g.ops.metrics, mc.Codec) // metrics and call record follow
+		c.switchCodec(log, bridge, mc.Codec, mc.DTMFPayloadType)
 	})
-	return nil
+}
+
+// switchCodec moves the bridge to the PBX's new codec (a re-INVITE, or a 200
+// OK that differs from the 183 it bridged on). It runs on the SIP goroutine
+// too: it takes the logger and bridge rather than read the call's fields.
+func (c *call) switchCodec(log *zap.Logger, bridge *rtpbridge.Bridge, codec sip.Codec, dtmfPT uint8) {
+	if err := bridge.SetSIPCodec(bridgeCodec(codec), dtmfPT); err != nil {
+		log.Warn("cannot switch the bridge to the new codec", zap.Error(err))
+		return
+	}
+	c.ops.codecChanged(c.g.ops.metrics, codec) // metrics and call record follow
 }
 
 // bridgeCodec is the SIP leg's codec as the bridge names it.

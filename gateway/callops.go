@@ -30,7 +30,12 @@ type callOps struct {
 	sipCallID   string
 	sipCode     int
 	sipReason   string
+	pbxWhy      sip.Reason // the Reason header of the PBX's final response or BYE
 	sipCodec    string
+	dtmfMode    string    // how caller digits go to the PBX
+	dtmfFell    bool      // by the trunk's dtmf_fallback
+	earlyAt     time.Time // the PBX's early media was bridged (early_media: answer)
+	answerAt    time.Time // the PBX's 200 OK
 	termStatus  string
 	termSeen    bool
 	termFailed  bool // our Graph terminate never succeeded
@@ -90,10 +95,35 @@ func (o *callOps) sipResult(m *metrics, code int, reason string) {
 	m.sipFinal.WithLabelValues(itoa(code)).Inc()
 }
 
-// answered records the PBX's dialog.
-func (o *callOps) answered(sipCallID, codec string) {
+// pbxReason records the Reason header (RFC 3326) the PBX gave with its
+// final response or BYE, and counts it by protocol and cause.
+func (o *callOps) pbxReason(m *metrics, why sip.Reason) {
+	if why.IsZero() {
+		return
+	}
 	o.mu.Lock()
-	o.sipCallID, o.sipCodec = sipCallID, codec
+	o.pbxWhy = why
+	o.mu.Unlock()
+	m.pbxReasons.WithLabelValues(why.Protocol, itoa(why.Cause)).Inc()
+}
+
+// answered records the PBX's dialog.
+func (o *callOps) answered(sipCallID, codec string, at time.Time) {
+	o.mu.Lock()
+	o.sipCallID, o.sipCodec, o.answerAt = sipCallID, codec, at
+	o.mu.Unlock()
+}
+
+// earlyMedia records that the call was bridged on the PBX's early media.
+func (o *callOps) earlyMedia(codec string, at time.Time) {
+	o.mu.Lock()
+	o.sipCodec, o.earlyAt = codec, at
+	o.mu.Unlock()
+}
+
+func (o *callOps) setDTMF(mode rtpbridge.DTMFMode, fellBack bool) {
+	o.mu.Lock()
+	o.dtmfMode, o.dtmfFell = mode.String(), fellBack
 	o.mu.Unlock()
 }
 
@@ -238,13 +268,14 @@ func (c *call) record(outcome, detail, hangupBy string) *CallRecord {
 		DeeplinkPayload: ev.DeeplinkPayload,
 		Outcome:         outcome, Reason: detail, HangupBy: hangupBy,
 		TerminateStatus: o.termStatus, TerminateFailed: o.termFailed, MetaErrors: o.metaErrors,
-		SIPFinalCode: o.sipCode, SIPFinalReason: o.sipReason,
-		SIPCodec: o.sipCodec, CodecPath: codecPath(o.sipCodec),
+		SIPFinalCode: o.sipCode, SIPFinalReason: o.sipReason, PBXReason: recordReason(o.pbxWhy),
+		SIPCodec: o.sipCodec, CodecPath: codecPath(o.sipCodec), DTMF: o.dtmfMode, DTMFFallback: o.dtmfFell,
 		Times: RecordTimes{
 			Connect:   sm.enteredAt(stateNew),
 			PreAccept: sm.enteredAt(stateRinging), // pre_accept answered 200, the INVITE goes out
 			Invite:    sm.enteredAt(stateRinging),
-			Answer:    sm.enteredAt(stateAwaitingMedia),
+			Early:     o.earlyAt,
+			Answer:    o.answerAt,
 			Accept:    sm.enteredAt(stateBridged),
 			End:       sm.enteredAt(stateEnded),
 		},

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/sip"
 )
 
 // CallRecord is written for every ended call, one JSON object per line.
@@ -40,13 +42,20 @@ type CallRecord struct {
 	MetaErrors      []RecordError `json:"meta_errors,omitempty"`
 	SIPFinalCode    int           `json:"sip_final_code,omitempty"`
 	SIPFinalReason  string        `json:"sip_final_reason,omitempty"`
-	SIPCodec        string        `json:"sip_codec,omitempty"`
-	CodecPath       string        `json:"codec_path,omitempty"`
-	Times           RecordTimes   `json:"times"`
-	SetupMs         int64         `json:"setup_ms,omitempty"`     // connect webhook → accept 200
-	TalkSeconds     float64       `json:"talk_seconds,omitempty"` // accept → end
-	Media           *RecordMedia  `json:"media,omitempty"`
-	MOS             float64       `json:"mos,omitempty"` // estimated, the worse direction
+	// PBXReason is the Reason header (RFC 3326) of the PBX's final
+	// response or BYE: why the PBX ended or refused the call.
+	PBXReason *RecordReason `json:"pbx_reason,omitempty"`
+	SIPCodec  string        `json:"sip_codec,omitempty"`
+	CodecPath string        `json:"codec_path,omitempty"`
+	DTMF      string        `json:"dtmf,omitempty"` // how caller digits went to the PBX: rfc4733, info, inband
+	// DTMFFallback: the trunk asked rfc4733 but the PBX's answer had no
+	// telephone-event, so DTMF is the trunk's dtmf_fallback.
+	DTMFFallback bool         `json:"dtmf_fallback,omitempty"`
+	Times        RecordTimes  `json:"times"`
+	SetupMs      int64        `json:"setup_ms,omitempty"`     // connect webhook → accept 200
+	TalkSeconds  float64      `json:"talk_seconds,omitempty"` // accept → end
+	Media        *RecordMedia `json:"media,omitempty"`
+	MOS          float64      `json:"mos,omitempty"` // estimated, the worse direction
 }
 
 // RecordCaller is the WhatsApp user.
@@ -64,13 +73,29 @@ type RecordError struct {
 	Message string `json:"message,omitempty"`
 }
 
+// RecordReason is a SIP Reason header: Q.850 cause 16 is normal clearing,
+// 17 user busy, 19 no answer, 21 call rejected.
+type RecordReason struct {
+	Protocol string `json:"protocol"` // Q.850 or SIP
+	Cause    int    `json:"cause"`
+	Text     string `json:"text,omitempty"`
+}
+
+func recordReason(r sip.Reason) *RecordReason {
+	if r.IsZero() {
+		return nil
+	}
+	return &RecordReason{Protocol: r.Protocol, Cause: r.Cause, Text: r.Text}
+}
+
 // RecordTimes are the phases of the call; a phase never reached is left out.
 type RecordTimes struct {
 	Connect   time.Time `json:"connect"`
 	PreAccept time.Time `json:"pre_accept,omitzero"`
 	Invite    time.Time `json:"invite,omitzero"`
-	Answer    time.Time `json:"answer,omitzero"` // the PBX's 200 OK
-	Accept    time.Time `json:"accept,omitzero"` // Graph accept answered 200
+	Early     time.Time `json:"early_media,omitzero"` // the PBX's 183 was bridged (early_media: answer)
+	Answer    time.Time `json:"answer,omitzero"`      // the PBX's 200 OK
+	Accept    time.Time `json:"accept,omitzero"`      // Graph accept answered 200
 	End       time.Time `json:"end"`
 }
 

@@ -105,6 +105,10 @@ type TrunkConfig struct {
 	FromDomain string    `yaml:"from_domain"`
 	Codecs     []string  `yaml:"codecs"` // default [PCMU, PCMA]; also G722, opus (passed through)
 	DTMF       string    `yaml:"dtmf"`   // rfc4733 (default), info (SIP INFO) or inband (tones in the audio)
+	// DTMFFallback is how caller digits go when dtmf is rfc4733 and the
+	// PBX's answer has no telephone-event: info (default; Asterisk and
+	// FreeSWITCH take SIP INFO out of the box), inband, or none (dropped).
+	DTMFFallback string `yaml:"dtmf_fallback"`
 	// OptionsPing: send SIP OPTIONS to watch the trunk (default true); a
 	// trunk that stops answering is marked down and its calls rejected.
 	OptionsPing *bool `yaml:"options_ping"`
@@ -129,6 +133,12 @@ type RouteConfig struct {
 	Trunk           string        `yaml:"trunk"`
 	Destination     string        `yaml:"destination"`    // SIP URI, e.g. sip:support@pbx.example.com
 	AnswerTimeout   time.Duration `yaml:"answer_timeout"` // default 45s
+	// EarlyMedia is what a PBX's early media (183 Session Progress with
+	// SDP) does: ringback (default) drops it and the caller keeps hearing
+	// WhatsApp's ringback until the 200 OK; answer accepts the WhatsApp call
+	// at the 183, so an IVR greeting played before the answer is heard from
+	// its first syllable. answer_timeout still bounds the wait for the 200 OK.
+	EarlyMedia string `yaml:"early_media"`
 }
 
 // SecretRef names where a secret lives: an environment variable or a file
@@ -137,6 +147,12 @@ type SecretRef struct {
 	Env  string `yaml:"env"`
 	File string `yaml:"file"`
 }
+
+// A route's early_media.
+const (
+	EarlyMediaRingback = "ringback"
+	EarlyMediaAnswer   = "answer"
+)
 
 const (
 	DefaultAPIVersion    = "v23.0"
@@ -222,12 +238,16 @@ func (c *Config) ApplyDefaults() {
 			t.Codecs = []string{"PCMU", "PCMA"}
 		}
 		def(&t.DTMF, "rfc4733")
+		def(&t.DTMFFallback, "info")
 	}
 	for i := range c.Numbers {
 		for j := range c.Numbers[i].Routes {
 			r := &c.Numbers[i].Routes[j]
 			if r.AnswerTimeout == 0 {
 				r.AnswerTimeout = DefaultAnswerTimeout
+			}
+			if r.EarlyMedia == "" {
+				r.EarlyMedia = EarlyMediaRingback
 			}
 			if r.Name == "" {
 				r.Name = fmt.Sprintf("%s#%d", c.Numbers[i].PhoneNumberID, j)
@@ -366,6 +386,11 @@ func (c *Config) Validate() error {
 		default:
 			bad(f+".dtmf", "%q is not rfc4733, info or inband", t.DTMF)
 		}
+		switch t.DTMFFallback {
+		case "info", "inband", "none":
+		default:
+			bad(f+".dtmf_fallback", "%q is not info, inband or none", t.DTMFFallback)
+		}
 	}
 	if len(c.Trunks) == 0 {
 		bad("trunks", "at least one trunk is needed")
@@ -394,6 +419,9 @@ func (c *Config) Validate() error {
 			}
 			if r.AnswerTimeout < time.Second || r.AnswerTimeout > 60*time.Second {
 				bad(rf+".answer_timeout", "%v must lie within 1s-60s (Meta gives up after about 60 s)", r.AnswerTimeout)
+			}
+			if r.EarlyMedia != EarlyMediaRingback && r.EarlyMedia != EarlyMediaAnswer {
+				bad(rf+".early_media", "%q is not ringback or answer", r.EarlyMedia)
 			}
 		}
 	}

@@ -223,26 +223,58 @@ const (
 	dialRing                         // rings until the INVITE is cancelled or times out
 	dialAnswerOnStop                 // rings; answers 200 just as the INVITE is cancelled
 	dialFail                         // a transport error, no response
+	dialEarly                        // 183 with SDP at once, then as dialAnswer (or code > 0: that final error)
 )
 
 type fakeDialer struct {
 	mode     dialMode
 	code     int
 	codec    sip.Codec
+	noDTMF   bool // the PBX's answer has no telephone-event
 	hold     gate
 	invited  chan sip.InviteRequest
 	pbx      chan *fakePBX
 	canceled atomic.Bool
+	// earlyOffered: the machine asked to hear of early media; early is
+	// the early media handed over (dialEarly).
+	earlyOffered atomic.Bool
+	early        chan *fakePBX
+	cause        atomic.Value // context.Cause of a cancelled INVITE (its CANCEL's Reason)
 }
 
-func (d *fakeDialer) Invite(ctx context.Context, r sip.InviteRequest) (pbxCall, error) {
+func (d *fakeDialer) Invite(ctx context.Context, r sip.InviteRequest, onEarly func(pbxMedia)) (pbxCall, error) {
 	d.invited <- r
+	d.earlyOffered.Store(onEarly != nil)
+	defer func() {
+		if cause := context.Cause(ctx); cause != nil {
+			d.cause.Store(cause)
+		}
+	}()
 	answer := func() (pbxCall, error) {
 		p := newFakePBX(d.codec)
+		p.noDTMF = d.noDTMF
 		d.pbx <- p
 		return p, nil
 	}
 	switch d.mode {
+	case dialEarly:
+		m := newFakePBX(d.codec)
+		m.noDTMF = d.noDTMF
+		if onEarly != nil {
+			onEarly(m)
+		}
+		d.early <- m
+		if err := d.hold.wait(ctx); err != nil {
+			_ = m.Close()
+			d.canceled.Store(true)
+			return nil, fmt.Errorf("sip: INVITE cancelled: %w", err)
+		}
+		if d.code > 0 {
+			_ = m.Close()
+			return nil, &sip.FinalError{Code: d.code, Reason: "Busy Here", Why: sip.Reason{Protocol: "Q.850", Cause: 17}}
+		}
+		d.pbx <- m // the answered call keeps the early media's socket
+		return m, nil
 	case dialReject:
 		return nil, &sip.FinalError{Code: d.code, Reason: "Busy Here"}
 	case dialFail:
@@ -274,6 +306,8 @@ type fakePBX struct {
 	reason    atomic.Value
 	byes      atomic.Int32
 	byeWhy    atomic.Value // the Reason header of our BYE
+	peerWhy   atomic.Value // the Reason header of the PBX's BYE
+	noDTMF    bool
 	mu        sync.Mutex
 	onMedia   func(sip.MediaChange)
 }
@@ -293,7 +327,16 @@ func (p *fakePBX) ReadPacket(b []byte) (int, error) { return p.talker.read(b, p.
 func (p *fakePBX) WritePacket([]byte) error         { return nil }
 func (p *fakePBX) CallID() string                   { return "sip-call-1" }
 func (p *fakePBX) Codec() sip.Codec                 { return p.codec }
-func (p *fakePBX) DTMFPayloadType() uint8           { return 101 }
+func (p *fakePBX) DTMFPayloadType() uint8 {
+	if p.noDTMF {
+		return 0
+	}
+	return 101
+}
+func (p *fakePBX) PeerReason() sip.Reason {
+	r, _ := p.peerWhy.Load().(sip.Reason)
+	return r
+}
 func (p *fakePBX) RemoteRTPAddr() *net.UDPAddr {
 	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
 }
@@ -336,3 +379,9 @@ func (p *fakePBX) reinvite(direction string) {
 
 // bye is the PBX hanging up.
 func (p *fakePBX) bye() { p.end("remote_bye") }
+
+// byeWith is the PBX hanging up with a Reason header.
+func (p *fakePBX) byeWith(why sip.Reason) {
+	p.peerWhy.Store(why)
+	p.end("remote_bye")
+}

@@ -15,7 +15,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
 	"github.com/wagateway/wagateway/whatsapp"
 	"github.com/wagateway/wagateway/whatsapp/webrtc"
@@ -49,10 +48,10 @@ type Gateway struct {
 	calls  sync.WaitGroup
 	once   sync.Once
 
-	rmu         sync.RWMutex                  // guards router, trunks, trunkPing and dtmf (SIGHUP reload swaps them)
-	trunkPing   map[string]bool               // trunk name → watched with OPTIONS
-	dtmf        map[string]rtpbridge.DTMFMode // trunk name → how digits cross to it
-	ops         *gatewayOps                   // metrics, call records, health, drain, admin (ops.go)
+	rmu         sync.RWMutex          // guards router, trunks, trunkPing and dtmf (SIGHUP reload swaps them)
+	trunkPing   map[string]bool       // trunk name → watched with OPTIONS
+	dtmf        map[string]dtmfPolicy // trunk name → how digits cross to it
+	ops         *gatewayOps           // metrics, call records, health, drain, admin (ops.go)
 	cancelCause context.CancelCauseFunc
 }
 

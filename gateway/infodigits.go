@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -11,12 +12,16 @@ import (
 const infoDigitDuration = 100 * time.Millisecond
 
 // infoSender sends the caller's digits to the PBX as SIP INFO (a trunk with
-// dtmf: info). The bridge reports digits on its media goroutine, which must
-// not wait for a SIP transaction: digits queue here and one goroutine per
-// call sends them in order.
+// dtmf: info, or its fallback). The bridge reports digits on its media
+// goroutine, which must not wait for a SIP transaction: digits queue here
+// and one goroutine per call sends them in order. INFO needs the dialog: a
+// call bridged on early media gets it with the PBX's 200 OK (attach), and
+// digits pressed before are dropped (RFC 6086 §4.2: no INFO before the
+// dialog is confirmed, unless the PBX supports 100rel).
 type infoSender struct {
-	queue chan rune
-	done  chan struct{}
+	queue  chan rune
+	done   chan struct{}
+	target atomic.Pointer[infoDigitSender]
 }
 
 // infoDigitSender is the PBX call as the sender uses it.
@@ -24,7 +29,7 @@ type infoDigitSender interface {
 	SendInfoDigit(ctx context.Context, digit rune, d time.Duration) error
 }
 
-func newInfoSender(sc infoDigitSender, enabled bool, log *zap.Logger) *infoSender {
+func newInfoSender(enabled bool, log *zap.Logger) *infoSender {
 	if !enabled {
 		return nil
 	}
@@ -32,6 +37,12 @@ func newInfoSender(sc infoDigitSender, enabled bool, log *zap.Logger) *infoSende
 	go func() {
 		defer close(s.done)
 		for d := range s.queue {
+			t := s.target.Load()
+			if t == nil {
+				log.Info("sip INFO digit dropped: the PBX has not answered yet", zap.String("digit", string(d)))
+				continue
+			}
+			sc := *t
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := sc.SendInfoDigit(ctx, d, infoDigitDuration); err != nil {
 				log.Warn("sip INFO digit failed", zap.String("digit", string(d)), zap.Error(err))
@@ -40,6 +51,13 @@ func newInfoSender(sc infoDigitSender, enabled bool, log *zap.Logger) *infoSende
 		}
 	}()
 	return s
+}
+
+// attach gives the sender the answered dialog to send INFO in.
+func (s *infoSender) attach(sc infoDigitSender) {
+	if s != nil {
+		s.target.Store(&sc)
+	}
 }
 
 // send queues a digit; a full queue (a caller far ahead of the PBX) drops it.

@@ -27,6 +27,7 @@ type metrics struct {
 	graphRequests  *prometheus.CounterVec
 	graphLatency   *prometheus.HistogramVec
 	sipFinal       *prometheus.CounterVec
+	pbxReasons     *prometheus.CounterVec
 	webhooks       *prometheus.CounterVec
 	packets        *prometheus.CounterVec
 	lost           *prometheus.CounterVec
@@ -69,6 +70,8 @@ func newMetrics() *metrics {
 		Buckets: []float64{0.05, 0.1, 0.2, 0.4, 0.8, 1.5, 3, 6, 12, 30}}, []string{"action"})
 	m.sipFinal = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "sip_invite_final_responses_total",
 		Help: "Final responses to the gateway's INVITEs by status code (200, 486, 503, …)."}, []string{"code"})
+	m.pbxReasons = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "sip_pbx_reasons_total",
+		Help: "Reason headers (RFC 3326) on the PBX's final responses and BYEs, by protocol (Q.850, SIP) and cause."}, []string{"protocol", "cause"})
 	m.webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "webhook_deliveries_total",
 		Help: "Webhook requests and events by result (accepted, duplicate, stale, bad_signature, malformed, ignored, verified, verify_failed)."}, []string{"result"})
 	dir := []string{"direction"}
@@ -149,7 +152,7 @@ func (m *metrics) watchSIP(stats func() sip.Stats) {
 
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.activeByCodec, m.calls, m.metaErrors, m.setupLatency,
-		m.graphRequests, m.graphLatency, m.sipFinal, m.webhooks, m.packets, m.lost, m.late, m.concealed,
+		m.graphRequests, m.graphLatency, m.sipFinal, m.pbxReasons, m.webhooks, m.packets, m.lost, m.late, m.concealed,
 		m.fecRecovered, m.jitter, m.digits, m.codecPaths, m.mos, m.callDuration, m.trunkUp, m.trunkPingRTT,
 		m.draining, m.records, m.recordsDropped, m.configReloads, m.adminRequests, m.stateErrors}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
 )
 
@@ -189,7 +188,7 @@ func (g *Gateway) flushLoop() {
 }
 
 // routing returns the routes and trunks in force (SIGHUP may replace them).
-func (g *Gateway) routing() (*Router, map[string]*sip.Trunk, map[string]rtpbridge.DTMFMode) {
+func (g *Gateway) routing() (*Router, map[string]*sip.Trunk, map[string]dtmfPolicy) {
 	g.rmu.RLock()
 	defer g.rmu.RUnlock()
 	return g.router, g.trunks, g.dtmf

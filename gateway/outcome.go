@@ -123,8 +123,9 @@ func outcomeOf(c endCause, bridged bool) (outcome, hangupBy string) {
 	return OutcomeFailed, byGateway // answer, Graph, INVITE or bridge failure
 }
 
-// byeReason is the Reason header (RFC 3326) of the BYE the gateway sends
-// the PBX when the call ends for c: Q.850 causes as telephony reads them.
+// byeReason is the Reason header (RFC 3326) of the BYE, or the CANCEL of a
+// PBX still ringing, the gateway sends when the call ends for c: Q.850
+// causes as telephony reads them.
 func byeReason(c endCause) sip.Reason {
 	switch c.kind {
 	case endCallerHungUp:
@@ -135,6 +136,8 @@ func byeReason(c endCause) sip.Reason {
 		return sip.Reason{Protocol: "Q.850", Cause: 41, Text: "gateway shutting down"}
 	case endMediaFailed:
 		return sip.Reason{Protocol: "Q.850", Cause: 41, Text: "whatsapp media connection failed"}
+	case endNoAnswer: // the INVITE's CANCEL
+		return sip.Reason{Protocol: "Q.850", Cause: 19, Text: "no answer"} // no answer from user (user alerted)
 	case endPBXMediaTimeout:
 		return sip.Reason{Protocol: "Q.850", Cause: 102, Text: "no RTP from the PBX"} // recovery on timer expiry
 	case endGraphFailed:

@@ -7,17 +7,16 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
 )
 
 // buildTrunks turns the trunk configs into SIP trunks with their
 // passwords, whether each is pinged, and each one's DTMF mode as the media
 // bridge takes it.
-func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[string]bool, map[string]rtpbridge.DTMFMode, error) {
+func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[string]bool, map[string]dtmfPolicy, error) {
 	trunks := make(map[string]*sip.Trunk, len(cfg.Trunks))
 	pinged := make(map[string]bool, len(cfg.Trunks))
-	dtmf := make(map[string]rtpbridge.DTMFMode, len(cfg.Trunks))
+	dtmf := make(map[string]dtmfPolicy, len(cfg.Trunks))
 	for _, tc := range cfg.Trunks {
 		t := &sip.Trunk{
 			Name: tc.Name, Address: tc.Address, Transport: tc.Transport,
@@ -27,9 +26,9 @@ func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[stri
 		if err := t.Validate(); err != nil {
 			return nil, nil, nil, fmt.Errorf("trunk %q: %w", tc.Name, err)
 		}
-		mode, err := rtpbridge.ParseDTMFMode(tc.DTMF)
+		mode, err := parseDTMFPolicy(tc.DTMF, tc.DTMFFallback)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("trunk %q: dtmf: %w", tc.Name, err)
+			return nil, nil, nil, fmt.Errorf("trunk %q: %w", tc.Name, err)
 		}
 		trunks[tc.Name], pinged[tc.Name], dtmf[tc.Name] = t, tc.optionsPing(), mode
 	}

@@ -12,6 +12,7 @@ type Route struct {
 	Trunk         string
 	Destination   string
 	AnswerTimeout time.Duration
+	AnswerEarly   bool // early_media: answer
 }
 
 // Router picks a route by business number, then by cta_payload and
@@ -37,7 +38,8 @@ func (r *Router) RouteFor(phoneNumberID, ctaPayload, deeplinkPayload string) (Ro
 	}
 	for _, rc := range routes {
 		if matchPayload(rc.CTAPayload, ctaPayload) && matchPayload(rc.DeeplinkPayload, deeplinkPayload) {
-			return Route{Name: rc.Name, Trunk: rc.Trunk, Destination: rc.Destination, AnswerTimeout: rc.AnswerTimeout}, nil
+			return Route{Name: rc.Name, Trunk: rc.Trunk, Destination: rc.Destination, AnswerTimeout: rc.AnswerTimeout,
+				AnswerEarly: rc.EarlyMedia == EarlyMediaAnswer}, nil
 		}
 	}
 	return Route{}, fmt.Errorf("no route of number %q matches cta_payload %q deeplink_payload %q", phoneNumberID, ctaPayload, deeplinkPayload)

@@ -48,22 +48,34 @@ type graphActions interface {
 }
 
 // pbxDialer places an INVITE; it returns once the PBX answered (a call) or
-// gave a final error (*sip.FinalError), or ctx ended it (CANCEL).
+// gave a final error (*sip.FinalError), or ctx ended it (CANCEL; the
+// ctx's cause may be a *sip.CancelCause giving its Reason). onEarly, if
+// not nil, is told of the PBX's early media (a 183 with SDP) on the
+// INVITE's goroutine.
 type pbxDialer interface {
-	Invite(ctx context.Context, r sip.InviteRequest) (pbxCall, error)
+	Invite(ctx context.Context, r sip.InviteRequest, onEarly func(pbxMedia)) (pbxCall, error)
+}
+
+// pbxMedia is the PBX's RTP stream as the bridge takes it: an answered
+// call's, or before its answer the early media of its 183 (which becomes
+// the answered call's).
+type pbxMedia interface {
+	rtpbridge.PacketReader
+	rtpbridge.PacketWriter
+	Codec() sip.Codec
+	DTMFPayloadType() uint8
+	RemoteRTPAddr() *net.UDPAddr
 }
 
 // pbxCall is an answered SIP dialog with its RTP socket.
 type pbxCall interface {
-	rtpbridge.PacketReader
-	rtpbridge.PacketWriter
+	pbxMedia
 	CallID() string
-	Codec() sip.Codec
-	DTMFPayloadType() uint8
-	RemoteRTPAddr() *net.UDPAddr
 	// Done is closed when the dialog ends from the PBX's side (BYE).
 	Done() <-chan struct{}
 	EndReason() string
+	// PeerReason is the Reason header of the PBX's BYE (zero if none).
+	PeerReason() sip.Reason
 	Hangup(ctx context.Context) error // BYE
 	// HangupWithReason is Hangup with a Reason header (RFC 3326).
 	HangupWithReason(ctx context.Context, why sip.Reason) error
@@ -87,7 +99,10 @@ func (a mediaAnswerer) Answer(ctx context.Context, offer string, log *zap.Logger
 // uaDialer adapts sip.UA.
 type uaDialer struct{ ua *sip.UA }
 
-func (d uaDialer) Invite(ctx context.Context, r sip.InviteRequest) (pbxCall, error) {
+func (d uaDialer) Invite(ctx context.Context, r sip.InviteRequest, onEarly func(pbxMedia)) (pbxCall, error) {
+	if onEarly != nil {
+		r.OnEarlyMedia = func(m *sip.EarlyMedia) { onEarly(m) }
+	}
 	c, err := d.ua.Invite(ctx, r)
 	if err != nil {
 		return nil, err
