@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,43 +65,71 @@ const (
 )
 
 type iceTx struct {
-	pair icePair
-	kind txKind
-	sent time.Time
+	pair        icePair
+	kind        txKind
+	controlling bool // the role the check claimed: a 487 answer turns on it (RFC 8445 §7.2.5.1)
+	sent        time.Time
 }
+
+// iceStats counts what an agent sent and what came back, for the log when
+// no pair is found.
+type iceStats struct {
+	checksSent      int
+	answersOK       int // success responses with the caller's integrity
+	answersConflict int // 487 Role Conflict with it
+	answersError    int // other error responses with it
+	answersIgnored  int // from another address, without the integrity, or too late
+	checksReceived  int // the caller's checks with our integrity
+	conflictsSent   int // of them answered 487 (RFC 8445 §7.3.1.1)
+	roleSwitches    int
+}
+
+// roleConflict is the ERROR-CODE of a 487 answer (RFC 8445 §7.3.1.1).
+var roleConflict = stun.ErrorCodeAttribute{Code: stun.CodeRoleConflict, Reason: []byte("Role Conflict")}
 
 // iceAgent is one call's full ICE agent (RFC 8445). Against Meta's
 // ICE-lite offer it is controlling (§6.1.1) and nominates regularly
 // (§8.1.1): a check, and once it is answered the same pair again with
 // USE-CANDIDATE. Against a full agent's offer (a browser) it is controlled
 // and takes the pair the offerer nominates, and a later nomination too.
-// Controlling, it never changes the selected pair (no ICE restart). Consent
-// is kept with a check every few seconds (RFC 7675).
+// When the caller claims the same role, the tie-breakers decide who
+// switches (§7.3.1.1, §7.2.5.1): a browser given a lite-marked offer
+// controls too. Controlling, it never changes the selected pair (no ICE
+// restart). Consent is kept with a check every few seconds (RFC 7675).
 type iceAgent struct {
 	leg                    *Leg
 	mux                    *legMux
 	localUfrag, localPwd   string
 	remoteUfrag, remotePwd string
-	controlling            bool
-	tieBreaker             uint64
-	timing                 iceTiming
-	pairs                  []icePair
-	onSelected             func(icePair)
-	onSwitched             func(icePair)
-	log                    *zap.Logger
+	// The passwords as MESSAGE-INTEGRITY keys, made once (each conversion
+	// allocates): ours checks the caller's checks and signs our answers,
+	// the caller's signs our checks and checks its answers (§7.2.2, §7.3).
+	localKey, remoteKey stun.MessageIntegrity
+	timing              iceTiming
+	pairs               []icePair
+	onSelected          func(icePair)
+	onSwitched          func(icePair)
+	log                 *zap.Logger
 
-	mu          sync.Mutex
+	mu sync.Mutex
+	// The role and the tie-breaker may change on a conflict (§7.2.5.1,
+	// §7.3.1.1, §16.1): read and set under mu, like the rest.
+	controlling bool
+	tieBreaker  uint64
 	pending     map[[stun.TransactionIDSize]byte]iceTx
+	triggered   []icePair // pairs to check next, ahead of the round (§6.1.4.1's triggered-check queue)
 	nominating  *icePair
 	selected    *icePair
 	lastAnswer  time.Time // the last answer on the selected pair
 	consent     *time.Timer
 	stopped     bool
-	checksSent  int
-	checksFound int
+	stats       iceStats
 }
 
-func newICEAgent(l *Leg, mux *legMux, o *offer, socks []*iceSocket, timing iceTiming, log *zap.Logger) *iceAgent {
+// newICEAgent makes the agent for offer o; tieBreaker, when not nil, gives
+// its first tie-breaker (tests), else it is random (RFC 8445 §16.1: 64
+// bits).
+func newICEAgent(l *Leg, mux *legMux, o *offer, socks []*iceSocket, timing iceTiming, tieBreaker func() uint64, log *zap.Logger) *iceAgent {
 	a := &iceAgent{
 		timing:      timing,
 		leg:         l,
@@ -114,6 +143,11 @@ func newICEAgent(l *Leg, mux *legMux, o *offer, socks []*iceSocket, timing iceTi
 		pending:     map[[stun.TransactionIDSize]byte]iceTx{},
 		log:         log,
 	}
+	if tieBreaker != nil {
+		a.tieBreaker = tieBreaker()
+	}
+	a.localKey = stun.NewShortTermIntegrity(a.localPwd)
+	a.remoteKey = stun.NewShortTermIntegrity(a.remotePwd)
 	for _, r := range o.candidates {
 		for _, s := range socks {
 			if s.local.Addr().Is4() == r.Addr().Is4() {
@@ -124,8 +158,15 @@ func newICEAgent(l *Leg, mux *legMux, o *offer, socks []*iceSocket, timing iceTi
 	return a
 }
 
-// run sends checks at Ta, round the pairs, until a pair is selected, the
-// leg closes or the time is up.
+// isControlling is the agent's role now.
+func (a *iceAgent) isControlling() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.controlling
+}
+
+// run sends checks at Ta, a triggered one first, else round the pairs,
+// until a pair is selected, the leg closes or the time is up.
 func (a *iceAgent) run(closed <-chan struct{}) error {
 	if len(a.pairs) == 0 {
 		return errors.New("webrtc: no remote candidate of an address family we listen on")
@@ -141,9 +182,14 @@ func (a *iceAgent) run(closed <-chan struct{}) error {
 			return nil
 		}
 		a.prune(time.Now())
-		if a.nominating != nil {
+		switch {
+		case a.nominating != nil:
 			a.sendLocked(*a.nominating, txNominate)
-		} else {
+		case len(a.triggered) > 0:
+			p := a.triggered[0]
+			a.triggered = append(a.triggered[:0], a.triggered[1:]...)
+			a.sendLocked(p, txCheck)
+		default:
 			a.sendLocked(a.pairs[i%len(a.pairs)], txCheck)
 		}
 		a.mu.Unlock()
@@ -153,16 +199,30 @@ func (a *iceAgent) run(closed <-chan struct{}) error {
 			return nil
 		case <-deadline.C:
 			a.mu.Lock()
-			sent, found := a.checksSent, a.checksFound
+			st, controlling := a.stats, a.controlling
 			a.mu.Unlock()
-			a.log.Warn("webrtc: ICE found no working pair", zap.Int("checks_sent", sent), zap.Int("answers", found),
-				zap.Int("pairs", len(a.pairs)), zap.Bool("controlling", a.controlling))
-			return errors.New("webrtc: ICE failed: no answer from the caller's candidates")
+			a.log.Warn("webrtc: ICE found no working pair",
+				zap.Int("pairs", len(a.pairs)), zap.Bool("controlling", controlling),
+				zap.Int("checks_sent", st.checksSent),
+				zap.Int("answers_success", st.answersOK),
+				zap.Int("answers_role_conflict", st.answersConflict),
+				zap.Int("answers_error", st.answersError),
+				zap.Int("answers_ignored", st.answersIgnored),
+				zap.Int("checks_received", st.checksReceived),
+				zap.Int("role_conflicts_sent", st.conflictsSent),
+				zap.Int("role_switches", st.roleSwitches))
+			if st.answersOK+st.answersConflict+st.answersError+st.checksReceived == 0 {
+				return errors.New("webrtc: ICE failed: no answer from the caller's candidates")
+			}
+			return fmt.Errorf("webrtc: ICE failed: no pair selected in %v (%d checks sent; answers: %d success, %d role conflict, %d other errors; %d checks received)",
+				a.timing.connectTimeout, st.checksSent, st.answersOK, st.answersConflict, st.answersError, st.checksReceived)
 		}
 	}
 }
 
-// sendLocked sends one Binding request on p (a.mu held).
+// sendLocked sends one Binding request on p (a.mu held) claiming the role
+// the agent has now (RFC 8445 §7.1.3): controlled, never USE-CANDIDATE
+// (§7.1.2).
 func (a *iceAgent) sendLocked(p icePair, kind txKind) {
 	setters := []stun.Setter{
 		stun.TransactionID, stun.BindingRequest,
@@ -177,15 +237,15 @@ func (a *iceAgent) sendLocked(p icePair, kind txKind) {
 	} else {
 		setters = append(setters, ice.AttrControlled(a.tieBreaker))
 	}
-	setters = append(setters, stun.NewShortTermIntegrity(a.remotePwd), stun.Fingerprint)
+	setters = append(setters, a.remoteKey, stun.Fingerprint)
 	m, err := stun.Build(setters...)
 	if err != nil {
 		a.log.Error("webrtc: build ICE check", zap.Error(err))
 		return
 	}
-	a.pending[m.TransactionID] = iceTx{pair: p, kind: kind, sent: time.Now()}
+	a.pending[m.TransactionID] = iceTx{pair: p, kind: kind, controlling: a.controlling, sent: time.Now()}
 	a.mux.addTx(m.TransactionID, a.leg)
-	a.checksSent++
+	a.stats.checksSent++
 	if err := p.sock.writeTo(m.Raw, p.remote); err != nil {
 		a.log.Debug("webrtc: send ICE check", zap.String("remote", p.remote.String()), zap.Error(err))
 	}
@@ -208,24 +268,31 @@ func (a *iceAgent) handleResponse(s *iceSocket, m *stun.Message, src netip.AddrP
 	defer a.mu.Unlock()
 	tx, ok := a.pending[m.TransactionID]
 	if !ok {
+		a.stats.answersIgnored++ // too late: already forgotten
 		return
 	}
 	delete(a.pending, m.TransactionID)
-	// The answer must come from where the check went (RFC 8445
-	// §7.2.5.2.1) and carry the peer's password's integrity.
-	if tx.pair.sock != s || tx.pair.remote != src {
+	// Any answer, error responses too, counts only if it comes from where
+	// the check went (RFC 8445 §7.2.5.2.1) and carries the caller's
+	// password's integrity (§7.2.5, RFC 8489 §9.1.4: else as if never
+	// received): a forged 487 must not turn our role.
+	if tx.pair.sock != s || tx.pair.remote != src || a.remoteKey.Check(m) != nil {
+		a.stats.answersIgnored++
 		return
 	}
 	if m.Type.Class == stun.ClassErrorResponse {
 		var code stun.ErrorCodeAttribute
 		_ = code.GetFrom(m)
+		if code.Code == stun.CodeRoleConflict {
+			a.stats.answersConflict++
+			a.roleConflictAnswerLocked(tx)
+			return
+		}
+		a.stats.answersError++
 		a.log.Debug("webrtc: ICE check refused", zap.String("remote", src.String()), zap.Int("code", int(code.Code)))
 		return
 	}
-	if stun.NewShortTermIntegrity(a.remotePwd).Check(m) != nil {
-		return
-	}
-	a.checksFound++
+	a.stats.answersOK++
 	switch tx.kind {
 	case txCheck:
 		if a.controlling && a.nominating == nil && a.selected == nil {
@@ -234,7 +301,10 @@ func (a *iceAgent) handleResponse(s *iceSocket, m *stun.Message, src netip.AddrP
 			a.sendLocked(p, txNominate)
 		}
 	case txNominate:
-		a.selectLocked(tx.pair)
+		// Controlled since (a conflict), the caller nominates: not this.
+		if a.controlling {
+			a.selectLocked(tx.pair)
+		}
 	case txConsent:
 		if a.selected != nil && *a.selected == tx.pair {
 			a.lastAnswer = time.Now()
@@ -242,22 +312,63 @@ func (a *iceAgent) handleResponse(s *iceSocket, m *stun.Message, src netip.AddrP
 	}
 }
 
+// roleConflictAnswerLocked takes a 487 to one of our checks (RFC 8445
+// §7.2.5.1): the agent takes the role opposite to the one the check
+// claimed, unless an earlier answer or check turned it already, and checks
+// the pair again (the triggered-check queue, paced at Ta like the rest,
+// §6.1.4.2, so a peer answering 487 to everything cannot make a storm). After a 487 the
+// tie-breaker changes (§16.1).
+func (a *iceAgent) roleConflictAnswerLocked(tx iceTx) {
+	if a.controlling == tx.controlling {
+		a.switchRoleLocked(!tx.controlling, "the caller answered 487 Role Conflict")
+	}
+	a.tieBreaker = rand.Uint64()
+	if a.selected == nil && !a.stopped && !slices.Contains(a.triggered, tx.pair) {
+		a.triggered = append(a.triggered, tx.pair)
+	} // selected, the next consent check claims the new role
+}
+
+// switchRoleLocked sets the agent's role. Controlled, it nominates nothing
+// (§8.1.1 is the controlling agent's); controlling, it nominates once one
+// of its checks is answered. Pair priorities, which §7.3.1.1 would have
+// recomputed, play no part here: every pair is checked in offer order.
+func (a *iceAgent) switchRoleLocked(controlling bool, why string) {
+	a.controlling = controlling
+	a.nominating = nil
+	a.stats.roleSwitches++
+	if a.stats.roleSwitches == 1 { // once a call: a peer that keeps conflicting shows in the failure log's count
+		a.log.Debug("webrtc: ICE role switched", zap.Bool("controlling", controlling), zap.String("why", why))
+	}
+}
+
 // handleRequest answers a check made with our credentials (RFC 8445
-// §7.3); controlled, a check with USE-CANDIDATE selects its pair.
+// §7.3) after settling a role conflict (§7.3.1.1); controlled, a check
+// with USE-CANDIDATE selects its pair.
 func (a *iceAgent) handleRequest(s *iceSocket, m *stun.Message, src netip.AddrPort) {
-	integrity := stun.NewShortTermIntegrity(a.localPwd)
-	if integrity.Check(m) != nil || stun.Fingerprint.Check(m) != nil {
+	if a.localKey.Check(m) != nil || stun.Fingerprint.Check(m) != nil {
 		return
 	}
-	resp, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID), stun.BindingSuccess,
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stats.checksReceived++
+	var resp *stun.Message
+	var err error
+	if a.keepRoleLocked(m) {
+		a.stats.conflictsSent++
+		resp, err = stun.Build(stun.NewTransactionIDSetter(m.TransactionID), stun.BindingError,
+			roleConflict, a.localKey, stun.Fingerprint)
+		if err == nil {
+			_ = s.writeTo(resp.Raw, src)
+		}
+		return // not processed any further (§7.3.1.1)
+	}
+	resp, err = stun.Build(stun.NewTransactionIDSetter(m.TransactionID), stun.BindingSuccess,
 		&stun.XORMappedAddress{IP: src.Addr().AsSlice(), Port: int(src.Port())},
-		integrity, stun.Fingerprint)
+		a.localKey, stun.Fingerprint)
 	if err != nil {
 		return
 	}
 	_ = s.writeTo(resp.Raw, src)
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	p := icePair{sock: s, remote: src}
 	if a.selected != nil && *a.selected == p {
 		a.lastAnswer = time.Now() // the peer's consent checks show it is there too
@@ -277,6 +388,33 @@ func (a *iceAgent) handleRequest(s *iceSocket, m *stun.Message, src netip.AddrPo
 			a.onSwitched(p)
 		}
 	}
+}
+
+// keepRoleLocked settles the conflict of a check claiming our role (RFC
+// 8445 §7.3.1.1): the larger tie-breaker controls, ours winning a tie. It
+// is true when we keep our role and the check is to be answered 487; the
+// agent switches role when the caller's tie-breaker wins.
+func (a *iceAgent) keepRoleLocked(m *stun.Message) bool {
+	if a.controlling {
+		var theirs ice.AttrControlling
+		if theirs.GetFrom(m) != nil {
+			return false // ICE-CONTROLLED, or neither (RFC 5245 peers): no conflict
+		}
+		if a.tieBreaker >= uint64(theirs) {
+			return true
+		}
+		a.switchRoleLocked(false, "the caller's check claims control with a larger tie-breaker")
+		return false
+	}
+	var theirs ice.AttrControlled
+	if theirs.GetFrom(m) != nil {
+		return false
+	}
+	if a.tieBreaker >= uint64(theirs) {
+		a.switchRoleLocked(true, "the caller's check claims the controlled role with a smaller tie-breaker")
+		return false
+	}
+	return true
 }
 
 // selectLocked fixes the pair for the rest of the call and starts consent

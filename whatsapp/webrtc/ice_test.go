@@ -42,7 +42,7 @@ func TestICEControllingNominatesAgainstLiteOffer(t *testing.T) {
 	m := newLoopbackMedia(t)
 	peer := newICEPeer(t, nil)
 	leg := answerOffer(t, m, testOffer(true, peerUfrag, peerPwd, peer.addr))
-	if !leg.ice.controlling {
+	if !leg.ice.isControlling() {
 		t.Fatal("not controlling against an ICE-lite offer")
 	}
 
@@ -99,7 +99,7 @@ func TestICEControlledHonoursUseCandidate(t *testing.T) {
 	m := newLoopbackMedia(t)
 	peer := newICEPeer(t, nil)
 	leg := answerOffer(t, m, testOffer(false, peerUfrag, peerPwd, peer.addr))
-	if leg.ice.controlling {
+	if leg.ice.isControlling() {
 		t.Fatal("controlling against a full agent's offer")
 	}
 	local := m.sockets[0].local

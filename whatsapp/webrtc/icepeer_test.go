@@ -26,6 +26,7 @@ type icePeer struct {
 	in   chan peerDatagram
 
 	autoAnswer  atomic.Bool
+	autoRefuse  atomic.Bool  // answer every check 487 Role Conflict instead
 	checks      atomic.Int64 // Binding requests received
 	nominations atomic.Int64 // of them with USE-CANDIDATE
 	dtls        atomic.Int64 // DTLS records received (RFC 7983: 20-63)
@@ -76,7 +77,10 @@ func (p *icePeer) readLoop(done chan<- struct{}) {
 			if m.Contains(stun.AttrUseCandidate) {
 				p.nominations.Add(1)
 			}
-			if p.autoAnswer.Load() {
+			switch {
+			case p.autoRefuse.Load():
+				p.refuse(m, from, p.pwdFor(m), stun.CodeRoleConflict)
+			case p.autoAnswer.Load():
 				p.answer(m, from, p.pwdFor(m))
 			}
 		}
@@ -166,6 +170,28 @@ func (p *icePeer) answerFrom(conn *net.UDPConn, req *stun.Message, to netip.Addr
 	}
 }
 
+// refuse sends an error response to req with ERROR-CODE code, with the
+// integrity of pwd, or none when pwd is empty.
+func (p *icePeer) refuse(req *stun.Message, to netip.AddrPort, pwd string, code stun.ErrorCode) {
+	p.refuseFrom(p.conn, req, to, pwd, code)
+}
+
+func (p *icePeer) refuseFrom(conn *net.UDPConn, req *stun.Message, to netip.AddrPort, pwd string, code stun.ErrorCode) {
+	setters := []stun.Setter{stun.NewTransactionIDSetter(req.TransactionID), stun.BindingError,
+		stun.ErrorCodeAttribute{Code: code, Reason: []byte("Role Conflict")}}
+	if pwd != "" {
+		setters = append(setters, stun.NewShortTermIntegrity(pwd))
+	}
+	resp, err := stun.Build(append(setters, stun.Fingerprint)...)
+	if err != nil {
+		p.t.Errorf("build error response: %v", err)
+		return
+	}
+	if _, err := conn.WriteToUDPAddrPort(resp.Raw, to); err != nil {
+		p.t.Errorf("send error response: %v", err)
+	}
+}
+
 // check sends a Binding request of the caller (a controlling full agent)
 // to our agent with the given credentials, USE-CANDIDATE if nominate, and
 // returns its transaction.
@@ -177,11 +203,27 @@ func (p *icePeer) check(to netip.AddrPort, localUfrag, pwd string, nominate bool
 // checkAs is check for the call whose caller's ufrag is remoteUfrag.
 func (p *icePeer) checkAs(to netip.AddrPort, localUfrag, remoteUfrag, pwd string, nominate bool) [stun.TransactionIDSize]byte {
 	p.t.Helper()
+	return p.sendCheck(to, localUfrag+":"+remoteUfrag, pwd, ice.AttrControlling(0x0102030405060708), nominate)
+}
+
+// checkRole is check claiming the given role with the given tie-breaker
+// (RFC 8445 §7.3.1.1's conflicts).
+func (p *icePeer) checkRole(to netip.AddrPort, localUfrag, pwd string, controlling bool, tieBreaker uint64, nominate bool) [stun.TransactionIDSize]byte {
+	p.t.Helper()
+	var role stun.Setter = ice.AttrControlled(tieBreaker)
+	if controlling {
+		role = ice.AttrControlling(tieBreaker)
+	}
+	return p.sendCheck(to, localUfrag+":"+peerUfrag, pwd, role, nominate)
+}
+
+func (p *icePeer) sendCheck(to netip.AddrPort, username, pwd string, role stun.Setter, nominate bool) [stun.TransactionIDSize]byte {
+	p.t.Helper()
 	setters := []stun.Setter{
 		stun.TransactionID, stun.BindingRequest,
-		stun.NewUsername(localUfrag + ":" + remoteUfrag),
+		stun.NewUsername(username),
 		ice.PriorityAttr(0x6e7fffff),
-		ice.AttrControlling(0x0102030405060708),
+		role,
 	}
 	if nominate {
 		setters = append(setters, ice.UseCandidate())

@@ -115,7 +115,7 @@ func (m *Media) Answer(ctx context.Context, offerSDP string, log *zap.Logger) (*
 		closed:    make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 	}
-	l.ice = newICEAgent(l, m.mux, o, m.sockets, m.timing, log)
+	l.ice = newICEAgent(l, m.mux, o, m.sockets, m.timing, m.tieBreaker, log)
 	if len(l.ice.pairs) == 0 {
 		return nil, errors.New("webrtc: the offer has no candidate of an address family we listen on")
 	}

@@ -126,8 +126,8 @@ func TestLegWithPion(t *testing.T) {
 				}
 			})
 			leg := callPion(t, m, pc)
-			if leg.ice.controlling != c.lite {
-				t.Errorf("controlling = %v against a lite=%v offer", leg.ice.controlling, c.lite)
+			if leg.ice.isControlling() != c.lite {
+				t.Errorf("controlling = %v against a lite=%v offer", leg.ice.isControlling(), c.lite)
 			}
 			if leg.OpusPayloadType() != c.opusPT || leg.DTMFPayloadType() != c.dtmfPT {
 				t.Fatalf("negotiated opus %d, dtmf %d; the offer has %d, %d",

@@ -41,7 +41,8 @@ type Media struct {
 	advertised []netip.Addr // per socket: the address put in our candidates
 	mux        *legMux
 	cert       *dtlssrtp.Certificate
-	timing     iceTiming // every leg's ICE agent's
+	timing     iceTiming     // every leg's ICE agent's
+	tieBreaker func() uint64 // every ICE agent's tie-breaker (tests fix it); nil: random
 	log        *zap.Logger
 	listen     []net.Addr
 }
