@@ -21,7 +21,7 @@ type trunkMonitor struct {
 	cfg  HealthConfig
 	log  *zap.Logger
 	m    *metrics
-	ping func(ctx context.Context, t *sip.Trunk) (int, error)
+	ping func(ctx context.Context, t *sip.Trunk) (sip.OptionsResult, error)
 
 	mu     sync.Mutex
 	states map[string]*trunkState
@@ -97,13 +97,13 @@ func (tm *trunkMonitor) loop(ctx context.Context, name string, t *sip.Trunk) {
 	for {
 		pctx, cancel := context.WithTimeout(ctx, tm.cfg.OptionsTimeout)
 		start := time.Now()
-		code, err := tm.ping(pctx, t)
+		res, err := tm.ping(pctx, t)
 		rtt := time.Since(start)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		tm.result(name, code, rtt, err)
+		tm.result(name, res.Code, rtt, err)
 		select {
 		case <-ctx.Done():
 			return
