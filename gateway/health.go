@@ -17,11 +17,14 @@ import (
 // trunkMonitor pings each trunk with SIP OPTIONS. A trunk whose pings go
 // unanswered DownAfter times in a row is down until it answers again; new
 // calls routed to it are rejected at once instead of ringing into nothing.
+// A digest challenge (401/407) is an answer: the PBX is alive. The UA
+// answers it with the trunk's credentials if it has some; credentials the
+// trunk refuses keep it up but set auth_failed, since its calls fail too.
 type trunkMonitor struct {
 	cfg  HealthConfig
 	log  *zap.Logger
 	m    *metrics
-	ping func(ctx context.Context, t *sip.Trunk) (int, error)
+	ping func(ctx context.Context, t *sip.Trunk) (sip.OptionsResult, error)
 
 	mu     sync.Mutex
 	states map[string]*trunkState
@@ -40,6 +43,12 @@ type trunkState struct {
 	LastRTTms   float64   `json:"last_rtt_ms,omitempty"`
 	Since       time.Time `json:"since"` // of the current up/down state
 	LastChecked time.Time `json:"last_checked,omitzero"`
+	// AuthFailed: the trunk challenges OPTIONS and refuses its credentials
+	// (challenged again), or its challenge cannot be answered. It is still
+	// up (it answers), but calls to it will fail the same way.
+	AuthFailed bool `json:"auth_failed,omitempty"`
+
+	auth sip.OptionsAuth // how the last answered ping's challenge went
 }
 
 func newTrunkMonitor(cfg HealthConfig, log *zap.Logger, m *metrics) *trunkMonitor {
@@ -65,12 +74,18 @@ func (tm *trunkMonitor) run(trunks map[string]*sip.Trunk, pinged map[string]bool
 		if states[name] == nil {
 			tm.m.trunkUp.DeleteLabelValues(name)
 			tm.m.trunkPingRTT.DeleteLabelValues(name)
+			tm.m.trunkAuthFail.DeleteLabelValues(name)
 		}
+	}
+	authFailed := make(map[string]bool, len(states))
+	for name, st := range states {
+		authFailed[name] = st.AuthFailed
 	}
 	tm.states = states
 	tm.mu.Unlock()
 	for name, t := range trunks {
 		tm.m.trunkUp.WithLabelValues(name).Set(1)
+		tm.m.trunkAuthFail.WithLabelValues(name).Set(b2f(authFailed[name]))
 		if !pinged[name] {
 			continue
 		}
@@ -97,13 +112,13 @@ func (tm *trunkMonitor) loop(ctx context.Context, name string, t *sip.Trunk) {
 	for {
 		pctx, cancel := context.WithTimeout(ctx, tm.cfg.OptionsTimeout)
 		start := time.Now()
-		code, err := tm.ping(pctx, t)
+		res, err := tm.ping(pctx, t)
 		rtt := time.Since(start)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		tm.result(name, code, rtt, err)
+		tm.result(name, t.Username, res, rtt, err)
 		select {
 		case <-ctx.Done():
 			return
@@ -112,7 +127,10 @@ func (tm *trunkMonitor) loop(ctx context.Context, name string, t *sip.Trunk) {
 	}
 }
 
-func (tm *trunkMonitor) result(name string, code int, rtt time.Duration, err error) {
+// result takes one ping's outcome; user is the trunk's username (for the
+// log of refused credentials; the password is never logged).
+func (tm *trunkMonitor) result(name, user string, res sip.OptionsResult, rtt time.Duration, err error) {
+	code := res.Code
 	tm.mu.Lock()
 	st := tm.states[name]
 	if st == nil {
@@ -120,11 +138,13 @@ func (tm *trunkMonitor) result(name string, code int, rtt time.Duration, err err
 		return
 	}
 	st.LastChecked = time.Now()
-	wasUp := st.Up
+	wasUp, prevAuth := st.Up, st.auth
 	if err == nil {
 		st.Answered, st.Failures, st.LastCode, st.LastError = true, 0, code, ""
 		st.LastRTTms = round2(float64(rtt) / float64(time.Millisecond))
 		st.Up = true
+		st.auth = res.Auth
+		st.AuthFailed = authFailed(res.Auth)
 	} else {
 		st.Failures++
 		st.LastError = err.Error()
@@ -140,6 +160,10 @@ func (tm *trunkMonitor) result(name string, code int, rtt time.Duration, err err
 
 	if err == nil {
 		tm.m.trunkPingRTT.WithLabelValues(name).Set(rtt.Seconds())
+		tm.m.trunkAuthFail.WithLabelValues(name).Set(b2f(authFailed(res.Auth)))
+		if res.Auth != prevAuth {
+			tm.logAuth(name, user, prevAuth, res)
+		}
 	}
 	if up {
 		tm.m.trunkUp.WithLabelValues(name).Set(1)
@@ -155,6 +179,46 @@ func (tm *trunkMonitor) result(name string, code int, rtt time.Duration, err err
 	case err != nil:
 		tm.log.Debug("trunk OPTIONS unanswered", zap.String("trunk", name), zap.Int("failures", failures), zap.Error(err))
 	}
+}
+
+func authFailed(a sip.OptionsAuth) bool {
+	return a == sip.OptionsAuthRefused || a == sip.OptionsAuthUnanswerable
+}
+
+// logAuth logs a change in how the trunk's OPTIONS challenge goes, once per
+// change rather than every ping. Refused credentials are a warning: calls
+// to the trunk will be refused as well.
+func (tm *trunkMonitor) logAuth(name, user string, prev sip.OptionsAuth, res sip.OptionsResult) {
+	log := tm.log.With(zap.String("trunk", name), zap.Int("code", res.Code))
+	switch res.Auth {
+	case sip.OptionsAuthNoCredentials:
+		log.Debug("trunk OPTIONS challenged, no credentials configured: counted as up, a challenge shows the PBX is alive")
+	case sip.OptionsAuthRefused:
+		log.Warn("trunk refuses the credentials (wrong username/password?): OPTIONS challenged again after answering with them; counted as up, but calls to it will fail too",
+			zap.String("username", user))
+	case sip.OptionsAuthUnanswerable:
+		log.Warn("trunk OPTIONS challenge cannot be answered: counted as up, but calls to it may fail too",
+			zap.String("username", user), zap.String("error", res.Detail))
+	case sip.OptionsAuthAccepted:
+		if authFailed(prev) {
+			log.Info("trunk accepts the credentials again: OPTIONS answered after the digest challenge")
+		} else {
+			log.Debug("trunk OPTIONS challenged and answered with the trunk's credentials")
+		}
+	default:
+		if authFailed(prev) {
+			log.Info("trunk no longer challenges OPTIONS")
+		} else {
+			log.Debug("trunk no longer challenges OPTIONS")
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // down says whether calls to the trunk must be rejected, and why.

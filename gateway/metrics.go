@@ -40,6 +40,7 @@ type metrics struct {
 	mos            prometheus.Histogram
 	trunkUp        *prometheus.GaugeVec
 	trunkPingRTT   *prometheus.GaugeVec
+	trunkAuthFail  *prometheus.GaugeVec
 	draining       prometheus.Gauge
 	records        *prometheus.CounterVec
 	callDuration   prometheus.Histogram
@@ -102,6 +103,8 @@ func newMetrics() *metrics {
 		Help: "1 when the trunk answers SIP OPTIONS (or is not pinged), 0 when it is marked down."}, []string{"trunk"})
 	m.trunkPingRTT = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "trunk_options_rtt_seconds",
 		Help: "Round trip of the last answered OPTIONS ping."}, []string{"trunk"})
+	m.trunkAuthFail = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "trunk_auth_failed",
+		Help: "1 when the trunk refuses the credentials answering its OPTIONS digest challenge (or the challenge cannot be answered); calls to it fail too."}, []string{"trunk"})
 	m.draining = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "draining",
 		Help: "1 while the gateway drains (SIGTERM): new calls are rejected."})
 	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "call_records_total",
@@ -154,6 +157,7 @@ func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.activeByCodec, m.calls, m.metaErrors, m.setupLatency,
 		m.graphRequests, m.graphLatency, m.sipFinal, m.pbxReasons, m.webhooks, m.packets, m.lost, m.late, m.concealed,
 		m.fecRecovered, m.jitter, m.digits, m.codecPaths, m.mos, m.callDuration, m.trunkUp, m.trunkPingRTT,
+		m.trunkAuthFail,
 		m.draining, m.records, m.recordsDropped, m.configReloads, m.adminRequests, m.stateErrors}
 }
 

@@ -183,15 +183,13 @@ func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
 			}
 			keepRTP = true
 			return c, nil
-		case (res.StatusCode == 401 || res.StatusCode == 407) && r.Trunk.Username != "" && !authTried:
+		case isChallenge(res) && r.Trunk.hasCredentials() && !authTried:
 			// One answer to the challenge (RFC 3261 §22.2): a second
 			// challenge means the credentials are wrong.
 			authTried = true
 			provisional = false
 			tx.Terminate()
-			tx, err = st.client.TransactionDigestAuth(overall, req, res, sipgo.DigestAuth{
-				Username: r.Trunk.Username, Password: r.Trunk.Password,
-			})
+			tx, err = answerChallenge(overall, st, req, res, r.Trunk)
 			if err != nil {
 				return nil, fmt.Errorf("sip: invite %s: digest auth: %w", recipient.String(), err)
 			}
@@ -415,6 +413,22 @@ func (u *UA) ackAndBye(st *stack, inv *sip.Request, res *sip.Response, log *zap.
 	}
 }
 
+// isChallenge says whether res asks for digest credentials: 401 from the
+// PBX (WWW-Authenticate) or 407 from a proxy (Proxy-Authenticate).
+func isChallenge(res *sip.Response) bool {
+	return res.StatusCode == sip.StatusUnauthorized || res.StatusCode == sip.StatusProxyAuthRequired
+}
+
+// answerChallenge re-sends req with the trunk's digest credentials in answer
+// to the challenge res (RFC 3261 §22.2): a new transaction with a new Via
+// branch and the CSeq one higher, the same Call-ID and From tag. Callers
+// answer one challenge per request; a second one means the credentials are
+// wrong. req is changed in place (Authorization or Proxy-Authorization,
+// CSeq, Via). The password is never in the error.
+func answerChallenge(ctx context.Context, st *stack, req *sip.Request, res *sip.Response, t *Trunk) (sip.ClientTransaction, error) {
+	return st.client.TransactionDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: t.Username, Password: t.Password})
+}
+
 // doRequest sends a non-INVITE request and waits for its final response,
 // bounded by ctx and Timer F.
 func doRequest(ctx context.Context, st *stack, req *sip.Request) (*sip.Response, error) {
@@ -422,6 +436,12 @@ func doRequest(ctx context.Context, st *stack, req *sip.Request) (*sip.Response,
 	if err != nil {
 		return nil, fmt.Errorf("sip: %s: send: %w", req.Method, err)
 	}
+	return awaitFinal(ctx, tx, req)
+}
+
+// awaitFinal waits for the final response of the non-INVITE transaction tx
+// (of req), bounded by ctx and Timer F, and then terminates it.
+func awaitFinal(ctx context.Context, tx sip.ClientTransaction, req *sip.Request) (*sip.Response, error) {
 	defer tx.Terminate()
 	limit := time.NewTimer(sip.Timer_F)
 	defer limit.Stop()

@@ -10,22 +10,56 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
+// OptionsAuth says how a digest challenge to an OPTIONS ping went.
+type OptionsAuth string
+
+const (
+	// OptionsNoChallenge: the first final response was no 401/407.
+	OptionsNoChallenge OptionsAuth = ""
+	// OptionsAuthAccepted: challenged, and the retry with the trunk's
+	// credentials was not challenged again; Code is the retry's.
+	OptionsAuthAccepted OptionsAuth = "accepted"
+	// OptionsAuthNoCredentials: challenged, and the trunk has no username;
+	// Code is the 401/407.
+	OptionsAuthNoCredentials OptionsAuth = "no_credentials"
+	// OptionsAuthRefused: the retry with credentials was challenged again,
+	// so the trunk refuses them (wrong username or password); Code is the
+	// second 401/407.
+	OptionsAuthRefused OptionsAuth = "refused"
+	// OptionsAuthUnanswerable: the challenge could not be answered (no
+	// WWW-Authenticate or Proxy-Authenticate, or a digest this UA cannot
+	// compute); Code is the 401/407.
+	OptionsAuthUnanswerable OptionsAuth = "unanswerable"
+)
+
+// OptionsResult is the outcome of an answered OPTIONS ping.
+type OptionsResult struct {
+	Code int         // status of the final response (of the retry, if one was sent)
+	Auth OptionsAuth // how a 401/407 went
+	// Detail says why a challenge was unanswerable (OptionsAuthUnanswerable).
+	Detail string
+}
+
 // Options sends an out-of-dialog OPTIONS request to the trunk (a keepalive
-// ping, RFC 3261 §11) and returns the status code of its final response.
-// Any final response, 401/403/404 included, shows the PBX is there; an
-// error means none came within ctx (or Timer F). No credentials are sent.
-func (u *UA) Options(ctx context.Context, t *Trunk) (int, error) {
+// ping, RFC 3261 §11) and returns the final response's status. Any final
+// response, 401/403/404 included, shows the PBX is there; an error means
+// none came within ctx (or Timer F). A 401/407 is answered once with the
+// trunk's digest credentials, if it has some (same Call-ID and From tag,
+// next CSeq, RFC 3261 §22.2), and Code is then the retry's; Auth says
+// whether the credentials were accepted, refused (challenged again) or
+// missing.
+func (u *UA) Options(ctx context.Context, t *Trunk) (OptionsResult, error) {
 	if t == nil {
-		return 0, errors.New("sip: options: no trunk")
+		return OptionsResult{}, errors.New("sip: options: no trunk")
 	}
 	if err := t.Validate(); err != nil {
-		return 0, fmt.Errorf("sip: options: %w", err)
+		return OptionsResult{}, fmt.Errorf("sip: options: %w", err)
 	}
 	u.mu.Lock()
 	st, state := u.st, u.state
 	u.mu.Unlock()
 	if state != 1 {
-		return 0, errors.New("sip: options: UA not started or closed")
+		return OptionsResult{}, errors.New("sip: options: UA not started or closed")
 	}
 	host, portStr, _ := net.SplitHostPort(t.Address)
 	port, _ := strconv.Atoi(portStr)
@@ -55,7 +89,29 @@ func (u *UA) Options(ctx context.Context, t *Trunk) (int, error) {
 
 	res, err := doRequest(ctx, st, req)
 	if err != nil {
-		return 0, fmt.Errorf("sip: options %s: %w", t.Address, err)
+		return OptionsResult{}, fmt.Errorf("sip: options %s: %w", t.Address, err)
 	}
-	return res.StatusCode, nil
+	if !isChallenge(res) {
+		return OptionsResult{Code: res.StatusCode}, nil
+	}
+	if !t.hasCredentials() {
+		return OptionsResult{Code: res.StatusCode, Auth: OptionsAuthNoCredentials}, nil
+	}
+	tx, err := answerChallenge(ctx, st, req, res, t)
+	if err != nil {
+		// The credentials header is added before sending: with it, the
+		// retry could not be sent; without it, the challenge was unusable.
+		if ctx.Err() != nil || req.GetHeader("Authorization") != nil || req.GetHeader("Proxy-Authorization") != nil {
+			return OptionsResult{}, fmt.Errorf("sip: options %s: digest auth: %w", t.Address, err)
+		}
+		return OptionsResult{Code: res.StatusCode, Auth: OptionsAuthUnanswerable, Detail: err.Error()}, nil
+	}
+	res, err = awaitFinal(ctx, tx, req)
+	if err != nil {
+		return OptionsResult{}, fmt.Errorf("sip: options %s: after digest auth: %w", t.Address, err)
+	}
+	if isChallenge(res) {
+		return OptionsResult{Code: res.StatusCode, Auth: OptionsAuthRefused}, nil
+	}
+	return OptionsResult{Code: res.StatusCode, Auth: OptionsAuthAccepted}, nil
 }

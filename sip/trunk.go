@@ -95,6 +95,9 @@ func (t *Trunk) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	return nil
 }
 
+// hasCredentials says whether the trunk can answer a digest challenge.
+func (t *Trunk) hasCredentials() bool { return t.Username != "" }
+
 func (t *Trunk) transport() string {
 	tr, err := normTransport(t.Transport)
 	if err != nil {
