@@ -50,6 +50,13 @@ type sipp struct {
 // calls, echoing RTP, and quits after timeout.
 func startSipp(t *testing.T, scenario string, calls int, timeout time.Duration) *sipp {
 	t.Helper()
+	return startSippEcho(t, scenario, calls, timeout, true)
+}
+
+// startSippEcho is startSipp with RTP echo on or off (off for a scenario
+// that plays its own audio with rtp_stream: sipp would mix the echo in).
+func startSippEcho(t *testing.T, scenario string, calls int, timeout time.Duration, echo bool) *sipp {
+	t.Helper()
 	bin := requirePeer(t, "sipp")
 	port, err := wasim.FreeLoopbackPort("udp")
 	if err != nil {
@@ -61,11 +68,18 @@ func startSipp(t *testing.T, scenario string, calls int, timeout time.Duration) 
 	}
 	dir := t.TempDir()
 	s := &sipp{Addr: "127.0.0.1:" + strconv.Itoa(port), MediaPort: mport, done: make(chan error, 1), msgTrace: filepath.Join(dir, "messages.log")}
-	s.cmd = exec.Command(bin, "-sf", filepath.Join("testdata", scenario),
+	if !filepath.IsAbs(scenario) {
+		scenario = filepath.Join("testdata", scenario)
+	}
+	args := []string{"-sf", scenario,
 		"-i", "127.0.0.1", "-p", strconv.Itoa(port), "-mi", "127.0.0.1", "-mp", strconv.Itoa(mport),
-		"-rtp_echo", "-m", strconv.Itoa(calls), "-timeout", strconv.Itoa(int(timeout.Seconds()))+"s", "-timeout_error",
+		"-m", strconv.Itoa(calls), "-timeout", strconv.Itoa(int(timeout.Seconds()))+"s", "-timeout_error",
 		"-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
-		"-trace_msg", "-message_file", s.msgTrace)
+		"-trace_msg", "-message_file", s.msgTrace}
+	if echo {
+		args = append(args, "-rtp_echo")
+	}
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stderr = &s.stderr
 	s.cmd.Dir, _ = os.Getwd()
 	if err := s.cmd.Start(); err != nil {
@@ -94,6 +108,23 @@ func (s *sipp) wait(t *testing.T, within time.Duration) error {
 	case <-time.After(within):
 		return fmt.Errorf("sipp still running after %v", within)
 	}
+}
+
+// request returns the first request of that method sipp received, as its
+// message trace shows it ("" if none).
+func (s *sipp) request(method string) string {
+	b, _ := os.ReadFile(s.msgTrace)
+	i := strings.Index(string(b), "\n"+method+" sip:")
+	if i < 0 {
+		return ""
+	}
+	msg := string(b[i+1:])
+	if j := strings.Index(msg, "\r\n\r\n"); j >= 0 {
+		msg = msg[:j]
+	} else if j := strings.Index(msg, "\n\n"); j >= 0 {
+		msg = msg[:j]
+	}
+	return msg
 }
 
 // invites counts the INVITE requests sipp received.

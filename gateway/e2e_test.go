@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,6 +104,9 @@ func TestCallerHangupWhileRingingCancels(t *testing.T) {
 	if got := actions(r); got != "pre_accept" {
 		t.Errorf("graph actions %q, want only pre_accept", got)
 	}
+	if cancel := pbx.request("CANCEL"); !strings.Contains(cancel, "Reason: Q.850;cause=16;") {
+		t.Errorf("the CANCEL does not say the caller hung up (Q.850 16):\n%s", cancel)
+	}
 	waitNoActiveCalls(t, h.gw)
 }
 
@@ -116,6 +120,9 @@ func TestAnswerTimeoutCancelsAndRejects(t *testing.T) {
 	}
 	if got := actions(r); got != "pre_accept,reject" {
 		t.Errorf("graph actions %q, want pre_accept,reject", got)
+	}
+	if cancel := pbx.request("CANCEL"); !strings.Contains(cancel, "Reason: Q.850;cause=19;") {
+		t.Errorf("the CANCEL does not say nobody answered (Q.850 19):\n%s", cancel)
 	}
 	waitNoActiveCalls(t, h.gw)
 }

@@ -1,9 +1,13 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -112,6 +116,55 @@ func TestAcceptFailureHangsUpThePBX(t *testing.T) {
 	}
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("the PBX waited %v for its BYE", d)
+	}
+	waitNoActiveCalls(t, h.gw)
+}
+
+// A caller whose ICE never connects (its only candidate is a port nobody
+// listens on): no accept reaches Meta, which gets a reject; the PBX, which
+// answered, gets a BYE whose Reason says the WhatsApp media failed; the
+// record says so.
+func TestMediaNeverUpRejectsAndHangsUpThePBX(t *testing.T) {
+	pbx := startSipp(t, "pbx_answer_echo.xml", 1, 40*time.Second)
+	h := newOpsHarness(t, opsOptions{PBXAddr: pbx.Addr})
+	offer, err := os.ReadFile(filepath.Join("..", "whatsapp", "webrtc", "testdata", "meta-offer.sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := wasim.FreeLoopbackPort("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.ReplaceAll(string(offer), "\r\n", "\n"), "\n") {
+		switch {
+		case strings.HasPrefix(l, "a=candidate:"):
+			if strings.Contains(l, "203.0.113.60") {
+				lines = append(lines, fmt.Sprintf("a=candidate:1 1 udp 2113937151 127.0.0.1 %d typ host generation 0", dead))
+			}
+		case l != "":
+			lines = append(lines, l)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := h.sim.PlaceCall(ctx, wasim.CallOptions{From: "15550001234", ExternalOffer: strings.Join(lines, "\r\n") + "\r\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := waitReport(t, c, 40*time.Second)
+	if got := actions(r); got != "pre_accept,reject" {
+		t.Errorf("graph actions %q, want pre_accept,reject (no accept without media)", got)
+	}
+	if err := pbx.wait(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if bye := pbx.request("BYE"); !strings.Contains(bye, `Reason: Q.850;cause=41;text="whatsapp media connection failed"`) {
+		t.Errorf("the BYE does not say the media failed:\n%s", bye)
+	}
+	rec := h.record(t, c.ID())
+	if rec.Outcome != gateway.OutcomeFailed || !strings.Contains(rec.Reason, "media") {
+		t.Errorf("record outcome %q (%s), want failed for the media", rec.Outcome, rec.Reason)
 	}
 	waitNoActiveCalls(t, h.gw)
 }

@@ -249,3 +249,22 @@ func strongest(w []int16, rate int, freqs []float64) (idx int, best, next float6
 	}
 	return idx, best, next
 }
+
+// A PBX that answers without telephone-event, on a trunk in rfc4733 mode:
+// the caller's digits reach it as SIP INFO (the default dtmf_fallback), in
+// order (sipp's scenario checks each INFO), instead of being dropped.
+func TestDTMFFallsBackToInfo(t *testing.T) {
+	pbx := startSipp(t, "pbx_no_telephone_event.xml", 1, 40*time.Second)
+	h := newOpsHarness(t, opsOptions{PBXAddr: pbx.Addr})
+	c := h.call(t, wasim.CallOptions{Digits: "159", Duration: 4 * time.Second})
+	r := waitReport(t, c, 30*time.Second)
+	if len(r.Violations) > 0 {
+		t.Errorf("Meta rules broken: %v", r.Violations)
+	}
+	if err := pbx.wait(t, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if rec := h.record(t, c.ID()); rec.DTMF != "info" || !rec.DTMFFallback {
+		t.Errorf("record dtmf %q (fallback %v), want info by fallback", rec.DTMF, rec.DTMFFallback)
+	}
+}

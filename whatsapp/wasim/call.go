@@ -88,6 +88,11 @@ type CallOptions struct {
 	// (default 1 s) after the caller starts talking, 100 ms each.
 	Digits      string
 	DigitsAfter time.Duration
+
+	// KeepAudio keeps the decoded audio the business sent (16 kHz, from
+	// its first packet, at most 120 s) in Report.ReceivedPCM, for checks
+	// frame by frame.
+	KeepAudio bool
 }
 
 func (c *Call) external() bool { return c.opts.ExternalOffer != "" }
@@ -491,5 +496,8 @@ func (c *Call) finalise() {
 	}
 	r.ReceivedSeconds = float64(len(c.pcm)) / analysisRate
 	r.ReceivedFreqHz, r.ReceivedPurity, r.ReceivedLevelDBFS = analyse(c.pcm, analysisRate)
+	if c.opts.KeepAudio {
+		r.ReceivedPCM = c.pcm
+	}
 	c.pcm = nil
 }

@@ -42,6 +42,9 @@ type Report struct {
 	ReceivedPurity    float64
 	ReceivedLevelDBFS float64 // -120 when nothing was received
 	ReceivedSeconds   float64
+	// ReceivedPCM is that audio itself when CallOptions.KeepAudio is set:
+	// 16 kHz mono, packets decoded in arrival order.
+	ReceivedPCM []int16
 	// LongestSilenceGap is the longest stretch without a business packet
 	// after the first one (up to the end of the call).
 	LongestSilenceGap time.Duration
