@@ -73,7 +73,7 @@ func startSippEcho(t *testing.T, scenario string, calls int, timeout time.Durati
 	}
 	args := []string{"-sf", scenario,
 		"-i", "127.0.0.1", "-p", strconv.Itoa(port), "-mi", "127.0.0.1", "-mp", strconv.Itoa(mport),
-		"-m", strconv.Itoa(calls), "-timeout", strconv.Itoa(int(timeout.Seconds()))+"s", "-timeout_error",
+		"-m", strconv.Itoa(calls), "-timeout", strconv.Itoa(int(timeout.Seconds())) + "s", "-timeout_error",
 		"-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
 		"-trace_msg", "-message_file", s.msgTrace}
 	if echo {
