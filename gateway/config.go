@@ -29,6 +29,8 @@ type Config struct {
 	Media    MediaConfig    `yaml:"media"`
 	Trunks   []TrunkConfig  `yaml:"trunks"`
 	Numbers  []NumberConfig `yaml:"numbers"`
+	// Outbound: agents dial WhatsApp users (config_outbound.go).
+	Outbound OutboundConfig `yaml:"outbound"`
 
 	// Operations (config_ops.go).
 	DrainTimeout time.Duration     `yaml:"drain_timeout"` // SIGTERM: how long active calls may go on, default 60s
@@ -254,6 +256,7 @@ func (c *Config) ApplyDefaults() {
 			}
 		}
 	}
+	c.applyOutboundDefaults()
 	c.applyOpsDefaults()
 }
 
@@ -425,9 +428,10 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if len(c.Numbers) == 0 {
-		bad("numbers", "at least one business number is needed")
+	if len(c.Numbers) == 0 && len(c.Outbound.Routes) == 0 {
+		bad("numbers", "at least one business number is needed (or an outbound route)")
 	}
+	p = append(p, c.validateOutbound(trunks)...)
 	p = append(p, c.validateOps()...)
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}
