@@ -19,6 +19,25 @@ import (
 // call with the connect action and an SDP offer; Meta answers in a connect
 // webhook, posts RINGING, ACCEPTED or REJECTED statuses and, at the end, a
 // terminate webhook.
+//
+// Where Meta's documents are silent the simulator infers, and says so:
+//   - the terminate of a call the user never answered (declined, not
+//     answered, cancelled by the business) has status FAILED, of an
+//     answered one COMPLETED;
+//   - media from the business before the user answers breaks no rule (in
+//     SIP mode "the business sends the first SRTP packet"); it is counted
+//     (Report.PacketsBeforeAnswer), not heard;
+//   - four unanswered calls in a row revoke any approved permission,
+//     temporary or permanent ("an approved permission"), reported as
+//     Meta's sample shows: call_permission_reply "reject", "automatic";
+//   - GET call_permissions is limited to 5 a second per number as the API
+//     reference says (the permissions page of June 2026 says 100; see
+//     Config.PermissionChecksPerSecond);
+//   - statuses webhooks carry contacts[] beside statuses[]; context.from of
+//     a call_permission_reply is the user's number, as in Meta's sample;
+//   - a free-form permission request is taken outside a customer service
+//     window too, and 138007 (connect timeout) is never sent: a business
+//     that never connects fails ICE (138020) or sends no media (138021).
 
 // User settings: permission states, replies to a permission request,
 // answers to a call, the DTLS role of Meta's answer and webhook orders.

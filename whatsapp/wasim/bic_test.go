@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pion/rtcp"
 )
 
 // Without the user's permission (or with an unknown user) connect fails
@@ -451,5 +453,35 @@ func TestBICUserChecked(t *testing.T) {
 		if err := normalizeUser(&u); err == nil {
 			t.Errorf("user %+v accepted", u)
 		}
+	}
+}
+
+// An RTCP BYE ends nothing: Meta wants the Graph terminate too ("This must
+// be done even if there is an RTCP BYE packet in the media path").
+func TestBICByeWithoutTerminate(t *testing.T) {
+	hooks := newBizHooks(t)
+	sim := newBICSim(t, hooks, nil)
+	sim.byeGrace.Store(int64(300 * time.Millisecond))
+	const wa = "15551230014"
+	setUser(t, sim, User{WaID: wa, Permission: PermissionTemporary})
+	p := newOfferer(t)
+	id := connectCall(t, sim, wa, p.offer, "")
+	p.setAnswer(answerOf(hooks.expect(t, 5*time.Second, "connect")[0]))
+	p.waitUp(5 * time.Second)
+	p.sendTone(500, 0, 0)
+	time.Sleep(300 * time.Millisecond)
+	p.track.mu.Lock()
+	ssrc := uint32(p.track.ssrc)
+	p.track.mu.Unlock()
+	if err := p.pc.WriteRTCP([]rtcp.Packet{&rtcp.Goodbye{Sources: []uint32{ssrc}}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if code, _ := graphDo(t, sim, http.MethodPost, "calls", action(id, "terminate", "")); code != 200 {
+		t.Fatalf("terminate: HTTP %d", code)
+	}
+	rep := waitBIC(t, sim, id, 5*time.Second)
+	if rep.Outcome != OutcomeTerminatedByBusiness || len(rep.Violations) != 1 || !hasViolation(rep.Violations, "RTCP BYE from the business but no Graph terminate") {
+		t.Errorf("report:\n%s", rep)
 	}
 }

@@ -45,10 +45,10 @@ const ErrMediaReceiveTimeout = 138021
 // (forbidden) actions on the stale connect before its report is final.
 const lateGrace = 2 * time.Second
 
-// byeGrace is how long after an RTCP BYE from the business the simulator
-// waits for the Graph terminate Meta requires ("must be sent even if there
-// is an RTCP BYE packet in the media path").
-const byeGrace = 5 * time.Second
+// defaultByeGrace is how long after an RTCP BYE from the business the
+// simulator waits for the Graph terminate Meta requires ("must be sent even
+// if there is an RTCP BYE packet in the media path"); tests shorten it.
+const defaultByeGrace = 5 * time.Second
 
 // Directions, as Meta writes them.
 const (
@@ -460,9 +460,9 @@ func (c *Call) watch(now time.Time) {
 	if c.lastRecv.After(last) {
 		last = c.lastRecv
 	}
-	if !c.byeAt.IsZero() && !c.flaggedBye && c.state != StateEnded && now.Sub(c.byeAt) >= byeGrace {
+	if grace := time.Duration(s.byeGrace.Load()); !c.byeAt.IsZero() && !c.flaggedBye && c.state != StateEnded && now.Sub(c.byeAt) >= grace {
 		c.flaggedBye = true
-		c.violationLocked(fmt.Sprintf("media: RTCP BYE from the business but no Graph terminate within %s (Meta: terminate must be sent even after RTCP BYE)", byeGrace))
+		c.violationLocked(fmt.Sprintf("media: RTCP BYE from the business but no Graph terminate within %s (Meta: terminate must be sent even after RTCP BYE)", grace))
 	}
 	c.mu.Unlock()
 	if accepted && !c.external() && now.Sub(last) >= s.cfg.NoMediaTimeout {

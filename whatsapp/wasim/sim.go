@@ -30,6 +30,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -105,6 +106,7 @@ type Sim struct {
 	users      map[string]*userState // business-initiated calls' users, by wa_id and by BSUID
 	permChecks []time.Time           // recent GET call_permissions, for the rate limit
 	clock      func() time.Time      // permission and limit time (tests move it)
+	byeGrace   atomic.Int64          // defaultByeGrace (tests shorten it)
 	srv        *http.Server
 	ln         net.Listener
 	started    bool
@@ -180,7 +182,7 @@ func New(cfg Config) (*Sim, error) {
 		log = zap.NewNop()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Sim{
+	s := &Sim{
 		cfg:     cfg,
 		log:     log,
 		mediaIP: ip,
@@ -198,7 +200,9 @@ func New(cfg Config) (*Sim, error) {
 		users:  map[string]*userState{},
 		clock:  time.Now,
 		closed: make(chan struct{}),
-	}, nil
+	}
+	s.byeGrace.Store(int64(defaultByeGrace))
+	return s, nil
 }
 
 // Start binds the Graph API listener and, when a verify token is configured,
