@@ -2,7 +2,8 @@
 // gateway: it posts a signed connect webhook with an SDP offer, serves the
 // Graph calls endpoint the gateway answers on, runs the WhatsApp media leg
 // (ICE-lite, DTLS, Opus) sending a tone or a WAV file, and reports what came
-// back and which of Meta's rules the gateway broke.
+// back and which of Meta's rules the gateway broke. "wasim bic" plays the
+// other direction: a simulated user the gateway calls.
 package main
 
 import (
@@ -38,6 +39,8 @@ const usageText = `wasim: a WhatsApp Cloud API calling simulator (plays Meta for
 
 Usage:
   wasim call [flags]     one call (below)
+  wasim bic [flags]      one business-initiated call: waits for the gateway to
+                         call a simulated user (wasim bic -h); "user" is an alias
   wasim load [flags]     many calls at once: capacity and quality (wasim load -h)
   wasim echo [flags]     a SIP endpoint that answers and echoes RTP (wasim echo -h)
   wasim demo [-v] [-seconds N]
@@ -104,9 +107,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, in
 		return runEcho(args[1:], stdout, stderr, interrupt)
 	case "demo":
 		return runDemo(args[1:], stdout, stderr)
+	case "bic", "user":
+		return runBIC(args[1:], getenv, stdout, stderr, interrupt)
 	}
 	if args[0] != "call" {
-		fmt.Fprintf(stderr, "wasim: unknown command %q (want \"call\", \"demo\", \"load\" or \"echo\")\n\n", args[0])
+		fmt.Fprintf(stderr, "wasim: unknown command %q (want \"call\", \"bic\", \"demo\", \"load\" or \"echo\")\n\n", args[0])
 		fs, _ := newFlagSet(stderr)
 		fs.Usage()
 		return exitUsage
@@ -214,15 +219,7 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 		fmt.Fprint(stderr, usageText)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&o.webhook, "webhook", "", "the gateway's webhook `URL` (required)")
-	fs.StringVar(&o.graphListen, "graph-listen", "127.0.0.1:8090", "`address` the simulated Graph API listens on")
-	fs.StringVar(&o.secretEnv, "app-secret-env", "WASIM_APP_SECRET", "environment `variable` holding the app secret that signs webhooks")
-	fs.StringVar(&o.tokenEnv, "token-env", "WASIM_ACCESS_TOKEN", "environment `variable` holding the access token the gateway must present")
-	fs.StringVar(&o.verifyEnv, "verify-token-env", "", "environment `variable` holding the webhook verify token; when set, do Meta's GET handshake first")
-	fs.StringVar(&o.phoneID, "phone-number-id", "1000000001", "business phone number `id`")
-	fs.StringVar(&o.displayPhone, "display-phone", "15550000001", "business display phone `number` (metadata and calls[].to)")
-	fs.StringVar(&o.wabaID, "waba-id", "1000000000000001", "WhatsApp Business Account `id` (entry[].id)")
-	fs.StringVar(&o.mediaIP, "media-ip", "127.0.0.1", "the only `IP` the media leg offers as host candidate")
+	o.commonFlags(fs)
 	fs.StringVar(&o.from, "from", "15551234567", "caller phone `number` (wa_id); empty sends a BSUID-only caller")
 	fs.StringVar(&o.userID, "user-id", "", "caller BSUID (from_user_id); made up when empty")
 	fs.StringVar(&o.name, "name", "WhatsApp User", "caller profile `name`")
@@ -238,13 +235,31 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.BoolVar(&o.terminateFirst, "terminate-first", false, "deliver terminate before connect (the gateway must not answer)")
 	fs.BoolVar(&o.badSig, "bad-signature", false, "sign webhooks with a wrong secret (the gateway must refuse them)")
 	fs.DurationVar(&o.acceptTimeout, "accept-timeout", 60*time.Second, "no accept by then: Meta terminates (not answered)")
+	o.judgeFlags(fs)
+	return fs, o
+}
+
+// commonFlags are the simulator's flags every single-call command takes.
+func (o *options) commonFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.webhook, "webhook", "", "the gateway's webhook `URL` (required)")
+	fs.StringVar(&o.graphListen, "graph-listen", "127.0.0.1:8090", "`address` the simulated Graph API listens on")
+	fs.StringVar(&o.secretEnv, "app-secret-env", "WASIM_APP_SECRET", "environment `variable` holding the app secret that signs webhooks")
+	fs.StringVar(&o.tokenEnv, "token-env", "WASIM_ACCESS_TOKEN", "environment `variable` holding the access token the gateway must present")
+	fs.StringVar(&o.verifyEnv, "verify-token-env", "", "environment `variable` holding the webhook verify token; when set, do Meta's GET handshake first")
+	fs.StringVar(&o.phoneID, "phone-number-id", "1000000001", "business phone number `id`")
+	fs.StringVar(&o.displayPhone, "display-phone", "15550000001", "business display phone `number` (metadata and calls[].to)")
+	fs.StringVar(&o.wabaID, "waba-id", "1000000000000001", "WhatsApp Business Account `id` (entry[].id)")
+	fs.StringVar(&o.mediaIP, "media-ip", "127.0.0.1", "the only `IP` the media leg offers as host candidate")
+}
+
+// judgeFlags are the flags that time and judge a single call.
+func (o *options) judgeFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.noMediaTimeout, "no-media-timeout", 20*time.Second, "after accept, no media from the gateway for that long: terminate with 138021")
 	fs.DurationVar(&o.timeout, "timeout", 0, "hang up after this long in any case (default: derived from the other timeouts)")
 	fs.Float64Var(&o.minLevel, "min-level", -50, "received audio below this `dBFS` counts as no audio")
 	fs.Float64Var(&o.expectHz, "expect-hz", 0, "when > 0, the received audio's dominant frequency must be within 20 Hz of this")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.verbose, "v", false, "debug logs on stderr")
-	return fs, o
 }
 
 func (o *options) config(getenv func(string) string) (wasim.Config, error) {

@@ -30,7 +30,8 @@ const (
 	OutcomeCancelledByUser      = "cancelled_by_user"      // the user hung up before accept
 	OutcomeTerminatedByBusiness = "terminated_by_business" // Graph terminate
 	OutcomeRejected             = "rejected"               // Graph reject
-	OutcomeNotAnswered          = "not_answered"           // no accept within AcceptTimeout
+	OutcomeNotAnswered          = "not_answered"           // no accept within AcceptTimeout (BIC: no answer within RingTimeout)
+	OutcomeRejectedByUser       = "rejected_by_user"       // BIC: the user declined the call
 	OutcomeMediaTimeout         = "media_timeout"          // no business media for NoMediaTimeout (138021)
 	OutcomeMediaFailed          = "media_failed"           // ICE/DTLS failed (138020)
 	OutcomeWebhookRejected      = "webhook_rejected"       // the connect webhook was not answered 200
@@ -43,6 +44,17 @@ const ErrMediaReceiveTimeout = 138021
 // lateGrace is how long a call ended by SendTerminateFirst keeps listening for
 // (forbidden) actions on the stale connect before its report is final.
 const lateGrace = 2 * time.Second
+
+// defaultByeGrace is how long after an RTCP BYE from the business the
+// simulator waits for the Graph terminate Meta requires ("must be sent even
+// if there is an RTCP BYE packet in the media path"); tests shorten it.
+const defaultByeGrace = 5 * time.Second
+
+// Directions, as Meta writes them.
+const (
+	directionUIC = "USER_INITIATED"
+	directionBIC = "BUSINESS_INITIATED"
+)
 
 // CallOptions describe the WhatsApp user and what the simulator does.
 type CallOptions struct {
@@ -89,23 +101,29 @@ type CallOptions struct {
 	Digits      string
 	DigitsAfter time.Duration
 
-	// KeepAudio keeps the decoded audio the business sent (16 kHz, from
-	// its first packet, at most 120 s) in Report.ReceivedPCM, for checks
-	// frame by frame.
+	// KeepAudio keeps the decoded business→user audio in Report.ReceivedPCM.
 	KeepAudio bool
 }
 
 func (c *Call) external() bool { return c.opts.ExternalOffer != "" }
 
-// Call is one simulated user-initiated call.
+// Call is one simulated call: user-initiated (PlaceCall) or
+// business-initiated (the business's connect; BICCall hands it out). On a
+// business-initiated call opts describes the callee: From and FromUserID
+// are the user's wa_id and BSUID, Duration is User.TalkFor.
 type Call struct {
 	sim      *Sim
 	id       string
 	opts     CallOptions
+	bic      *bicCall // nil on user-initiated calls
 	log      *zap.Logger
 	loop     *audioLoop
-	offerSDP string
+	offerSDP string // UIC: Meta's offer; BIC: the business's
 	placedAt time.Time
+
+	// The payload types on the wire: Meta's 111/126 on user-initiated
+	// calls, the offer's on business-initiated ones (0: none negotiated).
+	opusPT, dtmfPT uint8
 
 	pc    *webrtc.PeerConnection
 	track *rtptrack.Track
@@ -125,7 +143,9 @@ type Call struct {
 	flaggedEarlyMedia bool
 	flaggedPT         bool
 	dtmfIn            dtmfReceiver
-	selectedPair      string // the addresses of the first pair pion reported selected
+	selectedPair      string    // the addresses of the first pair pion reported selected
+	byeAt             time.Time // the business's first RTCP BYE
+	flaggedBye        bool
 
 	endCh         chan struct{} // closed when the call ends
 	connected     chan struct{} // closed when ICE+DTLS are up
@@ -167,22 +187,8 @@ func (s *Sim) PlaceCall(ctx context.Context, opts CallOptions) (*Call, error) {
 			return nil, err
 		}
 	}
-	id := "wacid." + randomID(27)
-	c := &Call{
-		sim:       s,
-		id:        id,
-		opts:      opts,
-		log:       s.log.With(zap.String("call_id", id)),
-		loop:      loop,
-		placedAt:  time.Now(),
-		state:     StateOffered,
-		ssrcs:     map[uint32]*seqState{},
-		endCh:     make(chan struct{}),
-		connected: make(chan struct{}),
-		done:      make(chan struct{}),
-	}
-	c.rep.CallID = id
-	c.rep.PlacedAt = c.placedAt
+	c := s.newCall(opts, loop, directionUIC)
+	id := c.id
 	if c.external() {
 		c.offerSDP = normalizeSDP(opts.ExternalOffer)
 	} else {
@@ -206,6 +212,34 @@ func (s *Sim) PlaceCall(ctx context.Context, opts CallOptions) (*Call, error) {
 	c.log.Info("placing call", zap.String("from", opts.From), zap.String("from_user_id", opts.FromUserID))
 	go c.run()
 	return c, nil
+}
+
+// newCall makes a call in state offered; the caller sets up its media.
+func (s *Sim) newCall(opts CallOptions, loop *audioLoop, direction string) *Call {
+	id := "wacid." + randomID(27)
+	c := &Call{
+		sim:       s,
+		id:        id,
+		opts:      opts,
+		log:       s.log.With(zap.String("call_id", id)),
+		loop:      loop,
+		placedAt:  time.Now(),
+		opusPT:    opusPT,
+		dtmfPT:    dtmfPT,
+		state:     StateOffered,
+		ssrcs:     map[uint32]*seqState{},
+		endCh:     make(chan struct{}),
+		connected: make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	c.rep.CallID = id
+	c.rep.Direction = direction
+	c.rep.User = opts.From
+	if c.rep.User == "" {
+		c.rep.User = opts.FromUserID
+	}
+	c.rep.PlacedAt = c.placedAt
+	return c
 }
 
 func normalizeOptions(o *CallOptions) error {
@@ -294,12 +328,15 @@ func (c *Call) Hangup() error {
 
 func (c *Call) userHangup() bool {
 	c.mu.Lock()
-	outcome := OutcomeCancelledByUser
-	if !c.rep.AcceptAt.IsZero() {
-		outcome = OutcomeCompletedByUser
-	}
+	answered := !c.rep.AcceptAt.IsZero()
 	c.mu.Unlock()
-	return c.finish(endSpec{outcome: outcome, status: statusCompleted, webhook: true})
+	switch {
+	case answered:
+		return c.finish(endSpec{outcome: OutcomeCompletedByUser, status: statusCompleted, webhook: true})
+	case c.bic != nil:
+		return c.userDeclines()
+	}
+	return c.finish(endSpec{outcome: OutcomeCancelledByUser, status: statusCompleted, webhook: true})
 }
 
 // finish ends the call once; later calls return false.
@@ -373,8 +410,7 @@ func (c *Call) run() {
 		_ = c.deliver("connect (duplicate)", secret, c.connectEnvelope(), webhookAttempts)
 	}
 
-	tick := min(s.cfg.NoMediaTimeout/10, 250*time.Millisecond)
-	watchdog := time.NewTicker(max(tick, 10*time.Millisecond))
+	watchdog := s.newWatchdog()
 	defer watchdog.Stop()
 loop:
 	for {
@@ -388,18 +424,7 @@ loop:
 				c.finish(endSpec{outcome: OutcomeNotAnswered, status: statusFailed, webhook: true})
 			}
 		case now := <-watchdog.C:
-			c.mu.Lock()
-			accepted := c.state == StateAccepted
-			last := c.rep.AcceptAt
-			if c.lastRecv.After(last) {
-				last = c.lastRecv
-			}
-			c.mu.Unlock()
-			if accepted && !c.external() && now.Sub(last) >= s.cfg.NoMediaTimeout {
-				c.finish(endSpec{outcome: OutcomeMediaTimeout, status: statusFailed, webhook: true,
-					code: ErrMediaReceiveTimeout, message: "Media receive timeout",
-					details: fmt.Sprintf("no media from the business for %s", s.cfg.NoMediaTimeout)})
-			}
+			c.watch(now)
 		}
 	}
 	c.closeMedia()
@@ -418,8 +443,41 @@ loop:
 	c.finalise()
 }
 
-// deliver posts one webhook and notes a failed delivery in the report.
+func (s *Sim) newWatchdog() *time.Ticker {
+	tick := min(s.cfg.NoMediaTimeout/10, 250*time.Millisecond)
+	return time.NewTicker(max(tick, 10*time.Millisecond))
+}
+
+// watch enforces the media rules on a timer: no business media for
+// NoMediaTimeout after accept (answer) ends the call with 138021 (Meta's
+// client hangs up after about 20 s without media); an RTCP BYE not
+// followed by a Graph terminate within byeGrace is a violation.
+func (c *Call) watch(now time.Time) {
+	s := c.sim
+	c.mu.Lock()
+	accepted := c.state == StateAccepted
+	last := c.rep.AcceptAt
+	if c.lastRecv.After(last) {
+		last = c.lastRecv
+	}
+	if grace := time.Duration(s.byeGrace.Load()); !c.byeAt.IsZero() && !c.flaggedBye && c.state != StateEnded && now.Sub(c.byeAt) >= grace {
+		c.flaggedBye = true
+		c.violationLocked(fmt.Sprintf("media: RTCP BYE from the business but no Graph terminate within %s (Meta: terminate must be sent even after RTCP BYE)", grace))
+	}
+	c.mu.Unlock()
+	if accepted && !c.external() && now.Sub(last) >= s.cfg.NoMediaTimeout {
+		c.finish(endSpec{outcome: OutcomeMediaTimeout, status: statusFailed, webhook: true,
+			code: ErrMediaReceiveTimeout, message: "Media receive timeout",
+			details: fmt.Sprintf("no media from the business for %s", s.cfg.NoMediaTimeout)})
+	}
+}
+
+// deliver posts one webhook, notes it in the report's WebhooksSent and a
+// failed delivery in WebhookFailures.
 func (c *Call) deliver(event, secret string, env envelope, attempts int) error {
+	c.mu.Lock()
+	c.rep.WebhooksSent = append(c.rep.WebhooksSent, event)
+	c.mu.Unlock()
 	err := c.sim.postWebhook(c.sim.ctx, event, secret, marshal(env), attempts)
 	if err != nil {
 		c.log.Warn("webhook not delivered", zap.Error(err))
@@ -430,19 +488,34 @@ func (c *Call) deliver(event, secret string, env envelope, attempts int) error {
 	return err
 }
 
+// callEntry is the calls[] entry of one of the call's webhooks: the user
+// calls the business (from the user, to the business number) or the
+// business calls the user (from the business number, to the user's wa_id
+// and to_user_id).
+func (c *Call) callEntry(event string, at time.Time) webhookCall {
+	wc := webhookCall{ID: c.id, Event: event, Timestamp: unixString(at)}
+	if c.bic != nil {
+		wc.Direction = directionBIC
+		wc.From = c.sim.cfg.DisplayPhoneNumber
+		wc.To, wc.ToUserID = c.opts.From, c.opts.FromUserID
+		return wc
+	}
+	wc.Direction = directionUIC
+	wc.From, wc.FromUserID = c.opts.From, c.opts.FromUserID
+	wc.To = c.sim.cfg.DisplayPhoneNumber
+	wc.CTAPayload, wc.DeeplinkPayload = c.opts.CTAPayload, c.opts.DeeplinkPayload
+	return wc
+}
+
+// contact is the user as contacts[] shows them.
+func (c *Call) contact() contact {
+	return contact{Profile: profile{Name: c.opts.ProfileName}, WaID: c.opts.From, UserID: c.opts.FromUserID}
+}
+
 func (c *Call) connectEnvelope() envelope {
-	return c.sim.envelopeFor(c, webhookCall{
-		ID:              c.id,
-		From:            c.opts.From,
-		To:              c.sim.cfg.DisplayPhoneNumber,
-		FromUserID:      c.opts.FromUserID,
-		Event:           "connect",
-		Direction:       "USER_INITIATED",
-		Timestamp:       unixString(c.placedAt),
-		Session:         &webhookSession{SDPType: "offer", SDP: c.offerSDP},
-		CTAPayload:      c.opts.CTAPayload,
-		DeeplinkPayload: c.opts.DeeplinkPayload,
-	})
+	wc := c.callEntry("connect", c.placedAt)
+	wc.Session = &webhookSession{SDPType: "offer", SDP: c.offerSDP}
+	return c.sim.envelopeFor(c, wc)
 }
 
 func (c *Call) terminateEnvelope() envelope {
@@ -456,19 +529,8 @@ func (c *Call) terminateEnvelope() envelope {
 	if status == "" {
 		status = statusCompleted
 	}
-	wc := webhookCall{
-		ID:                    c.id,
-		From:                  c.opts.From,
-		To:                    c.sim.cfg.DisplayPhoneNumber,
-		FromUserID:            c.opts.FromUserID,
-		Event:                 "terminate",
-		Direction:             "USER_INITIATED",
-		Timestamp:             unixString(endAt),
-		Status:                status,
-		BizOpaqueCallbackData: opaque,
-		CTAPayload:            c.opts.CTAPayload,
-		DeeplinkPayload:       c.opts.DeeplinkPayload,
-	}
+	wc := c.callEntry("terminate", endAt)
+	wc.Status, wc.BizOpaqueCallbackData = status, opaque
 	if !acceptAt.IsZero() {
 		d := int64(math.Round(endAt.Sub(acceptAt).Seconds()))
 		wc.StartTime, wc.EndTime, wc.Duration = unixString(acceptAt), unixString(endAt), &d

@@ -16,11 +16,15 @@ import (
 // maxGraphBody bounds a Graph request body.
 const maxGraphBody = 1 << 20
 
-// actionRequest is the body of POST /{version}/{phone_number_id}/calls.
+// actionRequest is the body of POST /{version}/{phone_number_id}/calls:
+// an action on a call (call_id) or a business-initiated call (connect, to
+// or recipient).
 type actionRequest struct {
 	MessagingProduct      string         `json:"messaging_product"`
 	CallID                string         `json:"call_id"`
 	Action                string         `json:"action"`
+	To                    string         `json:"to"`
+	Recipient             string         `json:"recipient"`
 	Session               *actionSession `json:"session"`
 	BizOpaqueCallbackData string         `json:"biz_opaque_callback_data"`
 }
@@ -65,7 +69,44 @@ func writeSuccess(w http.ResponseWriter) {
 	_, _ = io.WriteString(w, `{"messaging_product":"whatsapp","success":true}`+"\n")
 }
 
-// serveGraph is the simulated Graph API: POST /{version}/{phone_number_id}/calls.
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// graphRequest is one Graph request being served: its body, and whom a
+// broken rule is blamed on.
+type graphRequest struct {
+	s    *Sim
+	w    http.ResponseWriter
+	r    *http.Request
+	body []byte
+	call *Call // the call named in the body, if it is one of ours
+}
+
+func (g *graphRequest) blame(msg string) {
+	if g.call != nil {
+		g.call.violation(msg)
+	} else {
+		g.s.violation(msg)
+	}
+}
+
+// fail answers e and records violation ("" records none: Meta refuses a
+// request that breaks no rule, such as a call without permission).
+func (g *graphRequest) fail(e *graphError, violation string) {
+	if violation != "" {
+		g.blame(violation)
+	}
+	g.s.log.Debug("graph request refused", zap.String("path", g.r.URL.Path), zap.Int("code", e.code), zap.String("error", e.message))
+	writeGraphError(g.w, e)
+}
+
+// serveGraph is the simulated Graph API:
+//
+//	POST /{version}/{phone_number_id}/calls             call actions; connect (R6)
+//	GET  /{version}/{phone_number_id}/call_permissions  permission state (R5)
+//	POST /{version}/{phone_number_id}/messages          permission requests (R4)
 func (s *Sim) serveGraph(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxGraphBody+1))
 	if err != nil {
@@ -75,63 +116,73 @@ func (s *Sim) serveGraph(w http.ResponseWriter, r *http.Request) {
 	// Whom to blame: the call named in the body, if it is one of ours.
 	var req actionRequest
 	jsonErr := json.Unmarshal(body, &req)
-	c := s.call(req.CallID)
-	blame := func(msg string) {
-		if c != nil {
-			c.violation(msg)
-		} else {
-			s.violation(msg)
-		}
-	}
-	fail := func(e *graphError, violation string) {
-		blame(violation)
-		s.log.Debug("graph request refused", zap.String("path", r.URL.Path), zap.String("error", e.message))
-		writeGraphError(w, e)
-	}
+	g := &graphRequest{s: s, w: w, r: r, body: body, call: s.call(req.CallID)}
 
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	if len(parts) != 3 || parts[0] == "" || parts[2] != "calls" {
-		fail(badRequest("Unknown path components: %s", r.URL.Path), fmt.Sprintf("graph: request to unknown path %s %s", r.Method, r.URL.Path))
+	endpoint := ""
+	if len(parts) == 3 && parts[0] != "" {
+		endpoint = parts[2]
+	}
+	method := map[string]string{"calls": http.MethodPost, "call_permissions": http.MethodGet, "messages": http.MethodPost}[endpoint]
+	if method == "" {
+		g.fail(badRequest("Unknown path components: %s", r.URL.Path), fmt.Sprintf("graph: request to unknown path %s %s", r.Method, r.URL.Path))
 		return
 	}
 	if !bearerOK(r.Header.Get("Authorization"), s.cfg.AccessToken) {
-		fail(&graphError{status: http.StatusUnauthorized, code: 190, message: "Invalid OAuth access token - Cannot parse access token", details: "bad or missing bearer token"},
+		g.fail(&graphError{status: http.StatusUnauthorized, code: 190, message: "Invalid OAuth access token - Cannot parse access token", details: "bad or missing bearer token"},
 			"graph: missing or wrong bearer access token")
 		return
 	}
-	if r.Method != http.MethodPost {
-		fail(badRequest("Unsupported %s request", strings.ToLower(r.Method)), fmt.Sprintf("graph: %s %s (calls actions are POST)", r.Method, r.URL.Path))
+	if r.Method != method {
+		g.fail(badRequest("Unsupported %s request", strings.ToLower(r.Method)), fmt.Sprintf("graph: %s %s (%s is %s)", r.Method, r.URL.Path, endpoint, method))
 		return
 	}
 	if parts[1] != s.cfg.PhoneNumberID {
-		fail(badRequest("Unsupported post request. Object with ID '%s' does not exist", parts[1]),
+		g.fail(badRequest("Unsupported %s request. Object with ID '%s' does not exist", strings.ToLower(r.Method), parts[1]),
 			fmt.Sprintf("graph: phone number id %q in the path is not the business number %q", parts[1], s.cfg.PhoneNumberID))
 		return
 	}
 	if len(body) > maxGraphBody {
-		fail(badRequest("request body too large"), "graph: request body over 1 MiB")
+		g.fail(badRequest("request body too large"), "graph: request body over 1 MiB")
+		return
+	}
+	switch endpoint {
+	case "call_permissions":
+		s.servePermissions(g)
+		return
+	case "messages":
+		s.serveMessages(g)
 		return
 	}
 	if jsonErr != nil {
-		fail(badRequest("Invalid JSON body: %v", jsonErr), fmt.Sprintf("graph: body is not the calls JSON object: %v", jsonErr))
+		g.fail(badRequest("Invalid JSON body: %v", jsonErr), fmt.Sprintf("graph: body is not the calls JSON object: %v", jsonErr))
 		return
 	}
-	switch {
-	case req.MessagingProduct != "whatsapp":
-		fail(badRequest("The parameter messaging_product is required and must be \"whatsapp\""), fmt.Sprintf("graph: messaging_product %q, want \"whatsapp\"", req.MessagingProduct))
+	if req.MessagingProduct != "whatsapp" {
+		g.fail(badRequest("The parameter messaging_product is required and must be \"whatsapp\""), fmt.Sprintf("graph: messaging_product %q, want \"whatsapp\"", req.MessagingProduct))
 		return
-	case req.CallID == "":
-		fail(badRequest("The parameter call_id is required"), "graph: call_id missing")
+	}
+	if req.Action == "connect" {
+		if s.outage(req.Action) {
+			writeGraphError(w, &graphError{status: http.StatusServiceUnavailable, code: 2, message: "Service temporarily unavailable", details: "simulated outage"})
+			return
+		}
+		s.handleConnect(g, &req)
+		return
+	}
+	if req.CallID == "" {
+		g.fail(badRequest("The parameter call_id is required"), "graph: call_id missing")
 		return
 	}
 	switch req.Action {
 	case "pre_accept", "accept", "reject", "terminate":
 	default:
-		fail(badRequest("Invalid parameter action %q", req.Action), fmt.Sprintf("graph: action %q is not pre_accept, accept, reject or terminate", req.Action))
+		g.fail(badRequest("Invalid parameter action %q", req.Action), fmt.Sprintf("graph: action %q is not connect, pre_accept, accept, reject or terminate", req.Action))
 		return
 	}
+	c := g.call
 	if c == nil {
-		fail(badRequest("Invalid call_id %q: no such call", req.CallID), fmt.Sprintf("graph: %s for unknown call id %q", req.Action, req.CallID))
+		g.fail(badRequest("Invalid call_id %q: no such call", req.CallID), fmt.Sprintf("graph: %s for unknown call id %q", req.Action, req.CallID))
 		return
 	}
 	if s.outage(req.Action) {
@@ -181,6 +232,9 @@ func (c *Call) handleAction(req *actionRequest) *graphError {
 		return refuse(fmt.Sprintf("graph: %s after the call ended (%s)", req.Action, end.outcome), "Call %s is no longer active", c.id)
 	}
 
+	if c.bic != nil {
+		return c.handleBICAction(req, state)
+	}
 	switch req.Action {
 	case "pre_accept", "accept":
 		sdp, e := c.sessionSDP(req)
@@ -227,8 +281,10 @@ func (c *Call) handleAction(req *actionRequest) *graphError {
 		c.state = StateAccepted
 		c.answerSDP = sdp
 		c.bizOpaque = req.BizOpaqueCallbackData
+		c.rep.BizOpaqueCallbackData = req.BizOpaqueCallbackData
 		c.rep.AcceptAt = time.Now()
 		c.mu.Unlock()
+		c.sim.noteConnected(c.opts.From, c.opts.FromUserID)
 		if !c.external() && c.mediaGo() {
 			go c.send()
 		}

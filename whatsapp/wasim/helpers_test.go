@@ -322,7 +322,8 @@ type peer struct {
 	t      *testing.T
 	pc     *webrtc.PeerConnection
 	track  *rawTrack
-	answer string
+	answer string // newPeer's answer
+	offer  string // newOfferer's offer
 	up     chan struct{}
 
 	mu   sync.Mutex
@@ -334,6 +335,58 @@ type peer struct {
 }
 
 func newPeer(t *testing.T, offer string) *peer {
+	t.Helper()
+	p := newPeerPC(t)
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.Fatalf("peer cannot take the offer: %v", err)
+	}
+	answer, err := p.pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.answer = p.gather(answer)
+	return p
+}
+
+// newOfferer is a business placing a call: a full ICE agent whose offer
+// (actpass, every candidate gathered) is in p.offer; setAnswer applies
+// Meta's answer from the connect webhook.
+func newOfferer(t *testing.T) *peer {
+	t.Helper()
+	p := newPeerPC(t)
+	offer, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.offer = p.gather(offer)
+	return p
+}
+
+func (p *peer) setAnswer(sdp string) {
+	p.t.Helper()
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		p.t.Fatalf("business cannot take Meta's answer: %v", err)
+	}
+}
+
+func (p *peer) gather(desc webrtc.SessionDescription) string {
+	p.t.Helper()
+	done := webrtc.GatheringCompletePromise(p.pc)
+	if err := p.pc.SetLocalDescription(desc); err != nil {
+		p.t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		p.t.Fatal("peer gathering did not complete")
+	}
+	return p.pc.LocalDescription().SDP
+}
+
+// newPeerPC makes the business's PeerConnection: loopback host candidates,
+// Opus/111 and telephone-event/126, answering as DTLS client; received
+// Opus is decoded at 16 kHz.
+func newPeerPC(t *testing.T) *peer {
 	t.Helper()
 	se := webrtc.SettingEngine{}
 	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleClient); err != nil {
@@ -389,23 +442,6 @@ func newPeer(t *testing.T, offer string) *peer {
 	if _, err := pc.AddTrack(p.track); err != nil {
 		t.Fatal(err)
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		t.Fatalf("peer cannot take the offer: %v", err)
-	}
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("peer gathering did not complete")
-	}
-	p.answer = pc.LocalDescription().SDP
 	return p
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/zap"
@@ -42,10 +43,18 @@ const (
 
 // newPeerConnection builds a PeerConnection that behaves like Meta's media
 // leg: ICE-lite, host candidates on the media IP only, no mDNS, Opus/111 and
-// telephone-event/126 only, ICE credentials shaped like Meta's (ufrag with '/').
-func (s *Sim) newPeerConnection() (*webrtc.PeerConnection, error) {
+// telephone-event/126 only, ICE credentials shaped like Meta's (ufrag with
+// '/'). answerRole is the DTLS role it takes when it answers (a business-
+// initiated call): client (a=setup:active, Meta's) or server
+// (a=setup:passive); DTLSRoleAuto when it offers.
+func (s *Sim) newPeerConnection(answerRole webrtc.DTLSRole) (*webrtc.PeerConnection, error) {
 	se := webrtc.SettingEngine{}
 	se.SetLite(true)
+	if answerRole != webrtc.DTLSRoleAuto {
+		if err := se.SetAnsweringDTLSRole(answerRole); err != nil {
+			return nil, fmt.Errorf("wasim: dtls role: %w", err)
+		}
+	}
 	ip := s.mediaIP
 	se.SetIPFilter(func(x net.IP) bool { return x.Equal(ip) })
 	se.SetInterfaceFilter(func(name string) bool { return interfaceHas(name, ip) })
@@ -125,7 +134,7 @@ func (c *Call) pairSelected(pair string) {
 // transceiver and gathers candidates completely (Meta does not trickle). It
 // returns the offer as posted in the connect webhook.
 func (c *Call) setupMedia(ctx context.Context) (string, error) {
-	pc, err := c.sim.newPeerConnection()
+	pc, err := c.sim.newPeerConnection(webrtc.DTLSRoleAuto)
 	if err != nil {
 		return "", fmt.Errorf("wasim: peer connection: %w", err)
 	}
@@ -136,10 +145,27 @@ func (c *Call) setupMedia(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("wasim: transceiver: %w", err)
 	}
-	sender := tr.Sender()
+	c.watchMedia(tr.Sender())
 
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return "", fmt.Errorf("wasim: create offer: %w", err)
+	}
+	return c.gather(ctx, offer)
+}
+
+// watchMedia hooks the call's handlers to its PeerConnection: connection
+// state, the business's track and RTCP, the selected ICE pair.
+func (c *Call) watchMedia(sender *webrtc.RTPSender) {
+	pc := c.pc
 	pc.OnConnectionStateChange(c.onConnectionState)
-	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+		if c.mediaGo() {
+			go func() {
+				defer c.mediaWG.Done()
+				c.readRTCP(r)
+			}()
+		}
 		if !c.mediaGo() {
 			return
 		}
@@ -163,14 +189,35 @@ func (c *Call) setupMedia(ctx context.Context) (string, error) {
 			}
 		}()
 	}
+}
 
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		return "", fmt.Errorf("wasim: create offer: %w", err)
+// readRTCP reads the RTCP the business sends about its own stream (sender
+// reports, BYE) and notes its first BYE.
+func (c *Call) readRTCP(r *webrtc.RTPReceiver) {
+	for {
+		pkts, _, err := r.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			if _, ok := p.(*rtcp.Goodbye); ok {
+				c.mu.Lock()
+				if c.byeAt.IsZero() {
+					c.byeAt = time.Now()
+				}
+				c.mu.Unlock()
+			}
+		}
 	}
+}
+
+// gather sets desc as the local description, waits for every candidate
+// and returns the description in Meta's shape.
+func (c *Call) gather(ctx context.Context, desc webrtc.SessionDescription) (string, error) {
+	pc := c.pc
 	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return "", fmt.Errorf("wasim: set local offer: %w", err)
+	if err := pc.SetLocalDescription(desc); err != nil {
+		return "", fmt.Errorf("wasim: set local %s: %w", desc.Type, err)
 	}
 	select {
 	case <-gathered:
@@ -186,8 +233,8 @@ func (c *Call) setupMedia(ctx context.Context) (string, error) {
 	return metaStyleOffer(sdp), nil
 }
 
-// metaStyleOffer rewrites pion's offer into the shape of Meta's where a
-// parser could notice: CRLF line ends; the fingerprint at media level; the
+// metaStyleOffer rewrites pion's offer (or answer) into the shape of Meta's
+// where a parser could notice: CRLF line ends; the fingerprint at media level; the
 // m= port and c= address of the host candidate (not 9 and 0.0.0.0); only
 // component-1 candidates (rtcp-mux); no trickle, end-of-candidates, cryptex
 // or extmap-allow-mixed lines, which Meta does not send. pion's own local
@@ -277,7 +324,12 @@ func (c *Call) onConnectionState(st webrtc.PeerConnectionState) {
 	c.log.Debug("media state", zap.Stringer("state", st))
 	switch st {
 	case webrtc.PeerConnectionStateConnected:
-		c.connectedOnce.Do(func() { close(c.connected) })
+		c.connectedOnce.Do(func() {
+			c.mu.Lock()
+			c.rep.MediaUpAt = time.Now()
+			c.mu.Unlock()
+			close(c.connected)
+		})
 	case webrtc.PeerConnectionStateFailed:
 		c.finish(endSpec{outcome: OutcomeMediaFailed, status: statusFailed, webhook: true,
 			code: 138020, message: "Relay connection failed", details: "ICE/DTLS with the business failed"})
@@ -309,19 +361,22 @@ func (c *Call) send() {
 	if c.opts.Duration > 0 {
 		hangupAt = next.Add(c.opts.Duration)
 	}
-	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: opusPT, Marker: true}}
-	digits := newDTMFPlan(c.opts.Digits, c.opts.DigitsAfter, frame)
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: c.opusPT, Marker: true}}
+	var digits *dtmfPlan
+	if c.dtmfPT != 0 {
+		digits = newDTMFPlan(c.opts.Digits, c.opts.DigitsAfter, frame)
+	}
 	dtmfPayload := make([]byte, 4)
 	var eventTS uint32
 	for n := 1; ; n++ {
 		pkt.SequenceNumber, pkt.Timestamp = seq, ts
-		pkt.PayloadType = opusPT
+		pkt.PayloadType = c.opusPT
 		pkt.Payload = loop.frames[(n-1)%len(loop.frames)]
 		if k, ok := digits.packet(n, dtmfPayload); ok {
 			if k == 0 {
 				eventTS = ts
 			}
-			pkt.PayloadType, pkt.Payload, pkt.Marker, pkt.Timestamp = dtmfPT, dtmfPayload, k == 0, eventTS
+			pkt.PayloadType, pkt.Payload, pkt.Marker, pkt.Timestamp = c.dtmfPT, dtmfPayload, k == 0, eventTS
 		}
 		if c.dropPacket(n) {
 			c.mu.Lock()
@@ -376,7 +431,9 @@ func (c *Call) dropPacket(n int) bool {
 }
 
 // receive reads what the business sends on one remote track: counts,
-// sequence gaps, DTMF, and decodes Opus at 16 kHz into a bounded buffer.
+// sequence gaps, DTMF, and decodes Opus at 16 kHz into a bounded buffer
+// (on a business-initiated call, from the user's answer on: before it the
+// user hears nothing).
 func (c *Call) receive(t *webrtc.TrackRemote) {
 	dec, err := opus.NewDecoder(analysisRate)
 	if err != nil {
@@ -394,13 +451,15 @@ func (c *Call) receive(t *webrtc.TrackRemote) {
 		c.mu.Lock()
 		c.countReceived(p, now)
 		c.mu.Unlock()
-		if p.PayloadType != opusPT || len(p.Payload) == 0 {
+		if p.PayloadType != c.opusPT || len(p.Payload) == 0 {
 			continue
 		}
 		n, err := dec.Decode(p.Payload, pcm)
 		c.mu.Lock()
 		if err != nil {
 			c.rep.DecodeErrors++
+		} else if c.bic != nil && c.rep.AcceptAt.IsZero() {
+			// ringback or silence while the phone rings: not heard
 		} else if room := maxReceivedSamples - len(c.pcm); room > 0 {
 			c.pcm = append(c.pcm, pcm[:min(n, room)]...)
 		}
@@ -417,7 +476,15 @@ type seqState struct {
 func (c *Call) countReceived(p *rtp.Packet, now time.Time) {
 	r := &c.rep
 	r.PacketsReceived++
-	if c.state != StateAccepted && c.state != StateEnded && !c.flaggedEarlyMedia {
+	switch {
+	case c.bic != nil:
+		// Meta's SIP mode: "the business sends the first SRTP packet";
+		// media may flow once ICE and DTLS are up, the user hears it once
+		// they answer.
+		if r.AcceptAt.IsZero() {
+			r.PacketsBeforeAnswer++
+		}
+	case c.state != StateAccepted && c.state != StateEnded && !c.flaggedEarlyMedia:
 		c.flaggedEarlyMedia = true
 		c.violationLocked(fmt.Sprintf("media: the business sent RTP before accept returned 200 (state %s)", c.state))
 	}
@@ -427,16 +494,16 @@ func (c *Call) countReceived(p *rtp.Packet, now time.Time) {
 		r.LongestSilenceGap = gap
 	}
 	c.lastRecv = now
-	switch p.PayloadType {
-	case opusPT:
-	case dtmfPT:
+	switch {
+	case p.PayloadType == c.opusPT:
+	case p.PayloadType == c.dtmfPT && c.dtmfPT != 0:
 		r.DTMFPacketsReceived++
 		c.dtmfIn.add(p.Timestamp, p.Payload)
 		r.DigitsReceived = string(c.dtmfIn.digits)
 	default:
 		if !c.flaggedPT {
 			c.flaggedPT = true
-			c.violationLocked(fmt.Sprintf("media: payload type %d received; Meta uses only 111 (opus) and 126 (telephone-event)", p.PayloadType))
+			c.violationLocked(fmt.Sprintf("media: payload type %d received; the call negotiated only %d (opus) and %d (telephone-event)", p.PayloadType, c.opusPT, c.dtmfPT))
 		}
 	}
 	st, ok := c.ssrcs[p.SSRC]

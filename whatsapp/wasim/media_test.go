@@ -15,7 +15,7 @@ import (
 func TestRoundTrip(t *testing.T) {
 	hooks := newHookServer(t)
 	sim := newTestSim(t, hooks, nil)
-	call, err := sim.PlaceCall(context.Background(), CallOptions{From: "15551234567", ProfileName: "Ada", ToneHz: 1000, Duration: 2 * time.Second, CTAPayload: "cta-1"})
+	call, err := sim.PlaceCall(context.Background(), CallOptions{From: "15551234567", ProfileName: "Ada", ToneHz: 1000, Duration: 2 * time.Second, CTAPayload: "cta-1", KeepAudio: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +53,12 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if rep.ReceivedLevelDBFS < -25 || rep.ReceivedLevelDBFS > -10 {
 		t.Errorf("received level %.1f dBFS", rep.ReceivedLevelDBFS)
+	}
+	// KeepAudio: the decoded audio, frame by frame, for checks of its own.
+	if n := len(rep.ReceivedPCM); n < 16000 || float64(n)/16000 != rep.ReceivedSeconds {
+		t.Errorf("kept %d samples for %.2f s of audio", n, rep.ReceivedSeconds)
+	} else if f, _, _ := analyse(rep.ReceivedPCM[len(rep.ReceivedPCM)-8000:], 16000); math.Abs(f-600) > 5 {
+		t.Errorf("the last half second kept is %.0f Hz, want 600", f)
 	}
 	if rep.PacketsReceived < 60 || rep.SSRCsReceived != 1 || rep.SeqGaps != 0 || rep.DTMFPacketsReceived != 3 {
 		t.Errorf("received %d packets, %d SSRCs, %d gaps, %d DTMF", rep.PacketsReceived, rep.SSRCsReceived, rep.SeqGaps, rep.DTMFPacketsReceived)

@@ -6,16 +6,26 @@ import (
 	"time"
 )
 
-// Report is what happened on one call.
+// Report is what happened on one call, user-initiated (the simulator
+// placed it) or business-initiated (the business placed it with connect).
 type Report struct {
 	CallID string
+	// Direction is "USER_INITIATED" or "BUSINESS_INITIATED", as in Meta's webhooks.
+	Direction string
+	// User is the WhatsApp user's wa_id (the caller, or the callee of a
+	// business-initiated call), or the BSUID when there is no wa_id.
+	User string
 	// Outcome is one of the Outcome… constants.
 	Outcome string
 
-	PlacedAt    time.Time // the connect webhook was built
-	PreAcceptAt time.Time // pre_accept returned 200
-	AcceptAt    time.Time // accept returned 200
-	FirstSentAt time.Time // first caller→business packet
+	PlacedAt    time.Time // the connect webhook was built (BIC: connect returned the call id)
+	PreAcceptAt time.Time // pre_accept returned 200 (user-initiated only)
+	// AcceptAt is when accept returned 200; on a business-initiated call,
+	// when the user answered.
+	AcceptAt    time.Time
+	RingingAt   time.Time // BIC: the RINGING status was posted
+	MediaUpAt   time.Time // ICE and DTLS with the business were up
+	FirstSentAt time.Time // first user→business packet
 	// FirstMediaAt is the first business→user packet.
 	FirstMediaAt time.Time
 	EndAt        time.Time
@@ -27,6 +37,12 @@ type Report struct {
 	ActionsReceived []string
 	// WebhookFailures lists webhooks the gateway did not answer with 200.
 	WebhookFailures []string
+	// WebhooksSent lists the call's webhooks in the order they were posted:
+	// "connect", "status:RINGING", "status:ACCEPTED", "status:REJECTED",
+	// "terminate" (a duplicate as "connect (duplicate)").
+	WebhooksSent []string
+	// BizOpaqueCallbackData is what the business gave in connect or accept.
+	BizOpaqueCallbackData string
 
 	PacketsSent, PacketsDropped int // caller→business (dropped: by loss injection)
 	PacketsReceived             int // business→user, every payload type
@@ -42,15 +58,26 @@ type Report struct {
 	ReceivedPurity    float64
 	ReceivedLevelDBFS float64 // -120 when nothing was received
 	ReceivedSeconds   float64
-	// ReceivedPCM is that audio itself when CallOptions.KeepAudio is set:
-	// 16 kHz mono, packets decoded in arrival order.
-	ReceivedPCM []int16
 	// LongestSilenceGap is the longest stretch without a business packet
 	// after the first one (up to the end of the call).
 	LongestSilenceGap time.Duration
 	// TerminateErrorCode is the error the simulator put in the terminate
 	// webhook when it ended the call itself (138021, 138020), else 0.
 	TerminateErrorCode int
+
+	// PacketsBeforeAnswer counts the business's packets that arrived on a
+	// business-initiated call before the user answered (ringback the user
+	// never hears; not a violation, and not in the audio analysis).
+	PacketsBeforeAnswer int
+	// PermissionChecks and PermissionRequests are the business's
+	// call_permissions queries and permission request messages for this
+	// call's user so far (business-initiated calls).
+	PermissionChecks, PermissionRequests int
+
+	// ReceivedPCM is the decoded business→user audio at 16 kHz, kept when
+	// CallOptions.KeepAudio or User.KeepAudio is set (at most two minutes).
+	// Lost packets leave no gap: it is the received frames end to end.
+	ReceivedPCM []int16 `json:"-"`
 }
 
 // Answered reports whether the business accepted the call.
@@ -61,6 +88,8 @@ func (r *Report) clone() *Report {
 	c.Violations = append([]string(nil), r.Violations...)
 	c.ActionsReceived = append([]string(nil), r.ActionsReceived...)
 	c.WebhookFailures = append([]string(nil), r.WebhookFailures...)
+	c.WebhooksSent = append([]string(nil), r.WebhooksSent...)
+	// ReceivedPCM is shared: it is not written once the report is final.
 	return &c
 }
 
@@ -73,14 +102,27 @@ func (r *Report) String() string {
 		}
 		return "+" + t.Sub(r.PlacedAt).Round(time.Millisecond).String()
 	}
+	bic := r.Direction == directionBIC
 	fmt.Fprintf(&b, "call %s\n", r.CallID)
+	if bic {
+		fmt.Fprintf(&b, "  direction:      business-initiated, to %s\n", r.User)
+	}
 	fmt.Fprintf(&b, "  outcome:        %s", r.Outcome)
 	if r.TerminateErrorCode != 0 {
 		fmt.Fprintf(&b, " (terminate error %d)", r.TerminateErrorCode)
 	}
 	b.WriteByte('\n')
-	fmt.Fprintf(&b, "  timeline:       pre_accept %s, accept %s, first media sent %s, first media received %s, end %s\n",
-		at(r.PreAcceptAt), at(r.AcceptAt), at(r.FirstSentAt), at(r.FirstMediaAt), at(r.EndAt))
+	if bic {
+		fmt.Fprintf(&b, "  timeline:       ringing %s, media up %s, answered %s, first media sent %s, first media received %s, end %s\n",
+			at(r.RingingAt), at(r.MediaUpAt), at(r.AcceptAt), at(r.FirstSentAt), at(r.FirstMediaAt), at(r.EndAt))
+		fmt.Fprintf(&b, "  permission:     %d check(s), %d request(s) for this user\n", r.PermissionChecks, r.PermissionRequests)
+	} else {
+		fmt.Fprintf(&b, "  timeline:       pre_accept %s, accept %s, first media sent %s, first media received %s, end %s\n",
+			at(r.PreAcceptAt), at(r.AcceptAt), at(r.FirstSentAt), at(r.FirstMediaAt), at(r.EndAt))
+	}
+	if len(r.WebhooksSent) > 0 {
+		fmt.Fprintf(&b, "  webhooks:       %s\n", strings.Join(r.WebhooksSent, ", "))
+	}
 	if r.Answered() && !r.EndAt.IsZero() {
 		fmt.Fprintf(&b, "  talk time:      %s\n", r.EndAt.Sub(r.AcceptAt).Round(time.Millisecond))
 	}
@@ -92,6 +134,9 @@ func (r *Report) String() string {
 	fmt.Fprintf(&b, "  sent:           %d packets (%d dropped on purpose)\n", r.PacketsSent, r.PacketsDropped)
 	fmt.Fprintf(&b, "  received:       %d packets, %d SSRC(s), %d missing by sequence, %d DTMF packets, %d decode errors, longest silence %s\n",
 		r.PacketsReceived, r.SSRCsReceived, r.SeqGaps, r.DTMFPacketsReceived, r.DecodeErrors, r.LongestSilenceGap.Round(time.Millisecond))
+	if r.PacketsBeforeAnswer > 0 {
+		fmt.Fprintf(&b, "  before answer:  %d packets (not heard by the user)\n", r.PacketsBeforeAnswer)
+	}
 	if r.DigitsReceived != "" {
 		fmt.Fprintf(&b, "  digits heard:   %s\n", r.DigitsReceived)
 	}

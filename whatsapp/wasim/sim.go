@@ -8,6 +8,12 @@
 // host candidates only, DTLS server, Opus on PT 111, telephone-event on PT
 // 126). It enforces Meta's rules and reports every broken one as a violation.
 //
+// It also plays the other direction, business-initiated calls (bic.go):
+// simulated users (SetUser) with call permissions the business queries
+// (call_permissions) and asks for (a call_permission_request message, answered
+// by a signed `messages` webhook), and who ring, answer or decline the calls
+// the business places with the connect action, Meta's limits enforced.
+//
 // It writes Meta's JSON itself, independently of the gateway's own types, so
 // that it tests the gateway's parser rather than agreeing with it.
 package wasim
@@ -24,6 +30,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -60,7 +67,23 @@ type Config struct {
 	// well-formed requests (over all calls) are answered HTTP 503 before one
 	// is taken, as during a Graph outage.
 	GraphOutage map[string]int
-	Logger      *zap.Logger
+
+	// RingTimeout: a business-initiated call the user has not answered by
+	// then ends, not answered (default 60 s).
+	RingTimeout time.Duration
+	// PermissionChecksPerSecond bounds GET call_permissions per business
+	// number (default 5: Meta's reference, "5 requests in a 1 second
+	// window"; beyond it error 613, HTTP 429).
+	PermissionChecksPerSecond int
+	// MaxConnectedCallsPerDay bounds the business-initiated calls a user
+	// answers in 24 h (default 100, Meta's; beyond it connect fails 138012).
+	MaxConnectedCallsPerDay int
+	// CallPermissionTemplates names the message templates that carry a
+	// call_permission_request component (a template sent with such a
+	// component in its components is one too).
+	CallPermissionTemplates []string
+
+	Logger *zap.Logger
 }
 
 // Sim is one simulated Meta: a Graph API server, a webhook sender and the
@@ -79,7 +102,11 @@ type Sim struct {
 	calls      map[string]*Call
 	loops      map[loopKey]*audioLoop
 	violations []string
-	outages    map[string]int // GraphOutage requests already failed, by action
+	outages    map[string]int        // GraphOutage requests already failed, by action
+	users      map[string]*userState // business-initiated calls' users, by wa_id and by BSUID
+	permChecks []time.Time           // recent GET call_permissions, for the rate limit
+	clock      func() time.Time      // permission and limit time (tests move it)
+	byeGrace   atomic.Int64          // defaultByeGrace (tests shorten it)
 	srv        *http.Server
 	ln         net.Listener
 	started    bool
@@ -93,6 +120,9 @@ const (
 	defaultNoMediaTimeout = 20 * time.Second
 	defaultDisplayNumber  = "15550000001"
 	defaultWABAID         = "1000000000000001"
+	defaultRingTimeout    = 60 * time.Second
+	defaultPermChecksRate = 5
+	defaultMaxConnected   = 100
 )
 
 // New checks cfg and makes a simulator; Start makes it listen.
@@ -114,6 +144,15 @@ func New(cfg Config) (*Sim, error) {
 	}
 	if cfg.NoMediaTimeout <= 0 {
 		cfg.NoMediaTimeout = defaultNoMediaTimeout
+	}
+	if cfg.RingTimeout <= 0 {
+		cfg.RingTimeout = defaultRingTimeout
+	}
+	if cfg.PermissionChecksPerSecond <= 0 {
+		cfg.PermissionChecksPerSecond = defaultPermChecksRate
+	}
+	if cfg.MaxConnectedCallsPerDay <= 0 {
+		cfg.MaxConnectedCallsPerDay = defaultMaxConnected
 	}
 	var errs []error
 	if u, err := url.Parse(cfg.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -143,7 +182,7 @@ func New(cfg Config) (*Sim, error) {
 		log = zap.NewNop()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Sim{
+	s := &Sim{
 		cfg:     cfg,
 		log:     log,
 		mediaIP: ip,
@@ -158,8 +197,12 @@ func New(cfg Config) (*Sim, error) {
 		cancel: cancel,
 		calls:  map[string]*Call{},
 		loops:  map[loopKey]*audioLoop{},
+		users:  map[string]*userState{},
+		clock:  time.Now,
 		closed: make(chan struct{}),
-	}, nil
+	}
+	s.byeGrace.Store(int64(defaultByeGrace))
+	return s, nil
 }
 
 // Start binds the Graph API listener and, when a verify token is configured,
@@ -251,7 +294,11 @@ func (s *Sim) Close() error {
 	s.mu.Unlock()
 
 	for _, c := range calls {
-		c.finish(endSpec{outcome: OutcomeSimClosed, status: statusCompleted, webhook: true})
+		status := statusCompleted
+		if c.bic != nil {
+			status = c.bicStatus()
+		}
+		c.finish(endSpec{outcome: OutcomeSimClosed, status: status, webhook: true})
 	}
 	for _, c := range calls {
 		<-c.done

@@ -44,11 +44,15 @@ type change struct {
 	Value changeValue `json:"value"`
 }
 
+// changeValue is one change's value: calls[] (connect, terminate),
+// statuses[] (BIC call statuses) or messages[] (the messages field).
 type changeValue struct {
-	MessagingProduct string        `json:"messaging_product"`
-	Metadata         metadata      `json:"metadata"`
-	Contacts         []contact     `json:"contacts,omitempty"`
-	Calls            []webhookCall `json:"calls"`
+	MessagingProduct string           `json:"messaging_product"`
+	Metadata         metadata         `json:"metadata"`
+	Contacts         []contact        `json:"contacts,omitempty"`
+	Calls            []webhookCall    `json:"calls,omitempty"`
+	Statuses         []webhookStatus  `json:"statuses,omitempty"`
+	Messages         []webhookMessage `json:"messages,omitempty"`
 }
 
 type metadata struct {
@@ -69,8 +73,9 @@ type profile struct {
 type webhookCall struct {
 	ID                    string          `json:"id"`
 	From                  string          `json:"from,omitempty"`
-	To                    string          `json:"to"`
+	To                    string          `json:"to,omitempty"`
 	FromUserID            string          `json:"from_user_id,omitempty"`
+	ToUserID              string          `json:"to_user_id,omitempty"`
 	Event                 string          `json:"event"`
 	Direction             string          `json:"direction"`
 	Timestamp             string          `json:"timestamp"`
@@ -100,32 +105,69 @@ type errorData struct {
 	Details string `json:"details"`
 }
 
+// webhookStatus is one statuses[] entry of a business-initiated call (W3).
+type webhookStatus struct {
+	ID                    string `json:"id"`
+	Type                  string `json:"type"`
+	Status                string `json:"status"`
+	Timestamp             string `json:"timestamp"`
+	RecipientID           string `json:"recipient_id,omitempty"`
+	RecipientUserID       string `json:"recipient_user_id,omitempty"`
+	BizOpaqueCallbackData string `json:"biz_opaque_callback_data,omitempty"`
+}
+
+// webhookMessage is one messages[] entry: here only the user's
+// call_permission_reply (W8).
+type webhookMessage struct {
+	From        string              `json:"from,omitempty"`
+	FromUserID  string              `json:"from_user_id,omitempty"`
+	ID          string              `json:"id"`
+	Timestamp   string              `json:"timestamp"`
+	Type        string              `json:"type"`
+	Context     *messageContext     `json:"context,omitempty"`
+	Interactive *messageInteractive `json:"interactive,omitempty"`
+}
+
+type messageContext struct {
+	From string `json:"from,omitempty"`
+	ID   string `json:"id"`
+}
+
+type messageInteractive struct {
+	Type                string               `json:"type"`
+	CallPermissionReply *callPermissionReply `json:"call_permission_reply,omitempty"`
+}
+
+type callPermissionReply struct {
+	Response            string `json:"response"`
+	IsPermanent         *bool  `json:"is_permanent,omitempty"`
+	ExpirationTimestamp string `json:"expiration_timestamp,omitempty"`
+	ResponseSource      string `json:"response_source"`
+}
+
 // Terminate statuses.
 const (
 	statusCompleted = "COMPLETED"
 	statusFailed    = "FAILED"
 )
 
-// envelopeFor wraps one calls[] entry the way Meta does.
+// envelopeFor wraps one calls[] entry the way Meta does; a connect carries
+// the user in contacts[].
 func (s *Sim) envelopeFor(c *Call, wc webhookCall) envelope {
-	var contacts []contact
+	v := changeValue{Calls: []webhookCall{wc}}
 	if wc.Event == "connect" {
-		contacts = []contact{{Profile: profile{Name: c.opts.ProfileName}, WaID: c.opts.From, UserID: c.opts.FromUserID}}
+		v.Contacts = []contact{c.contact()}
 	}
+	return s.envelope("calls", v)
+}
+
+// envelope wraps one change value of field the way Meta does.
+func (s *Sim) envelope(field string, v changeValue) envelope {
+	v.MessagingProduct = "whatsapp"
+	v.Metadata = metadata{DisplayPhoneNumber: s.cfg.DisplayPhoneNumber, PhoneNumberID: s.cfg.PhoneNumberID}
 	return envelope{
 		Object: "whatsapp_business_account",
-		Entry: []entry{{
-			ID: s.cfg.WABAID,
-			Changes: []change{{
-				Field: "calls",
-				Value: changeValue{
-					MessagingProduct: "whatsapp",
-					Metadata:         metadata{DisplayPhoneNumber: s.cfg.DisplayPhoneNumber, PhoneNumberID: s.cfg.PhoneNumberID},
-					Contacts:         contacts,
-					Calls:            []webhookCall{wc},
-				},
-			}},
-		}},
+		Entry:  []entry{{ID: s.cfg.WABAID, Changes: []change{{Field: field, Value: v}}}},
 	}
 }
 
