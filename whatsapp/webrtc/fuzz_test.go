@@ -140,3 +140,53 @@ func FuzzICEDatagram(f *testing.F) {
 		sock.route(&msg, p, src)
 	})
 }
+
+// Any answer text to our offer: SetAnswer never panics; what it accepts
+// has sane payload types (Opus on the offered 111, telephone-event on the
+// offered 126 or none, as the leg then says), a DTLS role (active or
+// passive, RFC 5763 §5), ICE credentials of ice-chars and a candidate; what
+// it refuses fails the leg with that error. Every input goes through all
+// of SetAnswer, start and Close included, with the leg's ICE agent
+// stopped beforehand: its goroutine ends at once and sends nothing, so no
+// check leaves for an address the fuzzer made up and the coverage stays
+// deterministic (a running agent's timing made every input look new and
+// stalled the fuzzer in minimization).
+func FuzzSetAnswer(f *testing.F) {
+	m := fuzzMedia(f)
+	good := testAnswer(true, "active", peerUfrag, peerPwd, netip.MustParseAddrPort("127.0.0.1:9"))
+	f.Add(good)
+	f.Add(strings.ReplaceAll(testAnswer(false, "passive", peerUfrag, peerPwd, netip.MustParseAddrPort("127.0.0.1:9")), "\r\n", "\n"))
+	f.Add(strings.Replace(good, "a=setup:active", "a=setup:actpass", 1))
+	f.Add(strings.Replace(good, "111 126", "111 101", 1))
+	f.Add(strings.Replace(good, "a=mid:0", "a=mid:0\r", 1))
+	f.Add(strings.Replace(good, "a=rtpmap:126 telephone-event/8000", "a=rtpmap:126 opus/48000/2", 1))
+	f.Add("v=0\r\n")
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, text string) {
+		leg, err := m.Offer(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer leg.Close()
+		leg.ice.stop()
+		if err := leg.SetAnswer(text); err != nil {
+			select {
+			case <-leg.Failed():
+			default:
+				t.Fatalf("refused (%v) but the leg did not fail", err)
+			}
+			return
+		}
+		a := leg.remote.Load()
+		if a.opusPT != offerOpusPT || (a.dtmfPT != 0 && a.dtmfPT != offerDTMFPT) ||
+			leg.OpusPayloadType() != a.opusPT || leg.DTMFPayloadType() != a.dtmfPT {
+			t.Fatalf("accepted payload types opus %d, dtmf %d:\n%q", a.opusPT, a.dtmfPT, text)
+		}
+		if a.setup != "active" && a.setup != "passive" || leg.dtlsClient != (a.setup == "passive") {
+			t.Fatalf("accepted a=setup:%q (DTLS client %v)", a.setup, leg.dtlsClient)
+		}
+		if !isICEChars(a.ufrag, 4) || !isICEChars(a.pwd, 22) || len(a.candidates) == 0 || len(a.fingerprint) != 32 {
+			t.Fatalf("accepted ufrag %q pwd %q candidates %v fingerprint %x", a.ufrag, a.pwd, a.candidates, a.fingerprint)
+		}
+	})
+}

@@ -88,10 +88,11 @@ type iceStats struct {
 var roleConflict = stun.ErrorCodeAttribute{Code: stun.CodeRoleConflict, Reason: []byte("Role Conflict")}
 
 // iceAgent is one call's full ICE agent (RFC 8445). Against Meta's
-// ICE-lite offer it is controlling (§6.1.1) and nominates regularly
-// (§8.1.1): a check, and once it is answered the same pair again with
-// USE-CANDIDATE. Against a full agent's offer (a browser) it is controlled
-// and takes the pair the offerer nominates, and a later nomination too.
+// ICE-lite offer or answer, and whenever we made the offer, it is
+// controlling (§6.1.1) and nominates regularly (§8.1.1): a check, and once
+// it is answered the same pair again with USE-CANDIDATE. Against a full
+// agent's offer (a browser) it is controlled and takes the pair the
+// offerer nominates, and a later nomination too.
 // When the caller claims the same role, the tie-breakers decide who
 // switches (§7.3.1.1, §7.2.5.1): a browser given a lite-marked offer
 // controls too. Controlling, it never changes the selected pair (no ICE
@@ -126,36 +127,50 @@ type iceAgent struct {
 	stats       iceStats
 }
 
-// newICEAgent makes the agent for offer o; tieBreaker, when not nil, gives
-// its first tie-breaker (tests), else it is random (RFC 8445 §16.1: 64
-// bits).
-func newICEAgent(l *Leg, mux *legMux, o *offer, socks []*iceSocket, timing iceTiming, tieBreaker func() uint64, log *zap.Logger) *iceAgent {
+// newICEAgent makes a leg's agent with its own credentials; setRemote
+// gives it the peer's once its SDP is known. tieBreaker, when not nil,
+// gives its first tie-breaker (tests), else it is random (RFC 8445 §16.1:
+// 64 bits).
+func newICEAgent(l *Leg, mux *legMux, timing iceTiming, tieBreaker func() uint64, log *zap.Logger) *iceAgent {
 	a := &iceAgent{
-		timing:      timing,
-		leg:         l,
-		mux:         mux,
-		localUfrag:  crand.Text()[:16],
-		localPwd:    crand.Text(), // 130 random bits (RFC 8445 §5.3: at least 128)
-		remoteUfrag: o.ufrag,
-		remotePwd:   o.pwd,
-		controlling: o.lite,
-		tieBreaker:  rand.Uint64(),
-		pending:     map[[stun.TransactionIDSize]byte]iceTx{},
-		log:         log,
+		timing:     timing,
+		leg:        l,
+		mux:        mux,
+		localUfrag: crand.Text()[:16],
+		localPwd:   crand.Text(), // 130 random bits (RFC 8445 §5.3: at least 128)
+		tieBreaker: rand.Uint64(),
+		pending:    map[[stun.TransactionIDSize]byte]iceTx{},
+		log:        log,
 	}
 	if tieBreaker != nil {
 		a.tieBreaker = tieBreaker()
 	}
 	a.localKey = stun.NewShortTermIntegrity(a.localPwd)
+	return a
+}
+
+// setRemote takes the peer's credentials and candidates (its offer, or
+// its answer to ours) and the role to start in, pairing every candidate
+// with our sockets of its address family. It runs before the agent is
+// reachable (legMux.addLeg) and before run.
+func (a *iceAgent) setRemote(r *remoteDesc, controlling bool, socks []*iceSocket) {
+	a.remoteUfrag, a.remotePwd = r.ufrag, r.pwd
 	a.remoteKey = stun.NewShortTermIntegrity(a.remotePwd)
-	for _, r := range o.candidates {
+	a.controlling = controlling
+	for _, c := range r.candidates {
 		for _, s := range socks {
-			if s.local.Addr().Is4() == r.Addr().Is4() {
-				a.pairs = append(a.pairs, icePair{sock: s, remote: r})
+			if s.local.Addr().Is4() == c.Addr().Is4() {
+				a.pairs = append(a.pairs, icePair{sock: s, remote: c})
 			}
 		}
 	}
-	return a
+}
+
+// startsControlling is our initial role (RFC 8445 §6.1.1): we are a full
+// agent, so against an ICE-lite peer (Meta) we control; between full
+// agents the offerer controls. Conflicts are settled later (§7.3.1.1).
+func startsControlling(weOffer bool, peer *remoteDesc) bool {
+	return weOffer || peer.lite
 }
 
 // isControlling is the agent's role now.

@@ -24,7 +24,8 @@ import (
 // ErrLegClosed is returned by reads and writes on a closed Leg.
 var ErrLegClosed = errors.New("webrtc: leg closed")
 
-// ErrCallerClosed is the failure of a leg whose caller closed the DTLS
+// ErrCallerClosed is the failure of a leg whose WhatsApp side (the caller,
+// or the user a business-initiated call reached) closed the DTLS
 // connection (close_notify): how a normal hang-up looks from the media
 // side, often just before Meta's terminate webhook.
 var ErrCallerClosed = errors.New("webrtc: the caller closed the DTLS connection")
@@ -36,20 +37,28 @@ const (
 )
 
 // Leg is one call's WebRTC media leg toward WhatsApp: the answer to the
-// caller's offer, ICE on the shared port (ice.go), DTLS-SRTP as client, the
-// Opus (+ telephone-event) stream in and one SSRC out.
+// caller's offer (Answer), or our offer and its answer (Offer, SetAnswer),
+// ICE on the shared port (ice.go), DTLS-SRTP (client when we answer; as
+// the answer's a=setup says when we offer), the Opus (+ telephone-event)
+// stream in and one SSRC out. Both kinds behave alike once started.
 //
 // Per packet: the socket's reader copies an SRTP packet into the leg's
 // queue and wakes the bridge's reader, which decrypts it in ReadPacket;
 // WritePacket encrypts and sends on the caller's goroutine (the bridge's
 // pacer). No allocation, no other goroutine, no lock another call takes.
 type Leg struct {
-	media  *Media
-	ice    *iceAgent
-	offer  *offer
-	answer string
+	media *Media
+	ice   *iceAgent
+	// remote is the peer's SDP: the offer answered, or (an offered leg)
+	// the answer once SetAnswer took it.
+	remote atomic.Pointer[remoteDesc]
+	answer string     // our answer; "" on an offered leg
+	local  *localDesc // our offer; nil on an answering leg
+	offer  string     // our offer's text; "" on an answering leg
 	ssrc   uint32
 	log    *zap.Logger
+	// dtlsClient is our DTLS role (RFC 5763 §5), set before start.
+	dtlsClient bool
 
 	connected chan struct{}
 	failed    chan struct{}
@@ -60,6 +69,7 @@ type Leg struct {
 	failErr   atomic.Pointer[error]
 	life      sync.Mutex // orders starting goroutines against Close
 	ending    bool
+	answered  bool // SetAnswer was called (under life)
 	wg        sync.WaitGroup
 
 	// Set once the pair is selected (before ready), read by the writers.
@@ -91,13 +101,11 @@ type Leg struct {
 }
 
 // Answer answers the caller's offer: Opus/48000 + telephone-event/8000 with
-// the offer's payload types (OpusPayloadType, DTMFPayloadType), DTLS client (a=setup:active), a full ICE agent with our host candidates
-// inside the answer (the Cloud API does not trickle). ICE starts at once;
-// Connected closes once DTLS-SRTP is up.
+// the offer's payload types (OpusPayloadType, DTMFPayloadType), DTLS client
+// (a=setup:active), a full ICE agent with our host candidates inside the
+// answer (the Cloud API does not trickle). ICE starts at once; Connected
+// closes once DTLS-SRTP is up.
 func (m *Media) Answer(ctx context.Context, offerSDP string, log *zap.Logger) (*Leg, error) {
-	if log == nil {
-		log = m.log
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("webrtc: answer: %w", err)
 	}
@@ -105,9 +113,24 @@ func (m *Media) Answer(ctx context.Context, offerSDP string, log *zap.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("webrtc: %w", err)
 	}
+	l := m.newLeg(log)
+	if err := l.setRemote(o, false); err != nil {
+		return nil, fmt.Errorf("webrtc: %w", err)
+	}
+	l.dtlsClient = true // our a=setup:active (RFC 5763 §5)
+	l.answer = m.buildAnswer(o, l.ice.localUfrag, l.ice.localPwd, l.ssrc)
+	l.start()
+	return l, nil
+}
+
+// newLeg makes a leg with its own ICE credentials and SSRC, not yet
+// reachable nor started.
+func (m *Media) newLeg(log *zap.Logger) *Leg {
+	if log == nil {
+		log = m.log
+	}
 	l := &Leg{
 		media:     m,
-		offer:     o,
 		ssrc:      randomSSRC(),
 		log:       log,
 		connected: make(chan struct{}),
@@ -115,15 +138,32 @@ func (m *Media) Answer(ctx context.Context, offerSDP string, log *zap.Logger) (*
 		closed:    make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 	}
-	l.ice = newICEAgent(l, m.mux, o, m.sockets, m.timing, m.tieBreaker, log)
-	if len(l.ice.pairs) == 0 {
-		return nil, errors.New("webrtc: the offer has no candidate of an address family we listen on")
-	}
+	l.ice = newICEAgent(l, m.mux, m.timing, m.tieBreaker, log)
 	l.ice.onSelected = l.startDTLS
 	l.ice.onSwitched = l.movePair
-	l.answer = m.buildAnswer(o, l.ice.localUfrag, l.ice.localPwd, l.ssrc)
 	l.rtcp.init(l.ssrc)
-	m.mux.addLeg(l)
+	return l
+}
+
+// setRemote takes the peer's description r (weOffer: r answers our offer)
+// for ICE and the payload types.
+func (l *Leg) setRemote(r *remoteDesc, weOffer bool) error {
+	l.ice.setRemote(r, startsControlling(weOffer, r), l.media.sockets)
+	if len(l.ice.pairs) == 0 {
+		what := "offer"
+		if weOffer {
+			what = "answer"
+		}
+		return fmt.Errorf("the %s has no candidate of an address family we listen on", what)
+	}
+	l.remote.Store(r)
+	return nil
+}
+
+// start makes the leg reachable by its ufrag and runs ICE (the caller
+// holds life, or the leg is not yet shared).
+func (l *Leg) start() {
+	l.media.mux.addLeg(l)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -131,24 +171,36 @@ func (m *Media) Answer(ctx context.Context, offerSDP string, log *zap.Logger) (*
 			l.fail(err)
 		}
 	}()
-	return l, nil
 }
 
 // AnswerSDP is the SDP answer sent in both pre_accept and accept (Meta rejects
-// an accept whose SDP differs).
+// an accept whose SDP differs). It is "" on an offered leg (Offer), whose
+// SDP is OfferSDP.
 func (l *Leg) AnswerSDP() string { return l.answer }
 
 // SSRC is the one SSRC of every packet toward WhatsApp.
 func (l *Leg) SSRC() uint32 { return l.ssrc }
 
-// OpusPayloadType is the offer's payload type for opus/48000/2, which the
-// answer keeps (RFC 3264 §6.1): packets are read and must be written with
-// it, as negotiated; the leg renumbers nothing.
-func (l *Leg) OpusPayloadType() uint8 { return l.offer.opusPT }
+// OpusPayloadType is the payload type for opus/48000/2: the offer's, which
+// our answer keeps (RFC 3264 §6.1), or on an offered leg the answer's
+// (one we offered; ours until the answer is set). Packets are read and
+// must be written with it, as negotiated; the leg renumbers nothing.
+func (l *Leg) OpusPayloadType() uint8 {
+	if r := l.remote.Load(); r != nil {
+		return r.opusPT
+	}
+	return l.local.opusPT // an offered leg before its answer
+}
 
-// DTMFPayloadType is the offer's payload type for telephone-event/8000
-// (RFC 4733), kept by the answer likewise; 0 when the offer has none.
-func (l *Leg) DTMFPayloadType() uint8 { return l.offer.dtmfPT }
+// DTMFPayloadType is the payload type for telephone-event/8000 (RFC
+// 4733), found like OpusPayloadType; 0 when the offer, or the answer to
+// ours, has none.
+func (l *Leg) DTMFPayloadType() uint8 {
+	if r := l.remote.Load(); r != nil {
+		return r.dtmfPT
+	}
+	return l.local.dtmfPT
+}
 
 // Connected is closed once ICE and DTLS are up.
 func (l *Leg) Connected() <-chan struct{} { return l.connected }
@@ -178,9 +230,9 @@ func (l *Leg) fail(err error) {
 	})
 }
 
-// startDTLS runs the DTLS client handshake on the selected pair and keys
-// SRTP (RFC 5764); the caller's certificate must match its offer's
-// fingerprint.
+// startDTLS runs the DTLS handshake on the selected pair, in our role
+// (dtlsClient), and keys SRTP (RFC 5764); the peer's certificate must
+// match its SDP's fingerprint.
 func (l *Leg) startDTLS(p icePair) {
 	l.life.Lock()
 	defer l.life.Unlock()
@@ -220,17 +272,30 @@ func (l *Leg) movePair(p icePair) {
 }
 
 func (l *Leg) handshake(pipe *dtlssrtp.Pipe) error {
-	dc, err := dtls.Client(pipe, pipe.RemoteAddr(), &dtls.Config{
+	fingerprint := l.remote.Load().fingerprint
+	cfg := &dtls.Config{
 		Certificates:           []tls.Certificate{l.media.cert.TLS},
 		SRTPProtectionProfiles: dtlssrtp.Profiles,
 		ExtendedMasterSecret:   dtls.RequireExtendedMasterSecret,
-		// The certificate is self-signed: it is checked against the offer's
-		// fingerprint instead (RFC 8122 §5).
+		// The certificate is self-signed: it is checked against the peer's
+		// SDP fingerprint instead (RFC 8122 §5).
 		InsecureSkipVerify: true,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			return dtlssrtp.CheckFingerprint(raw, l.offer.fingerprint)
+			return dtlssrtp.CheckFingerprint(raw, fingerprint)
 		},
-	})
+	}
+	var dc *dtls.Conn
+	var err error
+	if l.dtlsClient {
+		dc, err = dtls.Client(pipe, pipe.RemoteAddr(), cfg)
+	} else {
+		// The answerer chose a=setup:active (RFC 5763 §5): we are the
+		// server, and ask the client for its certificate, checked against
+		// its fingerprint (both ends authenticate: RFC 5763 §5, RFC 8122
+		// §5).
+		cfg.ClientAuth = dtls.RequireAnyClientCert
+		dc, err = dtls.Server(pipe, pipe.RemoteAddr(), cfg)
+	}
 	if err != nil {
 		return fmt.Errorf("webrtc: dtls: %w", err)
 	}
@@ -241,7 +306,7 @@ func (l *Leg) handshake(pipe *dtlssrtp.Pipe) error {
 		return ErrLegClosed
 	default:
 	}
-	tx, rx, err := dtlssrtp.Keys(dc, true, dtlsHandshakeTimeout, l.closed)
+	tx, rx, err := dtlssrtp.Keys(dc, l.dtlsClient, dtlsHandshakeTimeout, l.closed)
 	if err != nil {
 		return fmt.Errorf("webrtc: %w", err)
 	}
@@ -310,7 +375,7 @@ func (l *Leg) deliver(p []byte) {
 }
 
 // ReadPacket returns the next decrypted RTP packet from WhatsApp, with the
-// payload type the caller sent (the offer's: OpusPayloadType,
+// payload type the peer sent (the negotiated ones: OpusPayloadType,
 // DTMFPayloadType). It waits for DTLS; it fails once the leg is closed. One
 // reader at a time.
 func (l *Leg) ReadPacket(b []byte) (int, error) {
@@ -343,7 +408,7 @@ func (l *Leg) ReadPacket(b []byte) (int, error) {
 }
 
 // WritePacket sends one RTP packet (header as built by the bridge, with this
-// leg's SSRC and the offer's payload types) toward WhatsApp, unchanged but
+// leg's SSRC and the negotiated payload types) toward WhatsApp, unchanged but
 // for SRTP. Before DTLS is up the packet is dropped. One writer at a time.
 func (l *Leg) WritePacket(b []byte) error {
 	select {

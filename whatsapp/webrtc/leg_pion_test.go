@@ -29,8 +29,9 @@ func pionCaller(t *testing.T, lite bool) (*pionwebrtc.PeerConnection, *pionwebrt
 }
 
 // pionCallerPT is pionCaller with the given payload types: ICE-lite like
-// Meta's side, or a full agent like a browser.
-func pionCallerPT(t *testing.T, lite bool, opusPT, dtmfPT uint8) (*pionwebrtc.PeerConnection, *pionwebrtc.TrackLocalStaticRTP) {
+// Meta's side, or a full agent like a browser. tweaks change its settings
+// further (an answerer's DTLS role).
+func pionCallerPT(t *testing.T, lite bool, opusPT, dtmfPT uint8, tweaks ...func(*pionwebrtc.SettingEngine)) (*pionwebrtc.PeerConnection, *pionwebrtc.TrackLocalStaticRTP) {
 	t.Helper()
 	se := pionwebrtc.SettingEngine{}
 	se.SetLite(lite)
@@ -38,6 +39,9 @@ func pionCallerPT(t *testing.T, lite bool, opusPT, dtmfPT uint8) (*pionwebrtc.Pe
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]pionwebrtc.NetworkType{pionwebrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	for _, tw := range tweaks {
+		tw(&se)
+	}
 	me := &pionwebrtc.MediaEngine{}
 	for _, c := range []pionwebrtc.RTPCodecParameters{
 		{RTPCodecCapability: pionwebrtc.RTPCodecCapability{MimeType: pionwebrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: pionwebrtc.PayloadType(opusPT)},
@@ -112,19 +116,7 @@ func TestLegWithPion(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			m := newLoopbackMedia(t)
 			pc, track := pionCallerPT(t, c.lite, c.opusPT, c.dtmfPT)
-			got := make(chan *rtp.Packet, 64)
-			pc.OnTrack(func(tr *pionwebrtc.TrackRemote, _ *pionwebrtc.RTPReceiver) {
-				for {
-					p, _, err := tr.ReadRTP()
-					if err != nil {
-						return
-					}
-					select {
-					case got <- p:
-					default:
-					}
-				}
-			})
+			got := pionReceived(pc)
 			leg := callPion(t, m, pc)
 			if leg.ice.isControlling() != c.lite {
 				t.Errorf("controlling = %v against a lite=%v offer", leg.ice.isControlling(), c.lite)
@@ -133,60 +125,89 @@ func TestLegWithPion(t *testing.T) {
 				t.Fatalf("negotiated opus %d, dtmf %d; the offer has %d, %d",
 					leg.OpusPayloadType(), leg.DTMFPayloadType(), c.opusPT, c.dtmfPT)
 			}
-			opusPT, dtmfPT := leg.OpusPayloadType(), leg.DTMFPayloadType()
-
-			// pion → leg.
-			done := make(chan struct{})
-			defer close(done)
-			go func() {
-				for seq := uint16(0); ; seq++ {
-					select {
-					case <-done:
-						return
-					case <-time.After(20 * time.Millisecond):
-					}
-					_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: []byte{0xfc, 0xab, byte(seq)}})
-				}
-			}()
-			buf := make([]byte, 1500)
-			var h rtp.Header
-			for i := 0; i < 5; i++ {
-				n, err := readWithin(leg, buf, 3*time.Second)
-				if err != nil {
-					t.Fatalf("read %d: %v", i, err)
-				}
-				hl, err := h.Unmarshal(buf[:n])
-				if err != nil || h.PayloadType != opusPT || n-hl != 3 || buf[hl] != 0xfc {
-					t.Fatalf("read %d: %x (pt %d, err %v)", i, buf[:n], h.PayloadType, err)
-				}
-			}
-
-			// leg → pion: Opus and a telephone-event on one SSRC.
-			sent := []uint8{opusPT, opusPT, opusPT, dtmfPT, opusPT, opusPT}
-			for i, pt := range sent {
-				out := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: uint16(100 + i), Timestamp: uint32(i) * 960, SSRC: leg.SSRC()}, Payload: []byte{1, 2, 3, 4}}
-				b, _ := out.Marshal()
-				if err := leg.WritePacket(b); err != nil {
-					t.Fatal(err)
-				}
-			}
-			pts := map[uint8]int{}
-			timeout := time.After(5 * time.Second)
-			for pts[opusPT] < 3 || pts[dtmfPT] < 1 {
-				select {
-				case p := <-got:
-					if p.SSRC != leg.SSRC() {
-						t.Fatalf("ssrc %d, want %d", p.SSRC, leg.SSRC())
-					}
-					pts[p.PayloadType]++
-				case <-timeout:
-					t.Fatalf("pion got %v, want 3 Opus and 1 telephone-event", pts)
-				}
-			}
-			if leg.Sent() != uint64(len(sent)) {
-				t.Errorf("sent %d", leg.Sent())
-			}
+			mediaBothWays(t, leg, track, got)
 		})
+	}
+}
+
+// pionReceived is every RTP packet pion receives on its remote tracks
+// (the newest dropped when the test does not keep up).
+func pionReceived(pc *pionwebrtc.PeerConnection) <-chan *rtp.Packet {
+	got := make(chan *rtp.Packet, 64)
+	pc.OnTrack(func(tr *pionwebrtc.TrackRemote, _ *pionwebrtc.RTPReceiver) {
+		for {
+			p, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			select {
+			case got <- p:
+			default:
+			}
+		}
+	})
+	return got
+}
+
+// mediaBothWays checks a connected leg against its pion peer: pion's Opus
+// (sent on track every 20 ms) reaches ReadPacket intact with the leg's
+// Opus payload type, and what we write with the negotiated payload types
+// reaches pion (got) on our one SSRC with them kept, Opus and
+// telephone-event: nothing is renumbered.
+func mediaBothWays(t *testing.T, leg *Leg, track *pionwebrtc.TrackLocalStaticRTP, got <-chan *rtp.Packet) {
+	t.Helper()
+	opusPT, dtmfPT := leg.OpusPayloadType(), leg.DTMFPayloadType()
+
+	// pion → leg.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for seq := uint16(0); ; seq++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: []byte{0xfc, 0xab, byte(seq)}})
+		}
+	}()
+	buf := make([]byte, 1500)
+	var h rtp.Header
+	for i := 0; i < 5; i++ {
+		n, err := readWithin(leg, buf, 3*time.Second)
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		hl, err := h.Unmarshal(buf[:n])
+		if err != nil || h.PayloadType != opusPT || n-hl != 3 || buf[hl] != 0xfc {
+			t.Fatalf("read %d: %x (pt %d, err %v)", i, buf[:n], h.PayloadType, err)
+		}
+	}
+
+	// leg → pion: Opus and a telephone-event on one SSRC.
+	sent := []uint8{opusPT, opusPT, opusPT, dtmfPT, opusPT, opusPT}
+	for i, pt := range sent {
+		out := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: uint16(100 + i), Timestamp: uint32(i) * 960, SSRC: leg.SSRC()}, Payload: []byte{1, 2, 3, 4}}
+		b, _ := out.Marshal()
+		if err := leg.WritePacket(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pts := map[uint8]int{}
+	timeout := time.After(5 * time.Second)
+	for pts[opusPT] < 3 || pts[dtmfPT] < 1 {
+		select {
+		case p := <-got:
+			if p.SSRC != leg.SSRC() {
+				t.Fatalf("ssrc %d, want %d", p.SSRC, leg.SSRC())
+			}
+			pts[p.PayloadType]++
+		case <-timeout:
+			t.Fatalf("pion got %v, want 3 Opus and 1 telephone-event", pts)
+		}
+	}
+	if leg.Sent() != uint64(len(sent)) {
+		t.Errorf("sent %d", leg.Sent())
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 )
 
 const (
-	// opusFmtp is what the answer asks of the caller's Opus (RFC 7587
-	// §7): 10 ms packets at the least, in-band FEC.
+	// opusFmtp is what our SDP, answer or offer, asks of the peer's Opus
+	// (RFC 7587 §7): 10 ms packets at the least, in-band FEC.
 	opusFmtp         = "minptime=10;useinbandfec=1"
 	udpMuxBufferSize = 4 << 20 // bytes, each way, on each shared ICE socket
 )

@@ -13,30 +13,52 @@ import (
 	"github.com/wagateway/wagateway/whatsapp/webrtc/dtlssrtp"
 )
 
-// offer is what the gateway needs of the caller's SDP offer: Meta's (one
-// audio m-line, ICE-lite, host candidates, DTLS actpass, Opus and
-// telephone-event; Meta, WhatsApp Cloud API Calling, SDP offer), or a
-// browser's. The payload types are the offer's own, and the answer's.
-type offer struct {
+// remoteDesc is what the gateway needs of the peer's SDP: a caller's offer
+// (Meta's: one audio m-line, ICE-lite, host candidates, DTLS actpass, Opus
+// and telephone-event; Meta, WhatsApp Cloud API Calling, SDP offer; or a
+// browser's), or the answer to our own offer (offering.go). The payload
+// types are the peer's own: an offer's are kept by our answer, an answer's
+// must be among those we offered.
+type remoteDesc struct {
 	mid         string
 	ufrag, pwd  string
-	fingerprint []byte // sha-256 of the caller's DTLS certificate
-	lite        bool   // a=ice-lite: the caller only answers checks, so we control (RFC 8445 §6.1.1)
+	fingerprint []byte // sha-256 of the peer's DTLS certificate
+	lite        bool   // a=ice-lite: the peer only answers checks, so we control (RFC 8445 §6.1.1)
+	setup       string // a=setup of the audio m-line, else of the session; "" if none
 	candidates  []netip.AddrPort
+	port        int      // the audio m-line's port (0: rejected, RFC 3264 §6)
+	formats     []string // the audio m-line's formats
 	opusPT      uint8
 	dtmfPT      uint8 // telephone-event/8000; 0 if none
 	proto       string
 	others      []string // the m-lines after the audio one, answered rejected (port 0)
 }
 
-// parseOffer reads an offer with pion/sdp (the project's SDP parser). The
-// first audio m-line is the call's; its attributes win over the session's.
-func parseOffer(text string) (*offer, error) {
+// parseOffer reads a caller's offer: a remote description whose a=setup
+// lets us be the DTLS client.
+func parseOffer(text string) (*remoteDesc, error) {
+	o, err := parseRemote(text, "offer")
+	if err != nil {
+		return nil, err
+	}
+	if o.setup == "active" {
+		// The caller wants to be the DTLS client; Meta offers actpass and
+		// expects the business to be the client.
+		return nil, errors.New("offer: a=setup:active (the caller as DTLS client) is not supported")
+	}
+	return o, nil
+}
+
+// parseRemote reads the peer's SDP, an offer or an answer (kind, for the
+// errors), with pion/sdp (the project's SDP parser). The first audio
+// m-line is the call's; its attributes win over the session's. Every value
+// that reaches our SDP or our STUN checks is checked to be a token.
+func parseRemote(text, kind string) (*remoteDesc, error) {
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(text); err != nil {
-		return nil, fmt.Errorf("offer: %w", err)
+		return nil, fmt.Errorf("%s: %w", kind, err)
 	}
-	o := &offer{}
+	o := &remoteDesc{}
 	var md *sdp.MediaDescription
 	for _, m := range sd.MediaDescriptions {
 		if m.MediaName.Media == "audio" && md == nil {
@@ -47,12 +69,12 @@ func parseOffer(text string) (*offer, error) {
 		// proto and formats copied: each must be a token (RFC 8866 §9:
 		// media, proto = token *("/" token), fmt = token).
 		if !isToken(m.MediaName.Media) || !allTokens(m.MediaName.Protos) || !allTokens(m.MediaName.Formats) {
-			return nil, fmt.Errorf("offer: an m-line's media, proto or formats are not RFC 8866 tokens: %q", m.MediaName.String())
+			return nil, fmt.Errorf("%s: an m-line's media, proto or formats are not RFC 8866 tokens: %q", kind, m.MediaName.String())
 		}
 		o.others = append(o.others, m.MediaName.Media+" 0 "+strings.Join(m.MediaName.Protos, "/")+" "+strings.Join(m.MediaName.Formats, " "))
 	}
 	if md == nil {
-		return nil, errors.New("offer has no audio m-line")
+		return nil, fmt.Errorf("%s has no audio m-line", kind)
 	}
 	// attr is an attribute of the audio m-line, else of the session.
 	attr := func(key string) (string, bool) {
@@ -62,42 +84,40 @@ func parseOffer(text string) (*offer, error) {
 		return sd.Attribute(key)
 	}
 	if !allTokens(md.MediaName.Protos) {
-		return nil, fmt.Errorf("offer: audio proto %q is not RFC 8866 tokens", strings.Join(md.MediaName.Protos, "/"))
+		return nil, fmt.Errorf("%s: audio proto %q is not RFC 8866 tokens", kind, strings.Join(md.MediaName.Protos, "/"))
 	}
 	o.proto = strings.Join(md.MediaName.Protos, "/")
 	if !strings.Contains(o.proto, "SAVP") {
-		return nil, fmt.Errorf("offer: audio is %s, not DTLS-SRTP", o.proto)
+		return nil, fmt.Errorf("%s: audio is %s, not DTLS-SRTP", kind, o.proto)
 	}
-	if setup, _ := attr("setup"); setup == "active" {
-		// The caller wants to be the DTLS client; Meta offers actpass and
-		// expects the business to be the client.
-		return nil, errors.New("offer: a=setup:active (the caller as DTLS client) is not supported")
-	}
+	o.port = md.MediaName.Port.Value
+	o.formats = md.MediaName.Formats
+	o.setup, _ = attr("setup")
 	_, o.lite = sd.Attribute("ice-lite")
 	o.mid, _ = md.Attribute("mid")
 	// The mid is copied into our answer (a=mid, a=group:BUNDLE): an
 	// identification-tag is a token (RFC 5888 §4, RFC 8866 §9), so no
 	// blank or control character reaches the answer.
 	if o.mid != "" && !isToken(o.mid) {
-		return nil, fmt.Errorf("offer: a=mid %q is not an RFC 8866 token", o.mid)
+		return nil, fmt.Errorf("%s: a=mid %q is not an RFC 8866 token", kind, o.mid)
 	}
 	o.ufrag, _ = attr("ice-ufrag")
 	o.pwd, _ = attr("ice-pwd")
 	if o.ufrag == "" || o.pwd == "" {
-		return nil, errors.New("offer has no ICE credentials (a=ice-ufrag, a=ice-pwd)")
+		return nil, fmt.Errorf("%s has no ICE credentials (a=ice-ufrag, a=ice-pwd)", kind)
 	}
 	// RFC 8839 §5.4: ufrag 4-256 and pwd 22-256 ice-chars (ALPHA / DIGIT /
 	// "+" / "/"). They go into every STUN check's USERNAME and key.
 	if !isICEChars(o.ufrag, 4) || !isICEChars(o.pwd, 22) {
-		return nil, errors.New("offer: a=ice-ufrag or a=ice-pwd is not 4 or 22 to 256 ice-chars (RFC 8839 §5.4)")
+		return nil, fmt.Errorf("%s: a=ice-ufrag or a=ice-pwd is not 4 or 22 to 256 ice-chars (RFC 8839 §5.4)", kind)
 	}
 	fp, _ := attr("fingerprint")
 	if fp == "" {
-		return nil, errors.New("offer has no a=fingerprint")
+		return nil, fmt.Errorf("%s has no a=fingerprint", kind)
 	}
 	var err error
 	if o.fingerprint, err = dtlssrtp.ParseFingerprint(fp); err != nil {
-		return nil, fmt.Errorf("offer: %w", err)
+		return nil, fmt.Errorf("%s: %w", kind, err)
 	}
 	var cands []candidate
 	for _, a := range md.Attributes {
@@ -131,7 +151,7 @@ func parseOffer(text string) (*offer, error) {
 		}
 	}
 	if o.opusPT == 0 {
-		return nil, errors.New("offer has no opus/48000/2")
+		return nil, fmt.Errorf("%s has no opus/48000/2", kind)
 	}
 	// Highest priority first (RFC 8445 §6.1.2.6); the m/c-line address only
 	// when there is no candidate at all.
@@ -145,7 +165,7 @@ func parseOffer(text string) (*offer, error) {
 		}
 	}
 	if len(o.candidates) == 0 {
-		return nil, errors.New("offer has no UDP candidate we can use")
+		return nil, fmt.Errorf("%s has no UDP candidate we can use", kind)
 	}
 	return o, nil
 }

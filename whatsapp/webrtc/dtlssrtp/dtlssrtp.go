@@ -4,8 +4,9 @@
 // in by whoever reads the socket), the certificate check against the SDP's
 // a=fingerprint (RFC 8122), and the SRTP contexts keyed from the handshake.
 //
-// The gateway's WhatsApp leg (DTLS client) and the simulator's lite leg
-// (DTLS server, Meta's side) both use it.
+// The gateway's WhatsApp leg (DTLS client when it answers, either role when
+// it offers) and the simulator's lite leg (DTLS server, Meta's side) both
+// use it.
 package dtlssrtp
 
 import (
