@@ -213,7 +213,11 @@ func respond2xxUntilAck(tx sip.ServerTransaction, res *sip.Response, reliable bo
 // through the transaction and is returned; one that came as its own request
 // (acked closed) gives nil, the caller having kept it.
 func awaitAck(ctx context.Context, tx sip.ServerTransaction, res *sip.Response, reliable bool, acked, stop <-chan struct{}) (*sip.Request, error) {
-	giveUp := time.NewTimer(64 * sip.T1)
+	limit := 64 * sip.T1 // Timer H
+	if ackWaitOverride > 0 {
+		limit = ackWaitOverride
+	}
+	giveUp := time.NewTimer(limit)
 	defer giveUp.Stop()
 	interval := sip.T1
 	resend := time.NewTimer(interval)
@@ -242,6 +246,10 @@ func awaitAck(ctx context.Context, tx sip.ServerTransaction, res *sip.Response, 
 		}
 	}
 }
+
+// ackWaitOverride, if set, replaces 64*T1 in awaitAck (tests only: set it
+// before the UA starts).
+var ackWaitOverride time.Duration
 
 // errACKTimeout: no ACK came for a 2xx within 64*T1.
 var errACKTimeout = errors.New("sip: no ACK for 2xx within 64*T1")

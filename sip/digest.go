@@ -226,9 +226,11 @@ func digestResponse(p map[string]string, method, password string) (string, strin
 	}
 }
 
-// sameRequestURI reports whether an Authorization uri names the Request-URI:
-// same scheme, user, host (case-insensitive) and port (the default one when
-// absent).
+// sameRequestURI reports whether an Authorization uri names the Request-URI
+// (RFC 2617 §3.2.2.5): same scheme, host (case-insensitive) and port (the
+// default one when absent), and the same user unless the uri has none.
+// Some UACs (sipp among them) put the target's host:port only; with
+// single-use nonces bound to the trunk that loses nothing worth keeping.
 func sameRequestURI(s string, ruri sip.Uri) bool {
 	var u sip.Uri
 	if s == "" || sip.ParseUri(s, &u) != nil {
@@ -243,7 +245,7 @@ func sameRequestURI(s string, ruri sip.Uri) bool {
 		}
 		return 5060
 	}
-	return strings.EqualFold(u.Scheme, ruri.Scheme) && u.User == ruri.User &&
+	return strings.EqualFold(u.Scheme, ruri.Scheme) && (u.User == "" || u.User == ruri.User) &&
 		strings.EqualFold(u.Host, ruri.Host) && port(u) == port(ruri)
 }
 

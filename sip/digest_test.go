@@ -150,6 +150,8 @@ func TestDigestAuthCheck(t *testing.T) {
 		{"uri with default port", authFor("gw", "wagateway", "s3cret", "INVITE", "sip:+14085551234@10.0.0.1", "auth"), tr, 0, authOK},
 		{"wrong password", authFor("gw", "wagateway", "nope", "INVITE", ruri, "auth"), tr, 0, authFailed},
 		{"wrong username", authFor("admin", "wagateway", "s3cret", "INVITE", ruri, "auth"), tr, 0, authFailed},
+		{"uri without user", authFor("gw", "wagateway", "s3cret", "INVITE", "sip:10.0.0.1:5060", "auth"), tr, 0, authOK},
+		{"uri of another host", authFor("gw", "wagateway", "s3cret", "INVITE", "sip:+14085551234@10.0.0.2:5060", "auth"), tr, 0, authFailed},
 		{"other uri", authFor("gw", "wagateway", "s3cret", "INVITE", "sip:+14085550000@10.0.0.1:5060", "auth"), tr, 0, authFailed},
 		{"other method", authFor("gw", "wagateway", "s3cret", "REGISTER", ruri, "auth"), tr, 0, authFailed},
 		{"expired nonce, right digest", authFor("gw", "wagateway", "s3cret", "INVITE", ruri, "auth"), tr, nonceLifetime + time.Second, authStale},
