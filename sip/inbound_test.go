@@ -680,3 +680,91 @@ func TestInboundDigestAuthSHA256(t *testing.T) {
 		t.Errorf("end %q stats %+v", call.EndReason(), ua.Stats())
 	}
 }
+
+// TestInboundEarlyBye: a BYE on the early dialog ends the pending call like
+// a CANCEL (200, then 487 to the INVITE, which sipp checks).
+func TestInboundEarlyBye(t *testing.T) {
+	checkLeaks(t)
+	in := startInbound(t, "uac_inbound_early_bye.xml", "udp", nil)
+	c := in.next(t)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Ringing(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Cancelled():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Cancelled not closed by the early BYE")
+	}
+	if got := c.PeerReason(); got != (Reason{Protocol: "Q.850", Cause: 31}) {
+		t.Errorf("peer reason %+v", got)
+	}
+	if _, err := c.Answer(ctx); !errors.Is(err, ErrCancelled) {
+		t.Errorf("Answer: %v, want ErrCancelled", err)
+	}
+	in.sipp.wait(t, 10*time.Second)
+}
+
+func TestRequestUser(t *testing.T) {
+	for in, want := range map[string]struct {
+		user string
+		code int
+	}{
+		"sip:%2B14085551234@h;user=phone":          {"+14085551234", 0},
+		"sip:+14085551234;npdi;rn=+1@h;user=phone": {"+14085551234", 0},
+		"sip:+1408;x@h":                            {"+1408;x", 0},
+		"sips:US.13491234567890@h":                 {"US.13491234567890", 0},
+		"tel:+14085551234;phone-context=x":         {"+14085551234", 0},
+		"sip:h":                                    {"", 0},
+		"sip:%zz@h":                                {"", 400},
+		"sip:a%0Db@h":                              {"", 400},
+		"urn:service:sos":                          {"", 416},
+	} {
+		var u sip.Uri
+		if err := sip.ParseUri(in, &u); err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if user, code := requestUser(u); user != want.user || code != want.code {
+			t.Errorf("%s: %q %d, want %q %d", in, user, code, want.user, want.code)
+		}
+	}
+}
+
+func TestWarningValue(t *testing.T) {
+	if got := warningValue(399, "gw.example", "agent \"busy\"\r\n\\ now"); got != `399 gw.example "agent busy now"` {
+		t.Errorf("got %s", got)
+	}
+	if got := warningValue(305, "h", strings.Repeat("é", 200)); len(got) > maxWarningText+10 || !strings.HasSuffix(got, `"`) {
+		t.Errorf("long text: %q", got)
+	}
+}
+
+func TestTrunkForMostSpecific(t *testing.T) {
+	a := &Trunk{Name: "a", Address: "10.0.0.1:5060", AllowFrom: []string{"10.0.0.0/8"}}
+	b := &Trunk{Name: "b", Address: "10.0.0.2:5080", AllowFrom: []string{"10.0.0.0/24"}}
+	ua, err := NewUA(UAConfig{ListenAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	if err := ua.SetTrunks(context.Background(), []*Trunk{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	for src, want := range map[string]*Trunk{
+		"10.0.0.1:5060":   a, // a's own address and port
+		"10.0.0.2:5080":   b,
+		"10.0.0.1:40000":  b, // /24 beats /8
+		"10.9.0.1:5060":   a,
+		"192.0.2.1:5060":  nil,
+		"not an address":  nil,
+		"[::1]:5060":      nil,
+		"10.0.0.2:5060":   b,
+		"10.200.0.2:5080": a,
+	} {
+		if got := ua.trunkFor(src); got != want {
+			t.Errorf("%s: %v, want %v", src, got, want)
+		}
+	}
+}
