@@ -17,7 +17,9 @@ import (
 // ErrCallEnded is returned by requests on a dialog that has ended.
 var ErrCallEnded = errors.New("sip: call ended")
 
-// Call is an established outgoing call: its dialog and its RTP socket.
+// Call is an established call, the gateway's (UA.Invite) or a trunk's
+// (InboundCall.Answer): its dialog and its RTP socket. Both behave the same
+// once established: BYE either way, re-INVITE/UPDATE, INFO digits, keepalive.
 type Call struct {
 	ua       *UA
 	st       *stack
@@ -55,12 +57,25 @@ type Call struct {
 	ack       *sip.Request  // our ACK to the 2xx, resent on 2xx retransmissions
 	reAck     chan struct{} // closed by the ACK of a re-INVITE we answered
 	reAckSeq  uint32
-	reOffer   []Codec // codecs of the offer we put in a 2xx to an offerless re-INVITE
+	reOffer   []Codec      // codecs of the offer we put in a 2xx to an offerless re-INVITE
+	lastAck   *sip.Request // the ACK that closed reAck (an inbound call's answer reads it)
 	endReason string
 	peerWhy   Reason // the Reason header of the PBX's BYE
 	done      chan struct{}
 	ended     bool
 	closeOnce sync.Once
+}
+
+// newCall is a call on an established dialog d, either side's: rtp carries
+// its media, offered are the trunk's codecs, sdpID our SDP's session id (its
+// version starts at 1), peers where in-dialog requests may come from. The
+// caller sets the media state and registers it (addCall).
+func (u *UA) newCall(st *stack, d *dialog, rtp *RTPConn, offered []Codec, sdpID uint64, peers []source, log *zap.Logger) *Call {
+	return &Call{
+		ua: u, st: st, d: d, key: dialogKey(d.callID, d.localTag()), log: log,
+		rtp: rtp, offered: offered, sdpID: sdpID, sdpVer: 1, done: make(chan struct{}),
+		infoSem: make(chan struct{}, 1), peers: peers,
+	}
 }
 
 // CallID is the dialog's Call-ID.
@@ -251,6 +266,7 @@ func (c *Call) onAck(req *sip.Request) {
 	}
 	close(c.reAck)
 	c.reAck = nil
+	c.lastAck = req
 	offer := c.reOffer
 	c.reOffer = nil
 	c.mu.Unlock()

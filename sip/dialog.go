@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -12,8 +13,10 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// dialog is the state of one dialog (RFC 3261 §12), used both by the UA's
-// outgoing calls (UAC side) and by the echo server (UAS side).
+// dialog is the state of one dialog (RFC 3261 §12), for either role: the
+// UA's outgoing calls (UAC side, uacDialog), the calls trunks place to it and
+// the echo server's (UAS side, uasDialog). Once built, requests are made the
+// same way whichever side set it up.
 type dialog struct {
 	mu        sync.Mutex
 	callID    string
@@ -25,8 +28,11 @@ type dialog struct {
 	remoteSeq uint32
 	transport string // "UDP", "TCP" or "TLS"
 	// dest is where requests go when the route set is empty ("" = the
-	// target). The UA sets it to the trunk address so that in-dialog
-	// requests follow the INVITE through the trunk (outbound proxy style).
+	// target). The UA sets it to the trunk address for its outgoing calls
+	// so that in-dialog requests follow the INVITE through the trunk
+	// (outbound proxy style); a dialog a trunk's INVITE set up leaves it
+	// empty. With a route set, requests go to its first entry (sipgo's
+	// Destination reads the first Route, RFC 3261 §12.2.1.1 loose routing).
 	dest    string
 	contact *sip.ContactHeader
 }
@@ -187,18 +193,31 @@ func requestKey(req *sip.Request) string {
 	return dialogKey(cid.Value(), tag)
 }
 
-// respond2xxUntilAck sends a 2xx to an INVITE and, on unreliable transports,
-// retransmits it from T1 doubling to T2 until acked is closed or 64*T1 pass
-// (RFC 3261 §13.3.1.4; the TU's job per RFC 6026). stop aborts the wait.
-// sent (if not nil) runs once the first copy is sent, before the wait.
-func respond2xxUntilAck(tx sip.ServerTransaction, res *sip.Response, reliable bool, acked, stop <-chan struct{}, sent func()) error {
+// respond2xxUntilAck sends a 2xx to an INVITE and waits for its ACK (see
+// awaitAck). sent (if not nil) runs once the first copy is sent, before the
+// wait.
+func respond2xxUntilAck(tx sip.ServerTransaction, res *sip.Response, reliable bool, acked, stop <-chan struct{}, sent func()) (*sip.Request, error) {
 	if err := tx.Respond(res); err != nil {
-		return fmt.Errorf("sip: send %d: %w", res.StatusCode, err)
+		return nil, fmt.Errorf("sip: send %d: %w", res.StatusCode, err)
 	}
 	if sent != nil {
 		sent()
 	}
-	giveUp := time.NewTimer(64 * sip.T1)
+	return awaitAck(context.Background(), tx, res, reliable, acked, stop)
+}
+
+// awaitAck waits for the ACK of a 2xx already sent on tx and, on unreliable
+// transports, retransmits it from T1 doubling to T2 until acked is closed or
+// 64*T1 (Timer H) pass (RFC 3261 §13.3.1.4; the TU's job per RFC 6026).
+// stop and ctx abort the wait. An ACK that reused the INVITE's branch comes
+// through the transaction and is returned; one that came as its own request
+// (acked closed) gives nil, the caller having kept it.
+func awaitAck(ctx context.Context, tx sip.ServerTransaction, res *sip.Response, reliable bool, acked, stop <-chan struct{}) (*sip.Request, error) {
+	limit := 64 * sip.T1 // Timer H
+	if ackWaitOverride > 0 {
+		limit = ackWaitOverride
+	}
+	giveUp := time.NewTimer(limit)
 	defer giveUp.Stop()
 	interval := sip.T1
 	resend := time.NewTimer(interval)
@@ -209,22 +228,31 @@ func respond2xxUntilAck(tx sip.ServerTransaction, res *sip.Response, reliable bo
 	for {
 		select {
 		case <-acked:
-			return nil
-		case <-tx.Acks(): // an ACK that reused the INVITE's branch
-			return nil
+			return nil, nil
+		case ack := <-tx.Acks(): // an ACK that reused the INVITE's branch
+			return ack, nil
 		case <-stop:
-			return errors.New("sip: stopped while waiting for ACK")
+			return nil, errors.New("sip: stopped while waiting for ACK")
+		case <-ctx.Done():
+			return nil, fmt.Errorf("sip: waiting for ACK: %w", ctx.Err())
 		case <-giveUp.C:
-			return errors.New("sip: no ACK for 2xx within 64*T1")
+			return nil, errACKTimeout
 		case <-resend.C:
 			if err := tx.Respond(res); err != nil {
-				return fmt.Errorf("sip: resend %d: %w", res.StatusCode, err)
+				return nil, fmt.Errorf("sip: resend %d: %w", res.StatusCode, err)
 			}
 			interval = min(2*interval, sip.T2)
 			resend.Reset(interval)
 		}
 	}
 }
+
+// ackWaitOverride, if set, replaces 64*T1 in awaitAck (tests only: set it
+// before the UA starts).
+var ackWaitOverride time.Duration
+
+// errACKTimeout: no ACK came for a 2xx within 64*T1.
+var errACKTimeout = errors.New("sip: no ACK for 2xx within 64*T1")
 
 func cloneFrom(h *sip.FromHeader) *sip.FromHeader {
 	return &sip.FromHeader{DisplayName: h.DisplayName, Address: *h.Address.Clone(), Params: h.Params.Clone()}

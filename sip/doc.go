@@ -8,9 +8,20 @@
 //     first (sent only once a provisional response came, RFC 3261 §9.1; a
 //     2xx that crosses the CANCEL is ACKed and ended with BYE), non-2xx as
 //     *FinalError.
+//   - UA takes the calls a trunk places to it (UAConfig.OnInvite, the agent
+//     dialling a WhatsApp user): only from a trunk's addresses, digest
+//     authenticated (401, RFC 3261 §22.4) when the trunk has credentials,
+//     at most MaxPendingInvites unanswered at once (then 503 Retry-After).
+//     The INVITE's offer is answered with its first codec the trunk has
+//     (488 with a Warning if none); an INVITE without SDP gets our offer in
+//     the 200 and its answer from the ACK. InboundCall rings (180, 183 with
+//     SDP), reads and writes RTP before the answer, and ends with Answer
+//     (200 retransmitted until the ACK, then the same Call as outgoing
+//     calls), Reject (code, Reason, Warning) or Close (480); the PBX's
+//     CANCEL closes Cancelled. Without OnInvite a new INVITE gets 403.
 //   - As UAS for its calls' dialogs it answers BYE, OPTIONS, NOTIFY, INFO
-//     and re-INVITE/UPDATE; unknown dialogs get 481, a new INVITE 403,
-//     OPTIONS outside a dialog 200 (PBX qualify).
+//     and re-INVITE/UPDATE; unknown dialogs get 481, OPTIONS outside a
+//     dialog 200 (PBX qualify).
 //   - A new offer from the PBX (re-INVITE or UPDATE) is answered with its
 //     first codec among the trunk's (a codec switch is accepted), its
 //     telephone-event PT and the mirrored direction (sendonly → recvonly,

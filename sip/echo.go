@@ -294,7 +294,7 @@ func (e *EchoServer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		echoLoop(c)
 	}()
 	ok200 := e.response(req, c, 200, "OK", c.sdp(info.Direction))
-	if err := respond2xxUntilAck(tx, ok200, e.st.transport != "udp", acked, c.stop, nil); err != nil {
+	if _, err := respond2xxUntilAck(tx, ok200, e.st.transport != "udp", acked, c.stop, nil); err != nil {
 		log.Debug("echo: answer not confirmed", zap.Error(err))
 		ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
 		e.bye(ctx, c)
@@ -336,7 +336,7 @@ func (e *EchoServer) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.mu.Lock()
 	c.acked = acked
 	c.mu.Unlock()
-	if err := respond2xxUntilAck(tx, res, e.st.transport != "udp", acked, c.stop, nil); err != nil {
+	if _, err := respond2xxUntilAck(tx, res, e.st.transport != "udp", acked, c.stop, nil); err != nil {
 		e.log.Debug("echo: re-INVITE not confirmed", zap.Error(err))
 	}
 }

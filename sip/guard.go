@@ -53,9 +53,36 @@ type source struct {
 type sourceSet struct {
 	byTrunk map[string][]source // trunk name → its addresses
 	all     []source
+	trunks  []*Trunk // as given to SetTrunks, in order
 }
 
 func (s *sourceSet) contains(a netip.AddrPort) bool { return sourcesContain(s.all, a) }
+
+// trunkFor is the trunk a request from a comes from: the one with the most
+// specific match (longest prefix, then a matching port rather than any), the
+// first listed on a tie; nil if none.
+func (s *sourceSet) trunkFor(a netip.AddrPort) *Trunk {
+	ip := a.Addr().Unmap()
+	var (
+		best  *Trunk
+		score = -1
+	)
+	for _, t := range s.trunks {
+		for _, src := range s.byTrunk[t.Name] {
+			if !src.prefix.Contains(ip) || (src.port != 0 && src.port != a.Port()) {
+				continue
+			}
+			sc := 2 * src.prefix.Bits()
+			if src.port != 0 {
+				sc++
+			}
+			if sc > score {
+				best, score = t, sc
+			}
+		}
+	}
+	return best
+}
 
 func sourcesContain(ss []source, a netip.AddrPort) bool {
 	ip := a.Addr().Unmap()
@@ -155,6 +182,7 @@ func (u *UA) SetTrunks(ctx context.Context, trunks []*Trunk) error {
 		}
 		set.byTrunk[t.Name] = ps
 		set.all = append(set.all, ps...)
+		set.trunks = append(set.trunks, t)
 	}
 	u.sources.Store(set)
 	u.log.Info("sip requests accepted only from trunks", zap.Int("trunks", len(set.byTrunk)), zap.Int("prefixes", len(set.all)))
@@ -164,10 +192,22 @@ func (u *UA) SetTrunks(ctx context.Context, trunks []*Trunk) error {
 	return nil
 }
 
-// dialogPeers are the addresses an established call's in-dialog requests
-// may come from: the trunk's (as last resolved, else its literal address and
-// AllowFrom) and the source of the 2xx that set the dialog up.
-func (u *UA) dialogPeers(t *Trunk, res *sip.Response) []source {
+// trunkFor is the configured trunk that a request from src comes from, nil
+// if none (or the source filter is off: no trunks set).
+func (u *UA) trunkFor(src string) *Trunk {
+	a, ok := sourceAddr(src)
+	set := u.sources.Load()
+	if !ok || set == nil {
+		return nil
+	}
+	return set.trunkFor(a)
+}
+
+// dialogPeers are the addresses a call's in-dialog requests may come from:
+// the trunk's (as last resolved, else its literal address and AllowFrom) and
+// src, the source of the message that set the dialog up (our INVITE's 2xx,
+// or the PBX's INVITE).
+func (u *UA) dialogPeers(t *Trunk, src string) []source {
 	var out []source
 	if set := u.sources.Load(); set != nil {
 		out = append(out, set.byTrunk[t.Name]...)
@@ -184,7 +224,7 @@ func (u *UA) dialogPeers(t *Trunk, res *sip.Response) []source {
 			}
 		}
 	}
-	if a, ok := sourceAddr(res.Source()); ok {
+	if a, ok := sourceAddr(src); ok {
 		out = append(out, hostSource(a.Addr(), a.Port(), t.transport()))
 	}
 	return out
@@ -236,6 +276,7 @@ func (u *UA) readFilter(props sip.TransportReadProps, data []byte) ([]byte, erro
 // dropCounts are the UA's counts of dropped requests.
 type dropCounts struct {
 	notTrunk, rateLimited, notDialogPeer atomic.Uint64
+	authFailed, overLimit                atomic.Uint64
 }
 
 // everyLog writes at most one line per interval (the rest are counted only).

@@ -147,6 +147,18 @@ type sippPeer struct {
 // on 127.0.0.1. transport is "u1" (UDP) or "t1" (TCP).
 func startSipp(t *testing.T, scenario, transport string, extra ...string) *sippPeer {
 	t.Helper()
+	network := "udp"
+	if transport == "t1" {
+		network = "tcp"
+	}
+	return startSippPort(t, freePort(t, network), scenario, transport, extra...)
+}
+
+// startSippPort is startSipp on a given port (a UAC scenario's trunk is
+// configured with it before sipp sends anything); extra may end with the
+// remote host:port a UAC scenario calls.
+func startSippPort(t *testing.T, port int, scenario, transport string, extra ...string) *sippPeer {
+	t.Helper()
 	bin := needSipp(t)
 	scn, err := filepath.Abs(filepath.Join("testdata", scenario))
 	if err != nil {
@@ -156,7 +168,7 @@ func startSipp(t *testing.T, scenario, transport string, extra ...string) *sippP
 	if transport == "t1" {
 		network = "tcp"
 	}
-	p := &sippPeer{port: freePort(t, network), dir: t.TempDir(), done: make(chan struct{})}
+	p := &sippPeer{port: port, dir: t.TempDir(), done: make(chan struct{})}
 	args := []string{
 		"-sf", scn, "-i", "127.0.0.1", "-p", fmt.Sprint(p.port), "-t", transport,
 		"-m", "1", "-timeout", "20s", "-timeout_error", "-nostdin",

@@ -249,12 +249,9 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 		tx.Terminate()
 		return nil, fmt.Errorf("sip: invite: 2xx: %w", err)
 	}
-	c := &Call{
-		ua: u, st: st, d: d, key: dialogKey(d.callID, d.localTag()), log: log,
-		rtp: rtp, offered: offered, inviteTx: tx, sdpID: sdpID, sdpVer: 1, done: make(chan struct{}),
-		infoSem: make(chan struct{}, 1), onDigit: r.OnInfoDigit, onMedia: r.OnMediaChange,
-		peers: u.dialogPeers(r.Trunk, res),
-	}
+	c := u.newCall(st, d, rtp, offered, sdpID, u.dialogPeers(r.Trunk, res.Source()), log)
+	c.inviteTx = tx
+	c.onDigit, c.onMedia = r.OnInfoDigit, r.OnMediaChange
 	info, perr := ParseSDP(res.Body())
 	var (
 		codec Codec

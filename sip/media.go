@@ -191,6 +191,16 @@ func (c *Call) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	defer release()
 
+	c.mu.Lock()
+	pending := c.reAck != nil
+	c.mu.Unlock()
+	if pending {
+		// Our 2xx to an earlier INVITE still waits for its ACK: that
+		// transaction is in progress (RFC 3261 §14.2).
+		respond(tx, sip.NewResponseFromRequest(req, 491, "Request Pending", nil), c.log)
+		return
+	}
+
 	var (
 		body    []byte
 		offer   []Codec
@@ -218,14 +228,33 @@ func (c *Call) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.mu.Lock()
 	c.reAck, c.reAckSeq, c.reOffer = acked, req.CSeq().SeqNo, offer
 	c.mu.Unlock()
-	err := respond2xxUntilAck(tx, res, c.st.transport != "udp", acked, c.done, func() {
+	ack, err := respond2xxUntilAck(tx, res, c.st.transport != "udp", acked, c.done, func() {
 		if changed {
 			c.notifyMedia(mc)
 		}
 		release()
 	})
+	// Whatever happened, this 2xx no longer waits: forget it unless the
+	// ACK came as its own request (onAck took it then).
+	c.mu.Lock()
+	if c.reAck == acked {
+		c.reAck = nil
+		if ack == nil {
+			offer = nil
+		}
+		c.reOffer = nil
+	} else {
+		offer = nil
+	}
+	c.mu.Unlock()
 	if err != nil {
 		c.log.Debug("sip re-INVITE", zap.Error(err))
+		return
+	}
+	if ack != nil && offer != nil {
+		// An ACK that reused the INVITE's branch reached the transaction,
+		// not onAck: its answer is taken here.
+		c.applyAckAnswer(ack.Body(), offer)
 	}
 }
 

@@ -132,9 +132,11 @@ type MediaInfo struct {
 	Codecs []Codec
 	// DTMFPayloadType is the peer's telephone-event PT (clock 8000 preferred), 0 if none.
 	DTMFPayloadType uint8
-	Direction       string // sendrecv, sendonly, recvonly or inactive
-	SessionID       uint64 // o= sess-id
-	Version         uint64 // o= sess-version
+	// DTMFClockRate is that telephone-event's clock rate (RFC 4733 §7.1.1), 0 if none.
+	DTMFClockRate uint32
+	Direction     string // sendrecv, sendonly, recvonly or inactive
+	SessionID     uint64 // o= sess-id
+	Version       uint64 // o= sess-version
 }
 
 // ParseSDP reads a peer's session description (offer or answer) with
@@ -217,6 +219,9 @@ func ParseSDP(body []byte) (*MediaInfo, error) {
 			}
 			info.Codecs = append(info.Codecs, Codec{Name: known.Name, PayloadType: pt, ClockRate: m.rate})
 		}
+	}
+	if info.DTMFPayloadType != 0 {
+		info.DTMFClockRate = maps[info.DTMFPayloadType].rate
 	}
 	return info, nil
 }

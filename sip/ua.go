@@ -44,6 +44,24 @@ type UAConfig struct {
 	// (EndReason "pbx_unreachable"). 0 = DefaultKeepaliveInterval; < 0 off.
 	KeepaliveInterval time.Duration
 
+	// OnInvite takes the calls trunks place to the gateway (a PBX agent
+	// dialling a WhatsApp user). It is called on its own goroutine for each
+	// new INVITE from a configured trunk that passed the source check and,
+	// for a trunk with credentials, digest authentication; it must end the
+	// call one way or another (InboundCall.Answer, Reject or Close). Close
+	// does not wait for it to return. Unset: new INVITEs get 403.
+	OnInvite func(*InboundCall)
+	// MaxPendingInvites bounds the inbound INVITEs not yet answered or
+	// refused; beyond, new ones get 503 with Retry-After.
+	// 0 = DefaultMaxPendingInvites.
+	MaxPendingInvites int
+	// AuthRealm is the realm of our digest challenges to trunks with
+	// credentials (default DefaultAuthRealm).
+	AuthRealm string
+	// AuthSHA256 offers SHA-256 digests (RFC 8760) before MD5 in those
+	// challenges; off, MD5 only (what every PBX answers).
+	AuthSHA256 bool
+
 	// tlsClient overrides the TLS client config used to dial TLS trunks
 	// (tests trust their own CA with it).
 	tlsClient *tls.Config
@@ -58,8 +76,9 @@ const (
 // allowHeader lists what the UA answers to.
 const allowHeader = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY"
 
-// UA is the gateway's SIP user agent: it places calls (UAC) and answers the
-// in-dialog requests of those calls (UAS). It does not accept new calls.
+// UA is the gateway's SIP user agent: it places calls (UAC), takes the
+// calls trunks place to it (UAS, UAConfig.OnInvite) and serves the
+// in-dialog requests of both.
 type UA struct {
 	cfg       UAConfig
 	log       *zap.Logger
@@ -73,7 +92,12 @@ type UA struct {
 	state int // 0 new, 1 started, 2 closed
 	st    *stack
 	calls map[string]*Call
-	wg    sync.WaitGroup
+	// pending are the inbound INVITEs not yet answered or refused, by
+	// dialog key (Call-ID and our To tag).
+	pending map[string]*InboundCall
+	wg      sync.WaitGroup
+
+	auth *digestAuth
 
 	strangerRTP atomic.Uint64 // RTP datagrams dropped by calls' sockets: not from the PBX
 
@@ -81,6 +105,8 @@ type UA struct {
 	limiter *rateLimiter
 	drops   dropCounts
 	dropLog everyLog
+	authLog everyLog // wrong credentials
+	busyLog everyLog // INVITEs over MaxPendingInvites
 }
 
 // NewUA checks the config; nothing is bound until Start.
@@ -129,6 +155,15 @@ func NewUA(cfg UAConfig) (*UA, error) {
 			return nil, fmt.Errorf("sip: %w", err)
 		}
 	}
+	if cfg.MaxPendingInvites <= 0 {
+		cfg.MaxPendingInvites = DefaultMaxPendingInvites
+	}
+	if cfg.AuthRealm == "" {
+		cfg.AuthRealm = DefaultAuthRealm
+	}
+	if strings.ContainsAny(cfg.AuthRealm, "\"\\\r\n\x00") {
+		return nil, fmt.Errorf("sip: auth realm %q holds a quote, backslash or line break", cfg.AuthRealm)
+	}
 	if strings.ContainsAny(cfg.PublicHost, " \t\r\n;<>\"@") {
 		return nil, fmt.Errorf("sip: public host %q is not a host", cfg.PublicHost)
 	}
@@ -141,6 +176,8 @@ func NewUA(cfg UAConfig) (*UA, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 		calls:     map[string]*Call{},
+		pending:   map[string]*InboundCall{},
+		auth:      newDigestAuth(cfg.AuthRealm, cfg.AuthSHA256),
 		limiter:   newRateLimiter(cfg.RequestRate, cfg.RequestBurst),
 	}, nil
 }
@@ -193,6 +230,14 @@ func (u *UA) Addr() string {
 	return u.st.addr
 }
 
+// PendingInvites is the number of inbound INVITEs not yet answered or
+// refused.
+func (u *UA) PendingInvites() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.pending)
+}
+
 // ActiveCalls is the number of established calls.
 func (u *UA) ActiveCalls() int {
 	u.mu.Lock()
@@ -215,6 +260,12 @@ type Stats struct {
 	// RequestsNotFromDialogPeer: in-dialog requests dropped because they
 	// came from another address than the dialog's peer.
 	RequestsNotFromDialogPeer uint64
+	// InvitesAuthFailed: inbound INVITEs refused with 403 because their
+	// digest credentials were wrong.
+	InvitesAuthFailed uint64
+	// InvitesOverLimit: inbound INVITEs refused with 503 because
+	// MaxPendingInvites were pending.
+	InvitesOverLimit uint64
 }
 
 // Stats returns the UA's drop counts.
@@ -224,6 +275,8 @@ func (u *UA) Stats() Stats {
 		RequestsNotFromTrunk:      u.drops.notTrunk.Load(),
 		RequestsRateLimited:       u.drops.rateLimited.Load(),
 		RequestsNotFromDialogPeer: u.drops.notDialogPeer.Load(),
+		InvitesAuthFailed:         u.drops.authFailed.Load(),
+		InvitesOverLimit:          u.drops.overLimit.Load(),
 	}
 }
 
@@ -330,11 +383,7 @@ func (u *UA) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 			res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
 			respond(tx, res, u.log)
 		case sip.INVITE:
-			// The gateway only places calls. One 403 per INVITE received,
-			// not retransmitted until an ACK that a forged source never
-			// sends (RFC 3261 §17.2.1 Timer G): no reflection.
-			respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil), u.log)
-			tx.Terminate()
+			u.onInvite(req, tx)
 		case sip.BYE, sip.CANCEL, sip.UPDATE, sip.INFO, sip.PRACK:
 			respond(tx, sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil), u.log)
 		default:
@@ -346,6 +395,10 @@ func (u *UA) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c := u.lookupCall(req)
 	if c == nil {
+		if ic := u.lookupPending(req); ic != nil && req.Method == sip.BYE {
+			ic.onEarlyBye(req, tx)
+			return
+		}
 		respond(tx, sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil), u.log)
 		return
 	}
