@@ -19,8 +19,9 @@ type CallEvent struct {
 	Event              string // "connect", "terminate" (lower-cased)
 	Direction          string // USER_INITIATED | BUSINESS_INITIATED (upper-cased)
 	From, To           string // may be empty (since 2026-05 `from` may be absent)
-	FromUserID         string // BSUID
-	ProfileName        string // contacts[] profile.name matched by wa_id or user_id (or the sole contact)
+	FromUserID         string // BSUID of the caller (user-initiated calls)
+	ToUserID           string // BSUID of the called user (business-initiated calls)
+	ProfileName        string // the user's contacts[] profile.name, matched by wa_id or user_id (or the sole contact)
 	Timestamp          time.Time
 	SDPType, SDP       string // session.sdp_type / session.sdp
 
@@ -50,6 +51,19 @@ func (e CallEvent) CallerID() string {
 	return e.FromUserID
 }
 
+// BusinessInitiated reports whether the call was placed by the business
+// (Connect): Meta's connect then carries the SDP answer (W2).
+func (e CallEvent) BusinessInitiated() bool { return e.Direction == "BUSINESS_INITIATED" }
+
+// User names the WhatsApp user of the call: the called one (to,
+// to_user_id) of a business-initiated call, else the caller.
+func (e CallEvent) User() UserRef {
+	if e.BusinessInitiated() {
+		return UserRef{WaID: e.To, BSUID: e.ToUserID}
+	}
+	return UserRef{WaID: e.From, BSUID: e.FromUserID}
+}
+
 // StatusEvent is one entry of value.statuses[] with type "call": the
 // progress of a business-initiated call (RINGING, ACCEPTED, REJECTED).
 type StatusEvent struct {
@@ -58,13 +72,44 @@ type StatusEvent struct {
 	Status                string // upper-cased
 	Timestamp             time.Time
 	RecipientID           string // recipient_id, may be empty
+	RecipientUserID       string // recipient_user_id (BSUID)
 	BizOpaqueCallbackData string
 	Errors                []CallError
 }
 
-// MaxWebhookEvents bounds the calls[] entries and the statuses[] entries
-// of type "call" of one webhook body. Meta delivers a call's events one or a few at a
-// time; a body with more is refused whole rather than half dispatched.
+// PermissionReply is W8: a messages webhook with interactive.type call_permission_reply.
+type PermissionReply struct {
+	PhoneNumberID, From, FromUserID, MessageID, ContextID string
+	Accepted, Permanent                                   bool
+	Expires                                               time.Time
+	Source                                                string // user_action | automatic
+	Timestamp                                             time.Time
+
+	Response    string // call_permission_reply.response, lower-cased: accept | reject
+	ProfileName string // contacts[] profile.name of the user, if any
+}
+
+// User names the user who replied.
+func (r PermissionReply) User() UserRef { return UserRef{WaID: r.From, BSUID: r.FromUserID} }
+
+// WebhookEvents is what one webhook body carries for the gateway, and
+// whether it carries anything else.
+type WebhookEvents struct {
+	Calls             []CallEvent       // calls[] of field "calls"
+	Statuses          []StatusEvent     // statuses[] of type "call"
+	PermissionReplies []PermissionReply // messages[] of field "messages" that are call_permission_reply
+	// Other is true when the body carries content the gateway does not
+	// consume: a change of another field (account_update, …), a messages[]
+	// entry that is not a call_permission_reply (chat, voicemail), a
+	// message status, errors of field "messages", or a body for another
+	// object than whatsapp_business_account.
+	Other bool
+}
+
+// MaxWebhookEvents bounds the calls[] entries, the statuses[] entries of
+// type "call" and the call permission replies of one webhook body. Meta
+// delivers a call's events one or a few at a time; a body with more is
+// refused whole rather than half dispatched.
 const MaxWebhookEvents = 1000
 
 var errTooManyEvents = fmt.Errorf("whatsapp webhook: more than %d call events in one body", MaxWebhookEvents)
@@ -80,53 +125,178 @@ func ParseWebhook(body []byte) ([]CallEvent, error) {
 // ParseWebhookAll is ParseWebhook that also returns the call statuses
 // (value.statuses[] entries with type "call"), in order.
 func ParseWebhookAll(body []byte) ([]CallEvent, []StatusEvent, error) {
+	ev, err := ParseWebhookEvents(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ev.Calls, ev.Statuses, nil
+}
+
+// ParseWebhookEvents parses a raw webhook POST body: its call events and
+// statuses (changes of field "calls"; a change without a field is read as
+// one), its call permission replies (field "messages") and whether it
+// carries anything else. Malformed JSON, or a "calls" change that does not
+// have the documented shape, is an error; a change of another field that
+// does not is only Other.
+func ParseWebhookEvents(body []byte) (WebhookEvents, error) {
+	var out WebhookEvents
 	var env wireEnvelope
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&env); err != nil {
-		return nil, nil, fmt.Errorf("whatsapp webhook: %w", err)
+		return WebhookEvents{}, fmt.Errorf("whatsapp webhook: %w", err)
 	}
 	if dec.More() {
-		return nil, nil, errors.New("whatsapp webhook: trailing data after the JSON object")
+		return WebhookEvents{}, errors.New("whatsapp webhook: trailing data after the JSON object")
 	}
 	if env.Object != "" && env.Object != "whatsapp_business_account" {
-		return nil, nil, nil
+		out.Other = true
+		return out, nil
 	}
-	var calls []CallEvent
-	var statuses []StatusEvent
 	events := 0
 	for _, entry := range env.Entry {
 		for _, ch := range entry.Changes {
-			v := ch.Value
-			if v == nil {
+			if isJSONNull(ch.Value) {
+				out.Other = out.Other || (ch.Field != "calls" && ch.Field != "")
 				continue
 			}
-			if events += len(v.Calls); events > MaxWebhookEvents {
-				return nil, nil, errTooManyEvents
-			}
-			valueErrs := v.Errors.callErrors()
-			for _, c := range v.Calls {
-				calls = append(calls, v.callEvent(c, valueErrs))
-			}
-			for _, s := range v.Statuses {
-				if !strings.EqualFold(s.Type, "call") {
-					continue
+			switch ch.Field {
+			case "calls", "":
+				var v wireValue
+				if err := json.Unmarshal(ch.Value, &v); err != nil {
+					return WebhookEvents{}, fmt.Errorf("whatsapp webhook: calls change: %w", err)
 				}
-				if events++; events > MaxWebhookEvents {
-					return nil, nil, errTooManyEvents
+				if err := v.collectCalls(&out, &events); err != nil {
+					return WebhookEvents{}, err
 				}
-				statuses = append(statuses, StatusEvent{
-					PhoneNumberID:         v.Metadata.PhoneNumberID,
-					CallID:                s.ID,
-					Status:                strings.ToUpper(s.Status),
-					Timestamp:             s.Timestamp.unix(),
-					RecipientID:           s.RecipientID,
-					BizOpaqueCallbackData: s.BizOpaqueCallbackData,
-					Errors:                mergeErrors(s.Errors.callErrors(), valueErrs),
-				})
+			case "messages":
+				if err := collectMessages(ch.Value, &out, &events); err != nil {
+					return WebhookEvents{}, err
+				}
+			default:
+				out.Other = true
 			}
 		}
 	}
-	return calls, statuses, nil
+	return out, nil
+}
+
+func isJSONNull(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) == 0 || bytes.Equal(raw, []byte("null"))
+}
+
+// collectCalls adds a "calls" change's calls and call statuses to out.
+func (v *wireValue) collectCalls(out *WebhookEvents, events *int) error {
+	if *events += len(v.Calls); *events > MaxWebhookEvents {
+		return errTooManyEvents
+	}
+	valueErrs := v.Errors.callErrors()
+	for _, c := range v.Calls {
+		out.Calls = append(out.Calls, v.callEvent(c, valueErrs))
+	}
+	for _, s := range v.Statuses {
+		if !strings.EqualFold(s.Type, "call") {
+			out.Other = true // a message status: not the gateway's
+			continue
+		}
+		if *events++; *events > MaxWebhookEvents {
+			return errTooManyEvents
+		}
+		out.Statuses = append(out.Statuses, v.statusEvent(s, valueErrs))
+	}
+	if len(v.Messages) > 0 {
+		out.Other = true
+	}
+	return nil
+}
+
+func (v *wireValue) statusEvent(s wireStatus, valueErrs []CallError) StatusEvent {
+	return StatusEvent{
+		PhoneNumberID:         v.Metadata.PhoneNumberID,
+		CallID:                s.ID,
+		Status:                strings.ToUpper(s.Status),
+		Timestamp:             s.Timestamp.unix(),
+		RecipientID:           s.RecipientID,
+		RecipientUserID:       s.RecipientUserID,
+		BizOpaqueCallbackData: s.BizOpaqueCallbackData,
+		Errors:                mergeErrors(s.Errors.callErrors(), valueErrs),
+	}
+}
+
+// wireMessagesValue is the value of a "messages" change, read leniently:
+// its entries are chat traffic of every kind, whose shapes are not the
+// gateway's to judge. An entry it cannot read is Other, never an error.
+type wireMessagesValue struct {
+	Metadata json.RawMessage   `json:"metadata"`
+	Contacts json.RawMessage   `json:"contacts"`
+	Messages []json.RawMessage `json:"messages"`
+	Statuses []json.RawMessage `json:"statuses"`
+	Errors   json.RawMessage   `json:"errors"`
+}
+
+// collectMessages adds a "messages" change's call permission replies to
+// out and marks the rest Other.
+func collectMessages(raw json.RawMessage, out *WebhookEvents, events *int) error {
+	var mv wireMessagesValue
+	if err := json.Unmarshal(raw, &mv); err != nil {
+		out.Other = true
+		return nil
+	}
+	if len(mv.Statuses) > 0 || !isEmptyJSONArray(mv.Errors) {
+		out.Other = true
+	}
+	var meta wireMetadata
+	_ = json.Unmarshal(mv.Metadata, &meta) // unreadable: no phone number id
+	var contacts []wireContact
+	contactsRead := false
+	for _, m := range mv.Messages {
+		var wm wireMessage
+		if json.Unmarshal(m, &wm) != nil || wm.Interactive == nil || wm.Interactive.CallPermissionReply == nil ||
+			!strings.EqualFold(wm.Interactive.Type, "call_permission_reply") {
+			out.Other = true
+			continue
+		}
+		if *events++; *events > MaxWebhookEvents {
+			return errTooManyEvents
+		}
+		if !contactsRead {
+			_ = json.Unmarshal(mv.Contacts, &contacts) // names only
+			contactsRead = true
+		}
+		out.PermissionReplies = append(out.PermissionReplies, wm.permissionReply(meta.PhoneNumberID, contacts))
+	}
+	return nil
+}
+
+func isEmptyJSONArray(raw json.RawMessage) bool {
+	if isJSONNull(raw) {
+		return true
+	}
+	var a []json.RawMessage
+	return json.Unmarshal(raw, &a) == nil && len(a) == 0
+}
+
+func (wm *wireMessage) permissionReply(phoneNumberID string, contacts []wireContact) PermissionReply {
+	r := wm.Interactive.CallPermissionReply
+	resp := strings.ToLower(strings.TrimSpace(r.Response))
+	pr := PermissionReply{
+		PhoneNumberID: phoneNumberID,
+		From:          wm.From,
+		FromUserID:    wm.FromUserID,
+		MessageID:     wm.ID,
+		// Accept "approve" too: Messenger's version of the same reply says so.
+		Accepted:  resp == "accept" || resp == "approve",
+		Permanent: bool(r.IsPermanent),
+		Expires:   r.ExpirationTimestamp.unix(),
+		Source:    strings.ToLower(strings.TrimSpace(r.ResponseSource)),
+		Timestamp: wm.Timestamp.unix(),
+		Response:  resp,
+	}
+	if wm.Context != nil {
+		pr.ContextID = wm.Context.ID
+	}
+	pr.ProfileName = matchContact(contacts, wm.From, wm.FromUserID)
+	return pr
 }
 
 func (v *wireValue) callEvent(c wireCall, valueErrs []CallError) CallEvent {
@@ -139,6 +309,7 @@ func (v *wireValue) callEvent(c wireCall, valueErrs []CallError) CallEvent {
 		From:                  c.From,
 		To:                    c.To,
 		FromUserID:            c.FromUserID,
+		ToUserID:              c.ToUserID,
 		Timestamp:             c.Timestamp.unix(),
 		DeeplinkPayload:       c.DeeplinkPayload,
 		CTAPayload:            c.CTAPayload,
@@ -157,16 +328,26 @@ func (v *wireValue) callEvent(c wireCall, valueErrs []CallError) CallEvent {
 	return ev
 }
 
-// profileName finds the caller's contact: by wa_id against from, by user_id
-// against from_user_id, else the only contact of the value.
+// profileName finds the user's contact: the caller's (from,
+// from_user_id), or the called user's (to, to_user_id) for a
+// business-initiated call.
 func (v *wireValue) profileName(c wireCall) string {
-	for _, ct := range v.Contacts {
-		if (c.From != "" && ct.WaID == c.From) || (c.FromUserID != "" && ct.UserID == c.FromUserID) {
+	if strings.EqualFold(c.Direction, "BUSINESS_INITIATED") {
+		return matchContact(v.Contacts, c.To, c.ToUserID)
+	}
+	return matchContact(v.Contacts, c.From, c.FromUserID)
+}
+
+// matchContact finds a contact by wa_id against waID, by user_id against
+// userID, else takes the only contact.
+func matchContact(contacts []wireContact, waID, userID string) string {
+	for _, ct := range contacts {
+		if (waID != "" && ct.WaID == waID) || (userID != "" && ct.UserID == userID) {
 			return ct.Profile.Name
 		}
 	}
-	if len(v.Contacts) == 1 {
-		return v.Contacts[0].Profile.Name
+	if len(contacts) == 1 {
+		return contacts[0].Profile.Name
 	}
 	return ""
 }
@@ -235,20 +416,23 @@ type wireEntry struct {
 }
 
 type wireChange struct {
-	Field string     `json:"field"`
-	Value *wireValue `json:"value"`
+	Field string          `json:"field"`
+	Value json.RawMessage `json:"value"` // read by field
+}
+
+type wireMetadata struct {
+	DisplayPhoneNumber string `json:"display_phone_number"`
+	PhoneNumberID      string `json:"phone_number_id"`
 }
 
 type wireValue struct {
-	MessagingProduct string `json:"messaging_product"`
-	Metadata         struct {
-		DisplayPhoneNumber string `json:"display_phone_number"`
-		PhoneNumberID      string `json:"phone_number_id"`
-	} `json:"metadata"`
-	Contacts []wireContact `json:"contacts"`
-	Calls    []wireCall    `json:"calls"`
-	Statuses []wireStatus  `json:"statuses"`
-	Errors   wireErrors    `json:"errors"`
+	MessagingProduct string            `json:"messaging_product"`
+	Metadata         wireMetadata      `json:"metadata"`
+	Contacts         []wireContact     `json:"contacts"`
+	Calls            []wireCall        `json:"calls"`
+	Statuses         []wireStatus      `json:"statuses"`
+	Errors           wireErrors        `json:"errors"`
+	Messages         []json.RawMessage `json:"messages"` // not read; only seen
 }
 
 type wireContact struct {
@@ -264,6 +448,7 @@ type wireCall struct {
 	From       string     `json:"from"`
 	To         string     `json:"to"`
 	FromUserID string     `json:"from_user_id"`
+	ToUserID   string     `json:"to_user_id"`
 	Event      string     `json:"event"`
 	Direction  string     `json:"direction"`
 	Timestamp  flexScalar `json:"timestamp"`
@@ -287,8 +472,30 @@ type wireStatus struct {
 	Status                string     `json:"status"`
 	Timestamp             flexScalar `json:"timestamp"`
 	RecipientID           string     `json:"recipient_id"`
+	RecipientUserID       string     `json:"recipient_user_id"`
 	BizOpaqueCallbackData string     `json:"biz_opaque_callback_data"`
 	Errors                wireErrors `json:"errors"`
+}
+
+// wireMessage is a messages[] entry, declared as far as W8 needs.
+type wireMessage struct {
+	From       string     `json:"from"`
+	FromUserID string     `json:"from_user_id"`
+	ID         string     `json:"id"`
+	Timestamp  flexScalar `json:"timestamp"`
+	Type       string     `json:"type"`
+	Context    *struct {
+		ID string `json:"id"`
+	} `json:"context"`
+	Interactive *struct {
+		Type                string `json:"type"`
+		CallPermissionReply *struct {
+			Response            string     `json:"response"`
+			IsPermanent         flexBool   `json:"is_permanent"`
+			ExpirationTimestamp flexScalar `json:"expiration_timestamp"`
+			ResponseSource      string     `json:"response_source"`
+		} `json:"call_permission_reply"`
+	} `json:"interactive"`
 }
 
 type wireErrors []struct {

@@ -29,6 +29,12 @@ func webhookSeeds(f *testing.F) {
 		`{"entry":[{"changes":[{"value":{"calls":[{"id":"wacid.D","event":"terminate","duration":"+Inf","timestamp":1e300,"start_time":"-1"}]}}]}]}`,
 		`{"entry":[{"changes":[{"value":{"calls":[{"id":"wacid.E","event":"connect","errors":[{"code":1e30},{"code":"x"},{"code":1}]}],"errors":[{"code":1},{"title":"t"}]}}]}]}`,
 		`{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"calls":[{"id":"wacid.S","event":"connect","session":{"sdp_type":"offer","sdp":"v=0\r\n"}}],"contacts":[{"wa_id":"1","profile":{"name":"n"}}]}}]}]}`,
+		// W8 shapes: call permission replies, odd and mixed.
+		`{"entry":[{"changes":[{"field":"messages","value":{"messages":[{"id":"wamid.R","from":"1","context":{"id":"wamid.Q"},"interactive":{"type":"call_permission_reply","call_permission_reply":{"response":"accept","is_permanent":true,"expiration_timestamp":"1e300","response_source":"automatic"}}}]}}]}]}`,
+		`{"entry":[{"changes":[{"field":"messages","value":{"messages":[{"id":"","interactive":{"type":"call_permission_reply","call_permission_reply":{"response":"reject","is_permanent":"yes","expiration_timestamp":-5}}}]}}]}]}`,
+		`{"entry":[{"changes":[{"field":"messages","value":{"messages":[{"id":"wamid.X","interactive":{"type":"CALL_PERMISSION_REPLY","call_permission_reply":null}},{"id":7},"x",null],"statuses":[{"id":"wamid.S","status":"sent"}],"errors":{"code":1}}}]}]}`,
+		`{"entry":[{"changes":[{"field":"calls","value":{"messages":[{"id":"wamid.C"}]}},{"field":"messages","value":[]},{"field":"account_update","value":{"event":1}}]}]}`,
+		`{"object":"page","entry":[{"messaging":[{"call_permission_reply":{"response":"approve"}}]}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -41,15 +47,20 @@ func webhookSeeds(f *testing.F) {
 func FuzzParseWebhook(f *testing.F) {
 	webhookSeeds(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		calls, statuses, err := ParseWebhookAll(body)
+		ev, err := ParseWebhookEvents(body)
+		calls, statuses := ev.Calls, ev.Statuses
 		if err != nil {
-			if calls != nil || statuses != nil {
-				t.Fatalf("error %v with %d calls, %d statuses", err, len(calls), len(statuses))
+			if calls != nil || statuses != nil || ev.PermissionReplies != nil || ev.Other {
+				t.Fatalf("error %v with %d calls, %d statuses, %d replies", err, len(calls), len(statuses), len(ev.PermissionReplies))
 			}
 			return
 		}
-		if n := len(calls) + len(statuses); n > MaxWebhookEvents {
+		if n := len(calls) + len(statuses) + len(ev.PermissionReplies); n > MaxWebhookEvents {
 			t.Fatalf("%d events", n)
+		}
+		oc, os, oerr := ParseWebhookAll(body)
+		if oerr != nil || len(oc) != len(calls) || len(os) != len(statuses) {
+			t.Fatalf("ParseWebhookAll disagrees: %d %d %v", len(oc), len(os), oerr)
 		}
 		checkErrs := func(errs []CallError) {
 			if len(errs) > 2*maxWireErrors {
@@ -77,7 +88,7 @@ func FuzzParseWebhook(f *testing.F) {
 
 // Any signed body through the handler (parse, admission, dispatch): no
 // panic, an answer from the expected set, and nothing dispatched without a
-// call id.
+// call id (or reply without a message id).
 func FuzzWebhookHandler(f *testing.F) {
 	webhookSeeds(f)
 	var blank atomic.Int64
@@ -92,6 +103,11 @@ func FuzzWebhookHandler(f *testing.F) {
 		},
 		OnStatus: func(st StatusEvent) {
 			if blankID(st.CallID) || st.Status == "" {
+				blank.Add(1)
+			}
+		},
+		OnPermissionReply: func(pr PermissionReply) {
+			if blankID(pr.MessageID) {
 				blank.Add(1)
 			}
 		},

@@ -9,8 +9,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -24,16 +26,21 @@ type GraphConfig struct {
 	AccessToken string        // sent as Bearer; never logged nor put in errors
 	Timeout     time.Duration // per attempt, default 10s
 	// MaxRetries is how many times a failed attempt is repeated, on network
-	// errors (timeouts included) and 5xx only, never on 4xx. 0 means the
-	// default, 2 (so up to 3 attempts); negative means no retry.
+	// errors (timeouts included) and 5xx only, never on 4xx, except that a
+	// connect or a message is repeated only when it provably did nothing
+	// (see Connect) and the BIC requests also after Meta throttled them
+	// (GraphError.Throttled). 0 means the default, 2 (so up to 3 attempts);
+	// negative means no retry.
 	MaxRetries int
 	Backoff    time.Duration // first wait between attempts, default 200ms, doubling, with jitter
 	HTTPClient *http.Client  // optional
 	Logger     *zap.Logger   // nil = nop
-	// OnRequest, optional, is called once per action when it is over, with
-	// the action ("pre_accept", "accept", "reject", "terminate"), a result
-	// (GraphResultOK, …) and the total time including retries. It is not
-	// called for arguments refused before anything is sent.
+	// OnRequest, optional, is called once per request when it is over, with
+	// the action ("pre_accept", "accept", "reject", "terminate", "connect",
+	// "call_permissions", "permission_request", "permission_template"), a
+	// result (GraphResultOK, …) and the total time including retries and
+	// rate-limit waits. It is not called for arguments refused before
+	// anything is sent.
 	OnRequest func(action, result string, d time.Duration)
 }
 
@@ -58,12 +65,14 @@ const (
 	MaxBizOpaqueLen = 512
 )
 
-// ErrUnexpectedResponse is wrapped by the error of an action that got a 2xx
-// answer without {"success":true}.
-var ErrUnexpectedResponse = errors.New("graph api answered 2xx without success:true")
+// ErrUnexpectedResponse is wrapped by the error of a request that got a 2xx
+// answer without what it expects ({"success":true} for the call actions, a
+// call or message id, a permission).
+var ErrUnexpectedResponse = errors.New("graph api answered 2xx without the expected result")
 
-// GraphClient sends call actions (pre_accept, accept, reject, terminate) to
-// the WhatsApp Cloud API. It is safe for concurrent use.
+// GraphClient sends call actions (pre_accept, accept, reject, terminate),
+// business-initiated calls (connect) and call permission requests to the
+// WhatsApp Cloud API. It is safe for concurrent use.
 type GraphClient struct {
 	base       string // scheme://host[/path], no trailing slash
 	version    string
@@ -74,6 +83,8 @@ type GraphClient struct {
 	http       *http.Client
 	log        *zap.Logger
 	onRequest  func(action, result string, d time.Duration)
+	// permLimiter keeps R5 within Meta's rate limit, per phone number id.
+	permLimiter *windowLimiter
 }
 
 // NewGraphClient applies the defaults of GraphConfig.
@@ -88,6 +99,8 @@ func NewGraphClient(cfg GraphConfig) *GraphClient {
 		http:       cfg.HTTPClient,
 		log:        cfg.Logger,
 		onRequest:  cfg.OnRequest,
+
+		permLimiter: newWindowLimiter(callPermissionsPerWindow, callPermissionsWindow),
 	}
 	if c.base == "" {
 		c.base = defaultGraphBaseURL
@@ -182,55 +195,124 @@ func (c *GraphClient) callAction(ctx context.Context, phoneNumberID string, body
 	case c.token == "":
 		return wrap(errors.New("no access token configured"))
 	}
+	payload, err := encodeJSON(body)
+	if err != nil {
+		return wrap(err)
+	}
+	// pre_accept, accept, reject and terminate name their call: a repeat
+	// cannot act twice, so any failed attempt may be repeated.
+	gr := &graphRequest{
+		action: body.Action, method: http.MethodPost, phoneNumberID: phoneNumberID, edge: "calls",
+		payload: payload, replayable: true, decode: decodeSuccess,
+	}
+	log := c.log.With(zap.String("action", body.Action), zap.String("call_id", body.CallID),
+		zap.String("phone_number_id", phoneNumberID))
+	if err := c.do(ctx, gr, log); err != nil {
+		return wrap(err)
+	}
+	return nil
+}
+
+// encodeJSON marshals v without HTML escaping (Meta takes "<" and "&" as
+// they are) and without the encoder's trailing newline.
+func encodeJSON(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(body); err != nil {
-		return wrap(err)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
 	}
-	payload := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	endpoint := c.base + "/" + c.version + "/" + url.PathEscape(phoneNumberID) + "/calls"
-	log := c.log.With(zap.String("action", body.Action), zap.String("call_id", body.CallID),
-		zap.String("phone_number_id", phoneNumberID))
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
 
+// graphRequest is one Graph API request as do, send and attempt make it.
+type graphRequest struct {
+	action        string // OnRequest's action and the logs'
+	method        string
+	phoneNumberID string
+	edge          string     // "calls", "messages", "call_permissions"
+	query         url.Values // nil for none
+	payload       []byte     // JSON body; nil for a GET
+	// replayable: the request may be repeated after any failed attempt
+	// (network error, timeout, 5xx), because a repeat cannot act twice.
+	// When false, an attempt is repeated only when it provably did nothing:
+	// the request never left whole (refused connection, DNS or TLS
+	// failure), or Meta throttled it (see throttleRetry).
+	replayable bool
+	// throttleRetry: an answer saying Meta throttled the request (HTTP 429,
+	// codes 4, 613, 80007, 130429) is repeated after at least
+	// throttleMinWait. A throttled request was refused before processing.
+	throttleRetry bool
+	// limiter, if set, is waited on before every attempt.
+	limiter *windowLimiter
+	// decode reads a 2xx answer; an error from it wraps
+	// ErrUnexpectedResponse and is never retried.
+	decode func(body []byte) error
+}
+
+// ErrOutcomeUnknown is wrapped by the error of a request that may have been
+// carried out although it failed: a connect or a message sent whose answer
+// never came (timeout, connection lost after the request went out), came as
+// a 5xx, or was unreadable. Such a request is not repeated (a call placed
+// twice rings twice); Meta's webhooks tell what happened.
+var ErrOutcomeUnknown = errors.New("the request reached the graph api but its outcome is unknown")
+
+// do sends gr, reports it to OnRequest and logs its failure.
+func (c *GraphClient) do(ctx context.Context, gr *graphRequest, log *zap.Logger) error {
+	endpoint := c.base + "/" + c.version + "/" + url.PathEscape(gr.phoneNumberID) + "/" + gr.edge
+	if len(gr.query) > 0 {
+		endpoint += "?" + gr.query.Encode()
+	}
 	start := time.Now()
-	result, attempts, err := c.send(ctx, endpoint, payload, log)
+	result, attempts, err := c.send(ctx, endpoint, gr, log)
 	d := time.Since(start)
 	if c.onRequest != nil {
-		c.onRequest(body.Action, result, d)
+		c.onRequest(gr.action, result, d)
 	}
 	if err != nil {
-		fields := []zap.Field{zap.String("result", result), zap.Int("attempts", attempts),
-			zap.Duration("took", d), zap.Error(err)}
-		log.Warn("graph call action failed", fields...)
-		return wrap(err)
+		log.Warn("graph call action failed", zap.String("result", result), zap.Int("attempts", attempts),
+			zap.Duration("took", d), zap.Error(err))
+		return err
 	}
 	log.Debug("graph call action done", zap.Int("attempts", attempts), zap.Duration("took", d))
 	return nil
 }
 
+// throttleMinWait is the least wait before repeating a throttled request:
+// Meta counts its rate limits over windows of a second or more (R5: "5
+// requests in a one-second window").
+const throttleMinWait = time.Second
+
 // send makes up to 1+maxRetries attempts. It returns the OnRequest result,
 // the number of attempts and the error of the last one.
-func (c *GraphClient) send(ctx context.Context, endpoint string, payload []byte, log *zap.Logger) (string, int, error) {
+func (c *GraphClient) send(ctx context.Context, endpoint string, gr *graphRequest, log *zap.Logger) (string, int, error) {
 	for attempt := 1; ; attempt++ {
-		result, retry, err := c.attempt(ctx, endpoint, payload)
-		if err == nil {
+		if gr.limiter != nil {
+			if err := gr.limiter.wait(ctx, gr.phoneNumberID); err != nil {
+				return GraphResultCanceled, attempt - 1, fmt.Errorf("waiting for the rate limit: %w", err)
+			}
+		}
+		out := c.attempt(ctx, endpoint, gr)
+		if out.err == nil {
 			return GraphResultOK, attempt, nil
 		}
 		if ctx.Err() != nil {
-			return GraphResultCanceled, attempt, err
+			return GraphResultCanceled, attempt, out.err
 		}
-		if !retry || attempt > c.maxRetries {
-			return result, attempt, err
+		if !out.retry || attempt > c.maxRetries {
+			return out.result, attempt, out.err
 		}
 		wait := c.backoffFor(attempt)
+		if out.throttled {
+			wait = max(wait, throttleMinWait)
+		}
 		log.Warn("graph call action attempt failed, retrying", zap.Int("attempt", attempt),
-			zap.Duration("wait", wait), zap.Error(err))
+			zap.Duration("wait", wait), zap.Error(out.err))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return GraphResultCanceled, attempt, fmt.Errorf("%w (last attempt: %w)", ctx.Err(), err)
+			return GraphResultCanceled, attempt, fmt.Errorf("%w (last attempt: %w)", ctx.Err(), out.err)
 		case <-t.C:
 		}
 	}
@@ -248,51 +330,144 @@ func (c *GraphClient) backoffFor(n int) time.Duration {
 	return half + rand.N(half+1)
 }
 
-// attempt makes one request. retry says whether another attempt may help.
-func (c *GraphClient) attempt(ctx context.Context, endpoint string, payload []byte) (result string, retry bool, err error) {
+// attemptOutcome is what one attempt gives: the OnRequest result, the
+// error, whether another attempt may help and whether Meta throttled it.
+type attemptOutcome struct {
+	result    string
+	err       error
+	retry     bool
+	throttled bool
+}
+
+// writeTrace follows one attempt's request onto the wire (net/http/httptrace).
+type writeTrace struct {
+	traced atomic.Bool // the transport reports to httptrace (GetConn seen)
+	wrote  atomic.Bool // the whole request was written (WroteRequest without error)
+}
+
+// unsent reports whether the attempt provably sent no whole request: the
+// transport traced it and never finished writing it. HTTP framing
+// (Content-Length, or HTTP/2's END_STREAM) keeps a server from acting on a
+// request it did not receive whole. A transport that does not trace proves
+// nothing.
+func (w *writeTrace) unsent() bool { return w.traced.Load() && !w.wrote.Load() }
+
+// attempt makes one request.
+func (c *GraphClient) attempt(ctx context.Context, endpoint string, gr *graphRequest) attemptOutcome {
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, endpoint, bytes.NewReader(payload))
+	var wt writeTrace
+	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+		GetConn: func(string) { wt.traced.Store(true) },
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				wt.wrote.Store(true)
+			}
+		},
+	})
+	var body io.Reader
+	if gr.payload != nil {
+		body = bytes.NewReader(gr.payload)
+	}
+	req, err := http.NewRequestWithContext(actx, gr.method, endpoint, body)
 	if err != nil {
-		return GraphResultNetworkError, false, err
+		return attemptOutcome{result: GraphResultNetworkError, err: err}
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", "application/json")
+	if gr.payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Accept", "application/json")
+	// No Idempotency-Key header: net/http would then replay a POST on its
+	// own after a lost connection (Request.isReplayable).
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return GraphResultCanceled, false, ctx.Err()
+			// The caller gave up; a connect already sent may still ring.
+			if !gr.replayable && !wt.unsent() {
+				return attemptOutcome{result: GraphResultCanceled, err: fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())}
+			}
+			return attemptOutcome{result: GraphResultCanceled, err: ctx.Err()}
 		}
-		return GraphResultNetworkError, true, c.scrub(err)
+		err = c.scrub(err)
+		if gr.replayable || wt.unsent() {
+			return attemptOutcome{result: GraphResultNetworkError, err: err, retry: true}
+		}
+		return attemptOutcome{result: GraphResultNetworkError, err: fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxGraphRespBody))
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, maxGraphRespBody))
 	if err != nil {
 		if ctx.Err() != nil {
-			return GraphResultCanceled, false, ctx.Err()
+			err = ctx.Err()
+			if !gr.replayable {
+				err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+			}
+			return attemptOutcome{result: GraphResultCanceled, err: err}
 		}
-		return GraphResultNetworkError, true, fmt.Errorf("reading HTTP %d answer: %w", resp.StatusCode, c.scrub(err))
+		err = fmt.Errorf("reading HTTP %d answer: %w", resp.StatusCode, c.scrub(err))
+		if !gr.replayable {
+			err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+		}
+		return attemptOutcome{result: GraphResultNetworkError, err: err, retry: gr.replayable}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return GraphResultGraphError, resp.StatusCode >= 500, parseGraphError(resp.StatusCode, body, c.token)
+		ge := parseGraphError(resp.StatusCode, respBody, c.token)
+		throttled := ge.Throttled()
+		out := attemptOutcome{result: GraphResultGraphError, err: ge, throttled: throttled}
+		switch {
+		case throttled && gr.throttleRetry:
+			out.retry = true
+		case resp.StatusCode >= 500 && gr.replayable:
+			out.retry = true
+		case resp.StatusCode >= 500:
+			// A 5xx does not prove that nothing was done: a proxy's 502/504
+			// may follow a backend that went on, and Meta may fail after
+			// acting. Repeating a connect could ring the user twice.
+			out.err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, ge)
+		}
+		return out
 	}
-	var ok struct {
-		Success *bool `json:"success"`
-		Error   *struct {
+	if err := gr.decode(respBody); err != nil {
+		// A 2xx carrying Meta's error object is a Graph error.
+		if ge := graphErrorIn(resp.StatusCode, respBody, c.token); ge != nil {
+			return attemptOutcome{result: GraphResultGraphError, err: ge}
+		}
+		err = fmt.Errorf("%w: HTTP %d: %w: %s", ErrUnexpectedResponse, resp.StatusCode, err,
+			snippet([]byte(redact(string(respBody), c.token))))
+		if !gr.replayable {
+			err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+		}
+		return attemptOutcome{result: GraphResultBadResponse, err: err}
+	}
+	return attemptOutcome{result: GraphResultOK}
+}
+
+// graphErrorIn returns Meta's error object if a 2xx body carries one.
+func graphErrorIn(status int, body []byte, secret string) *GraphError {
+	var w struct {
+		Error *struct {
 			Message string `json:"message"`
 		} `json:"error"`
 	}
-	if json.Unmarshal(body, &ok) == nil {
-		if ok.Success != nil && *ok.Success {
-			return GraphResultOK, false, nil
-		}
-		if ok.Error != nil {
-			return GraphResultGraphError, false, parseGraphError(resp.StatusCode, body, c.token)
-		}
+	if json.Unmarshal(body, &w) == nil && w.Error != nil {
+		return parseGraphError(status, body, secret)
 	}
-	return GraphResultBadResponse, false, fmt.Errorf("%w: HTTP %d %s", ErrUnexpectedResponse, resp.StatusCode,
-		snippet([]byte(redact(string(body), c.token))))
+	return nil
+}
+
+// decodeSuccess reads the call actions' answer, {"success":true}.
+func decodeSuccess(body []byte) error {
+	var ok struct {
+		Success *bool `json:"success"`
+	}
+	if err := json.Unmarshal(body, &ok); err != nil {
+		return errors.New("not JSON")
+	}
+	if ok.Success == nil || !*ok.Success {
+		return errors.New("no success:true")
+	}
+	return nil
 }
 
 // scrubbedError hides the access token should a transport error quote it,

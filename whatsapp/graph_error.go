@@ -58,6 +58,22 @@ func (e *GraphError) Error() string {
 	return b.String()
 }
 
+// Throttled reports whether Meta refused the request for a rate limit,
+// before acting on it: HTTP 429 (RFC 6585 §4), or Graph error codes 4
+// (application request limit), 613 (API rate limit, R5's "5 requests in a
+// one-second window"), 80007 (WhatsApp Business Account rate limit) or
+// 130429 (Cloud API throughput).
+func (e *GraphError) Throttled() bool {
+	if e.HTTPStatus == 429 {
+		return true
+	}
+	switch e.Code {
+	case 4, 613, 80007, 130429:
+		return e.HTTPStatus >= 400 && e.HTTPStatus < 500
+	}
+	return false
+}
+
 type wireGraphError struct {
 	Error *struct {
 		Message     string          `json:"message"`

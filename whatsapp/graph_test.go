@@ -31,6 +31,8 @@ type recordedRequest struct {
 	Method, Path string
 	Header       http.Header
 	Body         []byte
+	Query        string // raw
+	At           time.Time
 }
 
 func newGraphRig(t *testing.T, reply func(n int, w http.ResponseWriter, r *http.Request)) *graphRig {
@@ -40,7 +42,7 @@ func newGraphRig(t *testing.T, reply func(n int, w http.ResponseWriter, r *http.
 		n := int(g.attempts.Add(1))
 		body, _ := io.ReadAll(r.Body)
 		g.mu.Lock()
-		g.reqs = append(g.reqs, recordedRequest{r.Method, r.URL.Path, r.Header.Clone(), body})
+		g.reqs = append(g.reqs, recordedRequest{r.Method, r.URL.Path, r.Header.Clone(), body, r.URL.RawQuery, time.Now()})
 		g.mu.Unlock()
 		reply(n, w, r)
 	}))

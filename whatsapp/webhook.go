@@ -25,15 +25,20 @@ type WebhookResult string
 
 const (
 	// Per event of a signed POST.
-	WebhookAccepted  WebhookResult = "accepted"  // queued for OnCall/OnStatus
-	WebhookDuplicate WebhookResult = "duplicate" // same (call id, event) seen within DedupeTTL
+	WebhookAccepted  WebhookResult = "accepted"  // queued for OnCall/OnStatus/OnPermissionReply
+	WebhookDuplicate WebhookResult = "duplicate" // same (call id, event), or same reply message id, seen within DedupeTTL
 	WebhookStale     WebhookResult = "stale"     // older than the newest event of the same call
 	// Per request.
 	WebhookBadSignature WebhookResult = "bad_signature" // 401, nothing dispatched
 	WebhookMalformed    WebhookResult = "malformed"     // unreadable, oversized or not JSON (also per event: no call id)
-	WebhookIgnored      WebhookResult = "ignored"       // signed and valid but without call events (messages, …)
+	WebhookIgnored      WebhookResult = "ignored"       // signed and valid but without events for the gateway (messages, …)
 	WebhookVerified     WebhookResult = "verified"      // GET handshake answered
 	WebhookVerifyFailed WebhookResult = "verify_failed" // GET handshake refused
+	// Per request passed on to WebhookConfig.Forward, reported later from
+	// the forwarding goroutines.
+	WebhookForwarded      WebhookResult = "forwarded"       // the forward URL answered 2xx
+	WebhookForwardFailed  WebhookResult = "forward_failed"  // no 2xx after the retries, or a 3xx/4xx
+	WebhookForwardDropped WebhookResult = "forward_dropped" // not forwarded: queue full, shutting down, or a bad forward URL
 )
 
 // WebhookConfig configures NewWebhookHandler.
@@ -48,8 +53,17 @@ type WebhookConfig struct {
 	// OnStatus, optional, receives value.statuses[] entries of type "call"
 	// (business-initiated calls) the same way.
 	OnStatus func(StatusEvent)
-	// OnResult, optional, is called synchronously for each request or event
-	// result; it must be cheap.
+	// OnPermissionReply, optional, receives call permission replies (W8)
+	// the same way, once per message id within DedupeTTL, those of one user
+	// in arrival order. When nil, replies are not the gateway's: they are
+	// forwarded like other messages.
+	OnPermissionReply func(PermissionReply)
+	// Forward, optional, passes on what the gateway does not consume (see
+	// ForwardConfig): Meta sends an app's webhooks to one callback URL.
+	Forward *ForwardConfig
+	// OnResult, optional, is called for each request or event result, and
+	// for each forwarding result from the forwarding goroutines; it may be
+	// called concurrently and must be cheap.
 	OnResult func(WebhookResult)
 	// Logger; nil means no logging. The secret, the verify token and the
 	// signature are never logged.
@@ -79,6 +93,7 @@ type WebhookHandler struct {
 	secret    []byte
 	tokenHash [sha256.Size]byte
 	filter    *eventFilter
+	fwd       *forwarder // nil without WebhookConfig.Forward
 
 	mu       sync.RWMutex // guards closed against enqueue
 	closed   bool
@@ -90,6 +105,7 @@ type WebhookHandler struct {
 type webhookJob struct {
 	call   *CallEvent
 	status *StatusEvent
+	reply  *PermissionReply
 }
 
 // NewWebhookHandler returns a handler with its dispatch workers running.
@@ -120,6 +136,9 @@ func NewWebhookHandler(cfg WebhookConfig) *WebhookHandler {
 	if cfg.VerifyToken == "" {
 		h.log.Warn("webhook verify token is empty: every verification handshake will be refused")
 	}
+	if cfg.Forward != nil {
+		h.fwd = newForwarder(*cfg.Forward, h.log, h.result)
+	}
 	h.queues = make([]chan webhookJob, webhookWorkers)
 	for i := range h.queues {
 		q := make(chan webhookJob, webhookQueueDepth)
@@ -145,6 +164,9 @@ func (h *WebhookHandler) Close() error {
 		close(q)
 	}
 	h.workers.Wait()
+	if h.fwd != nil {
+		h.fwd.close()
+	}
 	return nil
 }
 
@@ -239,7 +261,7 @@ func (h *WebhookHandler) serveEvent(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid signature", http.StatusUnauthorized)
 		return
 	}
-	calls, statuses, err := ParseWebhookAll(body)
+	evs, err := ParseWebhookEvents(body)
 	if err != nil {
 		// Signed by Meta yet unreadable: retrying will not fix it, but say so.
 		log.Error("webhook body is not a readable envelope", zap.Error(err), zap.Int("body_bytes", len(body)))
@@ -255,28 +277,36 @@ func (h *WebhookHandler) serveEvent(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "took too long", http.StatusServiceUnavailable)
 		return
 	}
-	if len(calls) == 0 && len(statuses) == 0 {
-		log.Debug("webhook without call events", zap.Int("body_bytes", len(body)))
+	replies := evs.PermissionReplies
+	// Without a consumer, replies are someone else's: forwarded, not admitted.
+	forward := evs.Other || (len(replies) > 0 && h.cfg.OnPermissionReply == nil)
+	if h.cfg.OnPermissionReply == nil {
+		replies = nil
+	}
+	if len(evs.Calls) == 0 && len(evs.Statuses) == 0 && len(replies) == 0 {
+		log.Debug("webhook without events for the gateway", zap.Int("body_bytes", len(body)), zap.Bool("forward", forward))
 		h.result(WebhookIgnored)
 		w.WriteHeader(http.StatusOK)
+		h.forward(forward, body, r.Header)
 		return
 	}
 	var jobs []webhookJob
-	for i := range calls {
-		ev := &calls[i]
+	for i := range evs.Calls {
+		ev := &evs.Calls[i]
 		res := h.admit(ev.CallID, ev.Event, ev.Timestamp, ev.Event == "terminate")
 		log.Info("webhook call event", zap.String("call_id", ev.CallID), zap.String("event", ev.Event),
-			zap.String("phone_number_id", ev.PhoneNumberID), zap.Time("timestamp", ev.Timestamp),
-			zap.String("result", string(res)))
+			zap.String("direction", ev.Direction), zap.String("phone_number_id", ev.PhoneNumberID),
+			zap.Time("timestamp", ev.Timestamp), zap.String("result", string(res)))
 		h.result(res)
 		if res == WebhookAccepted {
 			jobs = append(jobs, webhookJob{call: ev})
 		}
 	}
-	for i := range statuses {
-		st := &statuses[i]
+	for i := range evs.Statuses {
+		st := &evs.Statuses[i]
 		// Statuses are only de-duplicated: their timestamps must not make a
-		// business-initiated call's connect (Meta's answer) look stale.
+		// business-initiated call's connect (Meta's answer) look stale. Their
+		// key has its own prefix, apart from the call's connect and terminate.
 		res := WebhookMalformed
 		if !blankID(st.CallID) { // an entry without an id names no call: refused
 			res = h.admit("status\x00"+st.CallID, st.Status, time.Time{}, true)
@@ -288,11 +318,35 @@ func (h *WebhookHandler) serveEvent(w http.ResponseWriter, r *http.Request) {
 			jobs = append(jobs, webhookJob{status: st})
 		}
 	}
+	for i := range replies {
+		pr := &replies[i]
+		// Keyed by the reply's message id (wamid), apart from every call key.
+		res := WebhookMalformed
+		if !blankID(pr.MessageID) {
+			res = h.admit("reply\x00"+pr.MessageID, "call_permission_reply", time.Time{}, true)
+		}
+		log.Info("webhook call permission reply", zap.String("message_id", pr.MessageID),
+			zap.String("response", pr.Response), zap.Bool("permanent", pr.Permanent),
+			zap.String("source", pr.Source), zap.String("result", string(res)))
+		h.result(res)
+		if res == WebhookAccepted {
+			jobs = append(jobs, webhookJob{reply: pr})
+		}
+	}
 	// Answer first (the response is written when this returns), queue
 	// without blocking.
 	w.WriteHeader(http.StatusOK)
 	for _, j := range jobs {
 		h.enqueue(j)
+	}
+	h.forward(forward, body, r.Header)
+}
+
+// forward hands a signed, well-formed body to the forwarder, if it has
+// content the gateway does not consume and forwarding is configured.
+func (h *WebhookHandler) forward(other bool, body []byte, header http.Header) {
+	if other && h.fwd != nil {
+		h.fwd.enqueue(body, header)
 	}
 }
 
@@ -342,26 +396,30 @@ func (h *WebhookHandler) checkSignature(header string, body []byte) string {
 // in order) without blocking the request. A full queue spills into a
 // goroutine that waits for room, rather than losing a terminate.
 func (h *WebhookHandler) enqueue(j webhookJob) {
-	id := ""
-	if j.call != nil {
-		id = j.call.CallID
-	} else {
-		id = j.status.CallID
+	var id zap.Field // for the logs
+	var key string   // picks the worker
+	switch {
+	case j.call != nil:
+		id, key = zap.String("call_id", j.call.CallID), j.call.CallID
+	case j.status != nil:
+		id, key = zap.String("call_id", j.status.CallID), j.status.CallID
+	default: // one user's replies in order: keyed by the user
+		id, key = zap.String("message_id", j.reply.MessageID), "reply\x00"+j.reply.From+"\x00"+j.reply.FromUserID
 	}
 	hs := fnv.New32a()
-	_, _ = io.WriteString(hs, id)
+	_, _ = io.WriteString(hs, key)
 	q := h.queues[hs.Sum32()%uint32(len(h.queues))]
 
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if h.closed {
-		h.log.Warn("webhook closed: event not delivered", zap.String("call_id", id))
+		h.log.Warn("webhook closed: event not delivered", id)
 		return
 	}
 	select {
 	case q <- j:
 	default:
-		h.log.Warn("webhook dispatch queue full: delivery delayed", zap.String("call_id", id))
+		h.log.Warn("webhook dispatch queue full: delivery delayed", id)
 		h.overflow.Add(1)
 		go func() {
 			defer h.overflow.Done()
@@ -388,5 +446,7 @@ func (h *WebhookHandler) deliver(j webhookJob) {
 		h.cfg.OnCall(*j.call)
 	case j.status != nil && h.cfg.OnStatus != nil:
 		h.cfg.OnStatus(*j.status)
+	case j.reply != nil && h.cfg.OnPermissionReply != nil:
+		h.cfg.OnPermissionReply(*j.reply)
 	}
 }
