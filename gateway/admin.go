@@ -21,6 +21,8 @@ import (
 //	GET    /admin/calls/{id}         one call
 //	POST   /admin/calls/{id}/hangup  end it on both sides (202; 404 if unknown)
 //	DELETE /admin/calls/{id}         the same
+//	GET    /admin/permissions/{phone_number_id}/{user}          a user's call permission (admin_permission.go)
+//	POST   /admin/permissions/{phone_number_id}/{user}/request  send a call permission request
 //
 // /metrics, /healthz and /readyz are served there too, without a token,
 // when metrics.listen is admin.listen (its default when the admin API is on).
@@ -37,6 +39,8 @@ func (g *Gateway) startAdmin() error {
 	mux.Handle("GET /admin/calls/{id}", g.adminAuth(g.adminGet))
 	mux.Handle("POST /admin/calls/{id}/hangup", g.adminAuth(g.adminHangup))
 	mux.Handle("DELETE /admin/calls/{id}", g.adminAuth(g.adminHangup))
+	mux.Handle("GET /admin/permissions/{pnid}/{user}", g.adminAuth(g.adminPermissionGet))
+	mux.Handle("POST /admin/permissions/{pnid}/{user}/request", g.adminAuth(g.adminPermissionRequest))
 	ln, err := listenOps("admin", g.cfg.Admin.Listen, g.cfg.Admin.TLSCertFile, g.cfg.Admin.TLSKeyFile)
 	if err != nil {
 		return err

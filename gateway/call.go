@@ -68,6 +68,11 @@ const (
 	evAccepted                              // Graph accept returned
 	evCallerTerminated                      // Meta's terminate webhook
 	evEarlyMedia                            // the PBX sent a 183 with SDP (route early_media: answer)
+	// Business-initiated calls (call_outbound.go).
+	evPermission      // the user's call permission was read (and a request sent, per the route)
+	evPermissionReply // the user replied to the request, or did not in time
+	evPlaced          // the WebRTC offer was made and Graph connect returned
+	evAgentAnswered   // the agent's INVITE got its 200 OK and ACK
 )
 
 // isResult says whether an event is an action's result (the others come
@@ -81,15 +86,26 @@ var resultOf = map[eventKind]callState{
 	evInviteDone:  stateRinging,
 	evMediaUp:     stateAwaitingMedia,
 	evAccepted:    stateAccepting,
+
+	evPermission:      stateCheckingPermission,
+	evPermissionReply: stateAwaitingPermission,
+	evPlaced:          stateConnecting,
+	evAgentAnswered:   stateAccepting,
 }
 
 type callEvent struct {
 	kind     eventKind
 	err      error
-	leg      waLeg    // evAnswered
-	pbx      pbxCall  // evInviteDone
-	early    pbxMedia // evEarlyMedia
-	timedOut bool     // evInviteDone: the route's answer_timeout ended the INVITE
+	leg      waLeg               // evAnswered
+	pbx      pbxCall             // evInviteDone
+	early    pbxMedia            // evEarlyMedia
+	timedOut bool                // evInviteDone: the route's answer_timeout ended the INVITE
+	term     *whatsapp.CallEvent // evCallerTerminated: Meta's terminate webhook
+
+	// Business-initiated calls.
+	perm     permissionOutcome // evPermission, evPermissionReply
+	offerLeg waOfferLeg        // evPlaced
+	waCallID string            // evPlaced: Meta's call id
 }
 
 // call is one WhatsApp call through its life, driven by one goroutine
@@ -121,6 +137,21 @@ type call struct {
 	cause         endCause
 	pbxGone       bool         // its BYE came: nothing to send it
 	pbxRTP        *pbxRTPWatch // made with the bridge
+
+	// Business-initiated calls (call_outbound.go): the agent's INVITE, its
+	// route, Meta's call id once connect returned it, and the webhooks
+	// for it (Meta's answer, the call's statuses).
+	outbound  bool
+	agent     agentCall
+	out       outboundCall
+	waCallID  string
+	offerLeg  waOfferLeg
+	meta      chan metaEvent
+	ringing   *time.Timer // ring_timeout, from connect to the user's answer
+	declined  bool        // Meta said REJECTED
+	agentRang bool        // 180 sent to the agent
+	answerSet bool        // Meta's SDP answer applied to offerLeg
+	listening *time.Ticker // media up, the user not answered yet: looks for the user's first packet
 }
 
 func newCall(g *Gateway, ev whatsapp.CallEvent) *call {
@@ -140,18 +171,21 @@ func newCall(g *Gateway, ev whatsapp.CallEvent) *call {
 // goroutine): recorded, then handed to the call's goroutine.
 func (c *call) callerTerminated(ev whatsapp.CallEvent) {
 	c.ops.terminated(ev)
-	c.termOnce.Do(func() { c.events <- callEvent{kind: evCallerTerminated} })
+	c.termOnce.Do(func() { c.events <- callEvent{kind: evCallerTerminated, term: &ev} })
 }
 
 // run drives the call from the connect webhook to its end on both sides.
 func (c *call) run(ctx context.Context) {
 	c.ctx = ctx
 	defer c.cancelActions(nil)
-	ev := c.ev
-	c.log.Info("whatsapp call connect", zap.String("caller", ev.CallerID()), zap.String("name", ev.ProfileName),
-		zap.String("cta_payload", ev.CTAPayload), zap.String("deeplink_payload", ev.DeeplinkPayload))
-
-	c.begin()
+	if c.outbound {
+		c.beginOutbound()
+	} else {
+		ev := c.ev
+		c.log.Info("whatsapp call connect", zap.String("caller", ev.CallerID()), zap.String("name", ev.ProfileName),
+			zap.String("cta_payload", ev.CTAPayload), zap.String("deeplink_payload", ev.DeeplinkPayload))
+		c.begin()
+	}
 	stop := ctx.Done()
 	var legFailed <-chan struct{}
 	var grace *time.Timer
@@ -166,13 +200,41 @@ func (c *call) run(ctx context.Context) {
 		if legFailed == nil && graceC == nil && c.leg != nil {
 			legFailed = c.leg.Failed()
 		}
-		var pbxDone <-chan struct{}
+		var pbxDone, agentGone <-chan struct{}
 		if c.pbx != nil && !c.pbxGone {
 			pbxDone = c.pbx.Done()
+		}
+		if c.agent != nil && c.pbx == nil {
+			agentGone = c.agent.Cancelled()
+		}
+		var ringC, listenC <-chan time.Time
+		if c.ringing != nil {
+			ringC = c.ringing.C
+		}
+		if c.listening != nil {
+			listenC = c.listening.C
+		}
+		var legUp <-chan struct{}
+		if c.answerSet && c.bridge == nil {
+			legUp = c.offerLeg.Connected()
 		}
 		select {
 		case e := <-c.events:
 			c.handle(e)
+		case m := <-c.meta:
+			c.metaEvent(m)
+		case <-agentGone:
+			c.end(endCause{kind: endAgentCancelled, detail: "the agent hung up (CANCEL) before the WhatsApp user answered"})
+		case <-legUp:
+			c.outboundMediaStarts()
+		case <-listenC:
+			if c.bridge.WhatsAppPacketsIn() > 0 {
+				c.userAnswered("the user's audio arrived")
+			}
+		case <-ringC:
+			c.ringing = nil
+			c.end(endCause{kind: endNoAnswer, detail: "the WhatsApp user did not answer within " + c.out.route.RingTimeout.String(),
+				refusal: &refuseNoAnswer})
 		case <-stop:
 			stop = nil
 			c.end(c.stopCause())
@@ -203,6 +265,12 @@ func (c *call) run(ctx context.Context) {
 	}
 	if grace != nil {
 		grace.Stop()
+	}
+	if c.ringing != nil {
+		c.ringing.Stop()
+	}
+	if c.listening != nil {
+		c.listening.Stop()
 	}
 	c.settle()
 	c.hangUp()
@@ -261,7 +329,11 @@ func (c *call) handle(e callEvent) {
 	switch e.kind {
 	case evCallerTerminated:
 		c.log.Info("whatsapp terminate received", zap.String("status", c.ops.terminateStatus()))
-		c.end(endCause{kind: endCallerHungUp, detail: callerHangupDetail(c.sm.current())})
+		if c.outbound {
+			c.end(c.userTerminated(e.term))
+		} else {
+			c.end(endCause{kind: endCallerHungUp, detail: callerHangupDetail(c.sm.current())})
+		}
 		return
 	case evEarlyMedia:
 		if c.sm.current() == stateRinging {
@@ -289,6 +361,14 @@ func (c *call) handle(e callEvent) {
 		c.mediaUp(e)
 	case evAccepted:
 		c.accepted(e)
+	case evPermission:
+		c.permissionRead(e)
+	case evPermissionReply:
+		c.permissionReplied(e)
+	case evPlaced:
+		c.placed(e)
+	case evAgentAnswered:
+		c.agentAnswered(e)
 	}
 }
 
@@ -462,8 +542,13 @@ func (c *call) awaitMedia() {
 	})
 }
 
-// mediaUp: the WebRTC leg is connected; accept the call.
+// mediaUp: the WebRTC leg is connected; accept the call (a business-
+// initiated call answers the agent instead).
 func (c *call) mediaUp(e callEvent) {
+	if c.outbound {
+		c.outboundMediaUp(e)
+		return
+	}
 	if e.err != nil {
 		c.end(endCause{kind: endMediaFailed, detail: "whatsapp media not connected: " + e.err.Error()})
 		return
@@ -573,9 +658,12 @@ func releaseLate(events <-chan callEvent, n int, byeTimeout time.Duration) {
 // media: legs first so the bridge's readers return, then the bridge.
 func (c *call) hangUp() {
 	var wg sync.WaitGroup
-	if !c.ops.wasTerminated() {
+	if !c.ops.wasTerminated() && (!c.outbound || c.waCallID != "") {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.endWhatsApp() }()
+	}
+	if c.agent != nil && c.pbx == nil {
+		c.refuseAgent() // a final response: quick, no transaction to wait for
 	}
 	if c.pbx != nil && !c.pbxGone {
 		select {
@@ -586,7 +674,7 @@ func (c *call) hangUp() {
 				defer wg.Done()
 				ctx, cancel := context.WithTimeout(context.Background(), c.g.timeouts.bye)
 				defer cancel()
-				if err := c.pbx.HangupWithReason(ctx, byeReason(c.cause)); err != nil {
+				if err := c.pbx.HangupWithReason(ctx, c.byeReason()); err != nil {
 					c.log.Warn("sip BYE failed", zap.Error(err))
 				}
 			}()
@@ -598,6 +686,9 @@ func (c *call) hangUp() {
 	}
 	if c.pbx != nil {
 		_ = c.pbx.Close()
+	}
+	if c.agent != nil {
+		_ = c.agent.Close()
 	}
 	if c.bridge != nil {
 		c.bridge.Close()
@@ -613,7 +704,7 @@ func (c *call) hangUp() {
 // until accept; terminate if Meta refuses the reject.
 func (c *call) endWhatsApp() {
 	ev := c.ev
-	if c.reached(stateAccepting) {
+	if c.reached(stateAccepting) || c.outbound { // a business-initiated call is only ever terminated
 		c.terminateWhatsApp()
 		return
 	}
@@ -632,13 +723,16 @@ func (c *call) endWhatsApp() {
 // the gateway shuts down, one round (the Graph client's own retries) is
 // all it gets. A terminate that never succeeded is marked in the record.
 func (c *call) terminateWhatsApp() {
-	ev := c.ev
+	pnid, id := c.ev.PhoneNumberID, c.ev.CallID
+	if c.outbound {
+		id = c.waCallID
+	}
 	persist := c.ctx.Err() == nil || errors.Is(context.Cause(c.ctx), errAdminHangup)
 	deadline := c.g.now().Add(c.g.timeouts.terminateFor)
 	wait := c.g.timeouts.terminateBackoff
 	for attempt := 1; ; attempt++ {
 		err := c.graphAction(context.Background(), c.log, "terminate", func(ctx context.Context) error {
-			return c.g.graph.Terminate(ctx, ev.PhoneNumberID, ev.CallID)
+			return c.g.graph.Terminate(ctx, pnid, id)
 		})
 		switch {
 		case err == nil:

@@ -187,7 +187,11 @@ func (m *machine) ended(c *call, path ...callState) *CallRecord {
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			m.t.Fatal(err)
 		}
-		if r.CallID == c.ev.CallID {
+		want := c.ev.CallID
+		if c.outbound {
+			want = c.waCallID // the run goroutine is done: safe to read
+		}
+		if r.CallID == want {
 			return &r
 		}
 	}

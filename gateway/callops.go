@@ -44,6 +44,17 @@ type callOps struct {
 	reported    rtpbridge.Stats // already added to the metrics
 	activeCodec string          // counted in active_bridged_calls
 	cancel      context.CancelCauseFunc
+
+	// Business-initiated calls.
+	outbound   bool
+	waCallID   string // Meta's call id once Graph connect returned it
+	callee     waUser
+	agent      string // the INVITE's From user
+	agentTrunk string
+	outRoute   string
+	pnid       string
+	bizOpaque  string
+	statuses   []string // Meta's call statuses, in order
 }
 
 func newCallOps() *callOps { return &callOps{} }
@@ -93,6 +104,30 @@ func (o *callOps) sipResult(m *metrics, code int, reason string) {
 	o.sipCode, o.sipReason = code, reason
 	o.mu.Unlock()
 	m.sipFinal.WithLabelValues(itoa(code)).Inc()
+}
+
+// setOutbound records a business-initiated call's route and parties.
+func (o *callOps) setOutbound(oc outboundCall, trunk, agent string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.outbound, o.callee, o.agent, o.agentTrunk = true, oc.user, agent, trunk
+	o.outRoute, o.pnid, o.bizOpaque = oc.route.Name, oc.pnid, oc.bizOpaque
+}
+
+// setCallID records Meta's id of a business-initiated call.
+func (o *callOps) setCallID(id string) {
+	o.mu.Lock()
+	o.waCallID = id
+	o.mu.Unlock()
+}
+
+// status records one of Meta's call statuses (RINGING, ACCEPTED, REJECTED).
+func (o *callOps) status(s string) {
+	o.mu.Lock()
+	if len(o.statuses) < 8 {
+		o.statuses = append(o.statuses, strings.ToUpper(s))
+	}
+	o.mu.Unlock()
 }
 
 // pbxReason records the Reason header (RFC 3326) the PBX gave with its
@@ -228,6 +263,13 @@ func (c *call) finish() (outcome, detail string) {
 		seen = mediaSeen{fromWhatsApp: st.WhatsAppToSIP.PacketsIn > 0, fromPBX: st.SIPToWhatsApp.PacketsIn > 0}
 	}
 	outcome, hangupBy := decideOutcome(c.cause, c.reached(stateBridged), seen)
+	direction := DirectionUserInitiated
+	if c.outbound {
+		direction = DirectionBusinessInitiated
+		if hangupBy == byCaller {
+			hangupBy = byUser // the WhatsApp user, who was called
+		}
+	}
 	detail = c.cause.detail
 	o.flushMedia(m)
 	o.mu.Lock()
@@ -236,7 +278,7 @@ func (c *call) finish() (outcome, detail string) {
 		o.activeCodec = ""
 	}
 	o.mu.Unlock()
-	m.calls.WithLabelValues(outcome).Inc()
+	m.calls.WithLabelValues(direction, outcome).Inc()
 
 	rec := c.record(outcome, detail, hangupBy)
 	if rec.Media != nil {
@@ -283,6 +325,21 @@ func (c *call) record(outcome, detail, hangupBy string) *CallRecord {
 	if o.routed {
 		r.Route, r.Trunk, r.Destination = o.route.Name, o.route.Trunk, o.route.Destination
 	}
+	r.Direction = DirectionUserInitiated
+	if o.outbound {
+		// A business-initiated call: the times are the agent's INVITE
+		// (connect), Graph connect (invite), the user's answer (answer)
+		// and the 200 OK to the agent (accept).
+		r.Direction = DirectionBusinessInitiated
+		r.CallID, r.PhoneNumberID = o.waCallID, o.pnid
+		r.Caller = RecordCaller{}
+		r.Callee = &RecordCaller{Number: o.callee.waID, BSUID: o.callee.bsuid}
+		r.Agent, r.Route, r.Trunk, r.BizOpaque = o.agent, o.outRoute, o.agentTrunk, o.bizOpaque
+		r.Statuses = append([]string(nil), o.statuses...)
+		r.Times.PreAccept = time.Time{}
+		r.Times.Invite = sm.enteredAt(stateConnecting)
+		r.Times.Answer = sm.enteredAt(stateAwaitingMedia)
+	}
 	if !r.Times.Accept.IsZero() {
 		r.SetupMs = r.Times.Accept.Sub(r.Times.Connect).Milliseconds()
 		r.TalkSeconds = round2(r.Times.End.Sub(r.Times.Accept).Seconds())
@@ -319,10 +376,13 @@ func recordDirection(s rtpbridge.DirectionStats) RecordDirection {
 
 // liveCall is one active call as the admin API lists it.
 type liveCall struct {
+	Direction string           `json:"direction"`
 	CallID    string           `json:"call_id"`
 	SIPCallID string           `json:"sip_call_id,omitempty"`
 	State     string           `json:"state"`
 	Caller    RecordCaller     `json:"caller"`
+	Callee    *RecordCaller    `json:"callee,omitempty"`
+	Agent     string           `json:"agent,omitempty"`
 	Route     string           `json:"route,omitempty"`
 	Trunk     string           `json:"trunk,omitempty"`
 	CodecPath string           `json:"codec_path,omitempty"`
@@ -336,7 +396,7 @@ type liveCall struct {
 func (c *call) live() liveCall {
 	connect, accept := c.sm.enteredAt(stateNew), c.sm.enteredAt(stateBridged)
 	l := liveCall{
-		CallID: c.ev.CallID, State: c.sm.current().String(),
+		CallID: c.ev.CallID, State: c.sm.current().String(), Direction: DirectionUserInitiated,
 		Caller:  RecordCaller{Number: c.ev.From, BSUID: c.ev.FromUserID, Name: c.ev.ProfileName},
 		Connect: connect, Accept: accept,
 		AgeSec: round2(time.Since(connect).Seconds()),
@@ -345,6 +405,11 @@ func (c *call) live() liveCall {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	l.SIPCallID, l.CodecPath = o.sipCallID, codecPath(o.sipCodec)
+	if o.outbound {
+		l.Direction, l.CallID, l.Caller = DirectionBusinessInitiated, o.waCallID, RecordCaller{}
+		l.Callee = &RecordCaller{Number: o.callee.waID, BSUID: o.callee.bsuid}
+		l.Agent, l.Route, l.Trunk = o.agent, o.outRoute, o.agentTrunk
+	}
 	if o.routed {
 		l.Route, l.Trunk = o.route.Name, o.route.Trunk
 	}

@@ -22,20 +22,30 @@ import (
 // CallRecord is written for every ended call, one JSON object per line.
 // docs/call-records.md lists the fields.
 type CallRecord struct {
-	CallID          string       `json:"call_id"`               // WhatsApp call id (wacid.…)
-	SIPCallID       string       `json:"sip_call_id,omitempty"` // Call-ID of the SIP leg, once answered
-	PhoneNumberID   string       `json:"phone_number_id"`
-	BusinessNumber  string       `json:"business_number,omitempty"` // display_phone_number
-	Caller          RecordCaller `json:"caller"`
-	CTAPayload      string       `json:"cta_payload,omitempty"`
-	DeeplinkPayload string       `json:"deeplink_payload,omitempty"`
-	Route           string       `json:"route,omitempty"`
-	Trunk           string       `json:"trunk,omitempty"`
-	Destination     string       `json:"destination,omitempty"`
-	Outcome         string       `json:"outcome"`
-	Reason          string       `json:"reason,omitempty"`
-	HangupBy        string       `json:"hangup_by"` // caller, pbx, gateway, admin
-	TerminateStatus string       `json:"terminate_status,omitempty"`
+	// Direction: user_initiated (a WhatsApp user called the business) or
+	// business_initiated (an agent called a WhatsApp user).
+	Direction      string       `json:"direction"`
+	CallID         string       `json:"call_id"`               // WhatsApp call id (wacid.…); empty if Meta never gave one
+	SIPCallID      string       `json:"sip_call_id,omitempty"` // Call-ID of the SIP leg, once answered
+	PhoneNumberID  string       `json:"phone_number_id"`
+	BusinessNumber string       `json:"business_number,omitempty"` // display_phone_number
+	Caller         RecordCaller `json:"caller"`
+	// Business-initiated calls: the WhatsApp user called, the agent's
+	// extension (the INVITE's From user), biz_opaque_callback_data sent
+	// to Meta, and Meta's call statuses in order (RINGING, ACCEPTED, REJECTED).
+	Callee          *RecordCaller `json:"callee,omitempty"`
+	Agent           string        `json:"agent,omitempty"`
+	BizOpaque       string        `json:"biz_opaque_callback_data,omitempty"`
+	Statuses        []string      `json:"statuses,omitempty"`
+	CTAPayload      string        `json:"cta_payload,omitempty"`
+	DeeplinkPayload string        `json:"deeplink_payload,omitempty"`
+	Route           string        `json:"route,omitempty"`
+	Trunk           string        `json:"trunk,omitempty"`
+	Destination     string        `json:"destination,omitempty"`
+	Outcome         string        `json:"outcome"`
+	Reason          string        `json:"reason,omitempty"`
+	HangupBy        string        `json:"hangup_by"` // caller, pbx, gateway, admin
+	TerminateStatus string        `json:"terminate_status,omitempty"`
 	// TerminateFailed: the gateway's Graph terminate never succeeded within
 	// its retries; Meta may bill the call until its own media timeout.
 	TerminateFailed bool          `json:"terminate_failed,omitempty"`
@@ -57,6 +67,12 @@ type CallRecord struct {
 	Media        *RecordMedia `json:"media,omitempty"`
 	MOS          float64      `json:"mos,omitempty"` // estimated, the worse direction
 }
+
+// Call directions, in records and metrics.
+const (
+	DirectionUserInitiated     = "user_initiated"
+	DirectionBusinessInitiated = "business_initiated"
+)
 
 // RecordCaller is the WhatsApp user.
 type RecordCaller struct {

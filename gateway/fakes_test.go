@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wagateway/wagateway/sip"
+	"github.com/wagateway/wagateway/whatsapp"
 )
 
 // Fakes of the legs the call machine drives (seams.go). Each records what
@@ -171,10 +172,12 @@ type fakeGraph struct {
 	behave  map[string]graphBehaviour
 	count   map[string]int
 	started chan string
+	// connectID is the call id Connect returns.
+	connectID string
 }
 
 func newFakeGraph() *fakeGraph {
-	return &fakeGraph{behave: map[string]graphBehaviour{}, count: map[string]int{}, started: make(chan string, 64)}
+	return &fakeGraph{behave: map[string]graphBehaviour{}, count: map[string]int{}, started: make(chan string, 64), connectID: "wacid.bic1"}
 }
 
 func (f *fakeGraph) do(ctx context.Context, action string) error {
@@ -207,6 +210,12 @@ func (f *fakeGraph) PreAccept(ctx context.Context, _, _, _ string) error {
 func (f *fakeGraph) Accept(ctx context.Context, _, _, _, _ string) error { return f.do(ctx, "accept") }
 func (f *fakeGraph) Reject(ctx context.Context, _, _ string) error       { return f.do(ctx, "reject") }
 func (f *fakeGraph) Terminate(ctx context.Context, _, _ string) error    { return f.do(ctx, "terminate") }
+func (f *fakeGraph) Connect(ctx context.Context, _ string, _ whatsapp.ConnectRequest) (string, error) {
+	if err := f.do(ctx, "connect"); err != nil {
+		return "", err
+	}
+	return f.connectID, nil
+}
 
 func (f *fakeGraph) sent() []string {
 	f.mu.Lock()

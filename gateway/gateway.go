@@ -51,6 +51,9 @@ type Gateway struct {
 	rmu         sync.RWMutex          // guards router, trunks, trunkPing and dtmf (SIGHUP reload swaps them)
 	trunkPing   map[string]bool       // trunk name → watched with OPTIONS
 	dtmf        map[string]dtmfPolicy // trunk name → how digits cross to it
+	outbound    []OutboundRouteConfig // business-initiated calls' routes
+	offerer     webrtcOfferer         // WebRTC legs that offer (business-initiated calls)
+	perms       *permissions          // users' call permissions (business-initiated calls)
 	ops         *gatewayOps           // metrics, call records, health, drain, admin (ops.go)
 	cancelCause context.CancelCauseFunc
 }
@@ -83,6 +86,7 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 		trunkPing: pinged,
 		dtmf:      dtmf,
 		router:    NewRouter(cfg.Numbers),
+		outbound:  cfg.Outbound.Routes,
 		reg:       newRegistry(30 * time.Minute),
 		now:       time.Now,
 		timeouts:  defaultCallTimeouts,
@@ -93,7 +97,7 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 		g.timeouts.pbxWatch = min(g.timeouts.pbxWatch, d/5)
 	}
 	g.initOps(cfg, secrets)
-	g.graph = whatsapp.NewGraphClient(whatsapp.GraphConfig{
+	graph := whatsapp.NewGraphClient(whatsapp.GraphConfig{
 		BaseURL:     cfg.WhatsApp.GraphBaseURL,
 		Version:     cfg.WhatsApp.APIVersion,
 		AccessToken: secrets.AccessToken,
@@ -101,12 +105,21 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 		Logger:      log.Named("graph"),
 		OnRequest:   g.ops.metrics.graphRequest,
 	})
+	g.graph = graph
+	g.perms = newPermissions(graph, g.ops.metrics, log.Named("permission"))
+	var forward *whatsapp.ForwardConfig
+	if u := cfg.Outbound.ForwardWebhooksURL; u != "" {
+		forward = &whatsapp.ForwardConfig{URL: u, Logger: log.Named("forward")}
+	}
 	g.webhook = whatsapp.NewWebhookHandler(whatsapp.WebhookConfig{
-		VerifyToken: secrets.VerifyToken,
-		AppSecret:   secrets.AppSecret,
-		OnCall:      g.handleCallEvent,
-		Logger:      log.Named("webhook"),
-		OnResult:    g.ops.metrics.webhookResult,
+		VerifyToken:       secrets.VerifyToken,
+		AppSecret:         secrets.AppSecret,
+		OnCall:            g.handleCallEvent,
+		OnStatus:          g.handleStatus,
+		OnPermissionReply: g.perms.reply,
+		Forward:           forward,
+		Logger:            log.Named("webhook"),
+		OnResult:          g.ops.metrics.webhookResult,
 	})
 	return g, nil
 }
@@ -129,6 +142,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return err
 	}
 	g.answerer = mediaAnswerer{g.media}
+	g.offerer = mediaOfferer{g.media}
 	trunks, _ := g.trunkSet()
 	g.ua, err = sip.NewUA(sip.UAConfig{
 		ListenAddr:  g.cfg.SIP.Listen,
@@ -141,6 +155,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		RTPPortMax:  g.cfg.SIP.RTPPortMax,
 		Logger:      g.log.Named("sip"),
 		Trunks:      trunkList(trunks),
+		OnInvite:    g.startOutbound,
 
 		KeepaliveInterval: keepalive(g.cfg.SIP.KeepaliveInterval),
 	})
@@ -214,6 +229,10 @@ func (g *Gateway) handleCallEvent(ev whatsapp.CallEvent) {
 	log := g.log.With(zap.String("call_id", ev.CallID))
 	switch strings.ToLower(ev.Event) {
 	case "connect":
+		if strings.EqualFold(ev.Direction, "BUSINESS_INITIATED") {
+			g.handleAnswer(ev, log)
+			return
+		}
 		g.startCall(ev, log)
 	case "terminate":
 		g.ops.metrics.terminateErrors(ev.Errors)
@@ -222,11 +241,39 @@ func (g *Gateway) handleCallEvent(ev whatsapp.CallEvent) {
 			return
 		}
 		// Terminate before connect (delivery order is not guaranteed):
-		// remember it so the late connect is not answered.
+		// remember it so the late connect is not answered, and hold it for
+		// a business-initiated call whose Graph connect has not returned.
 		g.reg.markEnded(ev.CallID)
+		g.reg.hold(ev.CallID, heldEvent{call: &ev})
 		log.Info("terminate for no active call: remembered", zap.String("status", ev.Status))
 	default:
 		log.Debug("ignoring call event", zap.String("event", ev.Event))
+	}
+}
+
+// handleAnswer takes the connect webhook of a business-initiated call: Meta's
+// answer to our offer.
+func (g *Gateway) handleAnswer(ev whatsapp.CallEvent, log *zap.Logger) {
+	if c := g.reg.get(ev.CallID); c != nil && c.outbound {
+		c.postMeta(metaEvent{answer: &ev})
+		return
+	}
+	if !g.reg.hold(ev.CallID, heldEvent{call: &ev}) {
+		log.Warn("answer for an unknown business-initiated call dropped: too many held")
+		return
+	}
+	log.Debug("answer for a call not placed yet: held")
+}
+
+// handleStatus takes a status webhook of a business-initiated call
+// (RINGING, ACCEPTED, REJECTED).
+func (g *Gateway) handleStatus(st whatsapp.StatusEvent) {
+	if c := g.reg.get(st.CallID); c != nil && c.outbound {
+		c.postMeta(metaEvent{status: &st})
+		return
+	}
+	if !g.reg.hold(st.CallID, heldEvent{status: &st}) {
+		g.log.Warn("status for an unknown call dropped: too many held", zap.String("call_id", st.CallID))
 	}
 }
 

@@ -20,34 +20,38 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
-	activeByCodec  *prometheus.GaugeVec
-	calls          *prometheus.CounterVec
-	metaErrors     *prometheus.CounterVec
-	setupLatency   prometheus.Histogram
-	graphRequests  *prometheus.CounterVec
-	graphLatency   *prometheus.HistogramVec
-	sipFinal       *prometheus.CounterVec
-	pbxReasons     *prometheus.CounterVec
-	webhooks       *prometheus.CounterVec
-	packets        *prometheus.CounterVec
-	lost           *prometheus.CounterVec
-	late           *prometheus.CounterVec
-	concealed      *prometheus.CounterVec
-	fecRecovered   *prometheus.CounterVec
-	jitter         *prometheus.HistogramVec
-	digits         *prometheus.CounterVec
-	codecPaths     *prometheus.CounterVec
-	mos            prometheus.Histogram
-	trunkUp        *prometheus.GaugeVec
-	trunkPingRTT   *prometheus.GaugeVec
-	trunkAuthFail  *prometheus.GaugeVec
-	draining       prometheus.Gauge
-	records        *prometheus.CounterVec
-	callDuration   prometheus.Histogram
-	configReloads  *prometheus.CounterVec
-	adminRequests  *prometheus.CounterVec
-	recordsDropped prometheus.Counter
-	stateErrors    prometheus.Counter
+	activeByCodec *prometheus.GaugeVec
+	calls         *prometheus.CounterVec
+	metaErrors    *prometheus.CounterVec
+	setupLatency  prometheus.Histogram
+	graphRequests *prometheus.CounterVec
+	graphLatency  *prometheus.HistogramVec
+	sipFinal      *prometheus.CounterVec
+	pbxReasons    *prometheus.CounterVec
+	// Business-initiated calls' permissions (permission.go).
+	permissionRequests *prometheus.CounterVec
+	permissionReplies  *prometheus.CounterVec
+	permissionChecks   *prometheus.CounterVec
+	webhooks           *prometheus.CounterVec
+	packets            *prometheus.CounterVec
+	lost               *prometheus.CounterVec
+	late               *prometheus.CounterVec
+	concealed          *prometheus.CounterVec
+	fecRecovered       *prometheus.CounterVec
+	jitter             *prometheus.HistogramVec
+	digits             *prometheus.CounterVec
+	codecPaths         *prometheus.CounterVec
+	mos                prometheus.Histogram
+	trunkUp            *prometheus.GaugeVec
+	trunkPingRTT       *prometheus.GaugeVec
+	trunkAuthFail      *prometheus.GaugeVec
+	draining           prometheus.Gauge
+	records            *prometheus.CounterVec
+	callDuration       prometheus.Histogram
+	configReloads      *prometheus.CounterVec
+	adminRequests      *prometheus.CounterVec
+	recordsDropped     prometheus.Counter
+	stateErrors        prometheus.Counter
 }
 
 const ns = "wagateway"
@@ -58,7 +62,7 @@ func newMetrics() *metrics {
 	m.activeByCodec = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "active_bridged_calls",
 		Help: "Bridged calls in progress by codec path (opus-pcmu, opus-pcma, opus-g722, opus-passthrough)."}, []string{"codec_path"})
 	m.calls = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "calls_total",
-		Help: "Ended calls by outcome (bridged, no_media, pbx_media_timeout, pbx_unreachable, pbx_rejected, no_answer, caller_hungup, no_route, trunk_down, draining, failed, shutdown, admin_hangup)."}, []string{"outcome"})
+		Help: "Ended calls by direction (user_initiated, business_initiated) and outcome (bridged, no_media, pbx_media_timeout, pbx_unreachable, pbx_rejected, no_answer, caller_hungup, no_route, trunk_down, draining, failed, shutdown, admin_hangup; business-initiated also no_permission, permission_requested, permission_declined, permission_timeout, meta_refused, user_declined, agent_cancelled)."}, []string{"direction", "outcome"})
 	m.metaErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "meta_call_errors_total",
 		Help: "Error codes in Meta's terminate webhooks (errors[].code, e.g. 138021)."}, []string{"code"})
 	m.setupLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "call_setup_seconds",
@@ -73,6 +77,12 @@ func newMetrics() *metrics {
 		Help: "Final responses to the gateway's INVITEs by status code (200, 486, 503, …)."}, []string{"code"})
 	m.pbxReasons = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "sip_pbx_reasons_total",
 		Help: "Reason headers (RFC 3326) on the PBX's final responses and BYEs, by protocol (Q.850, SIP) and cause."}, []string{"protocol", "cause"})
+	m.permissionRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "call_permission_requests_total",
+		Help: "Call permission requests sent to WhatsApp users, by kind (interactive, template) and result (sent, failed)."}, []string{"kind", "result"})
+	m.permissionReplies = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "call_permission_replies_total",
+		Help: "Call permission replies from WhatsApp users, by response (accept, reject), permanence (temporary, permanent) and source (user_action, automatic)."}, []string{"response", "permanence", "source"})
+	m.permissionChecks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "call_permission_checks_total",
+		Help: "Permission states read before business-initiated calls, by state (no_permission, temporary, permanent, error) and whether they came from the cache."}, []string{"state", "cached"})
 	m.webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "webhook_deliveries_total",
 		Help: "Webhook requests and events by result (accepted, duplicate, stale, bad_signature, malformed, ignored, verified, verify_failed)."}, []string{"result"})
 	dir := []string{"direction"}
@@ -124,7 +134,7 @@ func newMetrics() *metrics {
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Label values known up front, so a dashboard shows 0 rather than nothing.
 	for _, o := range []string{OutcomeBridged, OutcomePBXRejected, OutcomeNoAnswer, OutcomeCallerHungUp, OutcomeFailed} {
-		m.calls.WithLabelValues(o)
+		m.calls.WithLabelValues(DirectionUserInitiated, o)
 	}
 	for _, d := range []string{dirWhatsAppToSIP, dirSIPToWhatsApp} {
 		m.packets.WithLabelValues(d, "in")
@@ -155,7 +165,7 @@ func (m *metrics) watchSIP(stats func() sip.Stats) {
 
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.activeByCodec, m.calls, m.metaErrors, m.setupLatency,
-		m.graphRequests, m.graphLatency, m.sipFinal, m.pbxReasons, m.webhooks, m.packets, m.lost, m.late, m.concealed,
+		m.graphRequests, m.graphLatency, m.sipFinal, m.pbxReasons, m.permissionRequests, m.permissionReplies, m.permissionChecks, m.webhooks, m.packets, m.lost, m.late, m.concealed,
 		m.fecRecovered, m.jitter, m.digits, m.codecPaths, m.mos, m.callDuration, m.trunkUp, m.trunkPingRTT,
 		m.trunkAuthFail,
 		m.draining, m.records, m.recordsDropped, m.configReloads, m.adminRequests, m.stateErrors}

@@ -194,6 +194,13 @@ func (g *Gateway) routing() (*Router, map[string]*sip.Trunk, map[string]dtmfPoli
 	return g.router, g.trunks, g.dtmf
 }
 
+// outboundRoutes returns the outbound routes in force (SIGHUP may replace them).
+func (g *Gateway) outboundRoutes() []OutboundRouteConfig {
+	g.rmu.RLock()
+	defer g.rmu.RUnlock()
+	return g.outbound
+}
+
 // trunkSet lists the trunks in force and which of them are pinged.
 func (g *Gateway) trunkSet() (map[string]*sip.Trunk, map[string]bool) {
 	g.rmu.RLock()

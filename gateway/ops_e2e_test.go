@@ -79,8 +79,8 @@ func TestOpsBridgedCallMetricsRecordAndAdmin(t *testing.T) {
 
 	after := h.scrape(t)
 	for series, want := range map[string]float64{
-		"wagateway_active_calls":                                                0,
-		`wagateway_calls_total{outcome="bridged"}`:                              1,
+		"wagateway_active_calls": 0,
+		`wagateway_calls_total{direction="user_initiated",outcome="bridged"}`:   1,
 		"wagateway_call_setup_seconds_count":                                    1,
 		`wagateway_graph_requests_total{action="pre_accept",result="ok"}`:       1,
 		`wagateway_graph_requests_total{action="accept",result="ok"}`:           1,
@@ -161,7 +161,7 @@ func TestOpsRecordOutcomes(t *testing.T) {
 		if v := m.value(t, `wagateway_sip_invite_final_responses_total{code="486"}`); v != 1 {
 			t.Errorf("486 responses: %v", v)
 		}
-		if v := m.value(t, `wagateway_calls_total{outcome="pbx_rejected"}`); v != 1 {
+		if v := m.value(t, `wagateway_calls_total{direction="user_initiated",outcome="pbx_rejected"}`); v != 1 {
 			t.Errorf("pbx_rejected calls: %v", v)
 		}
 	})
@@ -185,7 +185,7 @@ func TestOpsRecordOutcomes(t *testing.T) {
 		if err := pbx.wait(t, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if v := h.scrape(t).value(t, `wagateway_calls_total{outcome="caller_hungup"}`); v != 1 {
+		if v := h.scrape(t).value(t, `wagateway_calls_total{direction="user_initiated",outcome="caller_hungup"}`); v != 1 {
 			t.Errorf("caller_hungup calls: %v", v)
 		}
 	})

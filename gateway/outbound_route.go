@@ -21,7 +21,7 @@ func (u waUser) String() string {
 
 var (
 	e164Digits = regexp.MustCompile(`^[1-9][0-9]{6,14}$`) // E.164: at most 15 digits, no leading 0
-	bsuidChars = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+	bsuidChars = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 )
 
 // parseDialled reads the Request-URI user of an agent's INVITE: "+14085551234"

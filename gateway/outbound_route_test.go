@@ -12,7 +12,7 @@ func TestParseDialled(t *testing.T) {
 		"14085551234":      {waID: "14085551234"},
 		"+44 (20) 7946-01": {waID: "4420794601"},
 		"US.1234567890123": {bsuid: "US.1234567890123"},
-		"abc_DEF-12:3":     {bsuid: "abc_DEF-12:3"},
+		"abc_DEF-12.3":     {bsuid: "abc_DEF-12.3"},
 	} {
 		got, err := parseDialled(in)
 		if err != nil || got != want {

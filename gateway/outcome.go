@@ -27,6 +27,15 @@ const (
 	// OutcomePBXUnreachable: the PBX stopped answering in-dialog OPTIONS
 	// (sip.keepalive_interval): vanished, or lost the dialog.
 	OutcomePBXUnreachable = "pbx_unreachable"
+
+	// Business-initiated calls (an agent dials a WhatsApp user).
+	OutcomeNoPermission        = "no_permission"        // refused: the user has not granted call permission (or a limit is reached)
+	OutcomePermissionRequested = "permission_requested" // refused after sending a permission request (permission: request)
+	OutcomePermissionDeclined  = "permission_declined"  // the user declined the request the agent's call waited for
+	OutcomePermissionTimeout   = "permission_timeout"   // the user did not reply within permission_wait
+	OutcomeMetaRefused         = "meta_refused"         // Graph connect refused (limits, quality pause, payment, …)
+	OutcomeUserDeclined        = "user_declined"        // the user declined the ringing call
+	OutcomeAgentCancelled      = "agent_cancelled"      // the agent hung up (CANCEL) before the user answered
 )
 
 // Who ended a call, in call records.
@@ -35,6 +44,9 @@ const (
 	byPBX     = "pbx"     // BYE or a final error response from the PBX
 	byGateway = "gateway" // a timeout, a failure, a refusal, shutdown or drain
 	byAdmin   = "admin"   // the admin API
+	// byUser is the WhatsApp user of a business-initiated call (who was
+	// called, not the caller).
+	byUser = "whatsapp_user"
 )
 
 // endKind is what ended a call: the first thing that happened that it
@@ -60,6 +72,10 @@ const (
 	endStateError                         // an illegal state transition (a bug)
 	endPBXMediaTimeout                    // no RTP from the PBX for media.pbx_rtp_timeout, not on hold
 	endPBXUnreachable                     // the PBX stopped answering in-dialog OPTIONS
+	// Business-initiated calls.
+	endRefused        // refused before Meta rang the user: routing, permission, Graph connect (cause.outcome, cause.refusal)
+	endUserDeclined   // the user declined the ringing call (REJECTED)
+	endAgentCancelled // the PBX CANCELled the agent's INVITE
 )
 
 // endCause is an endKind with what the log and record say about it.
@@ -67,6 +83,11 @@ type endCause struct {
 	kind    endKind
 	detail  string
 	sipCode int // endPBXRejected: the final response code
+	// Business-initiated calls: what the agent's INVITE is answered with
+	// when it ends unanswered (nil: decided from kind), and endRefused's
+	// outcome.
+	refusal *refusal
+	outcome string
 }
 
 // mediaSeen says whether any audio packet arrived from each side.
@@ -119,6 +140,12 @@ func outcomeOf(c endCause, bridged bool) (outcome, hangupBy string) {
 		return OutcomePBXMediaTimeout, byGateway
 	case endPBXUnreachable:
 		return OutcomePBXUnreachable, byGateway
+	case endRefused:
+		return c.outcome, byGateway
+	case endUserDeclined:
+		return OutcomeUserDeclined, byUser
+	case endAgentCancelled:
+		return OutcomeAgentCancelled, byPBX
 	}
 	return OutcomeFailed, byGateway // answer, Graph, INVITE or bridge failure
 }

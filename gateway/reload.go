@@ -68,6 +68,7 @@ func (g *Gateway) Reload(cfg *Config, secrets *Secrets) error {
 	router := NewRouter(cfg.Numbers)
 	g.rmu.Lock()
 	g.router, g.trunks, g.trunkPing, g.dtmf = router, trunks, pinged, dtmf
+	g.outbound = cfg.Outbound.Routes
 	g.rmu.Unlock()
 
 	if running {
@@ -82,6 +83,7 @@ func (g *Gateway) Reload(cfg *Config, secrets *Secrets) error {
 	}
 	g.ops.metrics.configReloads.WithLabelValues("ok").Inc()
 	g.log.Info("reloaded routes and trunks", zap.Int("trunks", len(trunks)), zap.Int("numbers", len(cfg.Numbers)),
+		zap.Int("outbound_routes", len(cfg.Outbound.Routes)),
 		zap.Int("active_calls", g.reg.count()))
 	return nil
 }
@@ -94,7 +96,8 @@ func restartOnly(old, new *Config) []string {
 		"webrtc": {old.WebRTC, new.WebRTC}, "sip": {old.SIP, new.SIP}, "media": {old.Media, new.Media},
 		"drain_timeout": {old.DrainTimeout, new.DrainTimeout}, "health": {old.Health, new.Health},
 		"call_records": {old.CallRecords, new.CallRecords}, "admin": {old.Admin, new.Admin},
-		"metrics": {old.Metrics, new.Metrics},
+		"metrics":                       {old.Metrics, new.Metrics},
+		"outbound.forward_webhooks_url": {old.Outbound.ForwardWebhooksURL, new.Outbound.ForwardWebhooksURL},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			out = append(out, name)

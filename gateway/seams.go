@@ -9,6 +9,7 @@ import (
 
 	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
+	"github.com/wagateway/wagateway/whatsapp"
 	"github.com/wagateway/wagateway/whatsapp/webrtc"
 )
 
@@ -45,6 +46,40 @@ type graphActions interface {
 	Accept(ctx context.Context, phoneNumberID, callID, sdpAnswer, bizOpaque string) error
 	Reject(ctx context.Context, phoneNumberID, callID string) error
 	Terminate(ctx context.Context, phoneNumberID, callID string) error
+	// Connect places a business-initiated call and returns its id.
+	Connect(ctx context.Context, phoneNumberID string, r whatsapp.ConnectRequest) (string, error)
+}
+
+// webrtcOfferer makes WebRTC legs that offer (business-initiated calls).
+type webrtcOfferer interface {
+	Offer(ctx context.Context, log *zap.Logger) (waOfferLeg, error)
+}
+
+// waOfferLeg is a WebRTC leg that made the offer; Meta's answer arrives
+// later, in a connect webhook.
+type waOfferLeg interface {
+	waLeg
+	OfferSDP() string
+	// SetAnswer applies Meta's answer and starts ICE and DTLS.
+	SetAnswer(sdp string) error
+}
+
+// agentCall is an agent's INVITE to a WhatsApp user (a business-initiated
+// call) until it is answered: its media can be bridged before the 200 OK.
+type agentCall interface {
+	pbxMedia
+	CallID() string
+	Trunk() *sip.Trunk
+	User() string     // the Request-URI user: the number or BSUID dialled
+	FromUser() string // the agent's extension
+	Header(name string) string
+	Ringing(ctx context.Context) error
+	// Answer sends the 200 OK and returns the established dialog once ACKed.
+	Answer(ctx context.Context) (pbxCall, error)
+	Reject(code int, phrase string, why sip.Reason, warning string) error
+	// Cancelled is closed when the PBX CANCELs (487 already sent).
+	Cancelled() <-chan struct{}
+	Close() error
 }
 
 // pbxDialer places an INVITE; it returns once the PBX answered (a call) or
@@ -94,6 +129,28 @@ func (a mediaAnswerer) Answer(ctx context.Context, offer string, log *zap.Logger
 		return nil, err
 	}
 	return leg, nil
+}
+
+// mediaOfferer adapts webrtc.Media.
+type mediaOfferer struct{ m *webrtc.Media }
+
+func (o mediaOfferer) Offer(ctx context.Context, log *zap.Logger) (waOfferLeg, error) {
+	leg, err := o.m.Offer(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	return leg, nil
+}
+
+// inboundAgent adapts sip.InboundCall.
+type inboundAgent struct{ *sip.InboundCall }
+
+func (a inboundAgent) Answer(ctx context.Context) (pbxCall, error) {
+	c, err := a.InboundCall.Answer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // uaDialer adapts sip.UA.

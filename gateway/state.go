@@ -8,7 +8,11 @@ import (
 
 // callState is where a call is in its life. The states follow Meta's
 // calling flow for a user-initiated call (connect webhook → pre_accept →
-// accept → terminate) joined to a SIP INVITE dialog (RFC 3261 §13).
+// accept → terminate) joined to a SIP INVITE dialog (RFC 3261 §13), and
+// for a business-initiated one (the agent's INVITE → call permission →
+// Graph connect → Meta's answer → 200 OK) the other way round. Both
+// directions share the end of the path: awaiting_media, accepting,
+// bridged, ending, ended.
 type callState uint8
 
 const (
@@ -21,6 +25,11 @@ const (
 	stateBridged                        // Meta accepted: media flows both ways
 	stateEnding                         // the end is decided; each side is being hung up
 	stateEnded                          // both sides released; the record is written
+	// Business-initiated calls (an agent dials a WhatsApp user).
+	stateCheckingPermission // the agent's INVITE is routed; the user's call permission is read
+	stateAwaitingPermission // a permission request was sent; the agent's call rings until the user replies
+	stateConnecting         // our WebRTC offer is going to Meta (Graph connect)
+	stateRingingUser        // Meta took the call: the user's phone rings until Meta's answer
 	nStates
 )
 
@@ -34,6 +43,11 @@ var stateNames = [nStates]string{
 	stateBridged:       "bridged",
 	stateEnding:        "ending",
 	stateEnded:         "ended",
+
+	stateCheckingPermission: "checking_permission",
+	stateAwaitingPermission: "awaiting_permission",
+	stateConnecting:         "connecting",
+	stateRingingUser:        "ringing_user",
 }
 
 func (s callState) String() string {
@@ -45,10 +59,13 @@ func (s callState) String() string {
 
 // transitions is every move a call may make, and nothing else: each state
 // goes forward one step when its action succeeds, or to ending when the
-// call is over for any reason. A business-initiated call adds its own states
-// (permission, ringing the WhatsApp user) to this table and shares the rest.
+// call is over for any reason. A business-initiated call has its own
+// states up to Meta's answer (permission, connect, the user's phone
+// ringing), then shares the rest: awaiting_media (ICE and DTLS), accepting
+// (the 200 OK to the agent's INVITE; accept to Meta for a user-initiated
+// call), bridged.
 var transitions = [nStates][]callState{
-	stateNew:           {stateAnswering, stateEnding},
+	stateNew:           {stateAnswering, stateCheckingPermission, stateEnding},
 	stateAnswering:     {statePreAccepting, stateEnding},
 	statePreAccepting:  {stateRinging, stateEnding},
 	stateRinging:       {stateAwaitingMedia, stateEnding},
@@ -56,6 +73,11 @@ var transitions = [nStates][]callState{
 	stateAccepting:     {stateBridged, stateEnding},
 	stateBridged:       {stateEnding},
 	stateEnding:        {stateEnded},
+
+	stateCheckingPermission: {stateConnecting, stateAwaitingPermission, stateEnding},
+	stateAwaitingPermission: {stateConnecting, stateEnding},
+	stateConnecting:         {stateRingingUser, stateEnding},
+	stateRingingUser:        {stateAwaitingMedia, stateEnding},
 }
 
 func allowed(from, to callState) bool {

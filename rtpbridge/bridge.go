@@ -427,6 +427,10 @@ func (b *Bridge) Stats() Stats {
 // for a watch that asks often whether the PBX still sends.
 func (b *Bridge) SIPPacketsIn() uint64 { return b.s2wCount.packetsIn.Load() }
 
+// WhatsAppPacketsIn is the number of packets read from WhatsApp so far (a
+// business-initiated call learns from the first that the user answered).
+func (b *Bridge) WhatsAppPacketsIn() uint64 { return b.w2sCount.packetsIn.Load() }
+
 // String prints both directions' chains of stages as they run with the SIP
 // setup in force, for logs.
 func (b *Bridge) String() string {

@@ -1,0 +1,251 @@
+package gateway_test
+
+import (
+	"context"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wagateway/wagateway/gateway"
+	"github.com/wagateway/wagateway/whatsapp/wasim"
+)
+
+// Business-initiated calls end to end: sipp or baresip as the PBX dialling
+// out, the simulator as Meta and the WhatsApp user.
+
+const calledUser = "14085551234"
+
+// outboundHarness is a gateway with one outbound route on trunk "pbx",
+// whose address is the agent's (sipp's or baresip's) SIP port.
+func outboundHarness(t *testing.T, agentAddr string, route gateway.OutboundRouteConfig) *opsHarness {
+	t.Helper()
+	route.Trunk = "pbx"
+	if route.PhoneNumberID == "" {
+		route.PhoneNumberID = testPhoneNumberID
+	}
+	return newOpsHarness(t, opsOptions{PBXAddr: agentAddr, Config: func(c *gateway.Config) {
+		c.Outbound.Routes = []gateway.OutboundRouteConfig{route}
+		c.ApplyDefaults()
+	}})
+}
+
+// agentPort is a free UDP port on loopback for the dialling PBX: the trunk's
+// address, which the gateway takes requests from.
+func agentPort(t *testing.T) int {
+	t.Helper()
+	p, err := wasim.FreeLoopbackPort("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// dialAs runs a sipp UAC scenario from port (the trunk's address) to the
+// gateway, dialling user; replace fills the scenario's placeholders.
+func dialAs(t *testing.T, port int, gw *gateway.Gateway, scenario, user string, replace ...string) *sipp {
+	t.Helper()
+	bin := requirePeer(t, "sipp")
+	tmpl, err := os.ReadFile(filepath.Join("testdata", scenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, scenario)
+	if err := os.WriteFile(path, []byte(strings.NewReplacer(replace...).Replace(string(tmpl))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mport, err := wasim.FreeLoopbackPort("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sipp{Addr: "127.0.0.1:" + strconv.Itoa(port), MediaPort: mport, done: make(chan error, 1), msgTrace: filepath.Join(dir, "messages.log")}
+	s.cmd = exec.Command(bin, "-sf", path, "-s", user, gw.SIPAddr(),
+		"-i", "127.0.0.1", "-p", strconv.Itoa(port), "-mi", "127.0.0.1", "-mp", strconv.Itoa(mport), "-rtp_echo",
+		"-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
+		"-trace_msg", "-message_file", s.msgTrace)
+	s.cmd.Stderr = &s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start sipp: %v", err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	})
+	return s
+}
+
+// userCall waits for the gateway's call to the user and its report.
+func userCall(t *testing.T, h *opsHarness, within time.Duration) *wasim.Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	c, err := h.sim.BICCall(ctx, calledUser)
+	if err != nil {
+		t.Fatalf("no call reached the user: %v", err)
+	}
+	return waitReport(t, c, within)
+}
+
+// An agent calls a user who has granted permission: the user's phone
+// rings (the agent hears 180), the user answers, both hear each other
+// (sipp echoes the user's 1 kHz tone back), the user hangs up and the
+// agent gets a BYE saying so.
+func TestAgentCallsWhatsAppUser(t *testing.T) {
+	port := agentPort(t)
+	h := outboundHarness(t, "127.0.0.1:"+strconv.Itoa(port), gateway.OutboundRouteConfig{BizOpaqueHeader: "X-Ticket"})
+	if err := h.sim.SetUser(wasim.User{WaID: calledUser, Permission: wasim.PermissionTemporary, AnswerAfter: time.Second,
+		TalkFor: 4 * time.Second, ToneHz: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	agent := dialAs(t, port, h.gw, "agent_dials.xml", "+"+calledUser)
+	r := userCall(t, h, 30*time.Second)
+	if err := agent.wait(t, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Violations) > 0 {
+		t.Errorf("Meta rules broken: %v", r.Violations)
+	}
+	if math.Abs(r.ReceivedFreqHz-1000) > 20 || r.ReceivedLevelDBFS < -30 {
+		t.Errorf("the user heard %.0f Hz at %.1f dBFS, want its 1 kHz tone back through the agent's phone", r.ReceivedFreqHz, r.ReceivedLevelDBFS)
+	}
+	if r.BizOpaqueCallbackData != "T-4711" {
+		t.Errorf("biz_opaque_callback_data %q, want the agent's X-Ticket", r.BizOpaqueCallbackData)
+	}
+	rec := h.record(t, r.CallID)
+	if rec.Direction != gateway.DirectionBusinessInitiated || rec.Outcome != gateway.OutcomeBridged || rec.HangupBy != "whatsapp_user" ||
+		rec.Callee == nil || rec.Callee.Number != calledUser {
+		t.Errorf("record %+v", rec)
+	}
+	waitNoActiveCalls(t, h.gw)
+}
+
+// Each way the agent's call is refused before or while the user's phone
+// rings, and the SIP answer the agent gets (code and Q.850 cause).
+func TestAgentCallRefusals(t *testing.T) {
+	cases := []struct {
+		name    string
+		route   gateway.OutboundRouteConfig
+		user    wasim.User
+		code    string
+		cause   string
+		outcome string
+	}{
+		{"no permission", gateway.OutboundRouteConfig{}, wasim.User{Permission: wasim.PermissionNone},
+			"403", "21", gateway.OutcomeNoPermission},
+		{"permission requested", gateway.OutboundRouteConfig{Permission: gateway.PermissionRequest, PermissionMessage: "May we call you back?"},
+			wasim.User{Permission: wasim.PermissionNone, ReplyToRequest: wasim.ReplyNone}, "403", "21", gateway.OutcomePermissionRequested},
+		{"permission declined", gateway.OutboundRouteConfig{Permission: gateway.PermissionWait, PermissionMessage: "May we call you back?",
+			PermissionWait: 10 * time.Second}, wasim.User{Permission: wasim.PermissionNone, ReplyToRequest: wasim.ReplyReject, ReplyAfter: 500 * time.Millisecond},
+			"603", "21", gateway.OutcomePermissionDeclined},
+		{"user declines", gateway.OutboundRouteConfig{}, wasim.User{Permission: wasim.PermissionTemporary, Answer: wasim.AnswerReject, AnswerAfter: time.Second},
+			"603", "21", gateway.OutcomeUserDeclined},
+		{"no answer", gateway.OutboundRouteConfig{RingTimeout: 5 * time.Second}, wasim.User{Permission: wasim.PermissionTemporary, Answer: wasim.AnswerNone},
+			"480", "19", gateway.OutcomeNoAnswer},
+		// Meta's terminate (FAILED, no error, no REJECTED) overtakes the
+		// connect that carries its answer: the user did not pick up, the
+		// stale answer is left alone.
+		{"terminate before connect", gateway.OutboundRouteConfig{}, wasim.User{Permission: wasim.PermissionTemporary, Answer: wasim.AnswerReject,
+			WebhookOrder: wasim.OrderTerminateBeforeConnect}, "480", "19", gateway.OutcomeNoAnswer},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			port := agentPort(t)
+			h := outboundHarness(t, "127.0.0.1:"+strconv.Itoa(port), tc.route)
+			tc.user.WaID = calledUser
+			if err := h.sim.SetUser(tc.user); err != nil {
+				t.Fatal(err)
+			}
+			agent := dialAs(t, port, h.gw, "agent_dials_refused.xml", calledUser, "EXPECTED_CODE", tc.code, "EXPECTED_CAUSE", tc.cause)
+			if err := agent.wait(t, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			waitNoActiveCalls(t, h.gw)
+			recs := readRecords(t, h.records)
+			if len(recs) != 1 || recs[0].Outcome != tc.outcome || recs[0].Direction != gateway.DirectionBusinessInitiated {
+				t.Errorf("records %+v, want one %s", recs, tc.outcome)
+			}
+			st, _ := h.sim.UserState(calledUser)
+			if tc.name == "permission requested" && st.PermissionRequests != 1 {
+				t.Errorf("the user got %d permission requests, want 1", st.PermissionRequests)
+			}
+		})
+	}
+}
+
+// permission: wait: the agent's call rings while the user decides; the
+// user accepts and the call goes through in the same dial.
+func TestAgentCallWaitsForPermission(t *testing.T) {
+	port := agentPort(t)
+	h := outboundHarness(t, "127.0.0.1:"+strconv.Itoa(port), gateway.OutboundRouteConfig{Permission: gateway.PermissionWait,
+		PermissionMessage: "May we call you back about your order?", PermissionWait: 20 * time.Second})
+	if err := h.sim.SetUser(wasim.User{WaID: calledUser, Permission: wasim.PermissionNone, ReplyToRequest: wasim.ReplyAccept,
+		ReplyAfter: time.Second, AnswerAfter: 500 * time.Millisecond, TalkFor: 3 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	agent := dialAs(t, port, h.gw, "agent_dials.xml", calledUser)
+	r := userCall(t, h, 40*time.Second)
+	if err := agent.wait(t, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Violations) > 0 || r.PacketsReceived == 0 {
+		t.Errorf("violations %v, %d packets to the user", r.Violations, r.PacketsReceived)
+	}
+	if rec := h.record(t, r.CallID); rec.Outcome != gateway.OutcomeBridged {
+		t.Errorf("record outcome %s (%s)", rec.Outcome, rec.Reason)
+	}
+}
+
+// The agent hangs up while the user's phone rings: 487 to the agent, and
+// Meta gets a terminate.
+func TestAgentCancelsWhileRinging(t *testing.T) {
+	port := agentPort(t)
+	h := outboundHarness(t, "127.0.0.1:"+strconv.Itoa(port), gateway.OutboundRouteConfig{})
+	if err := h.sim.SetUser(wasim.User{WaID: calledUser, Permission: wasim.PermissionTemporary, Answer: wasim.AnswerNone}); err != nil {
+		t.Fatal(err)
+	}
+	agent := dialAs(t, port, h.gw, "agent_dials_cancels.xml", calledUser)
+	r := userCall(t, h, 30*time.Second)
+	if err := agent.wait(t, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := actions(r); got != "terminate" {
+		t.Errorf("graph actions %q, want terminate", got)
+	}
+	if rec := h.record(t, r.CallID); rec.Outcome != gateway.OutcomeAgentCancelled || rec.HangupBy != "pbx" {
+		t.Errorf("record %s by %s", rec.Outcome, rec.HangupBy)
+	}
+}
+
+// Meta's webhooks in the orders Meta produces: ACCEPTED after the media,
+// ACCEPTED before the connect that carries the answer; and the answer's
+// DTLS role either way.
+func TestAgentCallWebhookOrdersAndDTLSRoles(t *testing.T) {
+	for _, tc := range []struct{ order, role string }{
+		{wasim.OrderAcceptedAfterMedia, wasim.DTLSActive},
+		{wasim.OrderAcceptedBeforeConnect, wasim.DTLSActive},
+		{wasim.OrderNormal, wasim.DTLSPassive},
+	} {
+		t.Run(tc.order+"-"+tc.role, func(t *testing.T) {
+			port := agentPort(t)
+			h := outboundHarness(t, "127.0.0.1:"+strconv.Itoa(port), gateway.OutboundRouteConfig{})
+			if err := h.sim.SetUser(wasim.User{WaID: calledUser, Permission: wasim.PermissionPermanent, AnswerAfter: 500 * time.Millisecond,
+				TalkFor: 2 * time.Second, WebhookOrder: tc.order, DTLSRole: tc.role}); err != nil {
+				t.Fatal(err)
+			}
+			agent := dialAs(t, port, h.gw, "agent_dials.xml", calledUser)
+			r := userCall(t, h, 30*time.Second)
+			if err := agent.wait(t, 15*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Violations) > 0 || math.Abs(r.ReceivedFreqHz-1000) > 20 {
+				t.Errorf("violations %v, the user heard %.0f Hz", r.Violations, r.ReceivedFreqHz)
+			}
+		})
+	}
+}
