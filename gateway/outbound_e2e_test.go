@@ -1,8 +1,15 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +19,7 @@ import (
 	"time"
 
 	"github.com/wagateway/wagateway/gateway"
+	"github.com/wagateway/wagateway/rtpbridge/audio"
 	"github.com/wagateway/wagateway/whatsapp/wasim"
 )
 
@@ -247,5 +255,101 @@ func TestAgentCallWebhookOrdersAndDTLSRoles(t *testing.T) {
 				t.Errorf("violations %v, the user heard %.0f Hz", r.Violations, r.ReceivedFreqHz)
 			}
 		})
+	}
+}
+
+// A real phone (baresip) dials the user: each hears the other's tone
+// (checked by frequency at both ends), and digits cross both ways: the
+// user's reach the phone as RFC 4733 events, the phone's reach the user.
+func TestAgentPhoneDialsBothWays(t *testing.T) {
+	phone := startBaresip(t, 600)
+	ctrl := phone.control(t)
+	h := outboundHarness(t, phone.Addr, gateway.OutboundRouteConfig{})
+	if err := h.sim.SetUser(wasim.User{WaID: calledUser, Permission: wasim.PermissionPermanent, AnswerAfter: 500 * time.Millisecond,
+		TalkFor: 6 * time.Second, ToneHz: 1000, Digits: "159", DigitsAfter: 1500 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ctrl.send("dial", "sip:+"+calledUser+"@"+h.gw.SIPAddr()); err != nil {
+		t.Fatal(err)
+	}
+	ctrl.waitEvent(t, "CALL_ESTABLISHED", 20*time.Second)
+	time.Sleep(3 * time.Second)
+	for _, d := range []string{"4", "#"} {
+		if err := ctrl.send("sndcode", d); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	r := userCall(t, h, 30*time.Second)
+	if len(r.Violations) > 0 {
+		t.Errorf("Meta rules broken: %v", r.Violations)
+	}
+	if math.Abs(r.ReceivedFreqHz-600) > 20 || r.ReceivedLevelDBFS < -35 {
+		t.Errorf("the user heard %.0f Hz at %.1f dBFS, want the phone's 600 Hz", r.ReceivedFreqHz, r.ReceivedLevelDBFS)
+	}
+	if r.DigitsReceived != "4#" {
+		t.Errorf("the user heard digits %q, want 4#", r.DigitsReceived)
+	}
+	if got := ctrl.heardDigits(); got != "159" {
+		t.Errorf("the phone heard digits %q, want 159", got)
+	}
+	ctrl.waitEvent(t, "CALL_CLOSED", 10*time.Second)
+	pcm, rate := phone.heard(t)
+	if f, purity := audio.DominantFrequency(pcm[len(pcm)/4:len(pcm)/2], rate, 100, 3500, 10); math.Abs(f-1000) > 20 || purity < 0.3 {
+		t.Errorf("the phone heard %.0f Hz (purity %.2f), want the user's 1 kHz", f, purity)
+	}
+	if rec := h.record(t, r.CallID); rec.Outcome != gateway.OutcomeBridged || rec.Agent != "agents" {
+		t.Errorf("record %s, agent %q", rec.Outcome, rec.Agent)
+	}
+}
+
+// A webhook the gateway does not consume (a chat message) is forwarded to
+// the business's backend byte for byte, its Meta signature still valid.
+func TestUnconsumedWebhookForwarded(t *testing.T) {
+	got := make(chan *http.Request, 1)
+	bodies := make(chan []byte, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r
+		bodies <- b
+	}))
+	defer backend.Close()
+	h := newOpsHarness(t, opsOptions{PBXAddr: "127.0.0.1:5999", Config: func(c *gateway.Config) {
+		c.Outbound.ForwardWebhooksURL = backend.URL + "/whatsapp"
+	}})
+	body := []byte(`{"object":"whatsapp_business_account","entry":[{"id":"1000000000000001","changes":[{"field":"messages","value":` +
+		`{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550000001","phone_number_id":"1000000001"},` +
+		`"contacts":[{"profile":{"name":"Ada"},"wa_id":"14085551234"}],"messages":[{"from":"14085551234","id":"wamid.TEXT1",` +
+		`"timestamp":"1796180000","type":"text","text":{"body":"Hi, can you call me back?"}}]}}]}]}`)
+	mac := hmac.New(sha256.New, []byte(testSecrets.AppSecret))
+	mac.Write(body)
+	sig := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	req, _ := http.NewRequest(http.MethodPost, h.gw.WebhookURL(), bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Hub-Signature-256", sig)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("webhook answered %d", res.StatusCode)
+	}
+	select {
+	case r := <-got:
+		b := <-bodies
+		if !bytes.Equal(b, body) {
+			t.Errorf("forwarded body differs:\n%s", b)
+		}
+		if r.Header.Get("X-Hub-Signature-256") != sig || r.URL.Path != "/whatsapp" {
+			t.Errorf("forwarded to %s with signature %q", r.URL.Path, r.Header.Get("X-Hub-Signature-256"))
+		}
+		check := hmac.New(sha256.New, []byte(testSecrets.AppSecret))
+		check.Write(b)
+		if "sha256="+hex.EncodeToString(check.Sum(nil)) != r.Header.Get("X-Hub-Signature-256") {
+			t.Error("the forwarded signature does not verify")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the message webhook was not forwarded")
 	}
 }
