@@ -725,7 +725,7 @@ func (c *call) endWhatsApp() {
 func (c *call) terminateWhatsApp() {
 	pnid, id := c.ev.PhoneNumberID, c.ev.CallID
 	if c.outbound {
-		id = c.waCallID
+		pnid, id = c.out.pnid, c.waCallID
 	}
 	persist := c.ctx.Err() == nil || errors.Is(context.Cause(c.ctx), errAdminHangup)
 	deadline := c.g.now().Add(c.g.timeouts.terminateFor)

@@ -110,8 +110,8 @@ func (c *call) beginOutbound() {
 		return
 	}
 	c.out = oc
-	c.ev.PhoneNumberID = oc.pnid
-	c.ev.To, c.ev.FromUserID = oc.user.waID, oc.user.bsuid
+	_, _, dtmf := c.g.routing()
+	c.dtmf = dtmf[trunk]
 	c.log = c.log.With(zap.String("route", oc.route.Name), zap.String("phone_number_id", oc.pnid),
 		zap.Stringer("user", oc.user))
 	c.ops.setOutbound(oc, trunk, c.agent.FromUser())
