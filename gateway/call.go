@@ -147,10 +147,10 @@ type call struct {
 	waCallID  string
 	offerLeg  waOfferLeg
 	meta      chan metaEvent
-	ringing   *time.Timer // ring_timeout, from connect to the user's answer
-	declined  bool        // Meta said REJECTED
-	agentRang bool        // 180 sent to the agent
-	answerSet bool        // Meta's SDP answer applied to offerLeg
+	ringing   *time.Timer  // ring_timeout, from connect to the user's answer
+	declined  bool         // Meta said REJECTED
+	agentRang bool         // 180 sent to the agent
+	answerSet bool         // Meta's SDP answer applied to offerLeg
 	listening *time.Ticker // media up, the user not answered yet: looks for the user's first packet
 }
 
