@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -196,37 +195,7 @@ func runBIC(args []string, getenv func(string) string, stdout, stderr io.Writer,
 			limit += 10 * time.Minute
 		}
 	}
-	deadline := time.NewTimer(limit)
-	defer deadline.Stop()
-	select {
-	case <-call.Done():
-	case <-interrupt:
-		fmt.Fprintln(stderr, "wasim bic: interrupted: the user hangs up")
-		_ = call.Hangup()
-	case <-deadline.C:
-		fmt.Fprintf(stderr, "wasim bic: no end after %s: the user hangs up\n", limit)
-		_ = call.Hangup()
-	}
-	rep, err := call.Wait(context.Background())
-	if err != nil {
-		fmt.Fprintf(stderr, "%v\n", err)
-		return exitRuntime
-	}
-	if o.jsonOut {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
-	} else {
-		fmt.Fprint(stdout, rep.String())
-	}
-	if reasons := judgeBIC(rep, o, b); len(reasons) > 0 {
-		for _, r := range reasons {
-			fmt.Fprintf(stderr, "FAIL: %s\n", r)
-		}
-		return exitFailed
-	}
-	fmt.Fprintln(stderr, "PASS")
-	return exitOK
+	return finishCall(call, limit, interrupt, o, "wasim bic", stdout, stderr, func(r *wasim.Report) []string { return judgeBIC(r, o, b) })
 }
 
 // judgeBIC lists why a business-initiated call does not pass: it must have

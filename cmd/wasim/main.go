@@ -178,15 +178,23 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, in
 			limit += 10 * time.Minute
 		}
 	}
+	return finishCall(call, limit, interrupt, o, "wasim", stdout, stderr, func(r *wasim.Report) []string { return judge(r, o) })
+}
+
+// finishCall waits for the call's end (the user hangs up on an interrupt
+// or after limit), prints its report (JSON with -json), judges it and
+// returns the exit code. prefix names the command in messages.
+func finishCall(call *wasim.Call, limit time.Duration, interrupt <-chan os.Signal, o *options, prefix string,
+	stdout, stderr io.Writer, judged func(*wasim.Report) []string) int {
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	select {
 	case <-call.Done():
 	case <-interrupt:
-		fmt.Fprintln(stderr, "wasim: interrupted: the user hangs up")
+		fmt.Fprintln(stderr, prefix+": interrupted: the user hangs up")
 		_ = call.Hangup()
 	case <-deadline.C:
-		fmt.Fprintf(stderr, "wasim: no end after %s: the user hangs up\n", limit)
+		fmt.Fprintf(stderr, "%s: no end after %s: the user hangs up\n", prefix, limit)
 		_ = call.Hangup()
 	}
 	rep, err := call.Wait(context.Background())
@@ -201,7 +209,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, in
 	} else {
 		fmt.Fprint(stdout, rep.String())
 	}
-	if reasons := judge(rep, o); len(reasons) > 0 {
+	if reasons := judged(rep); len(reasons) > 0 {
 		for _, r := range reasons {
 			fmt.Fprintf(stderr, "FAIL: %s\n", r)
 		}
