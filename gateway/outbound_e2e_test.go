@@ -131,6 +131,13 @@ func TestAgentCallsWhatsAppUser(t *testing.T) {
 		t.Errorf("record %+v", rec)
 	}
 	waitNoActiveCalls(t, h.gw)
+	m := h.scrape(t)
+	if v := m.value(t, `wagateway_calls_total{direction="business_initiated",outcome="bridged"}`); v != 1 {
+		t.Errorf("business-initiated bridged calls counted %v, want 1", v)
+	}
+	if v := m.value(t, `wagateway_calls_total{direction="user_initiated",outcome="bridged"}`); v != 0 {
+		t.Errorf("user-initiated bridged calls counted %v, want 0", v)
+	}
 }
 
 // Each way the agent's call is refused before or while the user's phone
