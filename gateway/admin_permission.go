@@ -25,14 +25,8 @@ import (
 const maxAdminBody = 16 << 10
 
 type permissionView struct {
-	PhoneNumberID string                      `json:"phone_number_id"`
-	User          string                      `json:"user"`
-	Status        string                      `json:"status"`
-	Expires       time.Time                   `json:"expires,omitzero"`
-	CanCall       bool                        `json:"can_call"`
-	CanRequest    bool                        `json:"can_request"`
-	Actions       []whatsapp.PermissionAction `json:"actions,omitempty"`
-	Replies       []permissionReply           `json:"replies,omitempty"`
+	PermissionState
+	Replies []permissionReply `json:"replies,omitempty"`
 }
 
 func (g *Gateway) adminPermissionTarget(w http.ResponseWriter, r *http.Request) (string, waUser, bool) {
@@ -63,8 +57,7 @@ func (g *Gateway) adminPermissionGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.ops.metrics.adminRequests.WithLabelValues("ok").Inc()
-	writeJSON(w, http.StatusOK, permissionView{PhoneNumberID: pnid, User: u.String(), Status: perm.Status, Expires: perm.Expires,
-		CanCall: perm.CanCall, CanRequest: perm.CanRequest, Actions: perm.Actions,
+	writeJSON(w, http.StatusOK, permissionView{PermissionState: permissionStateOf(pnid, u, perm),
 		Replies: g.perms.repliesOf(pnid, userKey(pnid, u).user)})
 }
 
@@ -87,32 +80,16 @@ func (g *Gateway) adminPermissionRequest(w http.ResponseWriter, r *http.Request)
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
 		return
 	}
-	msg, tmpl := body.Message, PermissionTemplateConfig{Name: body.Template, Language: body.Language}
-	if msg == "" && tmpl.Name == "" {
-		// The first outbound route of the number that has something to send.
-		for _, rt := range g.outboundRoutes() {
-			if allowedNumber(rt, pnid) && (rt.PermissionMessage != "" || rt.PermissionTemplate.Name != "") {
-				msg, tmpl = rt.PermissionMessage, rt.PermissionTemplate
-				break
-			}
-		}
-	}
-	if tmpl.Name != "" && tmpl.Language == "" {
-		tmpl.Language = "en_US"
-	}
-	if msg == "" && tmpl.Name == "" {
+	req, err := permissionRequestFor(g.outboundRoutes(), pnid,
+		PermissionRequestBody{Message: body.Message, Template: PermissionTemplateConfig{Name: body.Template, Language: body.Language}})
+	if err != nil {
 		g.ops.metrics.adminRequests.WithLabelValues("bad_request").Inc()
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "give a message or a template: no outbound route of this number has one"})
-		return
-	}
-	if len([]rune(msg)) > maxPermissionBodyChars {
-		g.ops.metrics.adminRequests.WithLabelValues("bad_request").Inc()
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "message too long"})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
-	kind, err := g.perms.request(ctx, pnid, u, msg, tmpl)
+	kind, err := g.perms.request(ctx, pnid, u, req.Message, req.Template)
 	if err != nil {
 		g.adminGraphError(w, err)
 		return

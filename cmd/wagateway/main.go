@@ -3,6 +3,9 @@
 //
 //	wagateway -config gateway.yaml      run the gateway
 //	wagateway check-config FILE         validate a config and list every problem
+//	wagateway healthcheck [-config FILE | URL]   probe /healthz (the container HEALTHCHECK)
+//	wagateway permission status|request CONFIG PHONE_NUMBER_ID USER
+//	                                    read or request a WhatsApp user's call permission
 //
 // Signals: SIGTERM drains (new calls rejected, active calls go on until they
 // end or drain_timeout passes, then are ended on both sides; a second SIGTERM
@@ -42,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return checkConfig(args[1:], stdout, stderr)
 		case "healthcheck":
 			return healthcheck(args[1:], stdout, stderr)
+		case "permission":
+			return permission(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			usage(stdout)
 			return 0
@@ -91,6 +96,15 @@ Usage:
                                      (metrics.listen), or URL (default
                                      http://127.0.0.1:9090/healthz); exit 0 on 200 (the
                                      container HEALTHCHECK: the image has no curl)
+  wagateway permission status CONFIG PHONE_NUMBER_ID USER
+                                     a WhatsApp user's call permission as Meta has it
+                                     (status, expiry, can call, can request, the limits)
+  wagateway permission request CONFIG PHONE_NUMBER_ID USER [-message TEXT] [-template NAME [-language CODE]]
+                                     send a call permission request (default: what the
+                                     number's first outbound route has); USER is an E.164
+                                     number or a BSUID; the access token comes from the
+                                     config's secret reference; exit 1 on Meta's refusal
+                                     (its code printed), 2 on bad usage or config
 
 Signals: SIGTERM drains (new calls rejected, active calls continue up to drain_timeout),
 SIGINT stops at once, SIGHUP reloads routes and trunks.
@@ -133,6 +147,13 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		cfg.DrainTimeout, cfg.Health.OptionsInterval, cfg.Health.DownAfter)
 	if cfg.CallRecords.File != "" || cfg.CallRecords.URL != "" {
 		fmt.Fprintf(stdout, "  call records: file %q, url set: %v\n", cfg.CallRecords.File, cfg.CallRecords.URL != "")
+	}
+	if n := len(cfg.Outbound.Routes); n > 0 {
+		fmt.Fprintf(stdout, "  outbound (agents dial WhatsApp users): %d route(s)", n)
+		if cfg.Outbound.ForwardWebhooksURL != "" {
+			fmt.Fprint(stdout, "; webhooks it does not consume forwarded")
+		}
+		fmt.Fprintln(stdout)
 	}
 	if cfg.Admin.Listen != "" {
 		fmt.Fprintf(stdout, "  admin API on %s (token required)\n", cfg.Admin.Listen)
