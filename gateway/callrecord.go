@@ -22,10 +22,10 @@ import (
 // CallRecord is written for every ended call, one JSON object per line.
 // docs/call-records.md lists the fields.
 type CallRecord struct {
+	CallID string `json:"call_id"` // WhatsApp call id (wacid.…); empty if Meta never gave one
 	// Direction: user_initiated (a WhatsApp user called the business) or
 	// business_initiated (an agent called a WhatsApp user).
 	Direction      string       `json:"direction"`
-	CallID         string       `json:"call_id"`               // WhatsApp call id (wacid.…); empty if Meta never gave one
 	SIPCallID      string       `json:"sip_call_id,omitempty"` // Call-ID of the SIP leg, once answered
 	PhoneNumberID  string       `json:"phone_number_id"`
 	BusinessNumber string       `json:"business_number,omitempty"` // display_phone_number
