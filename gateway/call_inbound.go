@@ -30,6 +30,9 @@ func (c *call) begin() {
 	}
 	c.route, c.trunk, c.dtmf = route, trunks[route.Trunk], dtmf[route.Trunk]
 	c.log = c.log.With(zap.String("route", route.Name), zap.String("trunk", route.Trunk))
+	if route.AfterHours {
+		c.log.Info("route closed now: the call goes to its after-hours destination", zap.String("destination", route.Destination))
+	}
 	c.ops.setRoute(route)
 	if refused, ok := c.g.admit(route); !ok {
 		c.end(refused) // draining, or the trunk is down: at once, no ringing into nothing

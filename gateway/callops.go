@@ -323,7 +323,7 @@ func (c *call) record(outcome, detail, hangupBy string) *CallRecord {
 		},
 	}
 	if o.routed {
-		r.Route, r.Trunk, r.Destination = o.route.Name, o.route.Trunk, o.route.Destination
+		r.Route, r.Trunk, r.Destination, r.AfterHours = o.route.Name, o.route.Trunk, o.route.Destination, o.route.AfterHours
 	}
 	r.Direction = DirectionUserInitiated
 	if o.outbound {

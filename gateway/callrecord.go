@@ -42,6 +42,7 @@ type CallRecord struct {
 	Route           string        `json:"route,omitempty"`
 	Trunk           string        `json:"trunk,omitempty"`
 	Destination     string        `json:"destination,omitempty"`
+	AfterHours      bool          `json:"after_hours,omitempty"` // the route was closed: the call went to its after_hours_destination
 	Outcome         string        `json:"outcome"`
 	Reason          string        `json:"reason,omitempty"`
 	HangupBy        string        `json:"hangup_by"` // caller, pbx, gateway, admin

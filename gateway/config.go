@@ -141,6 +141,11 @@ type RouteConfig struct {
 	// at the 183, so an IVR greeting played before the answer is heard from
 	// its first syllable. answer_timeout still bounds the wait for the 200 OK.
 	EarlyMedia string `yaml:"early_media"`
+	// Hours, if set, is when the route is open (hours.go); outside them a
+	// call goes to AfterHoursDestination, or, without one, to the next
+	// route that matches (an after-hours IVR on the PBX).
+	Hours                 *HoursConfig `yaml:"hours"`
+	AfterHoursDestination string       `yaml:"after_hours_destination"`
 }
 
 // SecretRef names where a secret lives: an environment variable or a file
@@ -425,6 +430,18 @@ func (c *Config) Validate() error {
 			}
 			if r.EarlyMedia != EarlyMediaRingback && r.EarlyMedia != EarlyMediaAnswer {
 				bad(rf+".early_media", "%q is not ringback or answer", r.EarlyMedia)
+			}
+			if r.Hours != nil {
+				_, problems := r.Hours.compile(rf + ".hours")
+				p = append(p, problems...)
+			}
+			if d := r.AfterHoursDestination; d != "" {
+				switch {
+				case r.Hours == nil:
+					bad(rf+".after_hours_destination", "needs hours")
+				case !strings.HasPrefix(d, "sip:") && !strings.HasPrefix(d, "sips:"):
+					bad(rf+".after_hours_destination", "%q is not a sip: URI", d)
+				}
 			}
 		}
 	}

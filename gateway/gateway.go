@@ -91,6 +91,7 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 		now:       time.Now,
 		timeouts:  defaultCallTimeouts,
 	}
+	g.router.now = func() time.Time { return g.now() } // route hours follow the gateway's clock
 	// Look for the PBX's RTP five times per timeout (at most every 5 s), so
 	// a silent PBX is noticed within pbx_rtp_timeout plus a fifth of it.
 	if d := *cfg.Media.PBXRTPTimeout; d > 0 {

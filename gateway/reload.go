@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -66,6 +67,7 @@ func (g *Gateway) Reload(cfg *Config, secrets *Secrets) error {
 		}
 	}
 	router := NewRouter(cfg.Numbers)
+	router.now = func() time.Time { return g.now() }
 	g.rmu.Lock()
 	g.router, g.trunks, g.trunkPing, g.dtmf = router, trunks, pinged, dtmf
 	g.outbound = cfg.Outbound.Routes
