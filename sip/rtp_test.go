@@ -143,6 +143,7 @@ func BenchmarkRTPWriteRead(b *testing.B) {
 	}
 	defer z.Close()
 	a.SetRemote(z.LocalAddr())
+	z.SetRemote(a.LocalAddr()) // z takes media only from its negotiated peer
 	pkt := make([]byte, 172)
 	pkt[0] = 0x80
 	buf := make([]byte, 1500)
