@@ -27,9 +27,10 @@ type GraphConfig struct {
 	Timeout     time.Duration // per attempt, default 10s
 	// MaxRetries is how many times a failed attempt is repeated, on network
 	// errors (timeouts included) and 5xx only, never on 4xx, except that a
-	// connect or a message is repeated only when it provably did nothing
-	// (see Connect) and the BIC requests also after Meta throttled them
-	// (GraphError.Throttled). 0 means the default, 2 (so up to 3 attempts);
+	// connect, a message or a media upload is repeated only when it
+	// provably did nothing (see Connect), a media download only while
+	// nothing was written, and the BIC, settings and media requests also
+	// after Meta throttled them (GraphError.Throttled). 0 means the default, 2 (so up to 3 attempts);
 	// negative means no retry.
 	MaxRetries int
 	Backoff    time.Duration // first wait between attempts, default 200ms, doubling, with jitter
@@ -73,8 +74,9 @@ const (
 var ErrUnexpectedResponse = errors.New("graph api answered 2xx without the expected result")
 
 // GraphClient sends call actions (pre_accept, accept, reject, terminate),
-// business-initiated calls (connect) and call permission requests to the
-// WhatsApp Cloud API. It is safe for concurrent use.
+// business-initiated calls (connect), call permission requests, calling
+// settings and media requests to the WhatsApp Cloud API. It is safe for
+// concurrent use.
 type GraphClient struct {
 	base       string // scheme://host[/path], no trailing slash
 	version    string
