@@ -98,16 +98,26 @@ type WebhookEvents struct {
 	Calls             []CallEvent       // calls[] of field "calls"
 	Statuses          []StatusEvent     // statuses[] of type "call"
 	PermissionReplies []PermissionReply // messages[] of field "messages" that are call_permission_reply
+	// AccountEvents are the changes of fields account_settings_update (W11)
+	// and account_update (W12), one per restriction_info entry.
+	AccountEvents []AccountEvent
+	// Voicemails are the messages[] of field "messages" that are audio
+	// with a call id (W9).
+	Voicemails []Voicemail
 	// Other is true when the body carries content the gateway does not
-	// consume: a change of another field (account_update, …), a messages[]
-	// entry that is not a call_permission_reply (chat, voicemail), a
-	// message status, errors of field "messages", or a body for another
-	// object than whatsapp_business_account.
+	// consume: a change of another field, an account update that is not
+	// about calling (partner, ban, messaging restrictions, settings other
+	// than calling), a messages[] entry that is neither a
+	// call_permission_reply nor a voicemail (chat), a message status,
+	// errors of field "messages", or a body for another object than
+	// whatsapp_business_account. Replies, account events and voicemails
+	// are consumed only where their callback is set (WebhookConfig).
 	Other bool
 }
 
 // MaxWebhookEvents bounds the calls[] entries, the statuses[] entries of
-// type "call" and the call permission replies of one webhook body. Meta
+// type "call", the call permission replies, the account events and the
+// voicemails of one webhook body. Meta
 // delivers a call's events one or a few at a time; a body with more is
 // refused whole rather than half dispatched.
 const MaxWebhookEvents = 1000
@@ -134,10 +144,11 @@ func ParseWebhookAll(body []byte) ([]CallEvent, []StatusEvent, error) {
 
 // ParseWebhookEvents parses a raw webhook POST body: its call events and
 // statuses (changes of field "calls"; a change without a field is read as
-// one), its call permission replies (field "messages") and whether it
-// carries anything else. Malformed JSON, or a "calls" change that does not
-// have the documented shape, is an error; a change of another field that
-// does not is only Other.
+// one), its call permission replies and voicemails (field "messages"), its
+// account events (fields account_settings_update and account_update) and
+// whether it carries anything else. Malformed JSON, or a "calls" change
+// that does not have the documented shape, is an error; a change of
+// another field that does not is only Other.
 func ParseWebhookEvents(body []byte) (WebhookEvents, error) {
 	var out WebhookEvents
 	var env wireEnvelope
@@ -170,6 +181,10 @@ func ParseWebhookEvents(body []byte) (WebhookEvents, error) {
 				}
 			case "messages":
 				if err := collectMessages(ch.Value, &out, &events); err != nil {
+					return WebhookEvents{}, err
+				}
+			case fieldAccountSettingsUpdate, fieldAccountUpdate:
+				if err := collectAccount(entry, ch, &out, &events); err != nil {
 					return WebhookEvents{}, err
 				}
 			default:
@@ -251,7 +266,18 @@ func collectMessages(raw json.RawMessage, out *WebhookEvents, events *int) error
 	contactsRead := false
 	for _, m := range mv.Messages {
 		var wm wireMessage
-		if json.Unmarshal(m, &wm) != nil || wm.Interactive == nil || wm.Interactive.CallPermissionReply == nil ||
+		if json.Unmarshal(m, &wm) != nil {
+			out.Other = true
+			continue
+		}
+		if wm.isVoicemail() {
+			if *events++; *events > MaxWebhookEvents {
+				return errTooManyEvents
+			}
+			out.Voicemails = append(out.Voicemails, wm.voicemail(meta.PhoneNumberID))
+			continue
+		}
+		if wm.Interactive == nil || wm.Interactive.CallPermissionReply == nil ||
 			!strings.EqualFold(wm.Interactive.Type, "call_permission_reply") {
 			out.Other = true
 			continue
@@ -411,8 +437,9 @@ type wireEnvelope struct {
 }
 
 type wireEntry struct {
-	ID      string       `json:"id"`
-	Changes []wireChange `json:"changes"`
+	ID      string          `json:"id"`
+	Time    json.RawMessage `json:"time"` // unix seconds; read leniently (entryTime)
+	Changes []wireChange    `json:"changes"`
 }
 
 type wireChange struct {
@@ -477,7 +504,7 @@ type wireStatus struct {
 	Errors                wireErrors `json:"errors"`
 }
 
-// wireMessage is a messages[] entry, declared as far as W8 needs.
+// wireMessage is a messages[] entry, declared as far as W8 and W9 need.
 type wireMessage struct {
 	From       string     `json:"from"`
 	FromUserID string     `json:"from_user_id"`
@@ -496,6 +523,11 @@ type wireMessage struct {
 			ResponseSource      string     `json:"response_source"`
 		} `json:"call_permission_reply"`
 	} `json:"interactive"`
+	Audio *struct {
+		ID       flexScalar `json:"id"`
+		MimeType string     `json:"mime_type"`
+		SHA256   string     `json:"sha256"`
+	} `json:"audio"`
 }
 
 type wireErrors []struct {

@@ -141,11 +141,13 @@ func TestParseWebhookOther(t *testing.T) {
 		"reply and text":         {wrap("messages", `{"messages":[`+reply+`,{"id":"wamid.T","type":"text","text":{"body":"hi"}}]}`), true, 1, 0},
 		"reply and status":       {wrap("messages", `{"messages":[`+reply+`],"statuses":[{"id":"wamid.S","status":"read"}]}`), true, 1, 0},
 		"other interactive":      {wrap("messages", `{"messages":[{"id":"wamid.I","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":"b"}}}]}`), true, 0, 0},
-		"voicemail audio":        {wrap("messages", `{"messages":[{"id":"wacid.V","type":"audio","audio":{"id":"m"}}]}`), true, 0, 0},
+		"voicemail audio":        {wrap("messages", `{"messages":[{"id":"wacid.V","type":"audio","audio":{"id":"m"}}]}`), false, 0, 0}, // a Voicemail (W9)
+		"chat audio":             {wrap("messages", `{"messages":[{"id":"wamid.A","type":"audio","audio":{"id":"m"}}]}`), true, 0, 0},
 		"error webhook":          {wrap("messages", `{"errors":[{"code":131044,"title":"no payment method"}]}`), true, 0, 0},
 		"odd messages value":     {wrap("messages", `{"messages":"x","metadata":7}`), true, 0, 0},
 		"odd entry":              {wrap("messages", `{"messages":[{"id":5,"from":[]}]}`), true, 0, 0},
-		"account_update":         {wrap("account_update", `{"event":"ACCOUNT_VIOLATION","violation_info":{"violation_type":"LOW_BUSINESS_INITIATED_CALLING_QUALITY"}}`), true, 0, 0},
+		"account_update":         {wrap("account_update", `{"event":"ACCOUNT_VIOLATION","violation_info":{"violation_type":"LOW_BUSINESS_INITIATED_CALLING_QUALITY"}}`), false, 0, 0}, // an AccountEvent (W12)
+		"account_update, other":  {wrap("account_update", `{"event":"ACCOUNT_VIOLATION","violation_info":{"violation_type":"ADULT"}}`), true, 0, 0},
 		"settings, odd shape":    {wrap("account_settings_update", `[1,2]`), true, 0, 0},
 		"other field, no value":  {wrap("message_template_status_update", `null`), true, 0, 0},
 		"calls only":             {readTestdata(t, "webhook-connect.json"), false, 0, 1},

@@ -23,7 +23,8 @@ import (
 //
 // A delivery is forwarded when its signature holds, its body is a readable
 // envelope, and it carries anything the gateway does not consume
-// (WebhookEvents.Other, or replies without OnPermissionReply). It is POSTed
+// (WebhookEvents.Other, or replies, account events or voicemails without
+// their callback: OnPermissionReply, OnAccountEvent, OnVoicemail). It is POSTed
 // to URL after Meta got its 200, byte for byte, with Meta's
 // X-Hub-Signature-256 (and X-Hub-Signature, Content-Type) unchanged, so the
 // receiver checks it with the app secret as if Meta had sent it. A body

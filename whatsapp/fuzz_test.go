@@ -2,6 +2,7 @@ package whatsapp
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -35,6 +36,12 @@ func webhookSeeds(f *testing.F) {
 		`{"entry":[{"changes":[{"field":"messages","value":{"messages":[{"id":"wamid.X","interactive":{"type":"CALL_PERMISSION_REPLY","call_permission_reply":null}},{"id":7},"x",null],"statuses":[{"id":"wamid.S","status":"sent"}],"errors":{"code":1}}}]}]}`,
 		`{"entry":[{"changes":[{"field":"calls","value":{"messages":[{"id":"wamid.C"}]}},{"field":"messages","value":[]},{"field":"account_update","value":{"event":1}}]}]}`,
 		`{"object":"page","entry":[{"messaging":[{"call_permission_reply":{"response":"approve"}}]}]}`,
+		// W11, W12, W9 shapes: account events and voicemails, odd and mixed.
+		`{"entry":[{"id":"0","time":"x","changes":[{"field":"account_settings_update","value":{"timestamp":1e300,"type":"[phone_number_settings]","phone_number_settings":{"phone_number_id":7,"calling":{"call_hours":{"weekly_operating_hours":[{"open_time":4e9}]},"sip":{"servers":[{"port":"5061","sip_user_password":"p","request_uri_user_params":{"a":[],"b":1}}]},"voicemail":{"audio":{"default":{"announcement_media_id":1e400}}}}}}}]}]}`,
+		`{"entry":[{"time":{},"changes":[{"field":"account_settings_update","value":{"phone_number_settings":{"calling":null}}},{"field":"account_settings_update","value":"x"}]}]}`,
+		`{"entry":[{"time":1641848059,"changes":[{"field":"account_update","value":{"phone_number":16505552771,"event":"ACCOUNT_RESTRICTION","restriction_info":[{"restriction_type":"RESTRICTED_USER_INITIATED_CALLING","expiration":-1},{"restriction_type":"RESTRICTED_BIZ_INITIATED_MESSAGING"},{}]}}]}]}`,
+		`{"entry":[{"changes":[{"field":"account_update","value":{"event":"ACCOUNT_VIOLATION","violation_info":{"violation_type":"LOW_USER_INITIATED_CALLING_QUALITY"},"sip_user_password":"\u0000"}},{"field":"account_update","value":null}]}]}`,
+		`{"entry":[{"changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"P"},"messages":[{"id":"wacid.V","type":"AUDIO","audio":{"id":""}},{"id":"wacid.W","audio":{"id":1}},{"id":"wacid.X","type":"audio","audio":null},{"id":"wamid.Y","type":"audio","audio":{"id":"m"}}]}}]}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -50,13 +57,29 @@ func FuzzParseWebhook(f *testing.F) {
 		ev, err := ParseWebhookEvents(body)
 		calls, statuses := ev.Calls, ev.Statuses
 		if err != nil {
-			if calls != nil || statuses != nil || ev.PermissionReplies != nil || ev.Other {
+			if calls != nil || statuses != nil || ev.PermissionReplies != nil || ev.AccountEvents != nil || ev.Voicemails != nil || ev.Other {
 				t.Fatalf("error %v with %d calls, %d statuses, %d replies", err, len(calls), len(statuses), len(ev.PermissionReplies))
 			}
 			return
 		}
-		if n := len(calls) + len(statuses) + len(ev.PermissionReplies); n > MaxWebhookEvents {
+		if n := len(calls) + len(statuses) + len(ev.PermissionReplies) + len(ev.AccountEvents) + len(ev.Voicemails); n > MaxWebhookEvents {
 			t.Fatalf("%d events", n)
+		}
+		for _, ae := range ev.AccountEvents {
+			if ae.key == "" || (ae.Field != fieldAccountSettingsUpdate && ae.Field != fieldAccountUpdate) {
+				t.Fatalf("account event %+v", ae)
+			}
+			if ae.Raw != nil && (!json.Valid(ae.Raw) || len(ae.Raw) > 2*MaxAccountEventRaw+8) {
+				t.Fatalf("raw of %d bytes: %.100s", len(ae.Raw), ae.Raw)
+			}
+			if c := ae.Calling; c != nil && c.Restrictions != nil && len(c.Restrictions.RestrictionsList) > maxSettingsRestrictions {
+				t.Fatalf("%d restrictions", len(c.Restrictions.RestrictionsList))
+			}
+		}
+		for _, vm := range ev.Voicemails {
+			if !strings.HasPrefix(vm.CallID, "wacid.") {
+				t.Fatalf("voicemail %+v", vm)
+			}
 		}
 		oc, os, oerr := ParseWebhookAll(body)
 		if oerr != nil || len(oc) != len(calls) || len(os) != len(statuses) {
@@ -108,6 +131,16 @@ func FuzzWebhookHandler(f *testing.F) {
 		},
 		OnPermissionReply: func(pr PermissionReply) {
 			if blankID(pr.MessageID) {
+				blank.Add(1)
+			}
+		},
+		OnAccountEvent: func(ae AccountEvent) {
+			if ae.key == "" || ae.Field == "" {
+				blank.Add(1)
+			}
+		},
+		OnVoicemail: func(vm Voicemail) {
+			if blankID(vm.CallID) || blankID(vm.MediaID) {
 				blank.Add(1)
 			}
 		},

@@ -27,9 +27,10 @@ type GraphConfig struct {
 	Timeout     time.Duration // per attempt, default 10s
 	// MaxRetries is how many times a failed attempt is repeated, on network
 	// errors (timeouts included) and 5xx only, never on 4xx, except that a
-	// connect or a message is repeated only when it provably did nothing
-	// (see Connect) and the BIC requests also after Meta throttled them
-	// (GraphError.Throttled). 0 means the default, 2 (so up to 3 attempts);
+	// connect, a message or a media upload is repeated only when it
+	// provably did nothing (see Connect), a media download only while
+	// nothing was written, and the BIC, settings and media requests also
+	// after Meta throttled them (GraphError.Throttled). 0 means the default, 2 (so up to 3 attempts);
 	// negative means no retry.
 	MaxRetries int
 	Backoff    time.Duration // first wait between attempts, default 200ms, doubling, with jitter
@@ -37,7 +38,9 @@ type GraphConfig struct {
 	Logger     *zap.Logger   // nil = nop
 	// OnRequest, optional, is called once per request when it is over, with
 	// the action ("pre_accept", "accept", "reject", "terminate", "connect",
-	// "call_permissions", "permission_request", "permission_template"), a
+	// "call_permissions", "permission_request", "permission_template",
+	// "settings_get", "settings_update", "voicemail_upload", "media_url",
+	// "media_download"), a
 	// result (GraphResultOK, …) and the total time including retries and
 	// rate-limit waits. It is not called for arguments refused before
 	// anything is sent.
@@ -71,8 +74,9 @@ const (
 var ErrUnexpectedResponse = errors.New("graph api answered 2xx without the expected result")
 
 // GraphClient sends call actions (pre_accept, accept, reject, terminate),
-// business-initiated calls (connect) and call permission requests to the
-// WhatsApp Cloud API. It is safe for concurrent use.
+// business-initiated calls (connect), call permission requests, calling
+// settings and media requests to the WhatsApp Cloud API. It is safe for
+// concurrent use.
 type GraphClient struct {
 	base       string // scheme://host[/path], no trailing slash
 	version    string
@@ -229,10 +233,15 @@ func encodeJSON(v any) ([]byte, error) {
 type graphRequest struct {
 	action        string // OnRequest's action and the logs'
 	method        string
-	phoneNumberID string
-	edge          string     // "calls", "messages", "call_permissions"
+	phoneNumberID string     // the first path element: a phone number id, or a media id
+	edge          string     // "calls", "messages", "call_permissions", "settings", "media"; "" for none
 	query         url.Values // nil for none
-	payload       []byte     // JSON body; nil for a GET
+	payload       []byte     // JSON body (or contentType's); nil for a GET
+	// contentType of payload; "" is application/json.
+	contentType string
+	// rawURL, if set, is requested instead of the Graph API path (a media
+	// download URL Meta gave). Errors never quote it: it is signed.
+	rawURL string
 	// replayable: the request may be repeated after any failed attempt
 	// (network error, timeout, 5xx), because a repeat cannot act twice.
 	// When false, an attempt is repeated only when it provably did nothing:
@@ -248,6 +257,12 @@ type graphRequest struct {
 	// decode reads a 2xx answer; an error from it wraps
 	// ErrUnexpectedResponse and is never retried.
 	decode func(body []byte) error
+	// stream, if set, reads a 2xx answer instead of decode, from its
+	// unread body. On failure, retry says whether another attempt may
+	// help (a read failed before anything was passed on); an error
+	// wrapping ErrUnexpectedResponse or ErrMediaTooLarge is an unexpected
+	// answer, any other a network error.
+	stream func(resp *http.Response) (retry bool, err error)
 }
 
 // ErrOutcomeUnknown is wrapped by the error of a request that may have been
@@ -259,9 +274,15 @@ var ErrOutcomeUnknown = errors.New("the request reached the graph api but its ou
 
 // do sends gr, reports it to OnRequest and logs its failure.
 func (c *GraphClient) do(ctx context.Context, gr *graphRequest, log *zap.Logger) error {
-	endpoint := c.base + "/" + c.version + "/" + url.PathEscape(gr.phoneNumberID) + "/" + gr.edge
-	if len(gr.query) > 0 {
-		endpoint += "?" + gr.query.Encode()
+	endpoint := gr.rawURL
+	if endpoint == "" {
+		endpoint = c.base + "/" + c.version + "/" + url.PathEscape(gr.phoneNumberID)
+		if gr.edge != "" {
+			endpoint += "/" + gr.edge
+		}
+		if len(gr.query) > 0 {
+			endpoint += "?" + gr.query.Encode()
+		}
 	}
 	start := time.Now()
 	result, attempts, err := c.send(ctx, endpoint, gr, log)
@@ -375,12 +396,21 @@ func (c *GraphClient) attempt(ctx context.Context, endpoint string, gr *graphReq
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if gr.payload != nil {
-		req.Header.Set("Content-Type", "application/json")
+		ct := gr.contentType
+		if ct == "" {
+			ct = "application/json"
+		}
+		req.Header.Set("Content-Type", ct)
 	}
-	req.Header.Set("Accept", "application/json")
+	if gr.stream == nil {
+		req.Header.Set("Accept", "application/json")
+	}
 	// No Idempotency-Key header: net/http would then replay a POST on its
 	// own after a lost connection (Request.isReplayable).
 	resp, err := c.http.Do(req)
+	if err != nil && gr.rawURL != "" {
+		err = hideURL(err)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			// The caller gave up; a connect already sent may still ring.
@@ -396,6 +426,9 @@ func (c *GraphClient) attempt(ctx context.Context, endpoint string, gr *graphReq
 		return attemptOutcome{result: GraphResultNetworkError, err: fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)}
 	}
 	defer resp.Body.Close()
+	if gr.stream != nil && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return c.streamOutcome(ctx, gr, resp)
+	}
 	respBody, err := io.ReadAll(io.LimitReader(resp.Body, maxGraphRespBody))
 	if err != nil {
 		if ctx.Err() != nil {
@@ -441,6 +474,31 @@ func (c *GraphClient) attempt(ctx context.Context, endpoint string, gr *graphReq
 		return attemptOutcome{result: GraphResultBadResponse, err: err}
 	}
 	return attemptOutcome{result: GraphResultOK}
+}
+
+// streamOutcome hands a 2xx answer to gr.stream.
+func (c *GraphClient) streamOutcome(ctx context.Context, gr *graphRequest, resp *http.Response) attemptOutcome {
+	retry, err := gr.stream(resp)
+	if err == nil {
+		return attemptOutcome{result: GraphResultOK}
+	}
+	if ctx.Err() != nil {
+		return attemptOutcome{result: GraphResultCanceled, err: ctx.Err()}
+	}
+	err = c.scrub(err)
+	if errors.Is(err, ErrUnexpectedResponse) || errors.Is(err, ErrMediaTooLarge) {
+		return attemptOutcome{result: GraphResultBadResponse, err: err}
+	}
+	return attemptOutcome{result: GraphResultNetworkError, err: err, retry: gr.replayable && retry}
+}
+
+// hideURL drops the URL net/http quotes in its errors (url.Error).
+func hideURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s media URL: %w", ue.Op, ue.Err)
+	}
+	return err
 }
 
 // graphErrorIn returns Meta's error object if a 2xx body carries one.

@@ -2,6 +2,7 @@ package whatsapp
 
 import (
 	"encoding/json"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -162,10 +163,19 @@ func snippet(body []byte) string {
 	return s
 }
 
-// redact removes secret from s.
+// redact removes secret from s, and the value of any
+// "sip_user_password" it quotes (R2's answer holds one).
 func redact(s, secret string) string {
-	if secret == "" || !strings.Contains(s, secret) {
-		return s
+	if secret != "" && strings.Contains(s, secret) {
+		s = strings.ReplaceAll(s, secret, "[REDACTED]")
 	}
-	return strings.ReplaceAll(s, secret, "[REDACTED]")
+	if strings.Contains(s, "sip_user_password") {
+		s = sipPasswordRE.ReplaceAllString(s, `${1}"[REDACTED]"`)
+	}
+	return s
 }
+
+// sipPasswordRE matches a JSON "sip_user_password" member up to the end of
+// its value (a string, or anything else up to a delimiter), escaped or
+// not; a value cut short by the end of s is matched to the end.
+var sipPasswordRE = regexp.MustCompile(`((?:\\?")?sip_user_password(?:\\?")?\s*:\s*)(?:\\?"(?:[^"\\]|\\.)*(?:"|$)|[^,}\]\s]*)`)

@@ -25,9 +25,9 @@ type WebhookResult string
 
 const (
 	// Per event of a signed POST.
-	WebhookAccepted  WebhookResult = "accepted"  // queued for OnCall/OnStatus/OnPermissionReply
-	WebhookDuplicate WebhookResult = "duplicate" // same (call id, event), or same reply message id, seen within DedupeTTL
-	WebhookStale     WebhookResult = "stale"     // older than the newest event of the same call
+	WebhookAccepted  WebhookResult = "accepted"  // queued for OnCall/OnStatus/OnPermissionReply/OnAccountEvent/OnVoicemail
+	WebhookDuplicate WebhookResult = "duplicate" // same (call id, event), same reply message id, same account change or voicemail call id, seen within DedupeTTL
+	WebhookStale     WebhookResult = "stale"     // older than the newest event of the same call, or settings older than the number's newest
 	// Per request.
 	WebhookBadSignature WebhookResult = "bad_signature" // 401, nothing dispatched
 	WebhookMalformed    WebhookResult = "malformed"     // unreadable, oversized or not JSON (also per event: no call id)
@@ -58,6 +58,18 @@ type WebhookConfig struct {
 	// in arrival order. When nil, replies are not the gateway's: they are
 	// forwarded like other messages.
 	OnPermissionReply func(PermissionReply)
+	// OnAccountEvent, optional, receives the account events (W11
+	// account_settings_update, W12 account_update) the same way: once per
+	// change (per restriction) within DedupeTTL, all in arrival order, a
+	// settings change older than the number's newest dropped as stale. When set, the changes about calling are consumed
+	// (not forwarded); the others (partner, ban, messaging restrictions)
+	// are delivered and forwarded too. When nil, account changes are
+	// forwarded like other content.
+	OnAccountEvent func(AccountEvent)
+	// OnVoicemail, optional, receives voicemails (W9) the same way, once
+	// per call id within DedupeTTL, in order with that call's events. When
+	// nil, voicemails are forwarded like other messages.
+	OnVoicemail func(Voicemail)
 	// Forward, optional, passes on what the gateway does not consume (see
 	// ForwardConfig): Meta sends an app's webhooks to one callback URL.
 	Forward *ForwardConfig
@@ -103,9 +115,11 @@ type WebhookHandler struct {
 }
 
 type webhookJob struct {
-	call   *CallEvent
-	status *StatusEvent
-	reply  *PermissionReply
+	call      *CallEvent
+	status    *StatusEvent
+	reply     *PermissionReply
+	account   *AccountEvent
+	voicemail *Voicemail
 }
 
 // NewWebhookHandler returns a handler with its dispatch workers running.
@@ -277,13 +291,23 @@ func (h *WebhookHandler) serveEvent(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "took too long", http.StatusServiceUnavailable)
 		return
 	}
-	replies := evs.PermissionReplies
-	// Without a consumer, replies are someone else's: forwarded, not admitted.
-	forward := evs.Other || (len(replies) > 0 && h.cfg.OnPermissionReply == nil)
+	replies, accounts, voicemails := evs.PermissionReplies, evs.AccountEvents, evs.Voicemails
+	// Without a consumer, replies, account events and voicemails are
+	// someone else's: forwarded, not admitted.
+	forward := evs.Other ||
+		(len(replies) > 0 && h.cfg.OnPermissionReply == nil) ||
+		(len(accounts) > 0 && h.cfg.OnAccountEvent == nil) ||
+		(len(voicemails) > 0 && h.cfg.OnVoicemail == nil)
 	if h.cfg.OnPermissionReply == nil {
 		replies = nil
 	}
-	if len(evs.Calls) == 0 && len(evs.Statuses) == 0 && len(replies) == 0 {
+	if h.cfg.OnAccountEvent == nil {
+		accounts = nil
+	}
+	if h.cfg.OnVoicemail == nil {
+		voicemails = nil
+	}
+	if len(evs.Calls) == 0 && len(evs.Statuses) == 0 && len(replies) == 0 && len(accounts) == 0 && len(voicemails) == 0 {
 		log.Debug("webhook without events for the gateway", zap.Int("body_bytes", len(body)), zap.Bool("forward", forward))
 		h.result(WebhookIgnored)
 		w.WriteHeader(http.StatusOK)
@@ -333,6 +357,33 @@ func (h *WebhookHandler) serveEvent(w http.ResponseWriter, r *http.Request) {
 			jobs = append(jobs, webhookJob{reply: pr})
 		}
 	}
+	for i := range accounts {
+		ae := &accounts[i]
+		res := h.admitAccount(ae)
+		log.Info("webhook account event", zap.String("field", ae.Field), zap.String("event", ae.Event),
+			zap.String("phone_number_id", ae.PhoneNumberID), zap.String("phone_number", ae.PhoneNumber),
+			zap.String("violation_type", ae.ViolationType), zap.String("restriction_type", ae.RestrictionType),
+			zap.Time("expiration", ae.Expiration), zap.String("result", string(res)))
+		h.result(res)
+		if res == WebhookAccepted {
+			jobs = append(jobs, webhookJob{account: ae})
+		}
+	}
+	for i := range voicemails {
+		vm := &voicemails[i]
+		// Keyed by the call id, apart from the call's own events; a
+		// voicemail without a media id has nothing to fetch.
+		res := WebhookMalformed
+		if !blankID(vm.CallID) && !blankID(vm.MediaID) {
+			res = h.admit("voicemail\x00"+vm.CallID, "voicemail", time.Time{}, true)
+		}
+		log.Info("webhook voicemail", zap.String("call_id", vm.CallID), zap.String("media_id", vm.MediaID),
+			zap.String("phone_number_id", vm.PhoneNumberID), zap.String("result", string(res)))
+		h.result(res)
+		if res == WebhookAccepted {
+			jobs = append(jobs, webhookJob{voicemail: vm})
+		}
+	}
 	// Answer first (the response is written when this returns), queue
 	// without blocking.
 	w.WriteHeader(http.StatusOK)
@@ -361,6 +412,19 @@ func (h *WebhookHandler) admit(callID, event string, ts time.Time, neverStale bo
 		return WebhookStale
 	}
 	return WebhookAccepted
+}
+
+// admitAccount de-duplicates an account event by its change (Meta's
+// retries repeat it). A settings change (W11) of a number older than the
+// newest seen for it is stale: applying it would undo a newer one.
+func (h *WebhookHandler) admitAccount(ae *AccountEvent) WebhookResult {
+	if ae.key == "" {
+		return WebhookMalformed
+	}
+	if ae.Field == fieldAccountSettingsUpdate && ae.PhoneNumberID != "" {
+		return h.admit("settings\x00"+ae.PhoneNumberID, ae.key, ae.Timestamp, false)
+	}
+	return h.admit("account\x00"+ae.key, "account", time.Time{}, true)
 }
 
 // blankID is true for an event's id that names no call: empty or only
@@ -403,6 +467,10 @@ func (h *WebhookHandler) enqueue(j webhookJob) {
 		id, key = zap.String("call_id", j.call.CallID), j.call.CallID
 	case j.status != nil:
 		id, key = zap.String("call_id", j.status.CallID), j.status.CallID
+	case j.voicemail != nil: // after the call's events, on their worker
+		id, key = zap.String("call_id", j.voicemail.CallID), j.voicemail.CallID
+	case j.account != nil: // all account events in order: they are rare
+		id, key = zap.String("field", j.account.Field), "account"
 	default: // one user's replies in order: keyed by the user
 		id, key = zap.String("message_id", j.reply.MessageID), "reply\x00"+j.reply.From+"\x00"+j.reply.FromUserID
 	}
@@ -448,5 +516,9 @@ func (h *WebhookHandler) deliver(j webhookJob) {
 		h.cfg.OnStatus(*j.status)
 	case j.reply != nil && h.cfg.OnPermissionReply != nil:
 		h.cfg.OnPermissionReply(*j.reply)
+	case j.account != nil && h.cfg.OnAccountEvent != nil:
+		h.cfg.OnAccountEvent(*j.account)
+	case j.voicemail != nil && h.cfg.OnVoicemail != nil:
+		h.cfg.OnVoicemail(*j.voicemail)
 	}
 }
