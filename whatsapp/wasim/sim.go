@@ -14,6 +14,10 @@
 // by a signed `messages` webhook), and who ring, answer or decline the calls
 // the business places with the connect action, Meta's limits enforced.
 //
+// And it keeps each business number's calling settings (settings.go): POST
+// and GET settings checked as Meta checks them, the voicemail announcement
+// upload and Meta's media API (graphmedia.go).
+//
 // It writes Meta's JSON itself, independently of the gateway's own types, so
 // that it tests the gateway's parser rather than agreeing with it.
 package wasim
@@ -83,6 +87,10 @@ type Config struct {
 	// component in its components is one too).
 	CallPermissionTemplates []string
 
+	// AppID is the app's id, as GET settings shows it in
+	// calling.sip.servers[].app_id (default "1000000000000002").
+	AppID string
+
 	Logger *zap.Logger
 }
 
@@ -102,11 +110,14 @@ type Sim struct {
 	calls      map[string]*Call
 	loops      map[loopKey]*audioLoop
 	violations []string
-	outages    map[string]int        // GraphOutage requests already failed, by action
-	users      map[string]*userState // business-initiated calls' users, by wa_id and by BSUID
-	permChecks []time.Time           // recent GET call_permissions, for the rate limit
-	clock      func() time.Time      // permission and limit time (tests move it)
-	byeGrace   atomic.Int64          // defaultByeGrace (tests shorten it)
+	outages    map[string]int          // GraphOutage requests already failed, by action
+	users      map[string]*userState   // business-initiated calls' users, by wa_id and by BSUID
+	permChecks []time.Time             // recent GET call_permissions, for the rate limit
+	clock      func() time.Time        // permission, limit, holiday and media URL time (tests move it)
+	numbers    map[string]*numberState // business numbers' settings, by phone number id
+	media      map[string]*mediaObject // uploaded and voicemail media, by media id
+	mediaKey   []byte                  // signs media download URLs
+	byeGrace   atomic.Int64            // defaultByeGrace (tests shorten it)
 	srv        *http.Server
 	ln         net.Listener
 	started    bool
@@ -123,6 +134,7 @@ const (
 	defaultRingTimeout    = 60 * time.Second
 	defaultPermChecksRate = 5
 	defaultMaxConnected   = 100
+	defaultAppID          = "1000000000000002"
 )
 
 // New checks cfg and makes a simulator; Start makes it listen.
@@ -153,6 +165,9 @@ func New(cfg Config) (*Sim, error) {
 	}
 	if cfg.MaxConnectedCallsPerDay <= 0 {
 		cfg.MaxConnectedCallsPerDay = defaultMaxConnected
+	}
+	if cfg.AppID == "" {
+		cfg.AppID = defaultAppID
 	}
 	var errs []error
 	if u, err := url.Parse(cfg.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -200,8 +215,13 @@ func New(cfg Config) (*Sim, error) {
 		users:  map[string]*userState{},
 		clock:  time.Now,
 		closed: make(chan struct{}),
+
+		numbers:  map[string]*numberState{},
+		media:    map[string]*mediaObject{},
+		mediaKey: []byte(randomID(32)),
 	}
 	s.byeGrace.Store(int64(defaultByeGrace))
+	s.numbers[cfg.PhoneNumberID] = newNumberState(cfg.PhoneNumberID, NumberConfig{DisplayPhoneNumber: cfg.DisplayPhoneNumber})
 	return s, nil
 }
 
