@@ -2,6 +2,7 @@ package wasim
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -264,14 +265,44 @@ func (s *Sim) servePostSettings(g *graphRequest, pnid string) {
 		g.fail(e, "graph: settings refused: "+e.details)
 		return
 	}
-	merged := maps.Clone(ns.calling)
+	old := ns.calling
+	merged := maps.Clone(old)
 	maps.Copy(merged, deepCopy(calling))
 	ns.calling = merged
+	notify := s.cfg.SettingsWebhooks && observedChange(old, merged) && !s.closing
+	var shown map[string]any
+	if notify {
+		shown = s.shownSettingsLocked(ns, now, false)
+		s.wg.Add(1)
+	}
 	s.mu.Unlock()
 	s.log.Info("calling settings updated", zap.String("phone_number_id", pnid), zap.String("calling", jsonText(calling)))
+	if notify {
+		go func() {
+			defer s.wg.Done()
+			if err := s.postSettingsUpdate(pnid, shown); err != nil {
+				s.log.Warn("account_settings_update webhook not delivered", zap.String("phone_number_id", pnid), zap.Error(err))
+			}
+		}()
+	}
 	w := g.w
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write([]byte(`{"success":true}` + "\n"))
+}
+
+// observedChange says whether an update changed what Meta's
+// account_settings_update webhook observes.
+func observedChange(old, cur map[string]any) bool {
+	for _, k := range []string{"status", "call_icon_visibility", "callback_permission_status", "srtp_key_exchange_protocol"} {
+		if jsonText(old[k]) != jsonText(cur[k]) {
+			return true
+		}
+	}
+	sipStatus := func(m map[string]any) any {
+		sip, _ := m["sip"].(map[string]any)
+		return sip["status"]
+	}
+	return jsonText(sipStatus(old)) != jsonText(sipStatus(cur))
 }
 
 // serveGetSettings is R2.
@@ -798,3 +829,7 @@ func (s *Sim) checkVoicemailLocked(pnid string, v any) *graphError {
 	}
 	return nil
 }
+
+// errUnknownNumber is what the Send… methods return for a number the
+// simulator does not know.
+var errUnknownNumber = errors.New("wasim: unknown business phone number id (see SetNumber)")

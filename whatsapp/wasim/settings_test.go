@@ -373,3 +373,27 @@ func TestSettingsMessagingLimit(t *testing.T) {
 		t.Error("SetNumber took a path")
 	}
 }
+
+// With SettingsWebhooks, an update that changes what Meta observes posts
+// account_settings_update with the whole calling object (no password); one
+// that does not, none.
+func TestSettingsWebhookOnOwnChange(t *testing.T) {
+	hooks := newBizHooks(t)
+	s := newBICSim(t, hooks, func(c *Config) { c.SettingsWebhooks = true })
+	s.SetClock(settingsClock().now)
+	mustPost(t, s, map[string]any{"call_hours": map[string]any{"status": "DISABLED"}})
+	if !hooks.quiet(300 * time.Millisecond) {
+		t.Fatal("a webhook for a change Meta does not observe")
+	}
+	mustPost(t, s, fullSettings())
+	ev := hooks.expect(t, 5*time.Second, "settings_update")[0]
+	calling := ev.value["phone_number_settings"].(map[string]any)["calling"].(map[string]any)
+	if ev.id != testPhoneID || calling["status"] != "ENABLED" || calling["srtp_key_exchange_protocol"] != "SDES" || calling["call_hours"] == nil {
+		t.Errorf("account_settings_update: %s", ev.raw)
+	}
+	if strings.Contains(string(ev.raw), "sip_user_password") {
+		t.Errorf("the webhook carries the SIP password: %s", ev.raw)
+	}
+	mustPost(t, s, map[string]any{"sip": map[string]any{"status": "DISABLED"}})
+	hooks.expect(t, 5*time.Second, "settings_update")
+}

@@ -16,7 +16,9 @@
 //
 // And it keeps each business number's calling settings (settings.go): POST
 // and GET settings checked as Meta checks them, the voicemail announcement
-// upload and Meta's media API (graphmedia.go).
+// upload and Meta's media API (graphmedia.go), and the account events tests
+// trigger (account.go): account_settings_update, account_update with the
+// restrictions GET settings lists, and voicemails left as audio messages.
 //
 // It writes Meta's JSON itself, independently of the gateway's own types, so
 // that it tests the gateway's parser rather than agreeing with it.
@@ -90,6 +92,13 @@ type Config struct {
 	// AppID is the app's id, as GET settings shows it in
 	// calling.sip.servers[].app_id (default "1000000000000002").
 	AppID string
+	// SettingsWebhooks makes a settings update (POST settings) that changes
+	// what Meta observes (calling status, call_icon_visibility,
+	// callback_permission_status, sip.status, srtp_key_exchange_protocol)
+	// post an account_settings_update webhook, as Meta does for an app
+	// subscribed to that field ("You'll be notified even for your own
+	// updates"). Off by default: the field needs its own subscription.
+	SettingsWebhooks bool
 
 	Logger *zap.Logger
 }
