@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -19,12 +20,13 @@ import (
 type bizEvent struct {
 	raw    []byte
 	field  string
-	kind   string // "connect", "terminate", "status:RINGING", …, "permission_reply"
+	kind   string // "connect", "terminate", "status:RINGING", …, "permission_reply", "voicemail", "settings_update", "account_update:EVENT"
 	id     string // the call id, or the message id
 	value  map[string]any
 	call   map[string]any // calls[0]
 	status map[string]any // statuses[0]
 	msg    map[string]any // messages[0]
+	entry  map[string]any // entry[0]
 	at     time.Time
 }
 
@@ -102,12 +104,24 @@ func parseBizEvent(raw []byte) (bizEvent, []string) {
 	if str(e, "id") == "" || len(changes) != 1 {
 		return ev, []string{"entry"}
 	}
+	ev.entry = e
 	ch, _ := changes[0].(map[string]any)
 	ev.field = str(ch, "field")
 	ev.value, _ = ch["value"].(map[string]any)
 	md, _ := ev.value["metadata"].(map[string]any)
-	if ev.value["messaging_product"] != "whatsapp" || md["phone_number_id"] != testPhoneID || md["display_phone_number"] != defaultDisplayNumber {
-		bad = append(bad, "messaging_product/metadata")
+	switch ev.field {
+	case "calls":
+		if ev.value["messaging_product"] != "whatsapp" || md["phone_number_id"] != testPhoneID || md["display_phone_number"] != defaultDisplayNumber {
+			bad = append(bad, "messaging_product/metadata")
+		}
+	case "messages": // the voicemail of another business number too
+		if ev.value["messaging_product"] != "whatsapp" || str(md, "phone_number_id") == "" || str(md, "display_phone_number") == "" {
+			bad = append(bad, "messaging_product/metadata")
+		}
+	default: // account_settings_update, account_update: no metadata
+		if md != nil {
+			bad = append(bad, "metadata in "+ev.field)
+		}
 	}
 	one := func(key string) map[string]any {
 		l, _ := ev.value[key].([]any)
@@ -158,6 +172,21 @@ func parseBizEvent(raw []byte) (bizEvent, []string) {
 		}
 	case "messages":
 		ev.msg = one("messages")
+		if ev.msg["type"] == "audio" { // a voicemail (W9)
+			ev.kind, ev.id = "voicemail", str(ev.msg, "id")
+			a, _ := ev.msg["audio"].(map[string]any)
+			sum, err := base64.StdEncoding.DecodeString(str(a, "sha256"))
+			if !strings.HasPrefix(ev.id, "wacid.") || str(ev.msg, "from") == "" || str(ev.msg, "from_user_id") == "" || !isUnixString(str(ev.msg, "timestamp")) {
+				bad = append(bad, "voicemail messages[]")
+			}
+			if !isUnixString(str(a, "id")) || err != nil || len(sum) != 32 || a["mime_type"] != "audio/ogg; codecs=opus" {
+				bad = append(bad, "voicemail audio")
+			}
+			if c, _ := ev.value["contacts"].([]any); len(c) != 1 {
+				bad = append(bad, "voicemail contacts")
+			}
+			break
+		}
 		it, _ := ev.msg["interactive"].(map[string]any)
 		reply, _ := it["call_permission_reply"].(map[string]any)
 		ev.kind, ev.id = "permission_reply", str(ev.msg, "id")
@@ -166,6 +195,43 @@ func parseBizEvent(raw []byte) (bizEvent, []string) {
 		}
 		if r := str(reply, "response"); (r != "accept" && r != "reject") || str(reply, "response_source") == "" {
 			bad = append(bad, "call_permission_reply")
+		}
+	case "account_settings_update": // W11
+		ev.kind = "settings_update"
+		pns, _ := ev.value["phone_number_settings"].(map[string]any)
+		ev.id = str(pns, "phone_number_id")
+		if ev.value["messaging_product"] != "whatsapp" || !isUnixString(str(ev.value, "timestamp")) || ev.value["type"] != "PHONE_NUMBER_SETTINGS" || ev.id == "" {
+			bad = append(bad, "account_settings_update value")
+		}
+		if _, ok := pns["calling"]; !ok {
+			bad = append(bad, "phone_number_settings.calling")
+		}
+	case "account_update": // W12
+		ev.kind = "account_update:" + str(ev.value, "event")
+		ev.id = str(ev.value, "phone_number")
+		if t, _ := e["time"].(float64); t <= 0 || ev.id == "" || ev.value["messaging_product"] != nil {
+			bad = append(bad, "account_update entry.time/phone_number")
+		}
+		vi, _ := ev.value["violation_info"].(map[string]any)
+		ri, _ := ev.value["restriction_info"].([]any)
+		switch ev.kind {
+		case "account_update:ACCOUNT_VIOLATION":
+			if str(vi, "violation_type") == "" || ri != nil {
+				bad = append(bad, "violation_info")
+			}
+		case "account_update:ACCOUNT_RESTRICTION":
+			r, _ := func() (map[string]any, bool) {
+				if len(ri) != 1 {
+					return nil, false
+				}
+				m, ok := ri[0].(map[string]any)
+				return m, ok
+			}()
+			if str(r, "restriction_type") == "" || vi != nil {
+				bad = append(bad, "restriction_info")
+			}
+		default:
+			bad = append(bad, "account_update event")
 		}
 	default:
 		bad = append(bad, "field "+ev.field)

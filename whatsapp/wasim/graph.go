@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,8 +14,12 @@ import (
 	"go.uber.org/zap"
 )
 
-// maxGraphBody bounds a Graph request body.
-const maxGraphBody = 1 << 20
+// maxGraphBody bounds a Graph request body; maxMediaBody a media upload
+// (Meta's limit for audio, 16 MB).
+const (
+	maxGraphBody = 1 << 20
+	maxMediaBody = 16 << 20
+)
 
 // actionRequest is the body of POST /{version}/{phone_number_id}/calls:
 // an action on a call (call_id) or a business-initiated call (connect, to
@@ -38,6 +43,7 @@ type actionSession struct {
 type graphError struct {
 	status  int
 	code    int
+	subcode int // error_subcode, written when not 0
 	message string
 	details string
 }
@@ -49,15 +55,26 @@ func badRequest(format string, args ...any) *graphError {
 	return &graphError{status: http.StatusBadRequest, code: 100, message: "(#100) " + msg, details: msg}
 }
 
+// errNoObject is Graph's answer to a request on an id it does not know
+// (code 100, subcode 33).
+func errNoObject(method, id string) *graphError {
+	msg := fmt.Sprintf("Unsupported %s request. Object with ID '%s' does not exist, cannot be loaded due to missing permissions, or does not support this operation", strings.ToLower(method), id)
+	return &graphError{status: http.StatusBadRequest, code: 100, subcode: 33, message: msg, details: msg}
+}
+
 func writeGraphError(w http.ResponseWriter, e *graphError) {
 	typ := "OAuthException"
-	body := map[string]any{"error": map[string]any{
+	obj := map[string]any{
 		"message":    e.message,
 		"type":       typ,
 		"code":       e.code,
 		"error_data": map[string]any{"messaging_product": "whatsapp", "details": e.details},
 		"fbtrace_id": "A" + randomID(16),
-	}}
+	}
+	if e.subcode != 0 {
+		obj["error_subcode"] = e.subcode
+	}
+	body := map[string]any{"error": obj}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("WWW-Authenticate", `OAuth "Facebook Platform" "invalid_request"`)
 	w.WriteHeader(e.status)
@@ -102,29 +119,59 @@ func (g *graphRequest) fail(e *graphError, violation string) {
 	writeGraphError(g.w, e)
 }
 
+// Graph routes: the endpoint under /{version}/{phone_number_id}/ and the
+// methods it takes; "object" is GET /{version}/{media_id} and "attachments"
+// the media download URL.
+var graphRoutes = map[string][]string{
+	"calls":            {http.MethodPost},
+	"call_permissions": {http.MethodGet},
+	"messages":         {http.MethodPost},
+	"settings":         {http.MethodGet, http.MethodPost},
+	"media":            {http.MethodPost},
+	"object":           {http.MethodGet},
+	"attachments":      {http.MethodGet},
+}
+
 // serveGraph is the simulated Graph API:
 //
 //	POST /{version}/{phone_number_id}/calls             call actions; connect (R6)
 //	GET  /{version}/{phone_number_id}/call_permissions  permission state (R5)
 //	POST /{version}/{phone_number_id}/messages          permission requests (R4)
+//	POST /{version}/{phone_number_id}/settings          calling settings (R1)
+//	GET  /{version}/{phone_number_id}/settings          calling settings (R2)
+//	POST /{version}/{phone_number_id}/media             voicemail announcement upload (R3)
+//	GET  /{version}/{media_id}                          media URL (Meta's media API)
+//	GET  /whatsapp_business/attachments/?mid=…          media download (bearer token)
 func (s *Sim) serveGraph(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxGraphBody+1))
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	endpoint := ""
+	switch {
+	case len(parts) == 3 && parts[0] != "" && parts[1] != "":
+		endpoint = parts[2]
+	case len(parts) == 2 && parts[0] == "whatsapp_business" && parts[1] == "attachments":
+		endpoint = "attachments"
+	case len(parts) == 2 && parts[0] != "" && parts[1] != "":
+		endpoint = "object"
+	}
+	limit := int64(maxGraphBody)
+	if endpoint == "media" {
+		limit = maxMediaBody
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		writeGraphError(w, badRequest("could not read the request body"))
 		return
 	}
 	// Whom to blame: the call named in the body, if it is one of ours.
 	var req actionRequest
-	jsonErr := json.Unmarshal(body, &req)
+	var jsonErr error
+	if endpoint != "media" {
+		jsonErr = json.Unmarshal(body, &req)
+	}
 	g := &graphRequest{s: s, w: w, r: r, body: body, call: s.call(req.CallID)}
 
-	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	endpoint := ""
-	if len(parts) == 3 && parts[0] != "" {
-		endpoint = parts[2]
-	}
-	method := map[string]string{"calls": http.MethodPost, "call_permissions": http.MethodGet, "messages": http.MethodPost}[endpoint]
-	if method == "" {
+	methods := graphRoutes[endpoint]
+	if methods == nil {
 		g.fail(badRequest("Unknown path components: %s", r.URL.Path), fmt.Sprintf("graph: request to unknown path %s %s", r.Method, r.URL.Path))
 		return
 	}
@@ -133,17 +180,31 @@ func (s *Sim) serveGraph(w http.ResponseWriter, r *http.Request) {
 			"graph: missing or wrong bearer access token")
 		return
 	}
-	if r.Method != method {
-		g.fail(badRequest("Unsupported %s request", strings.ToLower(r.Method)), fmt.Sprintf("graph: %s %s (%s is %s)", r.Method, r.URL.Path, endpoint, method))
+	if !slices.Contains(methods, r.Method) {
+		g.fail(badRequest("Unsupported %s request", strings.ToLower(r.Method)), fmt.Sprintf("graph: %s %s (%s is %s)", r.Method, r.URL.Path, endpoint, strings.Join(methods, " or ")))
 		return
 	}
-	if parts[1] != s.cfg.PhoneNumberID {
-		g.fail(badRequest("Unsupported %s request. Object with ID '%s' does not exist", strings.ToLower(r.Method), parts[1]),
-			fmt.Sprintf("graph: phone number id %q in the path is not the business number %q", parts[1], s.cfg.PhoneNumberID))
+	switch endpoint {
+	case "object":
+		s.serveMediaURL(g, parts[1])
 		return
+	case "attachments":
+		s.serveMediaDownload(g)
+		return
+	case "settings", "media":
+		// Any business number the simulator knows (SetNumber).
+		if !s.knownNumber(parts[1]) {
+			g.fail(errNoObject(r.Method, parts[1]), fmt.Sprintf("graph: phone number id %q in the path is not a business number of the simulator", parts[1]))
+			return
+		}
+	default:
+		if parts[1] != s.cfg.PhoneNumberID {
+			g.fail(errNoObject(r.Method, parts[1]), fmt.Sprintf("graph: phone number id %q in the path is not the business number %q", parts[1], s.cfg.PhoneNumberID))
+			return
+		}
 	}
-	if len(body) > maxGraphBody {
-		g.fail(badRequest("request body too large"), "graph: request body over 1 MiB")
+	if int64(len(body)) > limit {
+		g.fail(badRequest("request body too large"), fmt.Sprintf("graph: request body over %d bytes", limit))
 		return
 	}
 	switch endpoint {
@@ -152,6 +213,16 @@ func (s *Sim) serveGraph(w http.ResponseWriter, r *http.Request) {
 		return
 	case "messages":
 		s.serveMessages(g)
+		return
+	case "settings":
+		if r.Method == http.MethodGet {
+			s.serveGetSettings(g, parts[1])
+		} else {
+			s.servePostSettings(g, parts[1])
+		}
+		return
+	case "media":
+		s.serveMediaUpload(g, parts[1])
 		return
 	}
 	if jsonErr != nil {

@@ -14,6 +14,12 @@
 // by a signed `messages` webhook), and who ring, answer or decline the calls
 // the business places with the connect action, Meta's limits enforced.
 //
+// And it keeps each business number's calling settings (settings.go): POST
+// and GET settings checked as Meta checks them, the voicemail announcement
+// upload and Meta's media API (graphmedia.go), and the account events tests
+// trigger (account.go): account_settings_update, account_update with the
+// restrictions GET settings lists, and voicemails left as audio messages.
+//
 // It writes Meta's JSON itself, independently of the gateway's own types, so
 // that it tests the gateway's parser rather than agreeing with it.
 package wasim
@@ -83,6 +89,17 @@ type Config struct {
 	// component in its components is one too).
 	CallPermissionTemplates []string
 
+	// AppID is the app's id, as GET settings shows it in
+	// calling.sip.servers[].app_id (default "1000000000000002").
+	AppID string
+	// SettingsWebhooks makes a settings update (POST settings) that changes
+	// what Meta observes (calling status, call_icon_visibility,
+	// callback_permission_status, sip.status, srtp_key_exchange_protocol)
+	// post an account_settings_update webhook, as Meta does for an app
+	// subscribed to that field ("You'll be notified even for your own
+	// updates"). Off by default: the field needs its own subscription.
+	SettingsWebhooks bool
+
 	Logger *zap.Logger
 }
 
@@ -102,11 +119,14 @@ type Sim struct {
 	calls      map[string]*Call
 	loops      map[loopKey]*audioLoop
 	violations []string
-	outages    map[string]int        // GraphOutage requests already failed, by action
-	users      map[string]*userState // business-initiated calls' users, by wa_id and by BSUID
-	permChecks []time.Time           // recent GET call_permissions, for the rate limit
-	clock      func() time.Time      // permission and limit time (tests move it)
-	byeGrace   atomic.Int64          // defaultByeGrace (tests shorten it)
+	outages    map[string]int          // GraphOutage requests already failed, by action
+	users      map[string]*userState   // business-initiated calls' users, by wa_id and by BSUID
+	permChecks []time.Time             // recent GET call_permissions, for the rate limit
+	clock      func() time.Time        // permission, limit, holiday and media URL time (tests move it)
+	numbers    map[string]*numberState // business numbers' settings, by phone number id
+	media      map[string]*mediaObject // uploaded and voicemail media, by media id
+	mediaKey   []byte                  // signs media download URLs
+	byeGrace   atomic.Int64            // defaultByeGrace (tests shorten it)
 	srv        *http.Server
 	ln         net.Listener
 	started    bool
@@ -123,6 +143,7 @@ const (
 	defaultRingTimeout    = 60 * time.Second
 	defaultPermChecksRate = 5
 	defaultMaxConnected   = 100
+	defaultAppID          = "1000000000000002"
 )
 
 // New checks cfg and makes a simulator; Start makes it listen.
@@ -153,6 +174,9 @@ func New(cfg Config) (*Sim, error) {
 	}
 	if cfg.MaxConnectedCallsPerDay <= 0 {
 		cfg.MaxConnectedCallsPerDay = defaultMaxConnected
+	}
+	if cfg.AppID == "" {
+		cfg.AppID = defaultAppID
 	}
 	var errs []error
 	if u, err := url.Parse(cfg.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -200,8 +224,13 @@ func New(cfg Config) (*Sim, error) {
 		users:  map[string]*userState{},
 		clock:  time.Now,
 		closed: make(chan struct{}),
+
+		numbers:  map[string]*numberState{},
+		media:    map[string]*mediaObject{},
+		mediaKey: []byte(randomID(32)),
 	}
 	s.byeGrace.Store(int64(defaultByeGrace))
+	s.numbers[cfg.PhoneNumberID] = newNumberState(cfg.PhoneNumberID, NumberConfig{DisplayPhoneNumber: cfg.DisplayPhoneNumber})
 	return s, nil
 }
 

@@ -116,8 +116,8 @@ type webhookStatus struct {
 	BizOpaqueCallbackData string `json:"biz_opaque_callback_data,omitempty"`
 }
 
-// webhookMessage is one messages[] entry: here only the user's
-// call_permission_reply (W8).
+// webhookMessage is one messages[] entry: the user's
+// call_permission_reply (W8) or a voicemail (W9, an audio message).
 type webhookMessage struct {
 	From        string              `json:"from,omitempty"`
 	FromUserID  string              `json:"from_user_id,omitempty"`
@@ -126,6 +126,15 @@ type webhookMessage struct {
 	Type        string              `json:"type"`
 	Context     *messageContext     `json:"context,omitempty"`
 	Interactive *messageInteractive `json:"interactive,omitempty"`
+	Audio       *messageMedia       `json:"audio,omitempty"`
+}
+
+// messageMedia is the media of an inbound media message: the media id
+// (GET /{media_id} gives its URL), its SHA-256 in base64 and MIME type.
+type messageMedia struct {
+	ID       string `json:"id"`
+	SHA256   string `json:"sha256"`
+	MimeType string `json:"mime_type"`
 }
 
 type messageContext struct {
@@ -163,8 +172,13 @@ func (s *Sim) envelopeFor(c *Call, wc webhookCall) envelope {
 
 // envelope wraps one change value of field the way Meta does.
 func (s *Sim) envelope(field string, v changeValue) envelope {
+	return s.envelopeAt(field, v, metadata{DisplayPhoneNumber: s.cfg.DisplayPhoneNumber, PhoneNumberID: s.cfg.PhoneNumberID})
+}
+
+// envelopeAt wraps one change value of field for the business number md.
+func (s *Sim) envelopeAt(field string, v changeValue, md metadata) envelope {
 	v.MessagingProduct = "whatsapp"
-	v.Metadata = metadata{DisplayPhoneNumber: s.cfg.DisplayPhoneNumber, PhoneNumberID: s.cfg.PhoneNumberID}
+	v.Metadata = md
 	return envelope{
 		Object: "whatsapp_business_account",
 		Entry:  []entry{{ID: s.cfg.WABAID, Changes: []change{{Field: field, Value: v}}}},
