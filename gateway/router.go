@@ -36,6 +36,9 @@ func (r *Router) RouteFor(phoneNumberID, ctaPayload, deeplinkPayload string) (Ro
 	if !ok {
 		return Route{}, fmt.Errorf("business number %q is not served by this gateway (numbers[].phone_number_id)", phoneNumberID)
 	}
+	if len(routes) == 0 {
+		return Route{}, fmt.Errorf("business number %q has no routes (only its calling settings are managed)", phoneNumberID)
+	}
 	for _, rc := range routes {
 		if matchPayload(rc.CTAPayload, ctaPayload) && matchPayload(rc.DeeplinkPayload, deeplinkPayload) {
 			return Route{Name: rc.Name, Trunk: rc.Trunk, Destination: rc.Destination, AnswerTimeout: rc.AnswerTimeout,
