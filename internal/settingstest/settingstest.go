@@ -56,7 +56,7 @@ type Server struct {
 	settings map[string]map[string]json.RawMessage
 	requests []Request
 	uploads  []Upload
-	fail     map[string]int // "GET settings", "POST settings", "POST media": HTTP status to answer
+	fail     map[string]int // "GET settings", "POST settings", "POST media" (optionally + " PNID"): HTTP status to answer
 }
 
 var pathRE = regexp.MustCompile(`^/v[0-9.]+/([0-9]+)/(settings|media)$`)
@@ -90,8 +90,9 @@ func (s *Server) Get(pnid string) string {
 	return string(b)
 }
 
-// Fail makes "METHOD edge" (GET settings, POST settings, POST media) answer
-// status with a Graph error object; 0 restores it.
+// Fail makes "METHOD edge" (GET settings, POST settings, POST media),
+// or "METHOD edge PNID" for one number only, answer status with a Graph
+// error object; 0 restores it.
 func (s *Server) Fail(what string, status int) {
 	s.mu.Lock()
 	s.fail[what] = status
@@ -142,7 +143,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, PhoneNumberID: pnid}
 	s.mu.Lock()
-	status := s.fail[r.Method+" "+edge]
+	status := s.fail[r.Method+" "+edge+" "+pnid]
+	if status == 0 {
+		status = s.fail[r.Method+" "+edge]
+	}
 	s.mu.Unlock()
 	switch {
 	case edge == "settings" && r.Method == http.MethodGet:
