@@ -38,6 +38,12 @@ type Config struct {
 	CallRecords  CallRecordsConfig `yaml:"call_records"`
 	Admin        AdminConfig       `yaml:"admin"`
 	Metrics      MetricsConfig     `yaml:"metrics"`
+
+	// CallingStateFile is where `wagateway settings apply` records the
+	// voicemail announcements it uploaded (each number's file hash and
+	// Meta's media id), so a later diff knows whether the file changed.
+	// Default (LoadConfig): beside the config file, <name>.calling-state.json.
+	CallingStateFile string `yaml:"calling_state_file"`
 }
 
 type LogConfig struct {
@@ -120,10 +126,12 @@ type TrunkConfig struct {
 	AllowFrom []string `yaml:"allow_from"`
 }
 
-// NumberConfig is one business phone number and the routes of its calls.
+// NumberConfig is one business phone number, the routes of its calls and,
+// when Calling is set, its calling settings at Meta (config_calling.go).
 type NumberConfig struct {
-	PhoneNumberID string        `yaml:"phone_number_id"`
-	Routes        []RouteConfig `yaml:"routes"`
+	PhoneNumberID string         `yaml:"phone_number_id"`
+	Routes        []RouteConfig  `yaml:"routes"`
+	Calling       *CallingConfig `yaml:"calling"`
 }
 
 // RouteConfig sends matching calls to a trunk. Routes are tried in order;
@@ -181,7 +189,14 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return ParseConfig(raw)
+	c, err := ParseConfig(raw)
+	if err != nil {
+		return nil, err
+	}
+	if c.CallingStateFile == "" {
+		c.CallingStateFile = defaultCallingStatePath(path)
+	}
+	return c, nil
 }
 
 // ParseConfig is LoadConfig on bytes.
@@ -414,8 +429,17 @@ func (c *Config) Validate() error {
 			bad(f+".phone_number_id", "%q is listed twice", n.PhoneNumberID)
 		}
 		numbers[n.PhoneNumberID] = true
-		if len(n.Routes) == 0 {
-			bad(f+".routes", "at least one route is needed")
+		// A number whose settings only are managed (calling: without
+		// routes) takes no calls: it may not turn calling on.
+		switch {
+		case len(n.Routes) > 0:
+		case n.callingEnabled():
+			bad(f+".routes", "calling.status is enabled, so its calls need at least one route")
+		case n.Calling == nil:
+			bad(f+".routes", "at least one route is needed (or calling: alone, to manage the number's settings only)")
+		}
+		if n.Calling != nil {
+			p = append(p, validateCalling(f+".calling", n.Calling)...)
 		}
 		for j, r := range n.Routes {
 			rf := fmt.Sprintf("%s.routes[%d]", f, j)

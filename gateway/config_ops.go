@@ -193,6 +193,11 @@ func (c *Config) Warnings() []string {
 	if !c.MetricsShareAdmin() && c.Metrics.TLSCertFile == "" && !loopbackListen(c.Metrics.Listen) {
 		w = append(w, fmt.Sprintf("metrics.listen: %q is not a loopback address and has no TLS: /metrics and /readyz (trunk names, their errors, call counts) are open to whoever reaches it; bind 127.0.0.1, set metrics.tls_cert_file and tls_key_file, or firewall it to the scraper", c.Metrics.Listen))
 	}
+	for i, n := range c.Numbers {
+		if len(n.Routes) == 0 && n.Calling != nil && n.Calling.Status == "" {
+			w = append(w, fmt.Sprintf("numbers[%d]: %s has calling settings but no routes, and leaves calling.status as Meta has it: if calling is enabled there, its calls are refused (no_route)", i, n.PhoneNumberID))
+		}
+	}
 	return w
 }
 

@@ -54,6 +54,7 @@ type Gateway struct {
 	outbound    []OutboundRouteConfig // business-initiated calls' routes
 	offerer     webrtcOfferer         // WebRTC legs that offer (business-initiated calls)
 	perms       *permissions          // users' call permissions (business-initiated calls)
+	settings    SettingsGraph         // numbers' calling settings, compared at start (settings_watch.go)
 	ops         *gatewayOps           // metrics, call records, health, drain, admin (ops.go)
 	cancelCause context.CancelCauseFunc
 }
@@ -107,6 +108,7 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 		OnRequest:   g.ops.metrics.graphRequest,
 	})
 	g.graph = graph
+	g.settings = graph
 	g.perms = newPermissions(graph, g.ops.metrics, log.Named("permission"))
 	var forward *whatsapp.ForwardConfig
 	if u := cfg.Outbound.ForwardWebhooksURL; u != "" {
@@ -199,6 +201,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.media.Close()
 		return err
 	}
+	g.startCallingCheck()
 	g.log.Info("gateway started", zap.String("webhook", g.WebhookURL()), zap.String("sip", g.ua.Addr()),
 		zap.String("metrics", g.MetricsAddr()),
 		zap.Int("trunks", len(g.trunks)), zap.Int("numbers", len(g.cfg.Numbers)))

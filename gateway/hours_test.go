@@ -1,28 +1,29 @@
 package gateway
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 )
 
 func TestHoursRules(t *testing.T) {
-	h := HoursConfig{Timezone: "Mars/Olympus", Weekly: []WeeklyRange{
+	h := HoursConfig{Timezone: "Mars/Olympus", Weekly: []WeeklyHoursConfig{
 		{Day: "monday", Open: "0900", Close: "1200"},
 		{Day: "monday", Open: "1100", Close: "1300"}, // overlaps
 		{Day: "monday", Open: "1400", Close: "1800"}, // a third range
 		{Day: "funday", Open: "0900", Close: "1000"},
 		{Day: "tuesday", Open: "1800", Close: "0900"},
 		{Day: "wednesday", Open: "2400", Close: "9"},
-	}, Holidays: []HolidayRange{{Date: "2026-13-01", Start: "0000", End: "2359"}, {Date: "2026-12-25", Start: "1000", End: "1000"}}}
+	}, Holidays: []HolidayConfig{{Date: "2026-13-01", Start: "0000", End: "2359"}, {Date: "2026-12-25", Start: "1000", End: "1000"}}}
 	for i := 0; i < maxHolidays; i++ {
-		h.Holidays = append(h.Holidays, HolidayRange{Date: "2027-01-01", Start: "0000", End: "0100"})
+		h.Holidays = append(h.Holidays, HolidayConfig{Date: fmt.Sprintf("2027-01-%02d", i+1), Start: "0000", End: "0100"})
 	}
 	_, problems := h.compile("r.hours")
 	all := strings.Join(problems, "\n")
-	for _, want := range []string{"r.hours.timezone:", "r.hours.weekly[1]: monday 1100-1300 overlaps", "r.hours.weekly[2]: more than 2 ranges",
-		"r.hours.weekly[3].day:", "r.hours.weekly[4].close: \"0900\" is not after open", "r.hours.weekly[5].open:", "r.hours.weekly[5].close:",
-		"r.hours.holidays: 22 holidays", "r.hours.holidays[0].date:", "r.hours.holidays[1].end:"} {
+	for _, want := range []string{"r.hours.timezone:", "r.hours.weekly[1]: monday 1100-1300 overlaps", "r.hours.weekly[2].day: range 3 on monday: at most 2",
+		"r.hours.weekly[3].day:", "r.hours.weekly[4].close: \"0900\" is before open", "r.hours.weekly[5].open:", "r.hours.weekly[5].close:",
+		"r.hours.holidays: 22 entries, at most 20", "r.hours.holidays[0].date:", "r.hours.holidays[1].end:"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no problem %q in:\n%s", want, all)
 		}
@@ -30,10 +31,10 @@ func TestHoursRules(t *testing.T) {
 }
 
 func TestHoursOpen(t *testing.T) {
-	h := HoursConfig{Timezone: "America/New_York", Weekly: []WeeklyRange{
+	h := HoursConfig{Timezone: "America/New_York", Weekly: []WeeklyHoursConfig{
 		{Day: "Monday", Open: "0900", Close: "1200"}, {Day: "monday", Open: "1300", Close: "1700"},
 		{Day: "saturday", Open: "1000", Close: "2359"},
-	}, Holidays: []HolidayRange{{Date: "2026-12-07", Start: "0000", End: "1000"}}}
+	}, Holidays: []HolidayConfig{{Date: "2026-12-07", Start: "0000", End: "1000"}}}
 	s, problems := h.compile("")
 	if len(problems) > 0 {
 		t.Fatal(problems)
@@ -52,7 +53,7 @@ func TestHoursOpen(t *testing.T) {
 	}{
 		{"2026-11-30", "0859", false}, {"2026-11-30", "0900", true}, {"2026-11-30", "1159", true}, {"2026-11-30", "1200", false},
 		{"2026-11-30", "1230", false}, {"2026-11-30", "1300", true}, {"2026-12-01", "1000", false}, // Tuesday: closed
-		{"2026-12-05", "2359", true},                                 // Saturday to the end of the day
+		{"2026-12-05", "2359", true},                                // Saturday to the end of the day
 		{"2026-12-07", "0930", false}, {"2026-12-07", "1030", true}, // a holiday morning
 	} {
 		if got := s.open(at(tc.day, tc.hm)); got != tc.open {
@@ -68,14 +69,14 @@ func TestCallRoutedByHours(t *testing.T) {
 		name, clock, dest string
 		afterHours        bool
 	}{
-		{"open", "2026-11-30T15:00:00Z", "sip:agents@127.0.0.1:5060", false},      // Monday 10:00 in New York
+		{"open", "2026-11-30T15:00:00Z", "sip:agents@127.0.0.1:5060", false},       // Monday 10:00 in New York
 		{"closed", "2026-11-30T03:00:00Z", "sip:after-hours@127.0.0.1:5060", true}, // Sunday 22:00 in New York
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newMachine(t)
 			clock, _ := time.Parse(time.RFC3339, tc.clock)
 			m.g.cfg.Numbers[0].Routes[0].Hours = &HoursConfig{Timezone: "America/New_York",
-				Weekly: []WeeklyRange{{Day: "monday", Open: "0900", Close: "1800"}}}
+				Weekly: []WeeklyHoursConfig{{Day: "monday", Open: "0900", Close: "1800"}}}
 			m.g.cfg.Numbers[0].Routes[0].AfterHoursDestination = "sip:after-hours@127.0.0.1:5060"
 			m.g.rmu.Lock()
 			m.g.router = NewRouter(m.g.cfg.Numbers)

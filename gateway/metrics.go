@@ -52,6 +52,8 @@ type metrics struct {
 	adminRequests      *prometheus.CounterVec
 	recordsDropped     prometheus.Counter
 	stateErrors        prometheus.Counter
+	// Calling settings compared with Meta's at start (settings_watch.go).
+	callingDrift *prometheus.GaugeVec
 }
 
 const ns = "wagateway"
@@ -125,6 +127,8 @@ func newMetrics() *metrics {
 		Help: "Call records not POSTed because the send queue was full."})
 	m.configReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "config_reloads_total",
 		Help: "SIGHUP reloads by result (ok, error)."}, []string{"result"})
+	m.callingDrift = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "calling_settings_drift",
+		Help: "1 when a number's calling settings at Meta differ from its calling: section in the config file (read at start), 0 when they match; absent when not managed or Meta could not be read."}, []string{"phone_number_id"})
 	m.adminRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "admin_requests_total",
 		Help: "Admin API requests by result (ok, unauthorized, not_found, bad_request)."}, []string{"result"})
 	for _, c := range m.all() {
@@ -168,7 +172,8 @@ func (m *metrics) all() []prometheus.Collector {
 		m.graphRequests, m.graphLatency, m.sipFinal, m.pbxReasons, m.permissionRequests, m.permissionReplies, m.permissionChecks, m.webhooks, m.packets, m.lost, m.late, m.concealed,
 		m.fecRecovered, m.jitter, m.digits, m.codecPaths, m.mos, m.callDuration, m.trunkUp, m.trunkPingRTT,
 		m.trunkAuthFail,
-		m.draining, m.records, m.recordsDropped, m.configReloads, m.adminRequests, m.stateErrors}
+		m.draining, m.records, m.recordsDropped, m.configReloads, m.adminRequests, m.stateErrors,
+		m.callingDrift}
 }
 
 func (m *metrics) handler() http.Handler {

@@ -49,6 +49,9 @@ func (r *Router) RouteFor(phoneNumberID, ctaPayload, deeplinkPayload string) (Ro
 	if !ok {
 		return Route{}, fmt.Errorf("business number %q is not served by this gateway (numbers[].phone_number_id)", phoneNumberID)
 	}
+	if len(routes) == 0 {
+		return Route{}, fmt.Errorf("business number %q has no routes (only its calling settings are managed)", phoneNumberID)
+	}
 	closed := 0
 	for i := range routes {
 		rc := &routes[i]

@@ -6,6 +6,8 @@
 //	wagateway healthcheck [-config FILE | URL]   probe /healthz (the container HEALTHCHECK)
 //	wagateway permission status|request CONFIG PHONE_NUMBER_ID USER
 //	                                    read or request a WhatsApp user's call permission
+//	wagateway settings show|diff|apply CONFIG [-number PHONE_NUMBER_ID]
+//	                                    the numbers' calling settings at Meta against the config
 //
 // Signals: SIGTERM drains (new calls rejected, active calls go on until they
 // end or drain_timeout passes, then are ended on both sides; a second SIGTERM
@@ -47,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return healthcheck(args[1:], stdout, stderr)
 		case "permission":
 			return permission(args[1:], stdout, stderr)
+		case "settings":
+			return settings(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			usage(stdout)
 			return 0
@@ -105,6 +109,12 @@ Usage:
                                      number or a BSUID; the access token comes from the
                                      config's secret reference; exit 1 on Meta's refusal
                                      (its code printed), 2 on bad usage or config
+  wagateway settings show|diff|apply CONFIG [-number PHONE_NUMBER_ID]
+                                     the numbers' calling settings (numbers[].calling): show
+                                     prints Meta's (SIP password masked; show -sip-credentials
+                                     prints it), diff compares them with the file, apply sends
+                                     the numbers that differ and reads them back; exit 0 ok,
+                                     1 drift, 2 usage or config (nothing sent), 3 Meta or network
 
 Signals: SIGTERM drains (new calls rejected, active calls continue up to drain_timeout),
 SIGINT stops at once, SIGHUP reloads routes and trunks.
@@ -126,9 +136,10 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	_, serr := cfg.ResolveSecrets()
 	ferr := cfg.CheckFiles()
-	if serr != nil || ferr != nil {
+	cerr := cfg.CheckCalling(time.Now())
+	if serr != nil || ferr != nil || cerr != nil {
 		var all []string
-		for _, err := range []error{serr, ferr} {
+		for _, err := range []error{serr, ferr, cerr} {
 			var ce *gateway.ConfigError
 			if errors.As(err, &ce) {
 				all = append(all, ce.Problems...)
@@ -154,6 +165,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stdout, "; webhooks it does not consume forwarded")
 		}
 		fmt.Fprintln(stdout)
+	}
+	if managed, _ := cfg.SettingsNumbers("", true); len(managed) > 0 {
+		fmt.Fprintf(stdout, "  calling settings managed for %d number(s) (wagateway settings diff|apply)\n", len(managed))
 	}
 	if cfg.Admin.Listen != "" {
 		fmt.Fprintf(stdout, "  admin API on %s (token required)\n", cfg.Admin.Listen)
