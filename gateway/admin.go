@@ -23,6 +23,7 @@ import (
 //	DELETE /admin/calls/{id}         the same
 //	GET    /admin/permissions/{phone_number_id}/{user}          a user's call permission (admin_permission.go)
 //	POST   /admin/permissions/{phone_number_id}/{user}/request  send a call permission request
+//	GET    /admin/account-events     Meta's account events (restrictions, violations, settings changes), latest last
 //
 // /metrics, /healthz and /readyz are served there too, without a token,
 // when metrics.listen is admin.listen (its default when the admin API is on).
@@ -40,6 +41,7 @@ func (g *Gateway) startAdmin() error {
 	mux.Handle("POST /admin/calls/{id}/hangup", g.adminAuth(g.adminHangup))
 	mux.Handle("DELETE /admin/calls/{id}", g.adminAuth(g.adminHangup))
 	mux.Handle("GET /admin/permissions/{pnid}/{user}", g.adminAuth(g.adminPermissionGet))
+	mux.Handle("GET /admin/account-events", g.adminAuth(g.adminAccountEvents))
 	mux.Handle("POST /admin/permissions/{pnid}/{user}/request", g.adminAuth(g.adminPermissionRequest))
 	ln, err := listenOps("admin", g.cfg.Admin.Listen, g.cfg.Admin.TLSCertFile, g.cfg.Admin.TLSKeyFile)
 	if err != nil {
@@ -115,6 +117,11 @@ func (g *Gateway) adminHangup(w http.ResponseWriter, r *http.Request) {
 	}
 	g.ops.metrics.adminRequests.WithLabelValues("ok").Inc()
 	writeJSON(w, http.StatusAccepted, map[string]string{"call_id": id, "status": "hanging up"})
+}
+
+func (g *Gateway) adminAccountEvents(w http.ResponseWriter, _ *http.Request) {
+	g.ops.metrics.adminRequests.WithLabelValues("ok").Inc()
+	writeJSON(w, http.StatusOK, map[string]any{"events": g.account.snapshot()})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

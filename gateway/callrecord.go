@@ -209,7 +209,11 @@ func (r *recorder) reopen() error {
 }
 
 // write appends the record to the file at once and queues it for the URL.
-func (r *recorder) write(rec *CallRecord) {
+func (r *recorder) write(rec *CallRecord) { r.writeLine(rec, rec.CallID) }
+
+// writeLine writes any record line (a call, a voicemail, an account event:
+// lines other than calls carry a "type"); ref names it in logs.
+func (r *recorder) writeLine(rec any, ref string) {
 	line, err := json.Marshal(rec)
 	if err != nil {
 		r.log.Error("call record: encode", zap.Error(err))
@@ -234,7 +238,7 @@ func (r *recorder) write(rec *CallRecord) {
 	case r.queue <- line:
 	default:
 		r.m.recordsDropped.Inc()
-		r.log.Warn("call record: POST queue full, record not sent", zap.String("call_id", rec.CallID))
+		r.log.Warn("call record: POST queue full, record not sent", zap.String("ref", ref))
 	}
 }
 

@@ -26,6 +26,11 @@ type CallRecordsConfig struct {
 	URLToken   SecretRef     `yaml:"url_token"`   // optional: sent as "Authorization: Bearer …"
 	URLRetries int           `yaml:"url_retries"` // attempts after the first, default 3
 	URLTimeout time.Duration `yaml:"url_timeout"` // per attempt, default 5s
+	// Voicemails callers leave (Meta's voicemail setting): downloaded into
+	// VoicemailDir as <call_id>.ogg and/or POSTed to VoicemailURL; either
+	// way a record line of type voicemail names the call.
+	VoicemailDir string `yaml:"voicemail_dir"`
+	VoicemailURL string `yaml:"voicemail_url"`
 }
 
 // AdminConfig enables the admin API (list calls, hang one up) on its own
@@ -126,6 +131,14 @@ func (c *Config) validateOps() []string {
 	cr := c.CallRecords
 	if cr.File != "" && (filepath.Base(cr.File) == "." || filepath.Base(cr.File) == string(filepath.Separator)) {
 		bad("call_records.file", "%q is not a file path", cr.File)
+	}
+	if v := cr.VoicemailURL; v != "" {
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			bad("call_records.voicemail_url", "%q is not an http(s) URL without credentials (the bearer token is url_token)", v)
+		}
+	}
+	if d := cr.VoicemailDir; d != "" && !filepath.IsAbs(d) && !strings.HasPrefix(d, ".") {
+		bad("call_records.voicemail_dir", "%q: give an absolute path (or one starting with ./)", d)
 	}
 	if cr.URL != "" {
 		if u, err := url.Parse(cr.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -48,15 +49,18 @@ type Gateway struct {
 	calls  sync.WaitGroup
 	once   sync.Once
 
-	rmu         sync.RWMutex          // guards router, trunks, trunkPing and dtmf (SIGHUP reload swaps them)
-	trunkPing   map[string]bool       // trunk name → watched with OPTIONS
-	dtmf        map[string]dtmfPolicy // trunk name → how digits cross to it
-	outbound    []OutboundRouteConfig // business-initiated calls' routes
-	offerer     webrtcOfferer         // WebRTC legs that offer (business-initiated calls)
-	perms       *permissions          // users' call permissions (business-initiated calls)
-	settings    SettingsGraph         // numbers' calling settings, compared at start (settings_watch.go)
-	ops         *gatewayOps           // metrics, call records, health, drain, admin (ops.go)
-	cancelCause context.CancelCauseFunc
+	rmu           sync.RWMutex          // guards router, trunks, trunkPing and dtmf (SIGHUP reload swaps them)
+	trunkPing     map[string]bool       // trunk name → watched with OPTIONS
+	dtmf          map[string]dtmfPolicy // trunk name → how digits cross to it
+	outbound      []OutboundRouteConfig // business-initiated calls' routes
+	offerer       webrtcOfferer         // WebRTC legs that offer (business-initiated calls)
+	perms         *permissions          // users' call permissions (business-initiated calls)
+	account       *accountEvents        // Meta's account events (account_events.go)
+	mediaAPI      mediaDownloader       // voicemail downloads (voicemail.go)
+	voicemailJobs chan struct{}         // bounds the voicemail downloads at once
+	settings      SettingsGraph         // numbers' calling settings, compared at start (settings_watch.go)
+	ops           *gatewayOps           // metrics, call records, health, drain, admin (ops.go)
+	cancelCause   context.CancelCauseFunc
 }
 
 // keepalive maps sip.keepalive_interval to the UA's (0s: off).
@@ -108,6 +112,9 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 		OnRequest:   g.ops.metrics.graphRequest,
 	})
 	g.graph = graph
+	g.mediaAPI = graph
+	g.account = newAccountEvents()
+	g.voicemailJobs = make(chan struct{}, maxVoicemailJobs)
 	g.settings = graph
 	g.perms = newPermissions(graph, g.ops.metrics, log.Named("permission"))
 	var forward *whatsapp.ForwardConfig
@@ -120,6 +127,8 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 		OnCall:            g.handleCallEvent,
 		OnStatus:          g.handleStatus,
 		OnPermissionReply: g.perms.reply,
+		OnAccountEvent:    g.handleAccountEvent,
+		OnVoicemail:       g.handleVoicemail,
 		Forward:           forward,
 		Logger:            log.Named("webhook"),
 		OnResult:          g.ops.metrics.webhookResult,
@@ -143,6 +152,12 @@ func (g *Gateway) Start(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	if d := g.cfg.CallRecords.VoicemailDir; d != "" {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			g.media.Close()
+			return fmt.Errorf("call_records.voicemail_dir: %w", err)
+		}
 	}
 	g.answerer = mediaAnswerer{g.media}
 	g.offerer = mediaOfferer{g.media}

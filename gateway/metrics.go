@@ -32,26 +32,30 @@ type metrics struct {
 	permissionRequests *prometheus.CounterVec
 	permissionReplies  *prometheus.CounterVec
 	permissionChecks   *prometheus.CounterVec
-	webhooks           *prometheus.CounterVec
-	packets            *prometheus.CounterVec
-	lost               *prometheus.CounterVec
-	late               *prometheus.CounterVec
-	concealed          *prometheus.CounterVec
-	fecRecovered       *prometheus.CounterVec
-	jitter             *prometheus.HistogramVec
-	digits             *prometheus.CounterVec
-	codecPaths         *prometheus.CounterVec
-	mos                prometheus.Histogram
-	trunkUp            *prometheus.GaugeVec
-	trunkPingRTT       *prometheus.GaugeVec
-	trunkAuthFail      *prometheus.GaugeVec
-	draining           prometheus.Gauge
-	records            *prometheus.CounterVec
-	callDuration       prometheus.Histogram
-	configReloads      *prometheus.CounterVec
-	adminRequests      *prometheus.CounterVec
-	recordsDropped     prometheus.Counter
-	stateErrors        prometheus.Counter
+	// Meta's account events (account_events.go).
+	accountEvents     *prometheus.CounterVec
+	callingRestricted *prometheus.GaugeVec
+	voicemails        *prometheus.CounterVec
+	webhooks          *prometheus.CounterVec
+	packets           *prometheus.CounterVec
+	lost              *prometheus.CounterVec
+	late              *prometheus.CounterVec
+	concealed         *prometheus.CounterVec
+	fecRecovered      *prometheus.CounterVec
+	jitter            *prometheus.HistogramVec
+	digits            *prometheus.CounterVec
+	codecPaths        *prometheus.CounterVec
+	mos               prometheus.Histogram
+	trunkUp           *prometheus.GaugeVec
+	trunkPingRTT      *prometheus.GaugeVec
+	trunkAuthFail     *prometheus.GaugeVec
+	draining          prometheus.Gauge
+	records           *prometheus.CounterVec
+	callDuration      prometheus.Histogram
+	configReloads     *prometheus.CounterVec
+	adminRequests     *prometheus.CounterVec
+	recordsDropped    prometheus.Counter
+	stateErrors       prometheus.Counter
 	// Calling settings compared with Meta's at start (settings_watch.go).
 	callingDrift *prometheus.GaugeVec
 }
@@ -85,6 +89,12 @@ func newMetrics() *metrics {
 		Help: "Call permission replies from WhatsApp users, by response (accept, reject), permanence (temporary, permanent) and source (user_action, automatic)."}, []string{"response", "permanence", "source"})
 	m.permissionChecks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "call_permission_checks_total",
 		Help: "Permission states read before business-initiated calls, by state (no_permission, temporary, permanent, error) and whether they came from the cache."}, []string{"state", "cached"})
+	m.accountEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "account_events_total",
+		Help: "Meta's account events by event (PHONE_NUMBER_SETTINGS, ACCOUNT_VIOLATION, ACCOUNT_RESTRICTION, other) and type (the violation or restriction type, none, other)."}, []string{"event", "type"})
+	m.callingRestricted = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "calling_restricted",
+		Help: "1 while Meta restricts calling on a number (account_update ACCOUNT_RESTRICTION, until its expiration), by number and restriction."}, []string{"phone_number", "restriction"})
+	m.voicemails = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "voicemails_total",
+		Help: "Voicemails callers left (Meta's voicemail message), by result (recorded, downloaded, forwarded, download_failed, forward_failed)."}, []string{"result"})
 	m.webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "webhook_deliveries_total",
 		Help: "Webhook requests and events by result (accepted, duplicate, stale, bad_signature, malformed, ignored, verified, verify_failed)."}, []string{"result"})
 	dir := []string{"direction"}
@@ -169,7 +179,7 @@ func (m *metrics) watchSIP(stats func() sip.Stats) {
 
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.activeByCodec, m.calls, m.metaErrors, m.setupLatency,
-		m.graphRequests, m.graphLatency, m.sipFinal, m.pbxReasons, m.permissionRequests, m.permissionReplies, m.permissionChecks, m.webhooks, m.packets, m.lost, m.late, m.concealed,
+		m.graphRequests, m.graphLatency, m.sipFinal, m.pbxReasons, m.permissionRequests, m.permissionReplies, m.permissionChecks, m.accountEvents, m.callingRestricted, m.voicemails, m.webhooks, m.packets, m.lost, m.late, m.concealed,
 		m.fecRecovered, m.jitter, m.digits, m.codecPaths, m.mos, m.callDuration, m.trunkUp, m.trunkPingRTT,
 		m.trunkAuthFail,
 		m.draining, m.records, m.recordsDropped, m.configReloads, m.adminRequests, m.stateErrors,

@@ -24,9 +24,12 @@ type gatewayOps struct {
 	records    *recorder
 	monitor    *trunkMonitor
 	adminToken string // never logged
-	draining   atomic.Bool
-	started    atomic.Bool
-	stopped    atomic.Bool
+	// recordsToken is call_records.url_token, also sent with forwarded
+	// voicemails; never logged.
+	recordsToken string
+	draining     atomic.Bool
+	started      atomic.Bool
+	stopped      atomic.Bool
 
 	admin   *http.Server
 	adminLn net.Listener
@@ -53,6 +56,7 @@ func (g *Gateway) initOps(cfg *Config, secrets *Secrets) {
 		Help: "Calls in progress (from the connect webhook to the end of both legs)."},
 		func() float64 { return float64(g.reg.count()) }))
 	o.records = newRecorder(cfg.CallRecords, secrets.CallRecordsToken, g.log.Named("records"), o.metrics)
+	o.recordsToken = secrets.CallRecordsToken
 	o.monitor = newTrunkMonitor(cfg.Health, g.log.Named("health"), o.metrics)
 	g.ops = o
 }
@@ -183,6 +187,7 @@ func (g *Gateway) flushLoop() {
 			for _, c := range g.reg.snapshot() {
 				c.ops.flushMedia(g.ops.metrics)
 			}
+			g.account.expire(g.now(), g.ops.metrics)
 		}
 	}
 }

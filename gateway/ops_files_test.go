@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/wagateway/wagateway/sip"
 )
 
 // The deployment configs in docker/ load as they are.
@@ -168,5 +171,60 @@ func TestExampleFilesDialOut(t *testing.T) {
 	}
 	if !strings.Contains(read("../docker/compose.freeswitch.yml"), "../configs/freeswitch/dialplan/default/00_wagateway.xml:/etc/freeswitch/dialplan/default/00_wagateway.xml:ro") {
 		t.Error("compose.freeswitch.yml does not mount dialplan/default/00_wagateway.xml")
+	}
+}
+
+// The shipped alert rules parse, and every wagateway_ metric they name is
+// one the gateway exports.
+func TestAlertRulesNameRealMetrics(t *testing.T) {
+	raw, err := os.ReadFile("../configs/prometheus/wagateway-alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(raw, &rules); err != nil {
+		t.Fatal(err)
+	}
+	// Every family the gateway registers, with a sample of each vector so
+	// it shows in Gather (as it does once used), plus active_calls.
+	m := newMetrics()
+	m.watchSIP(func() sip.Stats { return sip.Stats{} })
+	fams, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{"wagateway_active_calls": true}
+	for _, f := range fams {
+		exported[f.GetName()] = true
+	}
+	for _, c := range m.all() {
+		ch := make(chan *prometheus.Desc, 16)
+		go func() { c.Describe(ch); close(ch) }()
+		for d := range ch {
+			if name := regexp.MustCompile(`fqName: "([^"]+)"`).FindStringSubmatch(d.String()); name != nil {
+				exported[name[1]] = true
+			}
+		}
+	}
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			n++
+			for _, name := range regexp.MustCompile(`wagateway_[a-z_]+`).FindAllString(r.Expr, -1) {
+				if !exported[name] {
+					t.Errorf("alert %s names %s, which the gateway does not export", r.Alert, name)
+				}
+			}
+		}
+	}
+	if n < 5 {
+		t.Errorf("%d alert rules", n)
 	}
 }

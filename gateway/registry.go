@@ -89,6 +89,15 @@ func (r *registry) place(id string, c *call) []heldEvent {
 	return fresh
 }
 
+// knownEnded reports whether a call with that id went through this gateway
+// and ended (within keepFor).
+func (r *registry) knownEnded(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.ended[id]
+	return ok
+}
+
 // unplace forgets a business-initiated call's WhatsApp call id.
 func (r *registry) unplace(id string) {
 	r.mu.Lock()

@@ -39,6 +39,11 @@ func (g *Gateway) startCallingCheck() {
 // checkCalling compares every managed number once. A number whose settings
 // cannot be read is logged once and its gauge left alone.
 func (g *Gateway) checkCalling(ctx context.Context) {
+	g.checkCallingOf(ctx, func(string) bool { return true })
+}
+
+// checkCallingOf compares the managed numbers that want says.
+func (g *Gateway) checkCallingOf(ctx context.Context, want func(pnid string) bool) {
 	log := g.log.Named("settings")
 	state, err := loadCallingState(g.cfg.CallingStateFile)
 	if err != nil {
@@ -47,7 +52,7 @@ func (g *Gateway) checkCalling(ctx context.Context) {
 	}
 	for i, n := range g.cfg.Numbers {
 		cc := n.Calling
-		if cc == nil {
+		if cc == nil || !want(n.PhoneNumberID) {
 			continue
 		}
 		if ctx.Err() != nil {
