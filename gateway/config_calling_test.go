@@ -130,7 +130,7 @@ func TestCallingConfigValidation(t *testing.T) {
 		{"voicemail status", "voicemail: {triggers: [reject]}", `numbers[0].calling.voicemail.status: missing`},
 		{"trigger", "voicemail: {status: enabled, triggers: [busy]}", `numbers[0].calling.voicemail.triggers[0]: "busy" is not reject or timeout`},
 		{"no trigger", "voicemail: {status: enabled}", `numbers[0].calling.voicemail.triggers: voicemail is enabled: name reject, timeout or both`},
-		{"timeout range", "voicemail: {status: enabled, triggers: [timeout], timeout_seconds: 90}", `numbers[0].calling.voicemail.timeout_seconds: 90 is not within 1-60`},
+		{"timeout range", "voicemail: {status: enabled, triggers: [timeout], timeout_seconds: 31}", `numbers[0].calling.voicemail.timeout_seconds: 31 is not within 1-30`},
 		{"timeout without trigger", "voicemail: {status: enabled, triggers: [reject], timeout_seconds: 20}", `numbers[0].calling.voicemail.timeout_seconds: set, but timeout is not among the triggers`},
 		{"voicemail and hours", "call_hours: {status: enabled, timezone: UTC}\nvoicemail: {status: enabled, triggers: [reject]}",
 			`numbers[0].calling.voicemail.status: voicemail and call_hours cannot both be enabled`},
