@@ -72,7 +72,7 @@ const (
 	maxRangesPerDay       = 2  // ranges a day, in weekly hours and holidays
 	maxHolidays           = 20 // holiday entries
 	maxAnnouncementLength = 60 * time.Second
-	maxVoicemailTimeout   = 60 // seconds: Meta gives up on an unanswered call after about 60 s
+	maxVoicemailTimeout   = 30 // seconds: Meta's "between 0 and 30 seconds inclusive" (0 cannot be sent: it disables the timeout trigger)
 )
 
 var (

@@ -1,13 +1,15 @@
 package gateway
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/wagateway/wagateway/internal/settingstest"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4/pkg/media/oggwriter"
 )
 
 // callingBase is a config whose number 0 takes the calling: section the
@@ -128,7 +130,7 @@ func TestCallingConfigValidation(t *testing.T) {
 		{"voicemail status", "voicemail: {triggers: [reject]}", `numbers[0].calling.voicemail.status: missing`},
 		{"trigger", "voicemail: {status: enabled, triggers: [busy]}", `numbers[0].calling.voicemail.triggers[0]: "busy" is not reject or timeout`},
 		{"no trigger", "voicemail: {status: enabled}", `numbers[0].calling.voicemail.triggers: voicemail is enabled: name reject, timeout or both`},
-		{"timeout range", "voicemail: {status: enabled, triggers: [timeout], timeout_seconds: 90}", `numbers[0].calling.voicemail.timeout_seconds: 90 is not within 1-60`},
+		{"timeout range", "voicemail: {status: enabled, triggers: [timeout], timeout_seconds: 31}", `numbers[0].calling.voicemail.timeout_seconds: 31 is not within 1-30`},
 		{"timeout without trigger", "voicemail: {status: enabled, triggers: [reject], timeout_seconds: 20}", `numbers[0].calling.voicemail.timeout_seconds: set, but timeout is not among the triggers`},
 		{"voicemail and hours", "call_hours: {status: enabled, timezone: UTC}\nvoicemail: {status: enabled, triggers: [reject]}",
 			`numbers[0].calling.voicemail.status: voicemail and call_hours cannot both be enabled`},
@@ -221,16 +223,16 @@ func TestCallingCheckPastHoliday(t *testing.T) {
 // The announcement: OGG (OggS), Opus (OpusHead), under 60 s.
 func TestCallingAnnouncementFile(t *testing.T) {
 	dir := t.TempDir()
-	good := settingstest.WriteOggOpus(t, dir, "good.ogg", 5*time.Second)
-	long := settingstest.WriteOggOpus(t, dir, "long.ogg", 62*time.Second)
+	good := writeOggOpus(t, dir, "good.ogg", 5*time.Second)
+	long := writeOggOpus(t, dir, "long.ogg", 62*time.Second)
 	notOgg := filepath.Join(dir, "prompt.wav")
 	os.WriteFile(notOgg, []byte("RIFF\x00\x00\x00\x00WAVEfmt "), 0o600)
 	vorbis := filepath.Join(dir, "vorbis.ogg")
-	b := settingstest.OggOpus(t, time.Second)
+	b := oggOpus(t, time.Second)
 	copy(b[28:], "\x01vorbis\x00") // the first packet is not OpusHead
 	os.WriteFile(vorbis, b, 0o600)
 	truncated := filepath.Join(dir, "cut.ogg")
-	b = settingstest.OggOpus(t, 2*time.Second)
+	b = oggOpus(t, 2*time.Second)
 	os.WriteFile(truncated, b[:len(b)-10], 0o600)
 
 	a, err := readAnnouncement(good)
@@ -266,4 +268,36 @@ func TestCallingConfigStateFileDefault(t *testing.T) {
 	if want := strings.TrimSuffix(path, ".yaml") + ".calling-state.json"; c.CallingStateFile != want {
 		t.Errorf("calling_state_file %q, want %q", c.CallingStateFile, want)
 	}
+}
+
+// oggOpus is an OGG/Opus file of d of silence (20 ms frames), as pion's
+// oggwriter writes it (pre-skip 3840).
+func oggOpus(t testing.TB, d time.Duration) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := oggwriter.NewWith(&buf, 48000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < int(d/(20*time.Millisecond)); i++ {
+		p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(i), Timestamp: uint32(i * 960), SSRC: 1},
+			Payload: []byte{0xf8, 0xff, 0xfe}} // CELT FB 20 ms mono: silence
+		if err := w.WriteRTP(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// writeOggOpus writes oggOpus(d) to dir/name and returns its path.
+func writeOggOpus(t testing.TB, dir, name string, d time.Duration) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, oggOpus(t, d), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -24,9 +24,13 @@ import (
 //
 // Every field is optional on a write and left as Meta has it when omitted,
 // except inside call_hours, which Meta replaces whole (an omitted
-// holiday_schedule deletes the holidays). Read from Meta (R2, or a W11
-// webhook), scalars given as numbers where strings are declared (and the
-// reverse) are taken, and lists are bounded.
+// holiday_schedule deletes the holidays). The two lists a business clears
+// by sending them empty, call_icons.restrict_to_user_countries and
+// audio.additional_codecs, tell nil (left out) from empty (sent as [],
+// clearing Meta's list): see CallIcons and AudioSettings.
+//
+// Read from Meta (R2, or a W11 webhook), scalars given as numbers where
+// strings are declared (and the reverse) are taken, and lists are bounded.
 //
 // SIPSettings may hold a password: log Masked(), never the settings
 // themselves.
@@ -43,9 +47,17 @@ type CallingSettings struct {
 	Restrictions             *Restrictions      `json:"restrictions,omitempty"` // R2 only
 }
 
-// CallIcons restricts the call button to users of some countries.
+// CallIcons restricts the call button to users of some countries. A nil
+// RestrictToUserCountries is left out of a write; an empty one is sent as
+// [] and lifts Meta's restriction (the button shows in every country).
 type CallIcons struct {
-	RestrictToUserCountries []string `json:"restrict_to_user_countries,omitempty"` // ISO 3166-1 alpha-2, e.g. "US"
+	RestrictToUserCountries []string `json:"restrict_to_user_countries"` // ISO 3166-1 alpha-2, e.g. "US"
+}
+
+// MarshalJSON writes restrict_to_user_countries unless it is nil: [] for
+// an empty list, which Meta takes as "no restriction".
+func (c CallIcons) MarshalJSON() ([]byte, error) {
+	return marshalList("restrict_to_user_countries", c.RestrictToUserCountries)
 }
 
 // CallHours is the weekly schedule and the holidays; Meta replaces it whole
@@ -71,9 +83,26 @@ type Holiday struct {
 	EndTime   string `json:"end_time"`   // HHMM
 }
 
-// AudioSettings adds codecs to Opus (always on).
+// AudioSettings adds codecs to Opus (always on). A nil AdditionalCodecs is
+// left out of a write; an empty one is sent as [] and removes Meta's
+// additional codecs (Opus only).
 type AudioSettings struct {
-	AdditionalCodecs []string `json:"additional_codecs,omitempty"` // PCMA, PCMU
+	AdditionalCodecs []string `json:"additional_codecs"` // PCMA, PCMU
+}
+
+// MarshalJSON writes additional_codecs unless it is nil: [] for an empty
+// list, which Meta takes as "Opus only".
+func (a AudioSettings) MarshalJSON() ([]byte, error) {
+	return marshalList("additional_codecs", a.AdditionalCodecs)
+}
+
+// marshalList is an object of one list field: {} when the list is nil
+// (not given), {"key":[]} when it is empty (given, cleared).
+func marshalList(key string, l []string) ([]byte, error) {
+	if l == nil {
+		return []byte("{}"), nil
+	}
+	return encodeJSON(map[string][]string{key: l})
 }
 
 // VoicemailSettings makes Meta answer missed or rejected calls and record

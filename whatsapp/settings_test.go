@@ -122,6 +122,47 @@ func TestUpdateCallingSettingsShape(t *testing.T) {
 	}
 }
 
+// An empty list is sent as [] (Meta clears its list: the call button in
+// every country, Opus only); a nil one is left out. Read back, an empty
+// list stays empty and a copy keeps it so.
+func TestUpdateCallingSettingsClearsLists(t *testing.T) {
+	g := newGraphRig(t, okReply)
+	c := g.client(nil)
+	empty := CallingSettings{CallIcons: &CallIcons{RestrictToUserCountries: []string{}}, Audio: &AudioSettings{AdditionalCodecs: []string{}}}
+	if err := c.UpdateCallingSettings(context.Background(), "P", empty); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UpdateCallingSettings(context.Background(), "P", CallingSettings{
+		Status: "ENABLED", CallIcons: &CallIcons{}, Audio: &AudioSettings{AdditionalCodecs: []string{"PCMU"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reqs := g.requests()
+	for i, want := range []string{
+		`{"calling":{"call_icons":{"restrict_to_user_countries":[]},"audio":{"additional_codecs":[]}}}`,
+		`{"calling":{"status":"ENABLED","call_icons":{},"audio":{"additional_codecs":["PCMU"]}}}`,
+	} {
+		if got := string(reqs[i].Body); got != want {
+			t.Errorf("body %d\n %s\nwant\n %s", i, got, want)
+		}
+	}
+	if b := mustJSON(t, empty.Masked()); b != `{"call_icons":{"restrict_to_user_countries":[]},"audio":{"additional_codecs":[]}}` {
+		t.Errorf("Masked() marshals as %s", b)
+	}
+
+	var got CallingSettings
+	if err := json.Unmarshal([]byte(`{"call_icons":{"restrict_to_user_countries":[]},"audio":{}}`), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.CallIcons == nil || got.CallIcons.RestrictToUserCountries == nil || len(got.CallIcons.RestrictToUserCountries) != 0 ||
+		got.Audio == nil || got.Audio.AdditionalCodecs != nil {
+		t.Errorf("read as %#v, %#v", got.CallIcons, got.Audio)
+	}
+	if b := mustJSON(t, got); b != `{"call_icons":{"restrict_to_user_countries":[]},"audio":{}}` {
+		t.Errorf("read and written again: %s", b)
+	}
+}
+
 // R2: GET /{PNID}/settings, include_sip_credentials=true only when asked;
 // the answer read field by field, numbers where strings are declared
 // taken.

@@ -25,12 +25,9 @@ const (
 	settingsMetaFail = 3 // Meta refused or did not answer
 )
 
-// Tests answer the Graph requests and set the clock (nil: the config's
-// Graph API, time.Now).
-var (
-	settingsGraph gateway.SettingsGraph
-	settingsNow   func() time.Time
-)
+// settingsNow is the clock of the local checks (past holidays) and of the
+// state file; tests set it (nil: time.Now).
+var settingsNow func() time.Time
 
 const settingsUsageText = `usage:
   wagateway settings show CONFIG [-number PHONE_NUMBER_ID] [-json] [-sip-credentials]
@@ -89,7 +86,7 @@ func settings(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return settingsUsage
 	}
-	client, err := gateway.NewSettingsClient(cfg, gateway.SettingsOptions{Graph: settingsGraph, Now: settingsNow})
+	client, err := gateway.NewSettingsClient(cfg, gateway.SettingsOptions{Now: settingsNow})
 	if err != nil {
 		printConfigError(stderr, err)
 		return settingsUsage

@@ -98,7 +98,8 @@ type graphRequest struct {
 	w    http.ResponseWriter
 	r    *http.Request
 	body []byte
-	call *Call // the call named in the body, if it is one of ours
+	call *Call            // the call named in the body, if it is one of ours
+	rec  *SettingsRequest // a settings or media upload request: what SettingsRequests shows
 }
 
 func (g *graphRequest) blame(msg string) {
@@ -153,6 +154,18 @@ func (s *Sim) serveGraph(w http.ResponseWriter, r *http.Request) {
 	case len(parts) == 2 && parts[0] != "" && parts[1] != "":
 		endpoint = "object"
 	}
+	var rec *SettingsRequest
+	if (endpoint == "settings" || endpoint == "media") && len(parts) == 3 {
+		rec = &SettingsRequest{Method: r.Method, Endpoint: endpoint, PhoneNumberID: parts[1], Query: r.URL.RawQuery}
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		w = sw
+		defer func() {
+			rec.Status = sw.status
+			s.mu.Lock()
+			s.settingsRq = append(s.settingsRq, *rec)
+			s.mu.Unlock()
+		}()
+	}
 	limit := int64(maxGraphBody)
 	if endpoint == "media" {
 		limit = maxMediaBody
@@ -162,13 +175,16 @@ func (s *Sim) serveGraph(w http.ResponseWriter, r *http.Request) {
 		writeGraphError(w, badRequest("could not read the request body"))
 		return
 	}
+	if rec != nil && endpoint == "settings" && r.Method == http.MethodPost {
+		rec.Body = body
+	}
 	// Whom to blame: the call named in the body, if it is one of ours.
 	var req actionRequest
 	var jsonErr error
 	if endpoint != "media" {
 		jsonErr = json.Unmarshal(body, &req)
 	}
-	g := &graphRequest{s: s, w: w, r: r, body: body, call: s.call(req.CallID)}
+	g := &graphRequest{s: s, w: w, r: r, body: body, call: s.call(req.CallID), rec: rec}
 
 	methods := graphRoutes[endpoint]
 	if methods == nil {
@@ -495,4 +511,23 @@ func (s *Sim) outage(action string) bool {
 	}
 	s.outages[action]++
 	return true
+}
+
+// statusWriter remembers the HTTP status answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
 }

@@ -104,10 +104,16 @@ func (s *Sim) serveMediaUpload(g *graphRequest, pnid string) {
 		if part.FormName() == "file" {
 			file, haveFile = b, true
 			fileType = part.Header.Get("Content-Type")
+			if g.rec != nil {
+				g.rec.Filename, g.rec.Size = part.FileName(), len(b)
+			}
 		} else {
 			fields[part.FormName()] = strings.Trim(string(b), `"`)
 		}
 		_ = part.Close()
+	}
+	if g.rec != nil {
+		g.rec.Fields = fields
 	}
 	if fields["messaging_product"] != "whatsapp" {
 		g.fail(badRequest("The parameter messaging_product is required and must be \"whatsapp\""), fmt.Sprintf("graph: media upload messaging_product %q, want \"whatsapp\"", fields["messaging_product"]))
@@ -151,6 +157,9 @@ func (s *Sim) serveMediaUpload(g *graphRequest, pnid string) {
 	s.mu.Lock()
 	mo := s.storeMediaLocked(pnid, useCase, mimeType, file)
 	s.mu.Unlock()
+	if g.rec != nil {
+		g.rec.MediaID = mo.id
+	}
 	s.log.Info("media uploaded", zap.String("phone_number_id", pnid), zap.String("media_id", mo.id), zap.String("use_case", useCase), zap.Int("bytes", len(file)))
 	writeJSON(g.w, map[string]string{"id": mo.id})
 }

@@ -163,6 +163,40 @@ func (s *Sim) Settings(pnid string) map[string]any {
 	return deepCopy(ns.calling)
 }
 
+// SettingsRequest is one request the settings endpoints (R1, R2) or the
+// media upload (R3) took, as the business sent it and as the simulator
+// answered: what a test checks was sent, or that nothing was.
+type SettingsRequest struct {
+	Method        string // GET or POST
+	Endpoint      string // "settings" or "media"
+	PhoneNumberID string // the path's
+	Query         string // the raw query, e.g. "include_sip_credentials=true"
+	Status        int    // the HTTP status answered (200: taken)
+	// Body is a settings POST's body as sent.
+	Body []byte
+	// A media upload's form fields (messaging_product, type, use_case), its
+	// file's name and size, and the media id answered ("" when refused).
+	Fields   map[string]string
+	Filename string
+	Size     int
+	MediaID  string
+}
+
+// SettingsRequests returns the requests the settings and media upload
+// endpoints took, in order, refused ones included (kept for the
+// simulator's life: the endpoints are for configuration, not traffic).
+func (s *Sim) SettingsRequests() []SettingsRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SettingsRequest, len(s.settingsRq))
+	for i, r := range s.settingsRq {
+		r.Body = slices.Clone(r.Body)
+		r.Fields = maps.Clone(r.Fields)
+		out[i] = r
+	}
+	return out
+}
+
 // SetClock replaces the simulator's clock: call permissions and limits,
 // holiday dates (not in the past), restriction expiry and media URL expiry
 // follow it. nil restores time.Now.

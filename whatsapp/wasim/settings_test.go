@@ -397,3 +397,58 @@ func TestSettingsWebhookOnOwnChange(t *testing.T) {
 	mustPost(t, s, map[string]any{"sip": map[string]any{"status": "DISABLED"}})
 	hooks.expect(t, 5*time.Second, "settings_update")
 }
+
+// SettingsRequests records what the settings and media upload endpoints
+// took, refused requests included, and nothing of the other endpoints.
+func TestSettingsRequestsRecorded(t *testing.T) {
+	hooks := newBizHooks(t)
+	s := newBICSim(t, hooks, nil)
+	if len(s.SettingsRequests()) != 0 {
+		t.Fatal("requests before any")
+	}
+	getCalling(t, s, testPhoneID, "?include_sip_credentials=true")
+	mustPost(t, s, map[string]any{"status": "ENABLED"})
+	postSettings(t, s, map[string]any{"status": "ON"})
+	id := uploadAnnouncement(t, s, testPhoneID)
+	upload(t, s, testPhoneID, announcementFields, []byte("not ogg"), "audio/ogg")
+	settingsReq(t, s, http.MethodGet, "999", "", nil)
+	graphPost(t, s, testToken, action("nope", "accept", ""))
+
+	got := s.SettingsRequests()
+	if len(got) != 6 {
+		t.Fatalf("%d requests recorded, want 6: %+v", len(got), got)
+	}
+	want := []struct {
+		method, endpoint, pnid, query string
+		status                        int
+	}{
+		{"GET", "settings", testPhoneID, "include_sip_credentials=true", 200},
+		{"POST", "settings", testPhoneID, "", 200},
+		{"POST", "settings", testPhoneID, "", 400},
+		{"POST", "media", testPhoneID, "", 200},
+		{"POST", "media", testPhoneID, "", 400},
+		{"GET", "settings", "999", "", 400},
+	}
+	for i, w := range want {
+		r := got[i]
+		if r.Method != w.method || r.Endpoint != w.endpoint || r.PhoneNumberID != w.pnid || r.Query != w.query || r.Status != w.status {
+			t.Errorf("request %d: %+v, want %+v", i, r, w)
+		}
+	}
+	if !strings.Contains(string(got[1].Body), `"status":"ENABLED"`) || got[0].Body != nil {
+		t.Errorf("bodies: %q, %q", got[0].Body, got[1].Body)
+	}
+	up := got[3]
+	if up.MediaID != id || up.Filename != "prompt.ogg" || up.Size == 0 || up.Fields["use_case"] != "call_voicemail_announcement" || up.Body != nil {
+		t.Errorf("upload recorded as %+v", up)
+	}
+	if got[4].MediaID != "" || got[4].Size != len("not ogg") {
+		t.Errorf("refused upload recorded as %+v", got[4])
+	}
+	// A copy.
+	got[1].Body[0] = 'X'
+	got[3].Fields["use_case"] = "x"
+	if again := s.SettingsRequests(); again[1].Body[0] != '{' || again[3].Fields["use_case"] != "call_voicemail_announcement" {
+		t.Error("SettingsRequests shares its records")
+	}
+}

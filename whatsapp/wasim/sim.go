@@ -125,6 +125,7 @@ type Sim struct {
 	clock      func() time.Time        // permission, limit, holiday and media URL time (tests move it)
 	numbers    map[string]*numberState // business numbers' settings, by phone number id
 	media      map[string]*mediaObject // uploaded and voicemail media, by media id
+	settingsRq []SettingsRequest       // requests to the settings and media upload endpoints, in order
 	mediaKey   []byte                  // signs media download URLs
 	byeGrace   atomic.Int64            // defaultByeGrace (tests shorten it)
 	srv        *http.Server
