@@ -127,3 +127,40 @@ func TestDockerfileHealthcheck(t *testing.T) {
 		}
 	}
 }
+
+// The compose files' gateway configs pass check-config after the README
+// quick start's edits only: the secrets of docker/env.example filled in and
+// webrtc.public_ips set to the host's public address.
+func TestComposeGatewayConfigsAfterQuickStart(t *testing.T) {
+	env, err := os.ReadFile("../../docker/env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(env), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(k, "#") {
+			if v == "" {
+				v = "secret-" + strings.ToLower(k)
+			}
+			t.Setenv(k, v)
+		}
+	}
+	for _, name := range []string{"gateway.yaml", "gateway-freeswitch.yaml"} {
+		raw, err := os.ReadFile(filepath.Join("../../docker", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		edited := strings.Replace(string(raw), "public_ips: [203.0.113.10]", "public_ips: [81.2.69.160]", 1)
+		if edited == string(raw) {
+			t.Fatalf("%s: no public_ips line to edit as the README says", name)
+		}
+		// /var/lib/wagateway is the container's data volume.
+		dir := t.TempDir()
+		edited = strings.ReplaceAll(edited, "/var/lib/wagateway", dir)
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, []byte(edited), 0o600)
+		var out, errb bytes.Buffer
+		if code := run([]string{"check-config", path}, &out, &errb); code != 0 {
+			t.Errorf("docker/%s after the quick start's edits: exit %d\n%s", name, code, errb.String())
+		}
+	}
+}
