@@ -2,13 +2,24 @@
 #   make demo   one simulated WhatsApp call through the gateway to a SIP echo, audio checked
 #   make test   the whole test suite with its real peers (sipp, baresip, headless Chromium)
 #   make bench  the per-frame media benchmarks
+#   make build  ./wagateway and ./wasim, stamped with the version and commit
+#   make image  the container image wagateway:$(VERSION) (and :latest); needs Docker
 
 GO        ?= go
 # System packages: libopus for the codec (cgo), sipp and baresip as real SIP peers in tests.
 BUILD_PKGS = libopus-dev pkg-config gcc
-TEST_PKGS  = $(BUILD_PKGS) sip-tester baresip-core chromium
+# docker-compose (Debian's 1.29) and caddy: the deployment test renders the
+# compose files and adapts the Caddyfile with the real programs (no daemon).
+TEST_PKGS  = $(BUILD_PKGS) sip-tester baresip-core chromium docker-compose caddy
 
-.PHONY: demo test bench build deps-build deps-test
+# The build's version (a tag, else the commit) and commit, printed by
+# `wagateway version` and exported as wagateway_build_info.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+LDFLAGS  = -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+IMAGE   ?= wagateway
+
+.PHONY: demo test bench build image deps-build deps-test
 
 demo: deps-build
 	$(GO) run ./cmd/wasim demo
@@ -26,8 +37,13 @@ bench: deps-build
 	$(GO) test -run '^$$' -bench . -benchmem ./rtpbridge/...
 
 build: deps-build
-	$(GO) build -o wagateway ./cmd/wagateway
+	$(GO) build -ldflags "$(LDFLAGS)" -o wagateway ./cmd/wagateway
 	$(GO) build -o wasim ./cmd/wasim
+
+# Not run on the development machine (it has no Docker).
+image:
+	docker build -f docker/Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
+		-t $(IMAGE):$(VERSION) -t $(IMAGE):latest .
 
 deps-build:
 	@./scripts/install-deps.sh $(BUILD_PKGS)

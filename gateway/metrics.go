@@ -255,3 +255,12 @@ func codecPath(sipCodec string) string {
 	}
 	return "opus-" + c
 }
+
+// RegisterBuildInfo exports wagateway_build_info{version,commit,go_version}
+// = 1, the binary's build (the daemon calls it once after New; issue 18).
+func (g *Gateway) RegisterBuildInfo(version, commit, goVersion string) {
+	g.ops.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
+		Help:        "Always 1: the version, commit and Go release of the running binary in its labels.",
+		ConstLabels: prometheus.Labels{"version": version, "commit": commit, "go_version": goVersion}},
+		func() float64 { return 1 }))
+}

@@ -3,7 +3,8 @@
 //
 //	wagateway -config gateway.yaml      run the gateway
 //	wagateway check-config FILE         validate a config and list every problem
-//	wagateway healthcheck [-config FILE | URL]   probe /healthz (the container HEALTHCHECK)
+//	wagateway healthcheck [CONFIG | URL]  probe /healthz (the container HEALTHCHECK)
+//	wagateway version                   print the version and commit (also --version)
 //	wagateway permission status|request CONFIG PHONE_NUMBER_ID USER
 //	                                    read or request a WhatsApp user's call permission
 //	wagateway settings show|diff|apply CONFIG [-number PHONE_NUMBER_ID]
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return permission(args[1:], stdout, stderr)
 		case "settings":
 			return settings(args[1:], stdout, stderr)
+		case "version", "-version", "--version":
+			return printVersion(stdout)
 		case "help", "-h", "-help", "--help":
 			usage(stdout)
 			return 0
@@ -95,11 +98,13 @@ Usage:
                                      go tool pprof)
   wagateway check-config FILE        validate a config file (fields, secrets, files it names)
                                      and list every problem
-  wagateway healthcheck [-config FILE | URL]
-                                     GET /healthz on the metrics listener the config names
-                                     (metrics.listen), or URL (default
+  wagateway healthcheck [CONFIG | URL]
+                                     GET /healthz on the metrics listener CONFIG names
+                                     (metrics.listen, https when it has a certificate), or
+                                     URL (http:// or https://; default
                                      http://127.0.0.1:9090/healthz); exit 0 on 200 (the
                                      container HEALTHCHECK: the image has no curl)
+  wagateway version                  the version, commit and Go release (also --version)
   wagateway permission status CONFIG PHONE_NUMBER_ID USER
                                      a WhatsApp user's call permission as Meta has it
                                      (status, expiry, can call, can request, the limits)
@@ -231,6 +236,9 @@ func serveSignals(path string, stderr io.Writer, sigs <-chan os.Signal, started 
 		log.Error("gateway", zap.Error(err))
 		return 1
 	}
+	ver, rev, goVersion := buildInfo()
+	gw.RegisterBuildInfo(ver, rev, goVersion)
+	log.Info("wagateway starting", zap.String("version", ver), zap.String("commit", rev), zap.String("go_version", goVersion))
 	if err := gw.Start(context.Background()); err != nil {
 		log.Error("gateway start", zap.Error(err))
 		return 1
@@ -297,16 +305,29 @@ func drain(gw *gateway.Gateway, log *zap.Logger, sigs <-chan os.Signal, reload f
 const defaultHealthURL = "http://" + gateway.DefaultMetricsListen + "/healthz"
 
 // healthcheck probes the gateway's /healthz (or any URL) for the container
-// HEALTHCHECK, so the image needs no curl. With -config it finds /healthz
-// on the metrics listener that config names; when that listener has TLS,
-// its certificate is not verified (the certificate names the host, not the
-// address probed, and the probe sends nothing but GET /healthz).
+// HEALTHCHECK, so the image needs no curl. Given a config file (positional,
+// or after -config), it finds /healthz on the metrics listener that config
+// names; when that listener has TLS, its certificate is not verified (the
+// certificate names the host, not the address probed, and the probe sends
+// nothing but GET /healthz). An argument starting with http:// or https://
+// is the URL itself.
 func healthcheck(args []string, stdout, stderr io.Writer) int {
 	url := defaultHealthURL
 	client := &http.Client{Timeout: 3 * time.Second}
+	cfgPath := ""
 	switch {
 	case len(args) == 2 && (args[0] == "-config" || args[0] == "--config"):
-		cfg, err := gateway.LoadConfig(args[1])
+		cfgPath = args[1]
+	case len(args) == 1 && (strings.HasPrefix(args[0], "http://") || strings.HasPrefix(args[0], "https://")):
+		url = args[0]
+	case len(args) == 1 && !strings.HasPrefix(args[0], "-"):
+		cfgPath = args[0]
+	case len(args) != 0:
+		fmt.Fprintln(stderr, "usage: wagateway healthcheck [CONFIG | URL]")
+		return 2
+	}
+	if cfgPath != "" {
+		cfg, err := gateway.LoadConfig(cfgPath)
 		if err != nil {
 			fmt.Fprintf(stderr, "healthcheck: %v\n", err)
 			return 1
@@ -316,11 +337,6 @@ func healthcheck(args []string, stdout, stderr io.Writer) int {
 			url = "https://" + dialable(cfg.Metrics.Listen) + "/healthz"
 			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // liveness probe, see above
 		}
-	case len(args) == 1 && !strings.HasPrefix(args[0], "-"):
-		url = args[0]
-	case len(args) != 0:
-		fmt.Fprintln(stderr, "usage: wagateway healthcheck [-config FILE | URL]")
-		return 2
 	}
 	res, err := client.Get(url)
 	if err != nil {
