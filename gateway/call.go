@@ -182,7 +182,7 @@ func (c *call) run(ctx context.Context) {
 		c.beginOutbound()
 	} else {
 		ev := c.ev
-		c.log.Info("whatsapp call connect", zap.String("caller", ev.CallerID()), zap.String("name", ev.ProfileName),
+		c.log.Info("whatsapp call connect", zap.String("caller_number", ev.CallerID()), zap.String("name", ev.ProfileName),
 			zap.String("cta_payload", ev.CTAPayload), zap.String("deeplink_payload", ev.DeeplinkPayload))
 		c.begin()
 	}

@@ -49,6 +49,9 @@ type Config struct {
 type LogConfig struct {
 	Level  string `yaml:"level"`  // debug, info (default), warn, error
 	Format string `yaml:"format"` // console (default) or json
+	// SIPTrace logs every SIP message sent and received (at debug: needs
+	// level debug), credentials masked. Default false.
+	SIPTrace bool `yaml:"sip_trace"`
 }
 
 type HTTPConfig struct {
@@ -295,6 +298,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Log.Format != "console" && c.Log.Format != "json" {
 		bad("log.format", "%q is not console or json", c.Log.Format)
+	}
+	if c.Log.SIPTrace && c.Log.Level != "debug" {
+		bad("log.sip_trace", "the SIP trace is logged at debug: set log.level: debug (level is %q)", c.Log.Level)
 	}
 	if err := checkHostPort(c.HTTP.Listen, true); err != nil {
 		bad("http.listen", "%v", err)

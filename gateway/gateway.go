@@ -174,6 +174,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		Logger:      g.log.Named("sip"),
 		Trunks:      trunkList(trunks),
 		OnInvite:    g.startOutbound,
+		Trace:       g.cfg.Log.SIPTrace,
 
 		KeepaliveInterval: keepalive(g.cfg.SIP.KeepaliveInterval),
 	})

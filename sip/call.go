@@ -224,6 +224,7 @@ func (c *Call) end(reason string) {
 	c.endReason = reason
 	c.mu.Unlock()
 	c.ua.removeCall(c)
+	c.ua.trace.unrefLater(c.d.callID)
 	close(c.done) // only the caller that set ended gets here
 	if c.inviteTx != nil {
 		c.inviteTx.Terminate()

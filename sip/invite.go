@@ -112,6 +112,12 @@ func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
 	req := u.buildInvite(st, r, recipient, offer)
 	callID := req.CallID().Value()
 	log = log.With(zap.String("sip_call_id", callID))
+	u.trace.ref(callID, r.LogRef)
+	defer func() {
+		if !keepRTP { // no call: the trace forgets it (else Call.end does)
+			u.trace.unref(callID)
+		}
+	}()
 
 	overall, cancelOverall := context.WithTimeout(ctx, MaxInviteDuration)
 	defer cancelOverall()

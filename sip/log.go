@@ -138,7 +138,7 @@ func (h *zapHandler) Handle(_ context.Context, r slog.Record) error {
 	fields := make([]zap.Field, 0, len(h.fields)+r.NumAttrs()+1)
 	fields = append(fields, h.fields...)
 	r.Attrs(func(a slog.Attr) bool {
-		fields = append(fields, h.field(a))
+		fields = setField(fields, h.field(a))
 		return true
 	})
 	if suppressed > 0 {
@@ -148,8 +148,16 @@ func (h *zapHandler) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
+// sipgoKeys renames sipgo's attributes that would clash with the log
+// schema's keys (gateway/logging.go): "caller" is sipgo's component, "src"
+// a local address.
+var sipgoKeys = map[string]string{"caller": "component", "src": "local_addr"}
+
 func (h *zapHandler) field(a slog.Attr) zap.Field {
 	key := a.Key
+	if k, ok := sipgoKeys[key]; ok && h.group == "" {
+		key = k
+	}
 	if h.group != "" {
 		key = h.group + "." + key
 	}
@@ -181,9 +189,21 @@ func (h *zapHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	n := &zapHandler{log: h.log, group: h.group, limit: h.limit, fields: make([]zap.Field, 0, len(h.fields)+len(attrs))}
 	n.fields = append(n.fields, h.fields...)
 	for _, a := range attrs {
-		n.fields = append(n.fields, h.field(a))
+		n.fields = setField(n.fields, h.field(a))
 	}
 	return n
+}
+
+// setField adds f to fields, replacing a field of the same key (sipgo
+// names its component in nested With calls): each key once per line.
+func setField(fields []zap.Field, f zap.Field) []zap.Field {
+	for i := range fields {
+		if fields[i].Key == f.Key {
+			fields[i] = f
+			return fields
+		}
+	}
+	return append(fields, f)
 }
 
 func (h *zapHandler) WithGroup(name string) slog.Handler {

@@ -61,6 +61,10 @@ type UAConfig struct {
 	// AuthSHA256 offers SHA-256 digests (RFC 8760) before MD5 in those
 	// challenges; off, MD5 only (what every PBX answers).
 	AuthSHA256 bool
+	// Trace logs every SIP message sent and received, at debug level
+	// (trace.go): start line, headers and body, cut at MaxTraceMessage
+	// bytes, credentials masked.
+	Trace bool
 
 	// tlsClient overrides the TLS client config used to dial TLS trunks
 	// (tests trust their own CA with it).
@@ -107,6 +111,8 @@ type UA struct {
 	dropLog everyLog
 	authLog everyLog // wrong credentials
 	busyLog everyLog // INVITEs over MaxPendingInvites
+
+	trace *tracer // nil unless UAConfig.Trace
 }
 
 // NewUA checks the config; nothing is bound until Start.
@@ -167,8 +173,13 @@ func NewUA(cfg UAConfig) (*UA, error) {
 	if strings.ContainsAny(cfg.PublicHost, " \t\r\n;<>\"@") {
 		return nil, fmt.Errorf("sip: public host %q is not a host", cfg.PublicHost)
 	}
+	var trace *tracer
+	if cfg.Trace {
+		trace = newTracer(cfg.Logger)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &UA{
+		trace:     trace,
 		cfg:       cfg,
 		log:       cfg.Logger,
 		transport: tr,
@@ -204,7 +215,8 @@ func (u *UA) Start(ctx context.Context) error {
 		userAgent:  u.cfg.UserAgent,
 		log:        u.log,
 		tlsClient:  u.cfg.tlsClient,
-		readFilter: u.readFilter,
+		readFilter: u.tracedReadFilter,
+		trace:      u.trace,
 	}, func(srv *sipgo.Server) {
 		for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS, sip.UPDATE, sip.INFO, sip.NOTIFY, sip.REFER, sip.MESSAGE, sip.PRACK, sip.SUBSCRIBE, sip.REGISTER} {
 			srv.OnRequest(m, u.onRequest)
@@ -469,6 +481,7 @@ type stackConfig struct {
 	log                                                             *zap.Logger
 	tlsClient                                                       *tls.Config
 	readFilter                                                      sip.TransportReadFilter // nil: none
+	trace                                                           *tracer                 // nil: no SIP trace
 }
 
 func newStack(ctx context.Context, cfg stackConfig, register func(*sipgo.Server)) (*stack, error) {
@@ -494,7 +507,11 @@ func newStack(ctx context.Context, cfg stackConfig, register func(*sipgo.Server)
 			return nil, fmt.Errorf("sip: listen udp %s: %w", cfg.listenAddr, err)
 		}
 		listener, bound = pc, pc.LocalAddr().String()
-		serve = func(s *sipgo.Server) error { return s.ServeUDP(pc) }
+		served := pc
+		if cfg.trace != nil {
+			served = &tracePacketConn{PacketConn: pc, t: cfg.trace}
+		}
+		serve = func(s *sipgo.Server) error { return s.ServeUDP(served) }
 	case "tcp", "tls":
 		l, err := lc.Listen(ctx, "tcp", cfg.listenAddr)
 		if err != nil {
@@ -506,12 +523,19 @@ func newStack(ctx context.Context, cfg stackConfig, register func(*sipgo.Server)
 				l.Close()
 				return nil, fmt.Errorf("sip: tls certificate: %w", err)
 			}
-			tl := tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+			var tl net.Listener = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+			if cfg.trace != nil {
+				tl = &traceListener{Listener: tl, t: cfg.trace, transport: "tls"}
+			}
 			listener, bound = tl, l.Addr().String()
 			serve = func(s *sipgo.Server) error { return s.ServeTLS(tl) }
 		} else {
-			listener, bound = l, l.Addr().String()
-			serve = func(s *sipgo.Server) error { return s.ServeTCP(l) }
+			var tl net.Listener = l
+			if cfg.trace != nil {
+				tl = &traceListener{Listener: l, t: cfg.trace, transport: "tcp"}
+			}
+			listener, bound = tl, l.Addr().String()
+			serve = func(s *sipgo.Server) error { return s.ServeTCP(tl) }
 		}
 	default:
 		return nil, fmt.Errorf("sip: transport %q", cfg.transport)
