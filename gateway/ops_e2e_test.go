@@ -80,20 +80,20 @@ func TestOpsBridgedCallMetricsRecordAndAdmin(t *testing.T) {
 	after := h.scrape(t)
 	for series, want := range map[string]float64{
 		"wagateway_active_calls": 0,
-		`wagateway_calls_total{direction="user_initiated",outcome="bridged"}`:   1,
-		"wagateway_call_setup_seconds_count":                                    1,
-		`wagateway_graph_requests_total{action="pre_accept",result="ok"}`:       1,
-		`wagateway_graph_requests_total{action="accept",result="ok"}`:           1,
-		`wagateway_graph_request_seconds_count{action="accept"}`:                1,
-		`wagateway_sip_invite_final_responses_total{code="200"}`:                1,
-		`wagateway_bridged_calls_total{codec_path="opus-pcmu"}`:                 1,
-		`wagateway_active_bridged_calls{codec_path="opus-pcmu"}`:                0,
-		`wagateway_webhook_deliveries_total{result="accepted"}`:                 2, // connect, terminate
-		"wagateway_call_mos_count":                                              1,
-		`wagateway_media_jitter_seconds_count{direction="whatsapp_to_sip"}`:     1,
-		`wagateway_call_records_total{result="ok",sink="file"}`:                 1,
-		`wagateway_admin_requests_total{result="unauthorized"}`:                 2,
-		`wagateway_media_packets_total{direction="whatsapp_to_sip",stage="in"}`: -1, // checked below
+		`wagateway_calls_total{direction="user_initiated",outcome="bridged",trunk="pbx"}`: 1,
+		"wagateway_call_setup_seconds_count":                                              1,
+		`wagateway_graph_requests_total{action="pre_accept",result="ok"}`:                 1,
+		`wagateway_graph_requests_total{action="accept",result="ok"}`:                     1,
+		`wagateway_graph_request_seconds_count{action="accept"}`:                          1,
+		`wagateway_sip_invite_final_responses_total{code="200"}`:                          1,
+		`wagateway_bridged_calls_total{codec_path="opus-pcmu"}`:                           1,
+		`wagateway_active_bridged_calls{codec_path="opus-pcmu"}`:                          0,
+		`wagateway_webhook_deliveries_total{result="accepted"}`:                           2, // connect, terminate
+		"wagateway_call_mos_count":                                                        1,
+		`wagateway_media_jitter_seconds_count{direction="whatsapp_to_sip"}`:               1,
+		`wagateway_call_records_total{result="ok",sink="file"}`:                           1,
+		`wagateway_admin_requests_total{result="unauthorized"}`:                           2,
+		`wagateway_media_packets_total{direction="whatsapp_to_sip",stage="in"}`:           -1, // checked below
 	} {
 		got := after.value(t, series)
 		if want >= 0 && got != want {
@@ -161,7 +161,7 @@ func TestOpsRecordOutcomes(t *testing.T) {
 		if v := m.value(t, `wagateway_sip_invite_final_responses_total{code="486"}`); v != 1 {
 			t.Errorf("486 responses: %v", v)
 		}
-		if v := m.value(t, `wagateway_calls_total{direction="user_initiated",outcome="pbx_rejected"}`); v != 1 {
+		if v := m.value(t, `wagateway_calls_total{direction="user_initiated",outcome="pbx_rejected",trunk="pbx"}`); v != 1 {
 			t.Errorf("pbx_rejected calls: %v", v)
 		}
 	})
@@ -185,7 +185,7 @@ func TestOpsRecordOutcomes(t *testing.T) {
 		if err := pbx.wait(t, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if v := h.scrape(t).value(t, `wagateway_calls_total{direction="user_initiated",outcome="caller_hungup"}`); v != 1 {
+		if v := h.scrape(t).value(t, `wagateway_calls_total{direction="user_initiated",outcome="caller_hungup",trunk="pbx"}`); v != 1 {
 			t.Errorf("caller_hungup calls: %v", v)
 		}
 	})
