@@ -159,8 +159,8 @@ func (c *Config) validateOps() []string {
 	if c.Health.DownAfter < 1 || c.Health.DownAfter > 100 {
 		bad("health.down_after", "%d must lie within 1-100", c.Health.DownAfter)
 	}
-	if c.Health.InviteFailures < 1 || c.Health.InviteFailures > 1000 {
-		bad("health.invite_failures", "%d must lie within 1-1000", c.Health.InviteFailures)
+	if c.Health.InviteFailures < 0 || c.Health.InviteFailures > 1000 {
+		bad("health.invite_failures", "%d must lie within 1-1000 (0: the default, 5)", c.Health.InviteFailures)
 	}
 	cr := c.CallRecords
 	if f := strings.ToLower(cr.Format); f != RecordFormatJSON && f != RecordFormatCSV {
