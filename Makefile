@@ -4,9 +4,10 @@
 #   make bench  the per-frame media benchmarks
 
 GO        ?= go
-# System packages: libopus for the codec (cgo), sipp and baresip as real SIP peers in tests.
+# System packages: libopus for the codec (cgo), sipp and baresip as real SIP peers in tests,
+# prometheus for promtool (checks the metrics exposition and the alert rules).
 BUILD_PKGS = libopus-dev pkg-config gcc
-TEST_PKGS  = $(BUILD_PKGS) sip-tester baresip-core chromium
+TEST_PKGS  = $(BUILD_PKGS) sip-tester baresip-core chromium prometheus
 
 .PHONY: demo test bench build deps-build deps-test
 
