@@ -5,8 +5,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wagateway/wagateway/sip"
 )
@@ -75,3 +78,38 @@ func TestAlertRulesPromtoolCheck(t *testing.T) {
 		t.Errorf("promtool check rules: %v\n%s", err, out)
 	}
 }
+
+// TestMetricsDocumented: docs/metrics.md lists every wagateway_ metric the
+// gateway exports.
+func TestMetricsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMetrics()
+	m.watchSIP(func() sip.Stats { return sip.Stats{} })
+	names := map[string]bool{"wagateway_active_calls": true}
+	for _, c := range m.all() {
+		ch := make(chan *prometheus.Desc, 16)
+		go func() { c.Describe(ch); close(ch) }()
+		for d := range ch {
+			if s := fqName.FindStringSubmatch(d.String()); s != nil {
+				names[s[1]] = true
+			}
+		}
+	}
+	fams, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		names[f.GetName()] = true
+	}
+	for n := range names {
+		if strings.HasPrefix(n, "wagateway_") && !strings.Contains(string(doc), "`"+n+"`") {
+			t.Errorf("docs/metrics.md does not list %s", n)
+		}
+	}
+}
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
