@@ -193,3 +193,30 @@ func TestReadyzSaysWhyInviteFailing(t *testing.T) {
 		t.Errorf("readiness %+v", r)
 	}
 }
+
+// TestRecordConfig: call_records.format and biz_opaque, and
+// health.invite_failures, have their defaults and refuse bad values by
+// field.
+func TestRecordConfig(t *testing.T) {
+	c, err := ParseConfig([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CallRecords.Format != RecordFormatJSON || c.CallRecords.BizOpaque != BizOpaqueSIPCallID || c.Health.InviteFailures != 5 {
+		t.Errorf("defaults: format %q biz_opaque %q invite_failures %d", c.CallRecords.Format, c.CallRecords.BizOpaque, c.Health.InviteFailures)
+	}
+	if c, err := ParseConfig([]byte(minimal + "call_records: {format: csv, biz_opaque: none}\nhealth: {invite_failures: 3}\n")); err != nil ||
+		c.CallRecords.Format != "csv" || c.Health.InviteFailures != 3 {
+		t.Errorf("csv, none, 3: %v", err)
+	}
+	for add, field := range map[string]string{
+		"call_records: {format: xml}\n":        "call_records.format",
+		"call_records: {biz_opaque: caller}\n": "call_records.biz_opaque",
+		"health: {invite_failures: -1}\n":      "health.invite_failures",
+		"health: {invite_failures: 100000}\n":  "health.invite_failures",
+	} {
+		if _, err := ParseConfig([]byte(minimal + add)); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%q: error %v, want one naming %s", add, err, field)
+		}
+	}
+}
