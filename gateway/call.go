@@ -96,11 +96,14 @@ var resultOf = map[eventKind]callState{
 type callEvent struct {
 	kind     eventKind
 	err      error
-	leg      waLeg               // evAnswered
-	pbx      pbxCall             // evInviteDone
-	early    pbxMedia            // evEarlyMedia
-	timedOut bool                // evInviteDone: the route's answer_timeout ended the INVITE
-	term     *whatsapp.CallEvent // evCallerTerminated: Meta's terminate webhook
+	leg      waLeg    // evAnswered
+	pbx      pbxCall  // evInviteDone
+	early    pbxMedia // evEarlyMedia
+	timedOut bool     // evInviteDone: the route's answer_timeout ended the INVITE
+	// responded (evInviteDone): the PBX sent some response (even 100
+	// Trying) before the INVITE ended.
+	responded bool
+	term      *whatsapp.CallEvent // evCallerTerminated: Meta's terminate webhook
 
 	// Business-initiated calls.
 	perm     permissionOutcome // evPermission, evPermissionReply
@@ -369,6 +372,9 @@ func (c *call) end(cause endCause) {
 		return
 	}
 	c.cause = cause
+	if c.sm.current() == stateRinging && cause.kind != endPBXRejected && cause.kind != endInviteFailed {
+		c.ops.reasonSent(byeReason(cause)) // the CANCEL of the ringing INVITE
+	}
 	c.move(stateEnding)
 	c.cancelActions(&sip.CancelCause{Reason: byeReason(cause)})
 }
@@ -454,6 +460,7 @@ func (c *call) hangUp() {
 				defer wg.Done()
 				ctx, cancel := context.WithTimeout(context.Background(), c.g.timeouts.bye)
 				defer cancel()
+				c.ops.reasonSent(c.byeReason())
 				if err := c.pbx.HangupWithReason(ctx, c.byeReason()); err != nil {
 					c.log.Warn("sip BYE failed", zap.Error(err))
 				}

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -106,6 +108,11 @@ func (c *call) preAccepted(e callEvent) {
 	c.start(evInviteDone, func(ctx context.Context, log *zap.Logger) callEvent {
 		ctx, cancel := context.WithTimeoutCause(ctx, route.AnswerTimeout, &sip.CancelCause{Reason: byeReason(endCause{kind: endNoAnswer})})
 		defer cancel()
+		var responded atomic.Bool
+		early := onEarly
+		if early != nil {
+			early = func(m pbxMedia) { responded.Store(true); onEarly(m) }
+		}
 		pbx, err := c.g.dialer.Invite(ctx, sip.InviteRequest{
 			Trunk:       trunk,
 			To:          route.Destination,
@@ -114,15 +121,17 @@ func (c *call) preAccepted(e callEvent) {
 			Headers:     metaHeaders(ev),
 			LogRef:      ev.CallID,
 			OnProgress: func(code int, reason string) {
+				responded.Store(true)
 				log.Debug("sip progress", zap.Int("code", code), zap.String("reason", reason))
 			},
-		}, onEarly)
-		return callEvent{pbx: pbx, err: err, timedOut: errors.Is(ctx.Err(), context.DeadlineExceeded)}
+		}, early)
+		return callEvent{pbx: pbx, err: err, timedOut: errors.Is(ctx.Err(), context.DeadlineExceeded), responded: responded.Load()}
 	})
 }
 
 // inviteDone: the PBX answered, refused, or did not answer in time.
 func (c *call) inviteDone(e callEvent) {
+	c.trunkHealth(e)
 	if e.err != nil {
 		c.inviteFailed(e)
 		return
@@ -141,6 +150,21 @@ func (c *call) inviteDone(e callEvent) {
 	}
 	c.attachPBX()
 	c.awaitMedia()
+}
+
+// trunkHealth tells the trunk monitor how the INVITE went: refusals of
+// the gateway (auth, 5xx) or silence count against the trunk.
+func (c *call) trunkHealth(e callEvent) {
+	code, reason := 0, ""
+	var fe *sip.FinalError
+	switch {
+	case e.err == nil:
+		code = 200
+	case errors.As(e.err, &fe):
+		code, reason = fe.Code, fe.Reason
+	}
+	failed, why := inviteFailure(code, reason, e.responded, e.err)
+	c.g.ops.monitor.inviteResult(c.route.Trunk, failed, why)
 }
 
 // inviteFailed ends a call whose INVITE got no 2xx.
@@ -189,6 +213,7 @@ func (c *call) earlyMedia(e callEvent) {
 // 200 OK gives the dialog (INFO, re-INVITEs, BYE) and may change the codec;
 // anything else ends the call as it would have in ringing.
 func (c *call) answeredAfterEarly(e callEvent) {
+	c.trunkHealth(e)
 	if e.err != nil {
 		c.inviteFailed(e)
 		return
@@ -215,14 +240,25 @@ func (c *call) mediaUp(e callEvent) {
 	if !c.move(stateAccepting) {
 		return
 	}
-	ev, sdp := c.ev, c.leg.AnswerSDP()
+	ev, sdp, opaque := c.ev, c.leg.AnswerSDP(), c.acceptBizOpaque()
+	c.ops.setBizOpaque(opaque)
 	c.start(evAccepted, func(ctx context.Context, log *zap.Logger) callEvent {
 		ctx, cancel := context.WithTimeout(ctx, c.g.timeouts.accept)
 		defer cancel()
 		return callEvent{err: c.graphAction(ctx, log, "accept", func(ctx context.Context) error {
-			return c.g.graph.Accept(ctx, ev.PhoneNumberID, ev.CallID, sdp, "")
+			return c.g.graph.Accept(ctx, ev.PhoneNumberID, ev.CallID, sdp, opaque)
 		})}
 	})
+}
+
+// acceptBizOpaque is the biz_opaque_callback_data of Graph accept
+// (call_records.biz_opaque): the SIP Call-ID of the PBX's dialog, empty
+// when the call is accepted on early media (no dialog yet) or when off.
+func (c *call) acceptBizOpaque() string {
+	if mode := c.g.cfg.CallRecords.BizOpaque; c.pbx == nil || mode != "" && !strings.EqualFold(mode, BizOpaqueSIPCallID) {
+		return ""
+	}
+	return truncateRunes(headerSafe(c.pbx.CallID()), maxBizOpaque)
 }
 
 // accepted: Meta took the call; media flows.

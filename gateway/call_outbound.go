@@ -495,6 +495,7 @@ func (c *call) refuseAgent() {
 		return
 	}
 	c.ops.sipResult(c.g.ops.metrics, ref.code, ref.phrase)
+	c.ops.reasonSent(q850(ref))
 	c.log.Info("agent's call refused", zap.Int("code", ref.code), zap.String("reason", ref.text))
 }
 

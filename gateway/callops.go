@@ -40,6 +40,8 @@ type callOps struct {
 	termSeen    bool
 	termFailed  bool // our Graph terminate never succeeded
 	metaErrors  []RecordError
+	meta        *RecordMeta // what Meta's terminate webhook said of the call
+	sentWhy     sip.Reason  // the Reason of the BYE, CANCEL or final response the gateway sent
 	bridge      *rtpbridge.Bridge
 	reported    rtpbridge.Stats // already added to the metrics
 	activeCodec string          // counted in active_bridged_calls
@@ -206,9 +208,30 @@ func (o *callOps) terminated(ev whatsapp.CallEvent) {
 	defer o.mu.Unlock()
 	o.termSeen = true
 	o.termStatus = ev.Status
-	for _, e := range ev.Errors {
-		o.metaErrors = append(o.metaErrors, RecordError{Source: "terminate_webhook", Code: e.Code, Message: e.Message})
+	o.meta = &RecordMeta{Status: ev.Status, StartTime: ev.StartTime, EndTime: ev.EndTime,
+		BizOpaque: ev.BizOpaqueCallbackData}
+	if ev.Duration > 0 || !ev.StartTime.IsZero() {
+		d := ev.Duration.Seconds()
+		o.meta.DurationSeconds = &d
 	}
+	for _, e := range ev.Errors {
+		o.metaErrors = append(o.metaErrors, RecordError{Source: "terminate_webhook", Code: e.Code, Message: e.Message, Details: e.Details})
+	}
+}
+
+// reasonSent records the Reason (RFC 3326) of what the gateway sent the
+// PBX to end the call: a BYE, a CANCEL, or a final response to an agent.
+func (o *callOps) reasonSent(why sip.Reason) {
+	o.mu.Lock()
+	o.sentWhy = why
+	o.mu.Unlock()
+}
+
+// setBizOpaque records the biz_opaque_callback_data sent with Graph accept.
+func (o *callOps) setBizOpaque(v string) {
+	o.mu.Lock()
+	o.bizOpaque = v
+	o.mu.Unlock()
 }
 
 func (o *callOps) terminateFailed() {
@@ -278,9 +301,8 @@ func (c *call) finish() (outcome, detail string) {
 		o.activeCodec = ""
 	}
 	o.mu.Unlock()
-	m.calls.WithLabelValues(direction, outcome).Inc()
-
 	rec := c.record(outcome, detail, hangupBy)
+	m.calls.WithLabelValues(direction, outcome, rec.Trunk).Inc()
 	if rec.Media != nil {
 		m.jitter.WithLabelValues(dirWhatsAppToSIP).Observe(rec.Media.WhatsAppToSIP.JitterMs / 1000)
 		m.jitter.WithLabelValues(dirSIPToWhatsApp).Observe(rec.Media.SIPToWhatsApp.JitterMs / 1000)
@@ -311,6 +333,7 @@ func (c *call) record(outcome, detail, hangupBy string) *CallRecord {
 		Outcome:         outcome, Reason: detail, HangupBy: hangupBy,
 		TerminateStatus: o.termStatus, TerminateFailed: o.termFailed, MetaErrors: o.metaErrors,
 		SIPFinalCode: o.sipCode, SIPFinalReason: o.sipReason, PBXReason: recordReason(o.pbxWhy),
+		ReasonSent: recordReason(o.sentWhy), BizOpaque: o.bizOpaque,
 		SIPCodec: o.sipCodec, CodecPath: codecPath(o.sipCodec), DTMF: o.dtmfMode, DTMFFallback: o.dtmfFell,
 		Times: RecordTimes{
 			Connect:   sm.enteredAt(stateNew),
@@ -349,6 +372,12 @@ func (c *call) record(outcome, detail, hangupBy string) *CallRecord {
 		r.Media, st = o.mediaLocked()
 		r.MOS = st.MOS
 	}
+	if o.meta != nil {
+		m := *o.meta
+		r.Meta = &m
+	}
+	r.Disposition = disposition(r)
+	r.BillableSeconds = billableSeconds(r)
 	return r
 }
 
@@ -390,6 +419,7 @@ type liveCall struct {
 	Accept    time.Time        `json:"accept,omitzero"`
 	AgeSec    float64          `json:"age_seconds"`
 	Media     *RecordMedia     `json:"media,omitempty"`
+	MOS       float64          `json:"mos"` // estimated so far, the worse direction (0 while no audio arrived)
 	Stats     *rtpbridge.Stats `json:"stats,omitempty"`
 }
 
@@ -415,7 +445,7 @@ func (c *call) live() liveCall {
 	}
 	if o.bridge != nil {
 		media, st := o.mediaLocked()
-		l.Media, l.Stats = media, &st
+		l.Media, l.Stats, l.MOS = media, &st, st.MOS
 	}
 	return l
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,34 +32,51 @@ type CallRecord struct {
 	BusinessNumber string       `json:"business_number,omitempty"` // display_phone_number
 	Caller         RecordCaller `json:"caller"`
 	// Business-initiated calls: the WhatsApp user called, the agent's
-	// extension (the INVITE's From user), biz_opaque_callback_data sent
-	// to Meta, and Meta's call statuses in order (RINGING, ACCEPTED, REJECTED).
-	Callee          *RecordCaller `json:"callee,omitempty"`
-	Agent           string        `json:"agent,omitempty"`
-	BizOpaque       string        `json:"biz_opaque_callback_data,omitempty"`
-	Statuses        []string      `json:"statuses,omitempty"`
-	CTAPayload      string        `json:"cta_payload,omitempty"`
-	DeeplinkPayload string        `json:"deeplink_payload,omitempty"`
-	Route           string        `json:"route,omitempty"`
-	Trunk           string        `json:"trunk,omitempty"`
-	Destination     string        `json:"destination,omitempty"`
-	AfterHours      bool          `json:"after_hours,omitempty"` // the route was closed: the call went to its after_hours_destination
-	Outcome         string        `json:"outcome"`
-	Reason          string        `json:"reason,omitempty"`
-	HangupBy        string        `json:"hangup_by"` // caller, pbx, gateway, admin
-	TerminateStatus string        `json:"terminate_status,omitempty"`
+	// extension (the INVITE's From user) and Meta's call statuses in order
+	// (RINGING, ACCEPTED, REJECTED).
+	Callee *RecordCaller `json:"callee,omitempty"`
+	Agent  string        `json:"agent,omitempty"`
+	// BizOpaque is the biz_opaque_callback_data the gateway gave Meta (Graph
+	// connect, or accept of a user-initiated call: call_records.biz_opaque),
+	// which Meta's terminate webhook repeats.
+	BizOpaque       string   `json:"biz_opaque_callback_data,omitempty"`
+	Statuses        []string `json:"statuses,omitempty"`
+	CTAPayload      string   `json:"cta_payload,omitempty"`
+	DeeplinkPayload string   `json:"deeplink_payload,omitempty"`
+	Route           string   `json:"route,omitempty"`
+	Trunk           string   `json:"trunk,omitempty"`
+	Destination     string   `json:"destination,omitempty"`
+	AfterHours      bool     `json:"after_hours,omitempty"` // the route was closed: the call went to its after_hours_destination
+	Outcome         string   `json:"outcome"`
+	// Disposition is the outcome in the PBX's terms, as Asterisk's CDR:
+	// ANSWERED, NO ANSWER, BUSY, FAILED, CONGESTION.
+	Disposition string `json:"disposition"`
+	// BillableSeconds is the talk time, whole seconds: Meta's start_time to
+	// end_time when its terminate webhook gave them, else accept to end; 0
+	// when the call was not answered (Asterisk's billsec).
+	BillableSeconds int64  `json:"billable_seconds"`
+	Reason          string `json:"reason,omitempty"`
+	HangupBy        string `json:"hangup_by"` // caller, pbx, gateway, admin
+	TerminateStatus string `json:"terminate_status,omitempty"`
 	// TerminateFailed: the gateway's Graph terminate never succeeded within
 	// its retries; Meta may bill the call until its own media timeout.
 	TerminateFailed bool          `json:"terminate_failed,omitempty"`
 	MetaErrors      []RecordError `json:"meta_errors,omitempty"`
-	SIPFinalCode    int           `json:"sip_final_code,omitempty"`
-	SIPFinalReason  string        `json:"sip_final_reason,omitempty"`
+	// Meta is what Meta's terminate webhook said of the call; absent when
+	// none came.
+	Meta           *RecordMeta `json:"meta,omitempty"`
+	SIPFinalCode   int         `json:"sip_final_code,omitempty"`
+	SIPFinalReason string      `json:"sip_final_reason,omitempty"`
 	// PBXReason is the Reason header (RFC 3326) of the PBX's final
 	// response or BYE: why the PBX ended or refused the call.
 	PBXReason *RecordReason `json:"pbx_reason,omitempty"`
-	SIPCodec  string        `json:"sip_codec,omitempty"`
-	CodecPath string        `json:"codec_path,omitempty"`
-	DTMF      string        `json:"dtmf,omitempty"` // how caller digits went to the PBX: rfc4733, info, inband
+	// ReasonSent is the Reason header the gateway sent the PBX: of its BYE,
+	// its CANCEL of a ringing INVITE, or its final response to an agent's
+	// INVITE (business-initiated calls).
+	ReasonSent *RecordReason `json:"reason_sent,omitempty"`
+	SIPCodec   string        `json:"sip_codec,omitempty"`
+	CodecPath  string        `json:"codec_path,omitempty"`
+	DTMF       string        `json:"dtmf,omitempty"` // how caller digits went to the PBX: rfc4733, info, inband
 	// DTMFFallback: the trunk asked rfc4733 but the PBX's answer had no
 	// telephone-event, so DTMF is the trunk's dtmf_fallback.
 	DTMFFallback bool         `json:"dtmf_fallback,omitempty"`
@@ -88,6 +106,74 @@ type RecordError struct {
 	Source  string `json:"source"` // terminate_webhook, graph_accept, …
 	Code    int    `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
+	Details string `json:"details,omitempty"` // the terminate webhook's errors[].error_data.details
+}
+
+// RecordMeta is Meta's terminate webhook: its status (COMPLETED, FAILED),
+// the call's start and end as Meta measured them, its duration and the
+// biz_opaque_callback_data Meta repeats.
+type RecordMeta struct {
+	Status          string    `json:"status,omitempty"`
+	StartTime       time.Time `json:"start_time,omitzero"`
+	EndTime         time.Time `json:"end_time,omitzero"`
+	DurationSeconds *float64  `json:"duration_seconds,omitempty"`
+	BizOpaque       string    `json:"biz_opaque_callback_data,omitempty"`
+}
+
+// Dispositions, as Asterisk's CDR names them.
+const (
+	DispositionAnswered   = "ANSWERED"
+	DispositionNoAnswer   = "NO ANSWER"
+	DispositionBusy       = "BUSY"
+	DispositionFailed     = "FAILED"
+	DispositionCongestion = "CONGESTION"
+)
+
+// disposition is the record's outcome in Asterisk's CDR terms. A call
+// accepted (media bridged) is ANSWERED however it ended. Otherwise, as
+// Asterisk maps hangup causes: busy (486, 600, Q.850 17) is BUSY; a trunk
+// down, a draining gateway or a congested PBX (503, Q.850 34/42) is
+// CONGESTION; a call nobody answered in time, one the caller or agent gave
+// up, or a user declined is NO ANSWER; anything else is FAILED.
+func disposition(r *CallRecord) string {
+	if !r.Times.Accept.IsZero() {
+		return DispositionAnswered
+	}
+	cause := 0
+	if r.PBXReason != nil && r.PBXReason.Protocol == "Q.850" {
+		cause = r.PBXReason.Cause
+	}
+	switch {
+	case r.SIPFinalCode == 486 || r.SIPFinalCode == 600 || cause == 17:
+		return DispositionBusy
+	case r.SIPFinalCode == 503 || cause == 34 || cause == 42:
+		return DispositionCongestion
+	}
+	switch r.Outcome {
+	case OutcomeTrunkDown, OutcomeDraining:
+		return DispositionCongestion
+	case OutcomeNoAnswer, OutcomeCallerHungUp, OutcomeAgentCancelled, OutcomeUserDeclined, OutcomePermissionTimeout:
+		return DispositionNoAnswer
+	case OutcomePBXRejected:
+		switch r.SIPFinalCode {
+		case 408, 480, 487:
+			return DispositionNoAnswer
+		}
+	}
+	return DispositionFailed
+}
+
+// billableSeconds is the talk time in whole seconds: Meta's start to end
+// when given, else accept to end; 0 when the call was not answered.
+func billableSeconds(r *CallRecord) int64 {
+	if r.Times.Accept.IsZero() {
+		return 0
+	}
+	d := r.Times.End.Sub(r.Times.Accept)
+	if m := r.Meta; m != nil && !m.StartTime.IsZero() && !m.EndTime.IsZero() && !m.EndTime.Before(m.StartTime) {
+		d = m.EndTime.Sub(m.StartTime)
+	}
+	return max(0, int64(math.Round(d.Seconds())))
 }
 
 // RecordReason is a SIP Reason header: Q.850 cause 16 is normal clearing,
@@ -211,8 +297,13 @@ func (r *recorder) reopen() error {
 // write appends the record to the file at once and queues it for the URL.
 func (r *recorder) write(rec *CallRecord) { r.writeLine(rec, rec.CallID) }
 
+// csv reports whether the file is written as Asterisk's Master.csv.
+func (r *recorder) csv() bool { return strings.EqualFold(r.cfg.Format, RecordFormatCSV) }
+
 // writeLine writes any record line (a call, a voicemail, an account event:
-// lines other than calls carry a "type"); ref names it in logs.
+// lines other than calls carry a "type"); ref names it in logs. In csv
+// format the file gets only calls, as Master.csv lines; the URL always
+// gets JSON.
 func (r *recorder) writeLine(rec any, ref string) {
 	line, err := json.Marshal(rec)
 	if err != nil {
@@ -220,10 +311,17 @@ func (r *recorder) writeLine(rec any, ref string) {
 		return
 	}
 	line = append(line, '\n')
+	fileLine := line
+	if r.csv() {
+		fileLine = nil
+		if cr, ok := rec.(*CallRecord); ok {
+			fileLine = csvLine(cr)
+		}
+	}
 	r.mu.Lock()
 	closed := r.closed
-	if r.f != nil && !closed {
-		if _, err := r.f.Write(line); err != nil {
+	if r.f != nil && !closed && fileLine != nil {
+		if _, err := r.f.Write(fileLine); err != nil {
 			r.m.records.WithLabelValues("file", "error").Inc()
 			r.log.Error("call record: write", zap.String("file", r.cfg.File), zap.Error(err))
 		} else {
@@ -354,3 +452,88 @@ func (r *recorder) close(ctx context.Context) {
 func itoa(i int) string { return strconv.Itoa(i) }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+// csvColumns are the columns of call_records.format: csv, in the order of
+// Asterisk's Master.csv (cdr_csv with loguniqueid and loguserfield).
+var csvColumns = []string{"accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel",
+	"lastapp", "lastdata", "start", "answer", "end", "duration", "billsec", "disposition", "amaflags",
+	"uniqueid", "userfield"}
+
+// csvTime is Master.csv's time format (UTC: usegmtime).
+const csvTime = "2006-01-02 15:04:05"
+
+// csvLine is the record as one Master.csv line: text fields in double
+// quotes (a quote doubled), duration and billsec bare, as cdr_csv writes.
+func csvLine(r *CallRecord) []byte {
+	src, dst := r.Caller.Number, r.Destination
+	if src == "" {
+		src = r.Caller.BSUID
+	}
+	clidName := r.Caller.Name
+	dstChannel := ""
+	if r.Trunk != "" {
+		dstChannel = "SIP/" + r.Trunk
+		if r.SIPCallID != "" {
+			dstChannel += "-" + r.SIPCallID
+		}
+	}
+	channel := "WhatsApp/" + r.CallID
+	lastData := ""
+	if r.Trunk != "" {
+		lastData = "SIP/" + r.Trunk + "/" + r.Destination
+	}
+	if r.Direction == DirectionBusinessInitiated {
+		// The agent called the WhatsApp user: the channels swap.
+		src, clidName = r.Agent, ""
+		dst = ""
+		if r.Callee != nil {
+			dst = r.Callee.Number
+			if dst == "" {
+				dst = r.Callee.BSUID
+			}
+		}
+		channel, dstChannel = dstChannel, "WhatsApp/"+r.CallID
+		lastData = "WhatsApp/" + dst
+	}
+	clid := "<" + src + ">"
+	if clidName != "" {
+		clid = `"` + clidName + `" ` + clid
+	}
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(csvTime)
+	}
+	duration := int64(0)
+	if !r.Times.End.IsZero() && !r.Times.Connect.IsZero() {
+		duration = max(0, int64(math.Round(r.Times.End.Sub(r.Times.Connect).Seconds())))
+	}
+	var b bytes.Buffer
+	q := func(s string) {
+		b.WriteByte('"')
+		for _, c := range s {
+			switch c {
+			case '"':
+				b.WriteString(`""`)
+			case '\n', '\r':
+				b.WriteByte(' ')
+			default:
+				b.WriteRune(c)
+			}
+		}
+		b.WriteString(`",`)
+	}
+	for _, s := range []string{r.PhoneNumberID, src, dst, r.Route, clid, channel, dstChannel, "Dial", lastData,
+		ts(r.Times.Connect), ts(r.Times.Accept), ts(r.Times.End)} {
+		q(s)
+	}
+	b.WriteString(strconv.FormatInt(duration, 10) + ",")
+	b.WriteString(strconv.FormatInt(r.BillableSeconds, 10) + ",")
+	for _, s := range []string{r.Disposition, "DOCUMENTATION", r.CallID, r.SIPCallID} {
+		q(s)
+	}
+	line := b.Bytes()
+	line[len(line)-1] = '\n' // the last comma
+	return line
+}

@@ -16,6 +16,10 @@ type HealthConfig struct {
 	OptionsInterval time.Duration `yaml:"options_interval"` // between pings of one trunk, default 30s
 	OptionsTimeout  time.Duration `yaml:"options_timeout"`  // wait for an answer, default 5s
 	DownAfter       int           `yaml:"down_after"`       // unanswered pings in a row that mark a trunk down, default 2
+	// InviteFailures: INVITEs in a row a trunk refuses (401/403/407, 5xx)
+	// or leaves without any response that mark it invite_failing, and the
+	// gateway not ready; default 5.
+	InviteFailures int `yaml:"invite_failures"`
 }
 
 // CallRecordsConfig: one JSON object per ended call, appended to File and,
@@ -31,7 +35,24 @@ type CallRecordsConfig struct {
 	// way a record line of type voicemail names the call.
 	VoicemailDir string `yaml:"voicemail_dir"`
 	VoicemailURL string `yaml:"voicemail_url"`
+	// Format of the file: json (default: one JSON object per line, every
+	// field) or csv (Asterisk's Master.csv columns, docs/call-records.md).
+	// What is POSTed to url is always JSON.
+	Format string `yaml:"format"`
+	// BizOpaque is the biz_opaque_callback_data the gateway gives Meta when
+	// it accepts a user-initiated call, which Meta's terminate webhook
+	// repeats: sip_call_id (default: the Call-ID of the INVITE to the PBX,
+	// so the PBX's CDR and Meta's webhook correlate) or none.
+	BizOpaque string `yaml:"biz_opaque"`
 }
+
+// call_records.format and call_records.biz_opaque values.
+const (
+	RecordFormatJSON   = "json"
+	RecordFormatCSV    = "csv"
+	BizOpaqueSIPCallID = "sip_call_id"
+	BizOpaqueNone      = "none"
+)
 
 // AdminConfig enables the admin API (list calls, hang one up) on its own
 // listener. Off unless Listen is set; Token is then required.
@@ -66,6 +87,7 @@ const (
 	DefaultOptionsInterval = 30 * time.Second
 	DefaultOptionsTimeout  = 5 * time.Second
 	DefaultDownAfter       = 2
+	DefaultInviteFailures  = 5
 	DefaultRecordRetries   = 3
 	DefaultRecordTimeout   = 5 * time.Second
 )
@@ -82,6 +104,15 @@ func (c *Config) applyOpsDefaults() {
 	}
 	if c.Health.DownAfter == 0 {
 		c.Health.DownAfter = DefaultDownAfter
+	}
+	if c.Health.InviteFailures == 0 {
+		c.Health.InviteFailures = DefaultInviteFailures
+	}
+	if c.CallRecords.Format == "" {
+		c.CallRecords.Format = RecordFormatJSON
+	}
+	if c.CallRecords.BizOpaque == "" {
+		c.CallRecords.BizOpaque = BizOpaqueSIPCallID
 	}
 	if c.CallRecords.URLRetries == 0 {
 		c.CallRecords.URLRetries = DefaultRecordRetries
@@ -128,7 +159,16 @@ func (c *Config) validateOps() []string {
 	if c.Health.DownAfter < 1 || c.Health.DownAfter > 100 {
 		bad("health.down_after", "%d must lie within 1-100", c.Health.DownAfter)
 	}
+	if c.Health.InviteFailures < 0 || c.Health.InviteFailures > 1000 {
+		bad("health.invite_failures", "%d must lie within 1-1000 (0: the default, 5)", c.Health.InviteFailures)
+	}
 	cr := c.CallRecords
+	if f := strings.ToLower(cr.Format); f != RecordFormatJSON && f != RecordFormatCSV {
+		bad("call_records.format", "%q must be json or csv", cr.Format)
+	}
+	if b := strings.ToLower(cr.BizOpaque); b != BizOpaqueSIPCallID && b != BizOpaqueNone {
+		bad("call_records.biz_opaque", "%q must be sip_call_id or none", cr.BizOpaque)
+	}
 	if cr.File != "" && (filepath.Base(cr.File) == "." || filepath.Base(cr.File) == string(filepath.Separator)) {
 		bad("call_records.file", "%q is not a file path", cr.File)
 	}

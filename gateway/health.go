@@ -47,11 +47,24 @@ type trunkState struct {
 	// (challenged again), or its challenge cannot be answered. It is still
 	// up (it answers), but calls to it will fail the same way.
 	AuthFailed bool `json:"auth_failed,omitempty"`
+	// InviteFailing: the trunk answers OPTIONS but refused the last
+	// health.invite_failures INVITEs in a row (InviteFailures) with an
+	// auth refusal (401/403/407 after the credentials), a 5xx, or no
+	// response at all; InviteError says how the last one failed. Cleared by
+	// the next INVITE the trunk takes (any other response: 2xx, or a user's
+	// 486/480/404/603, shows it handles calls).
+	InviteFailing  bool      `json:"invite_failing,omitempty"`
+	InviteFailures int       `json:"invite_failures,omitempty"`
+	InviteError    string    `json:"invite_error,omitempty"`
+	InviteFailedAt time.Time `json:"invite_failed_at,omitzero"`
 
 	auth sip.OptionsAuth // how the last answered ping's challenge went
 }
 
 func newTrunkMonitor(cfg HealthConfig, log *zap.Logger, m *metrics) *trunkMonitor {
+	if cfg.InviteFailures <= 0 {
+		cfg.InviteFailures = DefaultInviteFailures
+	}
 	return &trunkMonitor{cfg: cfg, log: log, m: m, states: map[string]*trunkState{}}
 }
 
@@ -75,17 +88,22 @@ func (tm *trunkMonitor) run(trunks map[string]*sip.Trunk, pinged map[string]bool
 			tm.m.trunkUp.DeleteLabelValues(name)
 			tm.m.trunkPingRTT.DeleteLabelValues(name)
 			tm.m.trunkAuthFail.DeleteLabelValues(name)
+			tm.m.trunkInviteFail.DeleteLabelValues(name)
 		}
 	}
 	authFailed := make(map[string]bool, len(states))
+	inviteFailing := make(map[string]bool, len(states))
 	for name, st := range states {
 		authFailed[name] = st.AuthFailed
+		inviteFailing[name] = st.InviteFailing
 	}
 	tm.states = states
 	tm.mu.Unlock()
 	for name, t := range trunks {
 		tm.m.trunkUp.WithLabelValues(name).Set(1)
 		tm.m.trunkAuthFail.WithLabelValues(name).Set(b2f(authFailed[name]))
+		tm.m.trunkInviteFail.WithLabelValues(name).Set(b2f(inviteFailing[name]))
+		tm.m.knownTrunk(name)
 		if !pinged[name] {
 			continue
 		}
@@ -181,6 +199,61 @@ func (tm *trunkMonitor) result(name, user string, res sip.OptionsResult, rtt tim
 	}
 }
 
+// inviteResult takes how one INVITE to the trunk went: failed (an auth
+// refusal, a 5xx, no response at all; why says which) or not (the trunk
+// took it). health.invite_failures failures in a row mark the trunk
+// invite_failing, and /readyz not ready, until an INVITE is taken again.
+func (tm *trunkMonitor) inviteResult(name string, failed bool, why string) {
+	tm.mu.Lock()
+	st := tm.states[name]
+	if st == nil {
+		tm.mu.Unlock()
+		return
+	}
+	was := st.InviteFailing
+	if failed {
+		st.InviteFailures++
+		st.InviteError, st.InviteFailedAt = why, time.Now()
+		if st.InviteFailures >= tm.cfg.InviteFailures {
+			st.InviteFailing = true
+		}
+	} else {
+		st.InviteFailures, st.InviteFailing, st.InviteError, st.InviteFailedAt = 0, false, "", time.Time{}
+	}
+	now, n := st.InviteFailing, st.InviteFailures
+	tm.mu.Unlock()
+	tm.m.trunkInviteFail.WithLabelValues(name).Set(b2f(now))
+	switch {
+	case now && !was:
+		tm.log.Warn("trunk refuses every INVITE: not ready until it takes a call (OPTIONS may still be answered)",
+			zap.String("trunk", name), zap.Int("failures", n), zap.String("error", why))
+	case was && !now:
+		tm.log.Info("trunk takes INVITEs again", zap.String("trunk", name))
+	}
+}
+
+// inviteFailure classifies an INVITE's end for trunk health: an auth
+// refusal (the credentials were answered, or none are configured), a 5xx,
+// or no response at all count as the trunk's failure; a final response
+// of a user's (486, 480, 404, 603, …) or a 2xx show the trunk takes
+// calls. code is the final response (0: none); responded is whether any
+// response (even 100 Trying) came.
+func inviteFailure(code int, reason string, responded bool, err error) (failed bool, why string) {
+	switch {
+	case code >= 200 && code < 300:
+		return false, ""
+	case code == 401 || code == 403 || code == 407 || code >= 500 && code < 600:
+		return true, fmt.Sprintf("SIP %d %s", code, reason)
+	case code != 0:
+		return false, ""
+	case responded:
+		return false, "" // it answered (ringing) but the call went unanswered
+	case err != nil:
+		return true, "no response: " + err.Error()
+	}
+	return true, "no response"
+}
+
 func authFailed(a sip.OptionsAuth) bool {
 	return a == sip.OptionsAuthRefused || a == sip.OptionsAuthUnanswerable
 }
@@ -241,7 +314,7 @@ func (tm *trunkMonitor) ready() (bool, map[string]trunkState) {
 	out := make(map[string]trunkState, len(tm.states))
 	for name, st := range tm.states {
 		out[name] = *st
-		if st.Pinged && (!st.Up || !st.Answered) {
+		if st.Pinged && (!st.Up || !st.Answered) || st.InviteFailing {
 			ok = false
 		}
 	}
@@ -255,11 +328,13 @@ type readiness struct {
 	Draining  bool                  `json:"draining"`
 	Trunks    map[string]trunkState `json:"trunks"`
 	Down      []string              `json:"not_ready_trunks,omitempty"`
+	Why       []string              `json:"reasons,omitempty"` // why not ready, one line each
 	Calls     int                   `json:"active_calls"`
 }
 
 // Ready reports whether the gateway should get new calls: its listeners are
-// bound, every trunk answers OPTIONS, and it is not draining.
+// bound, every trunk answers OPTIONS and takes INVITEs (none is
+// invite_failing), and it is not draining.
 func (g *Gateway) Ready() bool { return g.readiness().Ready }
 
 func (g *Gateway) readiness() readiness {
@@ -271,11 +346,26 @@ func (g *Gateway) readiness() readiness {
 	trunksOK, trunks := g.ops.monitor.ready()
 	r.Trunks = trunks
 	for name, st := range trunks {
-		if st.Pinged && (!st.Up || !st.Answered) {
+		switch {
+		case st.Pinged && !st.Up:
 			r.Down = append(r.Down, name)
+			r.Why = append(r.Why, fmt.Sprintf("trunk %s: %d SIP OPTIONS pings unanswered (last: %s)", name, st.Failures, st.LastError))
+		case st.Pinged && !st.Answered:
+			r.Down = append(r.Down, name)
+			r.Why = append(r.Why, fmt.Sprintf("trunk %s: SIP OPTIONS not answered yet", name))
+		case st.InviteFailing:
+			r.Down = append(r.Down, name)
+			r.Why = append(r.Why, fmt.Sprintf("trunk %s: invite_failing: %d INVITEs in a row refused or unanswered (last: %s)", name, st.InviteFailures, st.InviteError))
 		}
 	}
 	sort.Strings(r.Down)
+	sort.Strings(r.Why)
+	if !r.Listeners {
+		r.Why = append(r.Why, "listeners not bound")
+	}
+	if r.Draining {
+		r.Why = append(r.Why, "draining")
+	}
 	r.Ready = r.Listeners && trunksOK && !r.Draining
 	return r
 }

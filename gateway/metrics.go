@@ -49,6 +49,7 @@ type metrics struct {
 	trunkUp           *prometheus.GaugeVec
 	trunkPingRTT      *prometheus.GaugeVec
 	trunkAuthFail     *prometheus.GaugeVec
+	trunkInviteFail   *prometheus.GaugeVec
 	draining          prometheus.Gauge
 	records           *prometheus.CounterVec
 	callDuration      prometheus.Histogram
@@ -68,7 +69,7 @@ func newMetrics() *metrics {
 	m.activeByCodec = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "active_bridged_calls",
 		Help: "Bridged calls in progress by codec path (opus-pcmu, opus-pcma, opus-g722, opus-passthrough)."}, []string{"codec_path"})
 	m.calls = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "calls_total",
-		Help: "Ended calls by direction (user_initiated, business_initiated) and outcome (bridged, no_media, pbx_media_timeout, pbx_unreachable, pbx_rejected, no_answer, caller_hungup, no_route, trunk_down, draining, failed, shutdown, admin_hangup; business-initiated also no_permission, permission_requested, permission_declined, permission_timeout, meta_refused, user_declined, agent_cancelled)."}, []string{"direction", "outcome"})
+		Help: "Ended calls by direction (user_initiated, business_initiated) and outcome (bridged, no_media, pbx_media_timeout, pbx_unreachable, pbx_rejected, no_answer, caller_hungup, no_route, trunk_down, draining, failed, shutdown, admin_hangup; business-initiated also no_permission, permission_requested, permission_declined, permission_timeout, meta_refused, user_declined, agent_cancelled), and the route's trunk (empty when the call was never routed)."}, []string{"direction", "outcome", "trunk"})
 	m.metaErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "meta_call_errors_total",
 		Help: "Error codes in Meta's terminate webhooks (errors[].code, e.g. 138021)."}, []string{"code"})
 	m.setupLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "call_setup_seconds",
@@ -127,6 +128,8 @@ func newMetrics() *metrics {
 		Help: "Round trip of the last answered OPTIONS ping."}, []string{"trunk"})
 	m.trunkAuthFail = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "trunk_auth_failed",
 		Help: "1 when the trunk refuses the credentials answering its OPTIONS digest challenge (or the challenge cannot be answered); calls to it fail too."}, []string{"trunk"})
+	m.trunkInviteFail = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "trunk_invite_failing",
+		Help: "1 when the trunk refused health.invite_failures INVITEs in a row (auth refusals 401/403/407, 5xx, no response at all): it answers OPTIONS but takes no call; 0 again after an INVITE succeeds."}, []string{"trunk"})
 	m.draining = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "draining",
 		Help: "1 while the gateway drains (SIGTERM): new calls are rejected."})
 	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "call_records_total",
@@ -146,10 +149,8 @@ func newMetrics() *metrics {
 	}
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	// Label values known up front, so a dashboard shows 0 rather than nothing.
-	for _, o := range []string{OutcomeBridged, OutcomePBXRejected, OutcomeNoAnswer, OutcomeCallerHungUp, OutcomeFailed} {
-		m.calls.WithLabelValues(DirectionUserInitiated, o)
-	}
+	// Label values known up front, so a dashboard shows 0 rather than
+	// nothing (the calls by trunk: knownTrunk).
 	for _, d := range []string{dirWhatsAppToSIP, dirSIPToWhatsApp} {
 		m.packets.WithLabelValues(d, "in")
 		m.packets.WithLabelValues(d, "out")
@@ -158,7 +159,13 @@ func newMetrics() *metrics {
 	return m
 }
 
-// all lists the gateway's own collectors.
+// knownTrunk exports the trunk's main call outcomes as 0 from the start.
+func (m *metrics) knownTrunk(trunk string) {
+	for _, o := range []string{OutcomeBridged, OutcomePBXRejected, OutcomeNoAnswer, OutcomeCallerHungUp, OutcomeFailed} {
+		m.calls.WithLabelValues(DirectionUserInitiated, o, trunk)
+	}
+}
+
 // watchSIP exports the SIP user agent's drop counts (hostile or broken
 // peers: issue 13).
 func (m *metrics) watchSIP(stats func() sip.Stats) {
@@ -175,13 +182,21 @@ func (m *metrics) watchSIP(stats func() sip.Stats) {
 			ConstLabels: prometheus.Labels{"reason": reason}},
 			func() float64 { return float64(f(stats())) }))
 	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "rtp_ports_in_use",
+		Help: "RTP ports the gateway's SIP side holds open now (one per call leg toward a PBX, taken from sip.rtp_port_min-rtp_port_max)."},
+		func() float64 { return float64(stats().RTPPortsInUse) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "rtp_ports",
+		Help: "RTP ports the SIP side can use: the even ports of sip.rtp_port_min-rtp_port_max, the most calls' PBX legs open at once."},
+		func() float64 { return float64(stats().RTPPorts) }))
 }
+
+// all lists the gateway's own collectors.
 
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.activeByCodec, m.calls, m.metaErrors, m.setupLatency,
 		m.graphRequests, m.graphLatency, m.sipFinal, m.pbxReasons, m.permissionRequests, m.permissionReplies, m.permissionChecks, m.accountEvents, m.callingRestricted, m.voicemails, m.webhooks, m.packets, m.lost, m.late, m.concealed,
 		m.fecRecovered, m.jitter, m.digits, m.codecPaths, m.mos, m.callDuration, m.trunkUp, m.trunkPingRTT,
-		m.trunkAuthFail,
+		m.trunkAuthFail, m.trunkInviteFail,
 		m.draining, m.records, m.recordsDropped, m.configReloads, m.adminRequests, m.stateErrors,
 		m.callingDrift}
 }

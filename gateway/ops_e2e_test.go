@@ -54,6 +54,7 @@ func TestOpsBridgedCallMetricsRecordAndAdmin(t *testing.T) {
 			CallID string               `json:"call_id"`
 			State  string               `json:"state"`
 			Media  *gateway.RecordMedia `json:"media"`
+			MOS    float64              `json:"mos"`
 		} `json:"calls"`
 	}
 	if err := json.Unmarshal([]byte(body), &list); err != nil {
@@ -62,6 +63,9 @@ func TestOpsBridgedCallMetricsRecordAndAdmin(t *testing.T) {
 	if len(list.Calls) != 1 || list.Calls[0].CallID != c.ID() || list.Calls[0].State != "bridged" ||
 		list.Calls[0].Media == nil || list.Calls[0].Media.WhatsAppToSIP.PacketsIn == 0 {
 		t.Errorf("admin list: %s", body)
+	} else if lc := list.Calls[0]; lc.MOS < 3 || lc.Media.WhatsAppToSIP.MOS < 3 || lc.Media.SIPToWhatsApp.MOS < 3 {
+		t.Errorf("live MOS %.2f (whatsapp→sip %.2f, sip→whatsapp %.2f), want the stream's estimate so far (≥ 3)",
+			lc.MOS, lc.Media.WhatsAppToSIP.MOS, lc.Media.SIPToWhatsApp.MOS)
 	}
 	if code, _ := httpDo(t, http.MethodDelete, admin+"/admin/calls/wacid.nope", secrets.AdminToken); code != http.StatusNotFound {
 		t.Errorf("hang up an unknown call: HTTP %d, want 404", code)
@@ -80,20 +84,20 @@ func TestOpsBridgedCallMetricsRecordAndAdmin(t *testing.T) {
 	after := h.scrape(t)
 	for series, want := range map[string]float64{
 		"wagateway_active_calls": 0,
-		`wagateway_calls_total{direction="user_initiated",outcome="bridged"}`:   1,
-		"wagateway_call_setup_seconds_count":                                    1,
-		`wagateway_graph_requests_total{action="pre_accept",result="ok"}`:       1,
-		`wagateway_graph_requests_total{action="accept",result="ok"}`:           1,
-		`wagateway_graph_request_seconds_count{action="accept"}`:                1,
-		`wagateway_sip_invite_final_responses_total{code="200"}`:                1,
-		`wagateway_bridged_calls_total{codec_path="opus-pcmu"}`:                 1,
-		`wagateway_active_bridged_calls{codec_path="opus-pcmu"}`:                0,
-		`wagateway_webhook_deliveries_total{result="accepted"}`:                 2, // connect, terminate
-		"wagateway_call_mos_count":                                              1,
-		`wagateway_media_jitter_seconds_count{direction="whatsapp_to_sip"}`:     1,
-		`wagateway_call_records_total{result="ok",sink="file"}`:                 1,
-		`wagateway_admin_requests_total{result="unauthorized"}`:                 2,
-		`wagateway_media_packets_total{direction="whatsapp_to_sip",stage="in"}`: -1, // checked below
+		`wagateway_calls_total{direction="user_initiated",outcome="bridged",trunk="pbx"}`: 1,
+		"wagateway_call_setup_seconds_count":                                              1,
+		`wagateway_graph_requests_total{action="pre_accept",result="ok"}`:                 1,
+		`wagateway_graph_requests_total{action="accept",result="ok"}`:                     1,
+		`wagateway_graph_request_seconds_count{action="accept"}`:                          1,
+		`wagateway_sip_invite_final_responses_total{code="200"}`:                          1,
+		`wagateway_bridged_calls_total{codec_path="opus-pcmu"}`:                           1,
+		`wagateway_active_bridged_calls{codec_path="opus-pcmu"}`:                          0,
+		`wagateway_webhook_deliveries_total{result="accepted"}`:                           2, // connect, terminate
+		"wagateway_call_mos_count":                                                        1,
+		`wagateway_media_jitter_seconds_count{direction="whatsapp_to_sip"}`:               1,
+		`wagateway_call_records_total{result="ok",sink="file"}`:                           1,
+		`wagateway_admin_requests_total{result="unauthorized"}`:                           2,
+		`wagateway_media_packets_total{direction="whatsapp_to_sip",stage="in"}`:           -1, // checked below
 	} {
 		got := after.value(t, series)
 		if want >= 0 && got != want {
@@ -107,6 +111,15 @@ func TestOpsBridgedCallMetricsRecordAndAdmin(t *testing.T) {
 				t.Errorf("%s = %v, want the call's packets (≥ 50)", s, v)
 			}
 		}
+	}
+	if v := mid.value(t, "wagateway_rtp_ports_in_use"); v != 1 {
+		t.Errorf("RTP ports in use during the call: %v, want 1", v)
+	}
+	if v := after.value(t, "wagateway_rtp_ports_in_use"); v != 0 {
+		t.Errorf("RTP ports in use after the call: %v, want 0", v)
+	}
+	if v := after.value(t, "wagateway_rtp_ports"); v < 2 {
+		t.Errorf("RTP ports of the range: %v", v)
 	}
 	if v := after.value(t, "wagateway_call_setup_seconds_sum"); v <= 0 || v > 10 {
 		t.Errorf("setup latency sum %v s", v)
@@ -140,6 +153,31 @@ func TestOpsBridgedCallMetricsRecordAndAdmin(t *testing.T) {
 	if rec.MOS < 3.5 || rec.MOS > 4.5 {
 		t.Errorf("estimated MOS %.2f of a clean loopback call, want 3.5-4.5", rec.MOS)
 	}
+
+	// Meta's side: accept carried the SIP Call-ID as biz_opaque_callback_data
+	// (call_records.biz_opaque: sip_call_id by default), Meta's terminate
+	// webhook repeated it, and the record keeps what that webhook said.
+	if r.BizOpaqueCallbackData == "" || r.BizOpaqueCallbackData != rec.SIPCallID || rec.BizOpaque != rec.SIPCallID {
+		t.Errorf("biz_opaque_callback_data: accept sent %q, record %q, want the SIP Call-ID %q", r.BizOpaqueCallbackData, rec.BizOpaque, rec.SIPCallID)
+	}
+	meta := rec.Meta
+	if meta == nil || meta.BizOpaque != rec.SIPCallID || meta.Status != "COMPLETED" || meta.StartTime.IsZero() ||
+		meta.EndTime.Before(meta.StartTime) || meta.DurationSeconds == nil {
+		t.Fatalf("record meta %+v, want the terminate webhook's status, times, duration and %q", meta, rec.SIPCallID)
+	}
+	if want := int64(meta.EndTime.Sub(meta.StartTime).Seconds() + 0.5); rec.BillableSeconds != want || want < 2 {
+		t.Errorf("billable_seconds %d, want Meta's start→end %d", rec.BillableSeconds, want)
+	}
+	if rec.Disposition != gateway.DispositionAnswered {
+		t.Errorf("disposition %q, want ANSWERED", rec.Disposition)
+	}
+	if rec.ReasonSent != nil { // the caller hung up: the gateway's BYE
+		if rec.ReasonSent.Protocol != "Q.850" || rec.ReasonSent.Cause != 16 {
+			t.Errorf("reason_sent %+v, want Q.850 16", rec.ReasonSent)
+		}
+	} else {
+		t.Errorf("reason_sent missing: the gateway sent a BYE")
+	}
 }
 
 // The PBX refuses, or the caller gives up while the PBX rings: each call
@@ -157,11 +195,14 @@ func TestOpsRecordOutcomes(t *testing.T) {
 		if rec.Times.Invite.IsZero() || !rec.Times.Accept.IsZero() || rec.Media != nil {
 			t.Errorf("busy PBX: times %+v media %+v", rec.Times, rec.Media)
 		}
+		if rec.Disposition != gateway.DispositionBusy || rec.BillableSeconds != 0 {
+			t.Errorf("busy PBX: disposition %q billable %d, want BUSY 0", rec.Disposition, rec.BillableSeconds)
+		}
 		m := h.scrape(t)
 		if v := m.value(t, `wagateway_sip_invite_final_responses_total{code="486"}`); v != 1 {
 			t.Errorf("486 responses: %v", v)
 		}
-		if v := m.value(t, `wagateway_calls_total{direction="user_initiated",outcome="pbx_rejected"}`); v != 1 {
+		if v := m.value(t, `wagateway_calls_total{direction="user_initiated",outcome="pbx_rejected",trunk="pbx"}`); v != 1 {
 			t.Errorf("pbx_rejected calls: %v", v)
 		}
 	})
@@ -182,10 +223,13 @@ func TestOpsRecordOutcomes(t *testing.T) {
 		if rec.TerminateStatus == "" || rec.Times.PreAccept.IsZero() || !rec.Times.Answer.IsZero() {
 			t.Errorf("record: terminate status %q, times %+v", rec.TerminateStatus, rec.Times)
 		}
+		if rec.Disposition != gateway.DispositionNoAnswer || rec.ReasonSent == nil || rec.ReasonSent.Cause != 16 {
+			t.Errorf("record: disposition %q reason_sent %+v, want NO ANSWER and the CANCEL's Q.850 16", rec.Disposition, rec.ReasonSent)
+		}
 		if err := pbx.wait(t, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if v := h.scrape(t).value(t, `wagateway_calls_total{direction="user_initiated",outcome="caller_hungup"}`); v != 1 {
+		if v := h.scrape(t).value(t, `wagateway_calls_total{direction="user_initiated",outcome="caller_hungup",trunk="pbx"}`); v != 1 {
 			t.Errorf("caller_hungup calls: %v", v)
 		}
 	})

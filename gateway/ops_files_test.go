@@ -46,6 +46,14 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	}
 	exported := map[string]bool{"wagateway_active_calls": true} // a GaugeFunc on the registry
 	m := newMetrics()
+	m.watchSIP(func() sip.Stats { return sip.Stats{} }) // the SIP side's counters and RTP port gauges
+	fams, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		exported[f.GetName()] = true
+	}
 	descs := make(chan *prometheus.Desc, 256)
 	for _, c := range m.all() {
 		c.Describe(descs)

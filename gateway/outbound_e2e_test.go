@@ -132,10 +132,10 @@ func TestAgentCallsWhatsAppUser(t *testing.T) {
 	}
 	waitNoActiveCalls(t, h.gw)
 	m := h.scrape(t)
-	if v := m.value(t, `wagateway_calls_total{direction="business_initiated",outcome="bridged"}`); v != 1 {
+	if v := m.value(t, `wagateway_calls_total{direction="business_initiated",outcome="bridged",trunk="pbx"}`); v != 1 {
 		t.Errorf("business-initiated bridged calls counted %v, want 1", v)
 	}
-	if v := m.value(t, `wagateway_calls_total{direction="user_initiated",outcome="bridged"}`); v != 0 {
+	if v := m.value(t, `wagateway_calls_total{direction="user_initiated",outcome="bridged",trunk="pbx"}`); v != 0 {
 		t.Errorf("user-initiated bridged calls counted %v, want 0", v)
 	}
 }

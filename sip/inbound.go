@@ -647,6 +647,7 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	rtp.onStranger = &u.strangerRTP
+	rtp.track(&u.rtpOpen)
 	c.rtp = rtp
 	if c.offer != nil {
 		rtp.SetPayloadTypes(streamPTs(c.codec, c.dtmfPT)...)

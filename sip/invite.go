@@ -94,6 +94,7 @@ func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
 		return nil, fmt.Errorf("sip: invite: %w", err)
 	}
 	rtp.onStranger = &u.strangerRTP
+	rtp.track(&u.rtpOpen)
 	rtp.discardEarly() // until the answer, or early media we use
 	keepRTP := false
 	defer func() {

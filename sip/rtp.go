@@ -52,6 +52,9 @@ type RTPConn struct {
 	// onStranger, if set, is also incremented per dropped packet (the
 	// UA's total across calls).
 	onStranger *atomic.Uint64
+	// open, if set, counts the socket while it is open (the UA's RTP
+	// ports in use): decremented once by Close.
+	open *atomic.Int64
 
 	// Early discard (discardEarly): a reader that drops what arrives
 	// before the PBX answers, so it is not queued and played as new audio.
@@ -162,6 +165,12 @@ func (r *RTPConn) stopDiscard() uint64 {
 	<-r.discardDone
 	_ = r.conn.SetReadDeadline(time.Time{})
 	return r.discarded.Load()
+}
+
+// track counts the socket in open until it is closed.
+func (r *RTPConn) track(open *atomic.Int64) {
+	open.Add(1)
+	r.open = open
 }
 
 func newRTPConn(c *net.UDPConn) *RTPConn {
@@ -381,6 +390,9 @@ func (r *RTPConn) Close() error {
 	r.once.Do(func() {
 		r.closed.Store(true)
 		err = r.conn.Close()
+		if r.open != nil {
+			r.open.Add(-1)
+		}
 		if r.discardDone != nil {
 			<-r.discardDone
 		}

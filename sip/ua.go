@@ -104,6 +104,7 @@ type UA struct {
 	auth *digestAuth
 
 	strangerRTP atomic.Uint64 // RTP datagrams dropped by calls' sockets: not from the PBX
+	rtpOpen     atomic.Int64  // calls' RTP sockets open now
 
 	sources atomic.Pointer[sourceSet] // who may send requests; nil = anyone
 	limiter *rateLimiter
@@ -278,6 +279,11 @@ type Stats struct {
 	// InvitesOverLimit: inbound INVITEs refused with 503 because
 	// MaxPendingInvites were pending.
 	InvitesOverLimit uint64
+	// RTPPortsInUse: calls' RTP sockets open now (one port each, taken
+	// from the RTP range); RTPPorts: the even ports of that range, the
+	// most that can be open at once.
+	RTPPortsInUse int64
+	RTPPorts      int
 }
 
 // Stats returns the UA's drop counts.
@@ -289,6 +295,8 @@ func (u *UA) Stats() Stats {
 		RequestsNotFromDialogPeer: u.drops.notDialogPeer.Load(),
 		InvitesAuthFailed:         u.drops.authFailed.Load(),
 		InvitesOverLimit:          u.drops.overLimit.Load(),
+		RTPPortsInUse:             u.rtpOpen.Load(),
+		RTPPorts:                  rtpRangePorts(u.cfg.RTPPortMin, u.cfg.RTPPortMax),
 	}
 }
 
@@ -656,4 +664,14 @@ func guessLocalIP() string {
 		}
 	}
 	return "127.0.0.1"
+}
+
+// rtpRangePorts is the number of even ports in [lo, hi] (RTP takes even
+// ports, RFC 3550 §11).
+func rtpRangePorts(lo, hi int) int {
+	first := lo + lo%2
+	if first > hi {
+		return 0
+	}
+	return (hi-first)/2 + 1
 }
