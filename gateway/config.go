@@ -459,9 +459,15 @@ func (c *Config) Validate() error {
 		if err := t.Password.check(t.Username != ""); err != nil {
 			bad(f+".password", "%v", err)
 		}
+		seenCodec := map[string]int{}
 		for j, name := range t.Codecs {
-			if !supportedCodecs[strings.ToUpper(name)] {
+			u := strings.ToUpper(name)
+			if !supportedCodecs[u] {
 				bad(fmt.Sprintf("%s.codecs[%d]", f, j), "%q is not supported (PCMU or ulaw, PCMA or alaw, G722, opus)", name)
+			} else if k, dup := seenCodec[u]; dup {
+				bad(fmt.Sprintf("%s.codecs[%d]", f, j), "%s is already codecs[%d] (ulaw is PCMU, alaw PCMA)", name, k)
+			} else {
+				seenCodec[u] = j
 			}
 		}
 		for j, a := range t.AllowFrom {

@@ -107,7 +107,8 @@ func (c *Config) validateDeployment() []string {
 		if _, sp, err := net.SplitHostPort(c.SIP.Listen); err == nil && c.SIP.Transport == "udp" && sp == strconv.Itoa(port) {
 			bad("webrtc.udp_port", "%d is also sip.listen's port (%s): WebRTC media and SIP cannot share one UDP port; keep the default 3478, or move sip.listen", port, c.SIP.Listen)
 		}
-		if c.SIP.RTPPortMin <= port && port <= c.SIP.RTPPortMax {
+		validRange := c.SIP.RTPPortMin >= 1024 && c.SIP.RTPPortMax <= 65535 && c.SIP.RTPPortMax > c.SIP.RTPPortMin
+		if validRange && c.SIP.RTPPortMin <= port && port <= c.SIP.RTPPortMax {
 			bad("webrtc.udp_port", "%d lies inside the SIP RTP range sip.rtp_port_min-rtp_port_max (%d-%d), which a call's RTP socket takes: pick a port outside it (default 3478)", port, c.SIP.RTPPortMin, c.SIP.RTPPortMax)
 		}
 	}

@@ -19,15 +19,15 @@ import (
 //
 // Each is written into the YAML node tree before it is decoded, so it is
 // checked exactly as the file is (types, validation, field paths: its
-// problems name the variable). A list index may be one past the last item:
+// problems name the variable). An empty variable is no override. A list index may be one past the last item:
 // a new item. A variable that names a whole section is refused; one that
 // names a secret reference (WAGATEWAY_WHATSAPP_APP_SECRET) is not an
 // override: an override sets where a secret is read
 // (WAGATEWAY_WHATSAPP_APP_SECRET_ENV=NAME or _FILE=PATH, replacing the
-// reference), never the secret itself. A variable that names no setting is
-// ignored with a warning (WAGATEWAY_ADMIN_TOKEN, the admin token's variable
-// in the Docker example, names admin.token: it is that reference's own
-// variable, and ignored silently).
+// reference), never the secret itself: it is ignored, with a warning when
+// the file names another variable for that secret (WAGATEWAY_ADMIN_TOKEN is
+// the admin token's own variable in the examples: ignored silently). A
+// variable that names no setting is ignored with a warning.
 const envPrefix = "WAGATEWAY_"
 
 // envStep is one step of an override's path: a key or a list index.
@@ -113,7 +113,8 @@ func applyEnvOverrides(doc *yaml.Node, environ []string, origin map[*yaml.Node]s
 	var ovs []override
 	for _, kv := range environ {
 		name, value, ok := strings.Cut(kv, "=")
-		if ok && strings.HasPrefix(name, envPrefix) && len(name) > len(envPrefix) {
+		// Empty is unset: a blank line of an .env file changes nothing.
+		if ok && value != "" && strings.HasPrefix(name, envPrefix) && len(name) > len(envPrefix) {
 			ovs = append(ovs, override{name, value})
 		}
 	}
@@ -144,7 +145,9 @@ func applyEnvOverrides(doc *yaml.Node, environ []string, origin map[*yaml.Node]s
 		path := stepsPath(steps)
 		switch {
 		case t == secretRefType:
-			if ref := lookupNode(root, steps); ref == nil || !refNames(ref, "env", o.name) {
+			// Silent when the file names this very variable, or no
+			// reference there (admin.token of a file without admin).
+			if ref := lookupNode(root, steps); ref != nil && !isNull(resolveAlias(ref)) && !refNames(ref, "env", o.name) {
 				notes = append(notes, fmt.Sprintf("%s: names the secret reference %s, ignored: an override never holds a secret; it may say where the secret is read (%s_ENV=NAME or %s_FILE=PATH)", o.name, path, o.name, o.name))
 			}
 			continue
