@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +47,11 @@ type Config struct {
 	// Meta's media id), so a later diff knows whether the file changed.
 	// Default (LoadConfig): beside the config file, <name>.calling-state.json.
 	CallingStateFile string `yaml:"calling_state_file"`
+
+	// envNotes are the warnings of the environment's overrides;
+	// where is each decoded field's line ("(line 12)") or variable.
+	envNotes []string
+	where    map[string]string
 }
 
 type LogConfig struct {
@@ -178,21 +186,28 @@ const (
 	DefaultAnswerTimeout = 45 * time.Second
 )
 
-// ConfigError lists every problem found in a config, each naming its field.
-type ConfigError struct{ Problems []string }
+// ConfigError lists every problem found in a config, each naming its field
+// (and, when it comes from the file, its line: "line 12: sip.listen: …").
+// Warnings are what Config.Warnings would say of the same file: check-config
+// prints them beside the problems.
+type ConfigError struct {
+	Problems []string
+	Warnings []string
+}
 
 func (e *ConfigError) Error() string {
 	return "config: " + strings.Join(e.Problems, "; ")
 }
 
-// LoadConfig reads, defaults and validates a config file. Unknown fields are
-// errors, so a typo is not silently ignored.
+// LoadConfig reads, defaults and validates a config file, with the
+// environment's overrides (config_env.go). Unknown fields are errors, so a
+// typo is not silently ignored; every problem is listed at once.
 func LoadConfig(path string) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, err := ParseConfig(raw)
+	c, err := parseConfig(raw, os.Environ())
 	if err != nil {
 		return nil, err
 	}
@@ -202,26 +217,76 @@ func LoadConfig(path string) (*Config, error) {
 	return c, nil
 }
 
-// ParseConfig is LoadConfig on bytes.
-func ParseConfig(raw []byte) (*Config, error) {
-	var c Config
-	if p := checkSecretRefs(raw); len(p) > 0 {
-		return nil, &ConfigError{Problems: p}
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
+// ParseConfig is LoadConfig on bytes, without the environment's overrides.
+func ParseConfig(raw []byte) (*Config, error) { return parseConfig(raw, nil) }
+
+// ParseConfigEnv is ParseConfig with the overrides of environ (KEY=VALUE
+// lines, as os.Environ gives them).
+func ParseConfigEnv(raw []byte, environ []string) (*Config, error) { return parseConfig(raw, environ) }
+
+func parseConfig(raw []byte, environ []string) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(raw)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, &ConfigError{Problems: []string{"yaml: " + err.Error()}}
 	}
+	// A secret written in the file is refused before anything else, so
+	// that no later message can quote it.
+	if p := checkSecretRefs(&doc); len(p) > 0 {
+		return nil, &ConfigError{Problems: p}
+	}
+	d := nodeDecoder{origin: map[*yaml.Node]string{}, budget: maxDecodeNodes, where: map[string]string{}}
+	p, notes := applyEnvOverrides(&doc, environ, d.origin)
+	var c Config
+	if doc.Kind != 0 {
+		d.decode(&doc, reflect.ValueOf(&c).Elem(), "", 0)
+	}
+	p = append(p, d.problems...)
+	c.envNotes = notes
+	c.where = d.where
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
-		return nil, err
+		var ce *ConfigError
+		errors.As(err, &ce)
+		for _, problem := range ce.Problems {
+			if !underFailed(problem, d.failed) {
+				p = append(p, c.placed(problem))
+			}
+		}
+	}
+	if len(p) > 0 {
+		sortByLine(p)
+		return nil, &ConfigError{Problems: p, Warnings: c.Warnings()}
 	}
 	return &c, nil
 }
 
+// sortByLine orders the problems placed in the file by line (a stable
+// sort: the problems of one line keep their order); those set by the
+// environment come first, those without a place last.
+func sortByLine(p []string) {
+	line := func(s string) int {
+		if strings.HasPrefix(s, envPrefix) {
+			return -1
+		}
+		var n int
+		if _, err := fmt.Sscanf(s, "line %d: ", &n); err != nil {
+			return 1 << 30
+		}
+		return n
+	}
+	sort.SliceStable(p, func(i, j int) bool { return line(p[i]) < line(p[j]) })
+}
+
+// placed puts before a problem ("field: text") the line of its field in
+// the file, or the environment variable that set it.
+func (c *Config) placed(problem string) string {
+	field, _, _ := strings.Cut(problem, ": ")
+	return c.where[field] + problem
+}
+
 // ApplyDefaults fills every field left empty.
 func (c *Config) ApplyDefaults() {
+	c.normalizeAliases()
 	def := func(s *string, v string) {
 		if *s == "" {
 			*s = v
@@ -400,9 +465,15 @@ func (c *Config) Validate() error {
 		if err := t.Password.check(t.Username != ""); err != nil {
 			bad(f+".password", "%v", err)
 		}
+		seenCodec := map[string]int{}
 		for j, name := range t.Codecs {
-			if !supportedCodecs[strings.ToUpper(name)] {
-				bad(fmt.Sprintf("%s.codecs[%d]", f, j), "%q is not supported (PCMU, PCMA, G722, opus)", name)
+			u := strings.ToUpper(name)
+			if !supportedCodecs[u] {
+				bad(fmt.Sprintf("%s.codecs[%d]", f, j), "%q is not supported (PCMU or ulaw, PCMA or alaw, G722, opus)", name)
+			} else if k, dup := seenCodec[u]; dup {
+				bad(fmt.Sprintf("%s.codecs[%d]", f, j), "%s is already codecs[%d] (ulaw is PCMU, alaw PCMA)", name, k)
+			} else {
+				seenCodec[u] = j
 			}
 		}
 		for j, a := range t.AllowFrom {
@@ -413,10 +484,12 @@ func (c *Config) Validate() error {
 		switch t.DTMF {
 		case "rfc4733", "info", "inband":
 		default:
-			bad(f+".dtmf", "%q is not rfc4733, info or inband", t.DTMF)
+			bad(f+".dtmf", "%q is not rfc4733 (or rfc2833), info or inband", t.DTMF)
 		}
 		switch t.DTMFFallback {
 		case "info", "inband", "none":
+		case "rfc4733":
+			bad(f+".dtmf_fallback", "%q is what it falls back from: info, inband or none", t.DTMFFallback)
 		default:
 			bad(f+".dtmf_fallback", "%q is not info, inband or none", t.DTMFFallback)
 		}
@@ -480,6 +553,7 @@ func (c *Config) Validate() error {
 	}
 	p = append(p, c.validateOutbound(trunks)...)
 	p = append(p, c.validateOps()...)
+	p = append(p, c.validateDeployment()...)
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}
 	}

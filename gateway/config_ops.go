@@ -251,7 +251,8 @@ func (c *Config) Warnings() []string {
 			w = append(w, fmt.Sprintf("numbers[%d]: %s has calling settings but no routes, and leaves calling.status as Meta has it: if calling is enabled there, its calls are refused (no_route)", i, n.PhoneNumberID))
 		}
 	}
-	return w
+	w = append(w, c.deploymentWarnings()...)
+	return append(w, c.envNotes...)
 }
 
 // sameListener: the two listen addresses are one socket (port 0 picks a

@@ -182,7 +182,7 @@ func TestConfigWarnings(t *testing.T) {
 		{"admin: {listen: \"0.0.0.0:8081\", token: {env: A}, tls_cert_file: c, tls_key_file: k}\nmetrics: {listen: \":9100\"}\n", []string{"metrics.listen"}},
 		{"metrics: {listen: \":9100\", tls_cert_file: c, tls_key_file: k}\n", nil},
 	} {
-		c, err := ParseConfig([]byte(minimal + tc.add))
+		c, err := ParseConfig([]byte(minimal + "webrtc: {public_ips: [9.9.9.9]}\n" + tc.add))
 		if err != nil {
 			t.Fatalf("%q: %v", tc.add, err)
 		}

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
@@ -42,13 +41,9 @@ var secretRefType = reflect.TypeOf(SecretRef{})
 // checkSecretRefs walks the YAML document along the Config type and checks
 // every secret reference, naming its field (whatsapp.app_secret,
 // trunks[0].password). Other problems are left to the decoder.
-func checkSecretRefs(raw []byte) []string {
-	var doc yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(raw)).Decode(&doc); err != nil {
-		return nil // the decoder reports it
-	}
+func checkSecretRefs(doc *yaml.Node) []string {
 	w := secretWalk{seen: map[secretVisit]bool{}}
-	w.walk(&doc, reflect.TypeOf(Config{}), "", 0)
+	w.walk(doc, reflect.TypeOf(Config{}), "", 0)
 	return w.problems
 }
 

@@ -206,6 +206,13 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if o.Config != nil {
 		o.Config(cfg)
 	}
+	// The free port the system chose must not lie in the RTP range a test
+	// set (webrtc.udp_port there is an error).
+	for tries := 0; cfg.WebRTC.UDPPort >= cfg.SIP.RTPPortMin && cfg.WebRTC.UDPPort <= cfg.SIP.RTPPortMax && tries < 20; tries++ {
+		if cfg.WebRTC.UDPPort, err = wasim.FreeLoopbackPort("udp"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,9 @@ func LoopbackConfig(o LoopbackOptions) *Config {
 	}
 	if o.RTPPortMin == 0 {
 		o.RTPPortMin, o.RTPPortMax = 40000, 40999
+		if o.UDPPort >= o.RTPPortMin && o.UDPPort <= o.RTPPortMax { // a free port the system chose
+			o.RTPPortMin, o.RTPPortMax = 41000, 41999
+		}
 	}
 	var keepalive *time.Duration
 	if !o.PingTrunk {

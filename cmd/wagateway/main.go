@@ -196,6 +196,9 @@ func printConfigError(w io.Writer, err error) {
 		for _, p := range ce.Problems {
 			fmt.Fprintf(w, "  - %s\n", p)
 		}
+		for _, warning := range ce.Warnings {
+			fmt.Fprintf(w, "warning: %s\n", warning)
+		}
 		return
 	}
 	fmt.Fprintln(w, err)

@@ -36,6 +36,9 @@ numbers:
 func writeOpsConfig(t *testing.T, path string, udp int, extraTrunk, routeTrunk string) {
 	t.Helper()
 	raw := fmt.Sprintf(opsConfig, udp, filepath.Join(filepath.Dir(path), "calls.jsonl"), extraTrunk, routeTrunk)
+	if udp >= 41000 && udp <= 41099 { // webrtc.udp_port inside the RTP range is an error
+		raw = strings.Replace(raw, "rtp_port_min: 41000, rtp_port_max: 41099", "rtp_port_min: 42000, rtp_port_max: 42099", 1)
+	}
 	if err := os.WriteFile(path, []byte(raw), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +206,8 @@ func TestCheckConfigWarnsOfExposedAdmin(t *testing.T) {
 	t.Setenv("WAGW_W_A", "admin-secret")
 	base := `
 whatsapp: {access_token: {env: WAGW_W_T}, app_secret: {env: WAGW_W_S}, verify_token: {env: WAGW_W_V}}
-trunks: [{name: pbx, address: "127.0.0.1:5060"}]
+webrtc: {public_ips: [9.9.9.9]}
+trunks: [{name: pbx, address: "127.0.0.1:5070"}]
 numbers: [{phone_number_id: "12", routes: [{trunk: pbx, destination: "sip:a@b"}]}]
 `
 	dir := t.TempDir()
