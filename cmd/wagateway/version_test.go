@@ -149,7 +149,7 @@ func TestComposeGatewayConfigsAfterQuickStart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		edited := strings.Replace(string(raw), "public_ips: [203.0.113.10]", "public_ips: [81.2.69.160]", 1)
+		edited := strings.Replace(string(raw), "public_ips: []", "public_ips: [81.2.69.160]", 1)
 		if edited == string(raw) {
 			t.Fatalf("%s: no public_ips line to edit as the README says", name)
 		}
