@@ -232,8 +232,10 @@ func (c *Config) validateOps() []string {
 // Warnings lists what is allowed but risky, each naming its field: the
 // admin API or the metrics listener on an address that is not loopback,
 // without TLS (the admin API carries a bearer token; /readyz and /metrics
-// show trunk names, their errors and call counts). check-config prints
-// them; the gateway logs them at start.
+// show trunk names, their errors and call counts); and those of
+// deploymentWarnings (webrtc.public_ips empty or private, a PBX on this
+// host on sip.listen's port) and of the environment's overrides.
+// check-config prints them; the gateway logs them at start.
 func (c *Config) Warnings() []string {
 	var w []string
 	if c.Admin.Listen != "" && c.Admin.TLSCertFile == "" && !loopbackListen(c.Admin.Listen) {
