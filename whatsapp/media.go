@@ -3,7 +3,6 @@ package whatsapp
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,7 +70,7 @@ func (c *GraphClient) UploadVoicemailAnnouncement(ctx context.Context, phoneNumb
 	if len(audio) > MaxVoicemailAnnouncementBytes {
 		return "", wrap(fmt.Errorf("audio is more than %d bytes", MaxVoicemailAnnouncementBytes))
 	}
-	d, err := oggOpusDuration(audio)
+	d, err := OggOpusDuration(audio)
 	if err != nil {
 		return "", wrap(fmt.Errorf("not an OGG/Opus file as Meta requires: %w", err))
 	}
@@ -154,56 +153,6 @@ func uploadFilename(filename string) string {
 		return "announcement.ogg"
 	}
 	return name
-}
-
-// oggOpusDuration walks the pages of an Ogg stream (RFC 3533) and returns
-// the length of its Opus audio (RFC 7845: the last granule position, in
-// 48 kHz samples, less the pre-skip). It refuses what is not Ogg pages
-// throughout, a first packet that is not an OpusHead, and a stream without
-// audio.
-func oggOpusDuration(b []byte) (time.Duration, error) {
-	const headerLen = 27
-	var preSkip uint16
-	var serial uint32
-	last := int64(-1)
-	for off, page := 0, 0; off < len(b); page++ {
-		if len(b)-off < headerLen || string(b[off:off+4]) != "OggS" {
-			return 0, fmt.Errorf("no Ogg page at byte %d", off)
-		}
-		if b[off+4] != 0 {
-			return 0, fmt.Errorf("Ogg version %d", b[off+4])
-		}
-		granule := int64(binary.LittleEndian.Uint64(b[off+6:]))
-		pageSerial := binary.LittleEndian.Uint32(b[off+14:])
-		nseg := int(b[off+26])
-		if len(b)-off < headerLen+nseg {
-			return 0, errors.New("truncated Ogg page")
-		}
-		size := 0
-		for _, s := range b[off+headerLen : off+headerLen+nseg] {
-			size += int(s)
-		}
-		data := off + headerLen + nseg
-		if len(b)-data < size {
-			return 0, errors.New("truncated Ogg page")
-		}
-		if page == 0 {
-			// OpusHead: magic, version, channels, pre-skip (LE 16).
-			if size < 19 || string(b[data:data+8]) != "OpusHead" {
-				return 0, errors.New("the first packet is not an OpusHead")
-			}
-			preSkip = binary.LittleEndian.Uint16(b[data+10:])
-			serial = pageSerial
-		} else if pageSerial == serial && granule >= 0 { // -1: no packet ends on the page
-			last = granule
-		}
-		off = data + size
-	}
-	samples := last - int64(preSkip)
-	if last < 0 || samples <= 0 {
-		return 0, errors.New("no audio")
-	}
-	return time.Duration(samples) * time.Second / 48000, nil
 }
 
 // mediaURL is the answer of GET /{media-id}.

@@ -59,7 +59,7 @@ func oggOpus(d time.Duration) []byte {
 
 func TestOggOpusDuration(t *testing.T) {
 	for _, d := range []time.Duration{20 * time.Millisecond, 5 * time.Second, 59*time.Second + 999*time.Millisecond, 61 * time.Second} {
-		got, err := oggOpusDuration(oggOpus(d))
+		got, err := OggOpusDuration(oggOpus(d))
 		if err != nil || got != d {
 			t.Errorf("%v: %v %v", d, got, err)
 		}
@@ -74,7 +74,7 @@ func TestOggOpusDuration(t *testing.T) {
 		"trailing":     append(oggOpus(time.Second), "junk"...),
 		"short header": []byte("OggS\x00"),
 	} {
-		if _, err := oggOpusDuration(b); err == nil {
+		if _, err := OggOpusDuration(b); err == nil {
 			t.Errorf("%s accepted", name)
 		}
 	}
