@@ -51,4 +51,3 @@ func readAnnouncement(path string) (*announcement, error) {
 	sum := sha256.Sum256(data)
 	return &announcement{path: path, data: data, sha256: hex.EncodeToString(sum[:]), duration: d}, nil
 }
-
