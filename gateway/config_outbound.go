@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/wagateway/wagateway/sip"
 )
 
 // OutboundConfig is business-initiated calls: agents dial WhatsApp users
@@ -169,6 +171,10 @@ func (c *Config) validateOutbound(trunks map[string]bool) []string {
 		}
 		if r.RingTimeout < 5*time.Second || r.RingTimeout > 3*time.Minute {
 			bad(f+".ring_timeout", "%v must lie within 5s-3m", r.RingTimeout)
+		}
+		if r.Permission == PermissionWait && r.PermissionWait+r.RingTimeout > sip.MaxRingDuration {
+			// The agent's INVITE is answered 480 once it has rung that long.
+			bad(f+".permission_wait", "%v plus ring_timeout %v exceeds the %v an agent's call may ring", r.PermissionWait, r.RingTimeout, sip.MaxRingDuration)
 		}
 	}
 	return p
