@@ -48,12 +48,7 @@ func (g *Gateway) startAdmin() error {
 		return err
 	}
 	o.adminLn = ln
-	o.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
-	go func() {
-		if err := o.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			g.log.Error("admin server stopped", zap.Error(err))
-		}
-	}()
+	o.admin = g.serve("admin", ln, mux)
 	g.log.Info("admin API listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", g.cfg.Admin.TLSCertFile != ""))
 	return nil
 }

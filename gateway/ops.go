@@ -132,14 +132,21 @@ func (g *Gateway) startMetrics() error {
 		return err
 	}
 	o.metricsLn = ln
-	o.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
-	go func() {
-		if err := o.metricsSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			g.log.Error("metrics server stopped", zap.Error(err))
-		}
-	}()
+	o.metricsSrv = g.serve("metrics", ln, mux)
 	g.log.Info("metrics, /healthz and /readyz listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", g.cfg.Metrics.TLSCertFile != ""))
 	return nil
+}
+
+// serve runs an operations HTTP server on ln (bounded header and body
+// reads) until it is shut down; it logs if it stops any other way.
+func (g *Gateway) serve(name string, ln net.Listener, h http.Handler) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			g.log.Error(name+" server stopped", zap.Error(err))
+		}
+	}()
+	return srv
 }
 
 // listenOps binds an HTTP listener (section http, admin or metrics), with
