@@ -182,6 +182,15 @@ func (m *metrics) watchSIP(stats func() sip.Stats) {
 			ConstLabels: prometheus.Labels{"reason": reason}},
 			func() float64 { return float64(f(stats())) }))
 	}
+	for reason, f := range map[string]func(sip.Stats) uint64{
+		"not_trunk":  func(s sip.Stats) uint64 { return s.ConnectionsNotFromTrunk },
+		"over_limit": func(s sip.Stats) uint64 { return s.ConnectionsOverLimit },
+	} {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "sip_connections_refused_total",
+			Help:        "TCP or TLS connections to the SIP port closed as they were accepted, before any read, by reason (not_trunk, over_limit: 64 per source address or 1024 in all open).",
+			ConstLabels: prometheus.Labels{"reason": reason}},
+			func() float64 { return float64(f(stats())) }))
+	}
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "rtp_ports_in_use",
 		Help: "RTP ports the gateway's SIP side holds open now (one per call leg toward a PBX, taken from sip.rtp_port_min-rtp_port_max)."},
 		func() float64 { return float64(stats().RTPPortsInUse) }))

@@ -24,10 +24,17 @@ import (
 // from anyone else are dropped before they are parsed: no response, so
 // nothing to retransmit or reflect (RFC 3261 §17.2.1 would retransmit a
 // final response to an INVITE until Timer H). Responses are not filtered
-// here; they only match a transaction of ours by its branch. Over UDP each
-// allowed source is also held to a request rate (a token bucket). Over TCP
-// and TLS, every chunk from a connection whose peer is not allowed is
-// dropped. In-dialog requests must come from the dialog's peer (Call).
+// here; they only match a transaction of ours by its branch. Each allowed
+// source is also held to a request rate (a token bucket per address, shared
+// by all transports): over UDP each datagram is charged before parsing;
+// over TCP and TLS, where a read is no message, each request is charged
+// once parsed, before any handling (UA.onRequest), and dropped unanswered
+// over the rate. Over TCP and TLS a connection from a source that is not
+// allowed is closed as it is accepted, before any read (guard_conn.go), and
+// the connections open at once are bounded per source and in all; every
+// chunk a connection still open brings from a source no longer allowed (a
+// reload) is dropped. In-dialog requests must come from the dialog's peer
+// (Call).
 
 // Default per-source request rate on the SIP port.
 const (
@@ -57,6 +64,17 @@ type sourceSet struct {
 }
 
 func (s *sourceSet) contains(a netip.AddrPort) bool { return sourcesContain(s.all, a) }
+
+// containsIP reports whether ip may open a connection: from any port.
+func (s *sourceSet) containsIP(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, src := range s.all {
+		if src.prefix.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
 
 // trunkFor is the trunk a request from a comes from: the one with the most
 // specific match (longest prefix, then a matching port rather than any), the
@@ -277,6 +295,23 @@ func (u *UA) readFilter(props sip.TransportReadProps, data []byte) ([]byte, erro
 type dropCounts struct {
 	notTrunk, rateLimited, notDialogPeer atomic.Uint64
 	authFailed, overLimit                atomic.Uint64
+	connNotTrunk, connOverLimit          atomic.Uint64 // TCP and TLS connections closed at accept
+}
+
+// rateLimitedStream reports whether a request parsed from a TCP or TLS
+// stream is over its source's rate (counted and logged like UDP's); UDP's
+// were charged before parsing (readFilter).
+func (u *UA) rateLimitedStream(req *sip.Request) bool {
+	if strings.EqualFold(req.Transport(), "udp") {
+		return false
+	}
+	a, ok := sourceAddr(req.Source())
+	if !ok || u.limiter.allow(a.Addr(), time.Now()) {
+		return false
+	}
+	u.drops.rateLimited.Add(1)
+	u.dropLog.log(u.log, "sip requests over the per-source rate dropped", a.Addr(), &u.drops.rateLimited)
+	return true
 }
 
 // everyLog writes at most one line per interval (the rest are counted only).

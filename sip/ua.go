@@ -34,8 +34,9 @@ type UAConfig struct {
 	// Trunks are the PBXs that may send requests (see SetTrunks); none:
 	// requests from any source are served.
 	Trunks []*Trunk
-	// RequestRate and RequestBurst bound the requests each source may send
-	// over UDP (token bucket); beyond, requests are dropped unanswered.
+	// RequestRate and RequestBurst bound the requests each source address
+	// may send, over any transport (token bucket); beyond, requests are
+	// dropped unanswered.
 	// 0 = DefaultRequestRate / DefaultRequestBurst; RequestRate < 0: no limit.
 	RequestRate  float64
 	RequestBurst int
@@ -110,8 +111,10 @@ type UA struct {
 	limiter *rateLimiter
 	drops   dropCounts
 	dropLog everyLog
-	authLog everyLog // wrong credentials
-	busyLog everyLog // INVITEs over MaxPendingInvites
+	conns   *connGuard // TCP and TLS connections open (guard_conn.go)
+	connLog everyLog   // connections closed at accept
+	authLog everyLog   // wrong credentials
+	busyLog everyLog   // INVITEs over MaxPendingInvites
 
 	trace *tracer // nil unless UAConfig.Trace
 }
@@ -191,6 +194,7 @@ func NewUA(cfg UAConfig) (*UA, error) {
 		pending:   map[string]*InboundCall{},
 		auth:      newDigestAuth(cfg.AuthRealm, cfg.AuthSHA256),
 		limiter:   newRateLimiter(cfg.RequestRate, cfg.RequestBurst),
+		conns:     newConnGuard(MaxConnsPerSource, MaxConns),
 	}, nil
 }
 
@@ -217,6 +221,7 @@ func (u *UA) Start(ctx context.Context) error {
 		log:        u.log,
 		tlsClient:  u.cfg.tlsClient,
 		readFilter: u.tracedReadFilter,
+		guard:      func(l net.Listener) net.Listener { return &guardListener{Listener: l, u: u} },
 		trace:      u.trace,
 	}, func(srv *sipgo.Server) {
 		for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS, sip.UPDATE, sip.INFO, sip.NOTIFY, sip.REFER, sip.MESSAGE, sip.PRACK, sip.SUBSCRIBE, sip.REGISTER} {
@@ -268,11 +273,18 @@ type Stats struct {
 	// source is no trunk's address nor in a trunk's AllowFrom.
 	RequestsNotFromTrunk uint64
 	// RequestsRateLimited: requests dropped unanswered over the
-	// per-source rate (UDP).
+	// per-source rate.
 	RequestsRateLimited uint64
 	// RequestsNotFromDialogPeer: in-dialog requests dropped because they
 	// came from another address than the dialog's peer.
 	RequestsNotFromDialogPeer uint64
+	// ConnectionsNotFromTrunk: TCP or TLS connections closed as they were
+	// accepted, before any read, because their source is no trunk's.
+	ConnectionsNotFromTrunk uint64
+	// ConnectionsOverLimit: TCP or TLS connections closed as they were
+	// accepted because MaxConnsPerSource from that address, or MaxConns in
+	// all, were open.
+	ConnectionsOverLimit uint64
 	// InvitesAuthFailed: inbound INVITEs refused with 403 because their
 	// digest credentials were wrong.
 	InvitesAuthFailed uint64
@@ -293,6 +305,8 @@ func (u *UA) Stats() Stats {
 		RequestsNotFromTrunk:      u.drops.notTrunk.Load(),
 		RequestsRateLimited:       u.drops.rateLimited.Load(),
 		RequestsNotFromDialogPeer: u.drops.notDialogPeer.Load(),
+		ConnectionsNotFromTrunk:   u.drops.connNotTrunk.Load(),
+		ConnectionsOverLimit:      u.drops.connOverLimit.Load(),
 		InvitesAuthFailed:         u.drops.authFailed.Load(),
 		InvitesOverLimit:          u.drops.overLimit.Load(),
 		RTPPortsInUse:             u.rtpOpen.Load(),
@@ -386,6 +400,12 @@ func (u *UA) lookupCall(req *sip.Request) *Call {
 
 // onRequest serves every request the PBX sends us.
 func (u *UA) onRequest(req *sip.Request, tx sip.ServerTransaction) {
+	if u.rateLimitedStream(req) {
+		if tx != nil {
+			tx.Terminate() // no response, as over UDP
+		}
+		return
+	}
 	if req.IsAck() {
 		if c := u.lookupCall(req); c != nil && u.fromPeer(c, req) {
 			c.onAck(req)
@@ -488,8 +508,9 @@ type stackConfig struct {
 	listenAddr, transport, certFile, keyFile, publicHost, userAgent string
 	log                                                             *zap.Logger
 	tlsClient                                                       *tls.Config
-	readFilter                                                      sip.TransportReadFilter // nil: none
-	trace                                                           *tracer                 // nil: no SIP trace
+	readFilter                                                      sip.TransportReadFilter         // nil: none
+	guard                                                           func(net.Listener) net.Listener // wraps the TCP listener (under TLS); nil: none
+	trace                                                           *tracer                         // nil: no SIP trace
 }
 
 func newStack(ctx context.Context, cfg stackConfig, register func(*sipgo.Server)) (*stack, error) {
@@ -524,6 +545,10 @@ func newStack(ctx context.Context, cfg stackConfig, register func(*sipgo.Server)
 		l, err := lc.Listen(ctx, "tcp", cfg.listenAddr)
 		if err != nil {
 			return nil, fmt.Errorf("sip: listen %s %s: %w", cfg.transport, cfg.listenAddr, err)
+		}
+		if cfg.guard != nil {
+			// Under TLS: a refused connection is closed before its handshake.
+			l = cfg.guard(l)
 		}
 		if cfg.transport == "tls" {
 			cert, err := tls.LoadX509KeyPair(cfg.certFile, cfg.keyFile)
