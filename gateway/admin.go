@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -68,7 +67,7 @@ func (g *Gateway) adminAuth(h http.HandlerFunc) http.Handler {
 		got := sha256.Sum256([]byte(given))
 		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 			g.ops.metrics.adminRequests.WithLabelValues("unauthorized").Inc()
-			if ok, suppressed := g.ops.authLog.allow(); ok {
+			if ok, suppressed := g.ops.authLog.Allow(); ok {
 				g.log.Warn("admin request refused: bad or missing token", zap.String("remote", r.RemoteAddr),
 					zap.String("path", r.URL.Path), zap.Int("suppressed_since_last", suppressed),
 					zap.Duration("log_every", authLogEvery))
@@ -134,31 +133,3 @@ func sortStrings(s []string) { sort.Strings(s) }
 // line counts those not logged since the previous one, and
 // wagateway_admin_requests_total{result="unauthorized"} counts them all.
 const authLogEvery = 10 * time.Second
-
-// logLimiter lets one log line through per period and counts the rest.
-type logLimiter struct {
-	every time.Duration
-	now   func() time.Time
-
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func newLogLimiter(every time.Duration, now func() time.Time) *logLimiter {
-	return &logLimiter{every: every, now: now}
-}
-
-// allow is true when a line may be logged now; suppressed is how many were
-// held back since the last line that was.
-func (l *logLimiter) allow() (ok bool, suppressed int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
-		l.suppressed++
-		return false, 0
-	}
-	l.last, suppressed, l.suppressed = now, l.suppressed, 0
-	return true, suppressed
-}

@@ -13,6 +13,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/wagateway/wagateway/internal/ratelog"
 )
 
 // A flood of bad admin tokens makes one warning per authLogEvery, which
@@ -29,7 +31,7 @@ func TestAdminAuthFailuresLogRateLimited(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	g.ops.authLog = newLogLimiter(authLogEvery, clock)
+	g.ops.authLog = ratelog.New(authLogEvery, clock)
 	served := 0
 	h := g.adminAuth(func(w http.ResponseWriter, _ *http.Request) { served++ })
 	try := func(token string) int {

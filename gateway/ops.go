@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/wagateway/wagateway/internal/ratelog"
 	"github.com/wagateway/wagateway/sip"
 )
 
@@ -37,7 +38,7 @@ type gatewayOps struct {
 	// the admin listener (nil otherwise).
 	metricsSrv *http.Server
 	metricsLn  net.Listener
-	authLog    *logLimiter // admin auth failures: one warning per authLogEvery
+	authLog    *ratelog.Limiter // admin auth failures: one warning per authLogEvery
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -50,7 +51,7 @@ const mediaFlushInterval = 5 * time.Second
 
 // initOps builds the operations side (nothing bound yet); New calls it.
 func (g *Gateway) initOps(cfg *Config, secrets *Secrets) {
-	o := &gatewayOps{stop: make(chan struct{}), adminToken: secrets.AdminToken, authLog: newLogLimiter(authLogEvery, time.Now)}
+	o := &gatewayOps{stop: make(chan struct{}), adminToken: secrets.AdminToken, authLog: ratelog.New(authLogEvery, time.Now)}
 	o.metrics = newMetrics()
 	o.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "active_calls",
 		Help: "Calls in progress (from the connect webhook to the end of both legs)."},

@@ -15,6 +15,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/internal/ratelog"
 )
 
 // Source filtering on the SIP port: only trunks may send requests.
@@ -314,17 +316,18 @@ func (u *UA) rateLimitedStream(req *sip.Request) bool {
 	return true
 }
 
-// everyLog writes at most one line per interval (the rest are counted only).
+// everyLog writes at most one line per interval (the rest are counted
+// only): the drops a stranger can cause must not flood the log.
 type everyLog struct {
-	last atomic.Int64 // unix nanoseconds of the last line
+	once sync.Once
+	lim  *ratelog.Limiter
 }
 
 const dropLogInterval = 10 * time.Second
 
 func (e *everyLog) log(l *zap.Logger, msg string, src netip.Addr, total *atomic.Uint64) {
-	now := time.Now().UnixNano()
-	last := e.last.Load()
-	if now-last < int64(dropLogInterval) || !e.last.CompareAndSwap(last, now) {
+	e.once.Do(func() { e.lim = ratelog.New(dropLogInterval, nil) })
+	if ok, _ := e.lim.Allow(); !ok {
 		return
 	}
 	l.Warn(msg, zap.Stringer("source", src), zap.Uint64("dropped_total", total.Load()),
