@@ -91,14 +91,14 @@ func (u *UA) admit(c net.Conn) net.Conn {
 		ip = a.AddrPort().Addr().Unmap()
 	}
 	if set := u.sources.Load(); set != nil && (!ip.IsValid() || !set.containsIP(ip)) {
+		u.drops.connNotTrunk.Add(1) // counted before the close the peer sees
 		_ = c.Close()
-		u.drops.connNotTrunk.Add(1)
 		u.connLog.log(u.log, "sip connection from a source that is no trunk closed", ip, &u.drops.connNotTrunk)
 		return nil
 	}
 	if !u.conns.take(ip) {
-		_ = c.Close()
 		u.drops.connOverLimit.Add(1)
+		_ = c.Close()
 		u.connLog.log(u.log, "sip connection over the per-source or total bound closed", ip, &u.drops.connOverLimit)
 		return nil
 	}
