@@ -728,15 +728,26 @@ func TestReadmeQuickStart(t *testing.T) {
 	}
 }
 
+// requireProgram skips on a laptop without the program, and fails under CI
+// (CI=true), where make test installs it.
+func requireProgram(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not installed; CI must have it (make test installs Debian's)", name)
+		}
+		t.Skipf("%s not installed (make test installs Debian's)", name)
+	}
+	return p
+}
+
 // With the real programs where Debian has them (make test installs both):
 // docker-compose 1.29 renders each compose file after the quick start's
 // "cp docker/env.example docker/.env" (no Docker daemon needed), refuses
 // them without WAGATEWAY_HOSTNAME; caddy adapts the Caddyfile.
 func TestComposeAndCaddyWithRealPrograms(t *testing.T) {
-	dc, err := exec.LookPath("docker-compose")
-	if err != nil {
-		t.Skip("docker-compose not installed (make test installs Debian's)")
-	}
+	dc := requireProgram(t, "docker-compose")
 	dir := t.TempDir()
 	for _, sub := range []string{"docker", "configs"} {
 		if out, err := exec.Command("cp", "-r", filepath.Join(root, sub), dir).CombinedOutput(); err != nil {
@@ -774,10 +785,7 @@ func TestComposeAndCaddyWithRealPrograms(t *testing.T) {
 		t.Errorf("compose without WAGATEWAY_HOSTNAME: err %v, %s", err, out)
 	}
 
-	caddy, err := exec.LookPath("caddy")
-	if err != nil {
-		t.Skip("caddy not installed (make test installs Debian's)")
-	}
+	caddy := requireProgram(t, "caddy")
 	cmd = exec.Command(caddy, "adapt", "--config", filepath.Join(root, "docker/Caddyfile"), "--adapter", "caddyfile")
 	cmd.Env = append(cleanEnv(), "WAGATEWAY_HOSTNAME=wa.example.com", "HOME="+dir)
 	out, err := cmd.Output()
