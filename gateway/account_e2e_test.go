@@ -8,30 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4/pkg/media/oggwriter"
-
 	"github.com/wagateway/wagateway/gateway"
 	"github.com/wagateway/wagateway/whatsapp/wasim"
 )
-
-// oggOpusFile is a second of OGG/Opus silence, as a voicemail would be.
-func oggOpusFile(t *testing.T) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	w, err := oggwriter.NewWith(&buf, 48000, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 50 {
-		if err := w.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(i), Timestamp: uint32(i * 960), SSRC: 7},
-			Payload: []byte{0xf8, 0xff, 0xfe}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_ = w.Close()
-	return buf.Bytes()
-}
 
 // recordLines returns the lines of the records file whose "type" is typ.
 func recordLines(t *testing.T, path, typ string) []map[string]any {
@@ -59,7 +38,7 @@ func TestVoicemailLinkedToCall(t *testing.T) {
 	if rec := h.record(t, c.ID()); rec.Outcome != gateway.OutcomePBXRejected {
 		t.Fatalf("call outcome %s", rec.Outcome)
 	}
-	audio := oggOpusFile(t)
+	audio := wasim.OggOpusSilence(time.Second)
 	if _, err := h.sim.SendVoicemail(testPhoneNumberID, c.ID(), "15550001234", audio); err != nil {
 		t.Fatal(err)
 	}

@@ -1,15 +1,13 @@
 package gateway
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4/pkg/media/oggwriter"
+	"github.com/wagateway/wagateway/whatsapp/wasim"
 )
 
 // callingBase is a config whose number 0 takes the calling: section the
@@ -270,26 +268,10 @@ func TestCallingConfigStateFileDefault(t *testing.T) {
 	}
 }
 
-// oggOpus is an OGG/Opus file of d of silence (20 ms frames), as pion's
-// oggwriter writes it (pre-skip 3840).
+// oggOpus is an OGG/Opus file of d of silence.
 func oggOpus(t testing.TB, d time.Duration) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	w, err := oggwriter.NewWith(&buf, 48000, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < int(d/(20*time.Millisecond)); i++ {
-		p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(i), Timestamp: uint32(i * 960), SSRC: 1},
-			Payload: []byte{0xf8, 0xff, 0xfe}} // CELT FB 20 ms mono: silence
-		if err := w.WriteRTP(p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return wasim.OggOpusSilence(d)
 }
 
 // writeOggOpus writes oggOpus(d) to dir/name and returns its path.
