@@ -550,7 +550,12 @@ func (c *InboundCall) serve() {
 		case <-closing:
 			closing = nil
 			c.mu.Lock()
-			_ = c.refuseLocked(503, "Service Unavailable", shutdownReason, "")
+			if c.refuseLocked(503, "Service Unavailable", shutdownReason, "") == nil {
+				// The UA closes its transports once this returns: a
+				// retransmission of the 503 after that would make sipgo open
+				// a new socket nobody closes. The PBX got the 503 once.
+				c.tx.Terminate()
+			}
 			c.mu.Unlock()
 		case <-ring.C:
 			c.mu.Lock()
