@@ -42,6 +42,12 @@ type Config struct {
 	Admin        AdminConfig       `yaml:"admin"`
 	Metrics      MetricsConfig     `yaml:"metrics"`
 
+	// MaxCalls bounds the calls in progress, both directions (0: no
+	// limit); with a cluster, over all its instances.
+	MaxCalls int `yaml:"max_calls"`
+	// Cluster: several gateways as one (config_cluster.go).
+	Cluster ClusterConfig `yaml:"cluster"`
+
 	// CallingStateFile is where `wagateway settings apply` records the
 	// voicemail announcements it uploaded (each number's file hash and
 	// Meta's media id), so a later diff knows whether the file changed.
@@ -143,6 +149,9 @@ type NumberConfig struct {
 	PhoneNumberID string         `yaml:"phone_number_id"`
 	Routes        []RouteConfig  `yaml:"routes"`
 	Calling       *CallingConfig `yaml:"calling"`
+	// MaxCalls bounds this number's calls in progress, both directions,
+	// over the cluster: default and at most 1000, Meta's limit (138002).
+	MaxCalls int `yaml:"max_calls"`
 }
 
 // RouteConfig sends matching calls to a trunk. Routes are tried in order;
@@ -346,6 +355,7 @@ func (c *Config) ApplyDefaults() {
 	}
 	c.applyOutboundDefaults()
 	c.applyOpsDefaults()
+	c.applyClusterDefaults()
 }
 
 // supportedCodecs are the SIP codecs the bridge can carry today.
@@ -553,6 +563,7 @@ func (c *Config) Validate() error {
 	}
 	p = append(p, c.validateOutbound(trunks)...)
 	p = append(p, c.validateOps()...)
+	p = append(p, c.validateCluster()...)
 	p = append(p, c.validateDeployment()...)
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}
@@ -629,6 +640,7 @@ type Secrets struct {
 	AccessToken, AppSecret, VerifyToken string
 	TrunkPasswords                      map[string]string
 	AdminToken, CallRecordsToken        string // admin.token, call_records.url_token (empty when unused)
+	ClusterSecret, RedisPassword        string // cluster.secret, cluster.redis.password (empty when unused)
 }
 
 // ResolveSecrets reads every secret the config names, reporting all that are missing.
@@ -652,6 +664,7 @@ func (c *Config) ResolveSecrets() (*Secrets, error) {
 	}
 	get("admin.token", c.Admin.Token, &s.AdminToken)
 	get("call_records.url_token", c.CallRecords.URLToken, &s.CallRecordsToken)
+	p = append(p, c.resolveClusterSecrets(get, s)...)
 	if len(p) > 0 {
 		return nil, &ConfigError{Problems: p}
 	}
