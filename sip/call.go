@@ -177,15 +177,38 @@ func (c *Call) hangup(ctx context.Context, reason string, why Reason) error {
 	if ended {
 		return nil
 	}
-	bye := c.d.request(sip.BYE, 0)
-	bye.AppendHeader(sip.NewHeader("User-Agent", c.ua.cfg.UserAgent))
+	res, err := sendBye(ctx, c.st, byeRequest(c.d, 0, c.ua.cfg.UserAgent, why), c.d.callID, func() { c.end(reason) })
+	if err != nil {
+		return err
+	}
+	c.log.Debug("sip BYE answered", zap.Int("code", res.StatusCode))
+	return nil
+}
+
+// byeRequest builds the BYE of dialog d (seq = 0: the next local CSeq), with
+// our User-Agent and, when set, a Reason header (RFC 3326). Call.hangup and
+// UA.ByeDialog build theirs with it.
+func byeRequest(d *dialog, seq uint32, userAgent string, why Reason) *sip.Request {
+	bye := d.request(sip.BYE, seq)
+	bye.AppendHeader(sip.NewHeader("User-Agent", userAgent))
 	if v := why.String(); v != "" {
 		bye.AppendHeader(sip.NewHeader("Reason", v))
 	}
-	tx, err := c.st.client.TransactionRequest(ctx, bye)
-	c.end(reason)
+	return bye
+}
+
+// sendBye sends bye (of dialog callID) through st's client and waits for
+// its final response, bounded by ctx: the 2xx, or an error (a non-2xx final
+// response gives the response too, and an error wrapping a *FinalError).
+// sent, if not nil, runs once the transaction layer has taken the BYE or
+// refused it, before the wait. Call.hangup and UA.ByeDialog share it.
+func sendBye(ctx context.Context, st *stack, bye *sip.Request, callID string, sent func()) (*sip.Response, error) {
+	tx, err := st.client.TransactionRequest(ctx, bye)
+	if sent != nil {
+		sent()
+	}
 	if err != nil {
-		return fmt.Errorf("sip: BYE %s: send: %w", c.d.callID, err)
+		return nil, fmt.Errorf("sip: BYE %s: send: %w", callID, err)
 	}
 	defer tx.Terminate()
 	for i := 0; i < 100; i++ {
@@ -195,21 +218,20 @@ func (c *Call) hangup(ctx context.Context, reason string, why Reason) error {
 				continue
 			}
 			if !res.IsSuccess() {
-				return fmt.Errorf("sip: BYE %s: %w", c.d.callID, &FinalError{Code: res.StatusCode, Reason: res.Reason})
+				return res, fmt.Errorf("sip: BYE %s: %w", callID, &FinalError{Code: res.StatusCode, Reason: res.Reason})
 			}
-			c.log.Debug("sip BYE answered", zap.Int("code", res.StatusCode))
-			return nil
+			return res, nil
 		case <-tx.Done():
 			err := tx.Err()
 			if err == nil {
 				err = errors.New("transaction ended")
 			}
-			return fmt.Errorf("sip: BYE %s: %w", c.d.callID, err)
+			return nil, fmt.Errorf("sip: BYE %s: %w", callID, err)
 		case <-ctx.Done():
-			return fmt.Errorf("sip: BYE %s: %w", c.d.callID, ctx.Err())
+			return nil, fmt.Errorf("sip: BYE %s: %w", callID, ctx.Err())
 		}
 	}
-	return fmt.Errorf("sip: BYE %s: too many provisional responses", c.d.callID)
+	return nil, fmt.Errorf("sip: BYE %s: too many provisional responses", callID)
 }
 
 // end marks the dialog ended once: the UA forgets it, then Done closes (so
