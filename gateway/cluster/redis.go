@@ -32,7 +32,10 @@ const (
 	ended     = "!ended"
 )
 
-// RedisConfig is the store's connection and identity.
+// RedisConfig is the store's connection and identity. redis.NewUniversalClient
+// picks the client from Addrs and MasterName; several addresses without a
+// MasterName would make it a Redis Cluster client, which the one-slot keys
+// allow but which is not tested.
 type RedisConfig struct {
 	Addrs       []string      // one address: a single server; several with MasterName: Sentinel (redis.NewUniversalClient)
 	MasterName  string        // Sentinel master name
@@ -46,8 +49,9 @@ type RedisConfig struct {
 }
 
 // Redis is the cluster's shared state in Redis. Every method is one round
-// trip (plus a first EVAL when the server lacks a script) and is bounded by
-// its ctx and by DialTimeout.
+// trip (two when the server lacks the script: EVALSHA, then EVAL), bounded
+// by its ctx, and each dial, read and write by DialTimeout. It is safe for
+// concurrent use.
 type Redis struct {
 	c      redis.UniversalClient
 	prefix string // "{" + Prefix + "}:"
