@@ -12,7 +12,8 @@ BUILD_PKGS = libopus-dev pkg-config gcc
 # docker-compose (Debian's 1.29) and caddy: the deployment test renders the
 # compose files and adapts the Caddyfile with the real programs (no daemon).
 # prometheus: its promtool checks the metrics exposition and the alert rules.
-TEST_PKGS  = $(BUILD_PKGS) sip-tester baresip-core chromium docker-compose caddy prometheus
+# redis-server: the cluster store's tests run against a real one (internal/redistest).
+TEST_PKGS  = $(BUILD_PKGS) sip-tester baresip-core chromium docker-compose caddy prometheus redis-server
 
 # The build's version (a tag, else the commit) and commit, printed by
 # `wagateway version` and exported as wagateway_build_info.

@@ -1,0 +1,4 @@
+package redistest
+
+// Ping exposes ping to the external test package.
+var Ping = ping
