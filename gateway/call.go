@@ -140,6 +140,7 @@ type call struct {
 	cause         endCause
 	pbxGone       bool         // its BYE came: nothing to send it
 	pbxRTP        *pbxRTPWatch // made with the bridge
+	cl            callCluster  // its registration and count toward the limits (cluster_call.go)
 
 	// Business-initiated calls (call_outbound.go): the agent's INVITE, its
 	// route, Meta's call id once connect returned it, and the webhooks
@@ -578,6 +579,8 @@ func (c *call) stopCause() endCause {
 		return endCause{kind: endAdmin, detail: cause.Error()}
 	case errors.Is(cause, errDrainTimeout):
 		return endCause{kind: endDrainTimeout, detail: cause.Error()}
+	case errors.Is(cause, errInstanceReaped):
+		return endCause{kind: endShutdown, detail: cause.Error()}
 	}
 	return endCause{kind: endShutdown, detail: "gateway shutting down"}
 }

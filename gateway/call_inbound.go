@@ -40,6 +40,10 @@ func (c *call) begin() {
 		c.end(refused) // draining, or the trunk is down: at once, no ringing into nothing
 		return
 	}
+	if refused, ok := c.g.admitLimits(c, c.ev.PhoneNumberID); !ok {
+		c.end(refused)
+		return
+	}
 	if !c.move(stateAnswering) {
 		return
 	}
@@ -270,6 +274,7 @@ func (c *call) accepted(e callEvent) {
 	if !c.move(stateBridged) {
 		return
 	}
+	c.saveClusterInfo()
 	c.bridge.Start()
 	c.pbxRTP.start(c.g.now())
 	c.ops.bridged(c.g.ops.metrics, c.sm.enteredAt(stateBridged).Sub(c.sm.enteredAt(stateNew)))

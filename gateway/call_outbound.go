@@ -64,7 +64,12 @@ func (g *Gateway) startAgentCall(a agentCall) *call {
 	c := newOutboundCall(g, a, log)
 	ctx := c.ops.bind(g.ctx)
 	key := sipCallPrefix + a.CallID()
-	if ok, why := g.reg.begin(key, c); !ok {
+	ok, why := g.reg.begin(key, c)
+	if ok && !g.claimCall(c, key, log) {
+		g.reg.end(key)
+		ok, why = false, "another instance has this INVITE"
+	}
+	if !ok {
 		c.ops.hangup(context.Canceled)
 		log.Info("agent INVITE ignored", zap.String("why", why))
 		_ = a.Reject(482, "Loop Detected", sip.Reason{}, why)
@@ -75,6 +80,7 @@ func (g *Gateway) startAgentCall(a agentCall) *call {
 	go func() {
 		defer g.calls.Done()
 		defer g.reg.end(key)
+		defer g.releaseCall(c)
 		c.run(ctx)
 		if c.waCallID != "" {
 			g.reg.unplace(c.waCallID)
@@ -118,6 +124,10 @@ func (c *call) beginOutbound() {
 	c.log.Info("agent dials a whatsapp user")
 	if c.g.ops.draining.Load() {
 		c.end(endCause{kind: endRefused, outcome: OutcomeDraining, detail: refuseDraining.text, refusal: &refuseDraining})
+		return
+	}
+	if refused, ok := c.g.admitLimits(c, oc.pnid); !ok {
+		c.end(refused)
 		return
 	}
 	if !c.move(stateCheckingPermission) {
@@ -274,6 +284,8 @@ func (c *call) placed(e callEvent) {
 	// Held webhooks: statuses and the answer first, a terminate last, so a
 	// REJECTED that came after it still says why the user was not reached.
 	held := c.g.reg.place(e.waCallID, c)
+	held = append(held, c.g.cl.place(e.waCallID, c.log)...) // those other instances took
+	c.saveClusterInfo()
 	slices.SortStableFunc(held, func(a, b heldEvent) int { return cmpBool(isTerminate(a), isTerminate(b)) })
 	for _, h := range held {
 		switch {
@@ -456,6 +468,7 @@ func (c *call) agentAnswered(e callEvent) {
 	if !c.move(stateBridged) {
 		return
 	}
+	c.saveClusterInfo()
 	c.pbxRTP.start(c.g.now()) // the bridge runs since the media came up
 	c.ops.bridged(c.g.ops.metrics, c.sm.enteredAt(stateBridged).Sub(c.sm.enteredAt(stateNew)))
 	c.log.Info("call bridged", zap.Stringer("chain", c.bridge))

@@ -36,6 +36,9 @@ var driven = struct {
 }{m: map[[2]callState]bool{}}
 
 func TestMain(m *testing.M) {
+	if path := os.Getenv(ClusterChildEnv); path != "" {
+		os.Exit(runClusterChild(path)) // an instance of the cluster tests
+	}
 	flag.Parse()
 	code := m.Run()
 	if code == 0 && flag.Lookup("test.run").Value.String() == "" && !testing.Short() {

@@ -150,7 +150,7 @@ func disposition(r *CallRecord) string {
 		return DispositionCongestion
 	}
 	switch r.Outcome {
-	case OutcomeTrunkDown, OutcomeDraining:
+	case OutcomeTrunkDown, OutcomeDraining, OutcomeOverLimit, OutcomeClusterDown:
 		return DispositionCongestion
 	case OutcomeNoAnswer, OutcomeCallerHungUp, OutcomeAgentCancelled, OutcomeUserDeclined, OutcomePermissionTimeout:
 		return DispositionNoAnswer

@@ -372,6 +372,11 @@ func (p *fakePBX) Close() error {
 }
 func (p *fakePBX) SendInfoDigit(context.Context, rune, time.Duration) error { return nil }
 func (p *fakePBX) SetOnInfoDigit(func(rune, time.Duration))                 {}
+func (p *fakePBX) DialogState() sip.DialogState {
+	return sip.DialogState{CallID: p.CallID(), From: "<sip:gw@127.0.0.1>;tag=a", To: "<sip:pbx@127.0.0.1>;tag=b",
+		Target: "sip:pbx@127.0.0.1:5060", CSeq: 1, Transport: "UDP"}
+}
+
 func (p *fakePBX) SetOnMediaChange(f func(sip.MediaChange)) {
 	p.mu.Lock()
 	p.onMedia = f

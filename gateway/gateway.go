@@ -60,6 +60,8 @@ type Gateway struct {
 	voicemailJobs chan struct{}         // bounds the voicemail downloads at once
 	settings      SettingsGraph         // numbers' calling settings, compared at start (settings_watch.go)
 	ops           *gatewayOps           // metrics, call records, health, drain, admin (ops.go)
+	cl            *clusterNode          // nil when the gateway runs alone (cluster.go)
+	limits        *localLimits          // max_calls counted here (alone, or redis_down: alone)
 	cancelCause   context.CancelCauseFunc
 }
 
@@ -93,6 +95,7 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 		router:    NewRouter(cfg.Numbers),
 		outbound:  cfg.Outbound.Routes,
 		reg:       newRegistry(30 * time.Minute),
+		limits:    newLocalLimits(),
 		now:       time.Now,
 		timeouts:  defaultCallTimeouts,
 	}
@@ -117,6 +120,11 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 	g.voicemailJobs = make(chan struct{}, maxVoicemailJobs)
 	g.settings = graph
 	g.perms = newPermissions(graph, g.ops.metrics, log.Named("permission"))
+	if cfg.Cluster.Enabled() {
+		if g.cl, err = newClusterNode(g, cfg.Cluster, secrets); err != nil {
+			return nil, err
+		}
+	}
 	var forward *whatsapp.ForwardConfig
 	if u := cfg.Outbound.ForwardWebhooksURL; u != "" {
 		forward = &whatsapp.ForwardConfig{URL: u, Logger: log.Named("forward")}
@@ -188,6 +196,15 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.dialer = uaDialer{g.ua}
 	g.ops.metrics.watchSIP(g.ua.Stats)
+	if g.cl != nil {
+		// Joined before the webhook listener opens: no call is taken
+		// before its ownership can be recorded.
+		if err := g.cl.start(); err != nil {
+			g.ua.Close()
+			g.media.Close()
+			return err
+		}
+	}
 
 	// The webhook listener faces the internet: the webhook, and a health
 	// answer without detail if asked. /metrics, /readyz and the admin API
@@ -245,30 +262,47 @@ func (g *Gateway) ActiveCalls() int { return g.reg.count() }
 
 // handleCallEvent takes one webhook call event (already signature-checked
 // and de-duplicated by the webhook handler).
-func (g *Gateway) handleCallEvent(ev whatsapp.CallEvent) {
+func (g *Gateway) handleCallEvent(ev whatsapp.CallEvent) { g.dispatchCallEvent(ev, true) }
+
+// handleStatus takes a status webhook of a business-initiated call
+// (RINGING, ACCEPTED, REJECTED).
+func (g *Gateway) handleStatus(st whatsapp.StatusEvent) { g.dispatchStatus(st, true) }
+
+// dispatchCallEvent handles a call event here, or, in a cluster, passes it
+// to the instance owning its call (fromMeta: Meta delivered it here; an
+// event another instance passed on is never passed on again).
+func (g *Gateway) dispatchCallEvent(ev whatsapp.CallEvent, fromMeta bool) {
 	log := g.log.With(zap.String("call_id", ev.CallID))
-	switch strings.ToLower(ev.Event) {
-	case "connect":
-		if strings.EqualFold(ev.Direction, "BUSINESS_INITIATED") {
-			g.handleAnswer(ev, log)
-			return
-		}
+	event := strings.ToLower(ev.Event)
+	bic := strings.EqualFold(ev.Direction, "BUSINESS_INITIATED")
+	switch {
+	case event == "connect" && !bic:
 		g.startCall(ev, log)
-	case "terminate":
-		g.ops.metrics.terminateErrors(ev.Errors)
-		if c := g.reg.get(ev.CallID); c != nil {
-			c.callerTerminated(ev)
-			return
-		}
-		// Terminate before connect (delivery order is not guaranteed):
-		// remember it so the late connect is not answered, and hold it for
-		// a business-initiated call whose Graph connect has not returned.
-		g.reg.markEnded(ev.CallID)
-		g.reg.hold(ev.CallID, heldEvent{call: &ev})
-		log.Info("terminate for no active call: remembered", zap.String("status", ev.Status))
-	default:
+		return
+	case event != "connect" && event != "terminate":
 		log.Debug("ignoring call event", zap.String("event", ev.Event))
+		return
 	}
+	if event == "terminate" && fromMeta {
+		g.ops.metrics.terminateErrors(ev.Errors)
+	}
+	if fromMeta && g.reg.get(ev.CallID) == nil && g.cl.passOn(forwardedEvent{Call: &ev}, ev.CallID, event == "terminate") {
+		return
+	}
+	if event == "connect" {
+		g.handleAnswer(ev, log)
+		return
+	}
+	if c := g.reg.get(ev.CallID); c != nil {
+		c.callerTerminated(ev)
+		return
+	}
+	// Terminate before connect (delivery order is not guaranteed):
+	// remember it so the late connect is not answered, and hold it for
+	// a business-initiated call whose Graph connect has not returned.
+	g.reg.markEnded(ev.CallID)
+	g.reg.hold(ev.CallID, heldEvent{call: &ev})
+	log.Info("terminate for no active call: remembered", zap.String("status", ev.Status))
 }
 
 // handleAnswer takes the connect webhook of a business-initiated call: Meta's
@@ -285,11 +319,13 @@ func (g *Gateway) handleAnswer(ev whatsapp.CallEvent, log *zap.Logger) {
 	log.Debug("answer for a call not placed yet: held")
 }
 
-// handleStatus takes a status webhook of a business-initiated call
-// (RINGING, ACCEPTED, REJECTED).
-func (g *Gateway) handleStatus(st whatsapp.StatusEvent) {
+// dispatchStatus is dispatchCallEvent for statuses.
+func (g *Gateway) dispatchStatus(st whatsapp.StatusEvent, fromMeta bool) {
 	if c := g.reg.get(st.CallID); c != nil && c.outbound {
 		c.postMeta(metaEvent{status: &st})
+		return
+	}
+	if fromMeta && g.cl.passOn(forwardedEvent{Status: &st}, st.CallID, false) {
 		return
 	}
 	if !g.reg.hold(st.CallID, heldEvent{status: &st}) {
@@ -310,10 +346,14 @@ func (g *Gateway) startCall(ev whatsapp.CallEvent, log *zap.Logger) *call {
 		return nil
 	}
 	c := newCall(g, ev)
+	if g.reg.get(ev.CallID) == nil && !g.claimCall(c, ev.CallID, log) {
+		return nil
+	}
 	// The call's context exists before the admin API can see the call.
 	ctx := c.ops.bind(g.ctx)
 	if ok, why := g.reg.begin(ev.CallID, c); !ok {
 		c.ops.hangup(context.Canceled)
+		g.releaseCall(c)
 		log.Info("connect ignored", zap.String("why", why))
 		return nil
 	}
@@ -321,6 +361,7 @@ func (g *Gateway) startCall(ev whatsapp.CallEvent, log *zap.Logger) *call {
 	go func() {
 		defer g.calls.Done()
 		defer g.reg.end(ev.CallID)
+		defer g.releaseCall(c)
 		c.run(ctx)
 	}()
 	return c
@@ -348,6 +389,9 @@ func (g *Gateway) Close(ctx context.Context) error {
 			cancel()
 		}
 		_ = g.webhook.Close() // delivers what is queued; calls are already ending
+		if g.cl != nil {
+			g.cl.stop(ctx) // leaves the cluster when no call is left here
+		}
 		g.stopOps(ctx)        // trunk pings, admin API; call records flushed
 		if g.ua != nil {
 			_ = g.ua.Close()

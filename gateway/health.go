@@ -330,6 +330,7 @@ type readiness struct {
 	Down      []string              `json:"not_ready_trunks,omitempty"`
 	Why       []string              `json:"reasons,omitempty"` // why not ready, one line each
 	Calls     int                   `json:"active_calls"`
+	Cluster   *clusterReadiness     `json:"cluster,omitempty"`
 }
 
 // Ready reports whether the gateway should get new calls: its listeners are
@@ -342,6 +343,9 @@ func (g *Gateway) readiness() readiness {
 		Listeners: g.ops.started.Load() && !g.ops.stopped.Load(),
 		Draining:  g.ops.draining.Load(),
 		Calls:     g.reg.count(),
+	}
+	if g.cl != nil {
+		r.Cluster = g.cl.readiness()
 	}
 	trunksOK, trunks := g.ops.monitor.ready()
 	r.Trunks = trunks

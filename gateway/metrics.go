@@ -59,6 +59,15 @@ type metrics struct {
 	stateErrors       prometheus.Counter
 	// Calling settings compared with Meta's at start (settings_watch.go).
 	callingDrift *prometheus.GaugeVec
+	// Admission and the cluster (cluster*.go).
+	admissionRefused      *prometheus.CounterVec
+	clusterUp             prometheus.Gauge
+	clusterInstances      prometheus.Gauge
+	clusterLease          *prometheus.CounterVec
+	clusterClaims         *prometheus.CounterVec
+	clusterForwards       *prometheus.CounterVec
+	clusterForwardSeconds prometheus.Histogram
+	clusterOrphans        *prometheus.CounterVec
 }
 
 const ns = "wagateway"
@@ -144,6 +153,23 @@ func newMetrics() *metrics {
 		Help: "1 when a number's calling settings at Meta differ from its calling: section in the config file (read at start), 0 when they match; absent when not managed or Meta could not be read."}, []string{"phone_number_id"})
 	m.adminRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "admin_requests_total",
 		Help: "Admin API requests by result (ok, unauthorized, not_found, bad_request)."}, []string{"result"})
+	m.admissionRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "calls_refused_total",
+		Help: "New calls refused by admission: max_calls, number_limit (the number's max_calls), cluster_unavailable (Redis unreachable, cluster.redis_down: refuse)."}, []string{"why"})
+	m.clusterUp = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "cluster_redis_up",
+		Help: "1 when the cluster's Redis answered the last lease renewal (0: calls in progress go on, new calls follow cluster.redis_down); only with a cluster."})
+	m.clusterInstances = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "cluster_instances",
+		Help: "Live instances of the cluster (leases held), as this one last saw them; only with a cluster."})
+	m.clusterLease = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cluster_lease_lost_total",
+		Help: "Times this instance found its lease gone: rejoined (Redis lost it: calls registered again) or reaped (another instance took it for lost and ended its calls)."}, []string{"status"})
+	m.clusterClaims = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cluster_claims_refused_total",
+		Help: "New calls not taken because another instance owns them or they already ended (duplicate deliveries)."}, []string{"result"})
+	m.clusterForwards = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cluster_webhooks_total",
+		Help: "Webhook events for calls not active here: sent to their owner, failed (owner unreachable after retries), dropped (too many in flight), held (in Redis for the call's future owner), ended (the call had ended), orphaned (its owner is lost); and received from other instances (received, received_duplicate)."}, []string{"result"})
+	m.clusterForwardSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "cluster_forward_seconds",
+		Help:    "Time to pass one webhook event to its owner (retries included).",
+		Buckets: []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2, 6}})
+	m.clusterOrphans = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cluster_orphans_total",
+		Help: "Actions on the calls of lost instances: terminated, terminate_failed, bye_sent, bye_gone (481: the PBX had ended it), bye_failed, no_state."}, []string{"result"})
 	for _, c := range m.all() {
 		f(c)
 	}
@@ -207,7 +233,8 @@ func (m *metrics) all() []prometheus.Collector {
 		m.fecRecovered, m.jitter, m.digits, m.codecPaths, m.mos, m.callDuration, m.trunkUp, m.trunkPingRTT,
 		m.trunkAuthFail, m.trunkInviteFail,
 		m.draining, m.records, m.recordsDropped, m.configReloads, m.adminRequests, m.stateErrors,
-		m.callingDrift}
+		m.callingDrift, m.admissionRefused, m.clusterLease, m.clusterClaims,
+		m.clusterForwards, m.clusterForwardSeconds, m.clusterOrphans}
 }
 
 func (m *metrics) handler() http.Handler {

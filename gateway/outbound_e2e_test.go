@@ -57,6 +57,12 @@ func agentPort(t *testing.T) int {
 // gateway, dialling user; replace fills the scenario's placeholders.
 func dialAs(t *testing.T, port int, gw *gateway.Gateway, scenario, user string, replace ...string) *sipp {
 	t.Helper()
+	return dialTo(t, port, gw.SIPAddr(), scenario, user, replace...)
+}
+
+// dialTo is dialAs toward the gateway's SIP address sipAddr.
+func dialTo(t *testing.T, port int, sipAddr, scenario, user string, replace ...string) *sipp {
+	t.Helper()
 	bin := requirePeer(t, "sipp")
 	tmpl, err := os.ReadFile(filepath.Join("testdata", scenario))
 	if err != nil {
@@ -72,7 +78,7 @@ func dialAs(t *testing.T, port int, gw *gateway.Gateway, scenario, user string, 
 		t.Fatal(err)
 	}
 	s := &sipp{Addr: "127.0.0.1:" + strconv.Itoa(port), MediaPort: mport, done: make(chan error, 1), msgTrace: filepath.Join(dir, "messages.log")}
-	s.cmd = exec.Command(bin, "-sf", path, "-s", user, gw.SIPAddr(),
+	s.cmd = exec.Command(bin, "-sf", path, "-s", user, sipAddr,
 		"-i", "127.0.0.1", "-p", strconv.Itoa(port), "-mi", "127.0.0.1", "-mp", strconv.Itoa(mport), "-rtp_echo",
 		"-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
 		"-trace_msg", "-message_file", s.msgTrace)

@@ -80,6 +80,8 @@ var (
 	refuseMediaFailed   = refusal{code: 480, phrase: "Temporarily Unavailable", q850: 41, text: "the WhatsApp media connection failed"}
 	refuseGatewayFailed = refusal{code: 500, phrase: "Server Internal Error", q850: 41, text: "gateway failure"}
 	refuseDraining      = refusal{code: 503, phrase: "Service Unavailable", q850: 41, text: "gateway draining: call again"}
+	refuseOverLimit     = refusal{code: 503, phrase: "Service Unavailable", q850: 34, text: "too many calls in progress (max_calls)"}
+	refuseClusterDown   = refusal{code: 503, phrase: "Service Unavailable", q850: 41, text: "gateway cluster unavailable (Redis unreachable)"}
 	refuseShutdown      = refusal{code: 503, phrase: "Service Unavailable", q850: 41, text: "gateway shutting down"}
 )
 

@@ -18,6 +18,9 @@ const (
 	OutcomeTrunkDown    = "trunk_down"    // rejected at once: the route's trunk does not answer OPTIONS
 	OutcomeDraining     = "draining"      // rejected: the gateway is draining (SIGTERM)
 	OutcomeAdminHangup  = "admin_hangup"  // ended through the admin API
+	OutcomeOverLimit    = "over_limit"    // rejected: max_calls or the number's max_calls reached (over the cluster)
+	// OutcomeClusterDown: rejected: Redis unreachable and cluster.redis_down: refuse.
+	OutcomeClusterDown = "cluster_unavailable"
 	// OutcomePBXMediaTimeout: bridged, then the PBX sent no RTP for
 	// media.pbx_rtp_timeout while not holding the call (dead or silent).
 	OutcomePBXMediaTimeout = "pbx_media_timeout"

@@ -118,6 +118,8 @@ type pbxCall interface {
 	SendInfoDigit(ctx context.Context, digit rune, d time.Duration) error
 	SetOnInfoDigit(f func(digit rune, d time.Duration))
 	SetOnMediaChange(f func(sip.MediaChange))
+	// DialogState is what another instance needs to send the BYE (cluster).
+	DialogState() sip.DialogState
 }
 
 // mediaAnswerer adapts webrtc.Media.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,8 +55,9 @@ type RedisConfig struct {
 // concurrent use.
 type Redis struct {
 	c      redis.UniversalClient
-	prefix string // "{" + Prefix + "}:"
-	id     string // this instance: Node + "-" + 8 random hex
+	prefix string                 // "{" + Prefix + "}:"
+	id     atomic.Pointer[string] // this instance: Node + "-" + 8 random hex
+	node   string
 	lease  time.Duration
 	self   string // JSON of inst:<id>
 }
@@ -72,11 +74,10 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, fmt.Errorf("cluster: redis config: %w", err)
 	}
-	var rnd [4]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return nil, fmt.Errorf("cluster: instance id: %w", err)
+	id, err := newInstanceID(cfg.Node)
+	if err != nil {
+		return nil, err
 	}
-	id := cfg.Node + "-" + hex.EncodeToString(rnd[:])
 	self, err := json.Marshal(leaseValue{Node: cfg.Node, Addr: cfg.Advertise, Since: time.Now().UTC()})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: instance %s: %w", id, err)
@@ -105,13 +106,9 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		DisableIdentity:          true,
 	})
-	return &Redis{
-		c:      c,
-		prefix: "{" + cfg.Prefix + "}:",
-		id:     id,
-		lease:  cfg.Lease,
-		self:   string(self),
-	}, nil
+	r := &Redis{c: c, prefix: "{" + cfg.Prefix + "}:", node: cfg.Node, lease: cfg.Lease, self: string(self)}
+	r.id.Store(&id)
+	return r, nil
 }
 
 // normalize applies the defaults and checks the rest. Its errors never
@@ -158,7 +155,28 @@ func (cfg *RedisConfig) normalize() error {
 }
 
 // Instance is this process's instance id: Node + "-" + 8 random hex.
-func (r *Redis) Instance() string { return r.id }
+func (r *Redis) Instance() string { return r.inst() }
+
+func (r *Redis) inst() string { return *r.id.Load() }
+
+// Reincarnate gives this process a new instance id, for when another
+// instance reaped this one (its reaped mark stays an hour): Join it next.
+func (r *Redis) Reincarnate() (string, error) {
+	id, err := newInstanceID(r.node)
+	if err != nil {
+		return "", err
+	}
+	r.id.Store(&id)
+	return id, nil
+}
+
+func newInstanceID(node string) (string, error) {
+	var rnd [4]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return "", fmt.Errorf("cluster: instance id: %w", err)
+	}
+	return node + "-" + hex.EncodeToString(rnd[:]), nil
+}
 
 // Close closes the connections; it does not Leave.
 func (r *Redis) Close() error {

@@ -22,8 +22,8 @@ type Admission struct {
 // admitted call needs one Release.
 func (r *Redis) Admit(ctx context.Context, number string, numberLimit, totalLimit int) (Admission, error) {
 	vals, err := admitScript.Run(ctx, r.c,
-		[]string{r.instancesKey(), r.loadKey(r.id)},
-		r.prefix, r.id, numberField(number), numberLimit, totalLimit).Slice()
+		[]string{r.instancesKey(), r.loadKey(r.inst())},
+		r.prefix, r.inst(), numberField(number), numberLimit, totalLimit).Slice()
 	if err != nil {
 		return Admission{}, fmt.Errorf("cluster: admit %s: %w", number, err)
 	}
@@ -39,7 +39,7 @@ func (r *Redis) Admit(ctx context.Context, number string, numberLimit, totalLimi
 
 // Release gives back a slot Admit took; counts never go below 0.
 func (r *Redis) Release(ctx context.Context, number string) error {
-	err := releaseScript.Run(ctx, r.c, []string{r.loadKey(r.id)}, numberField(number)).Err()
+	err := releaseScript.Run(ctx, r.c, []string{r.loadKey(r.inst())}, numberField(number)).Err()
 	if err != nil {
 		return fmt.Errorf("cluster: release %s: %w", number, err)
 	}

@@ -28,8 +28,8 @@ type Route struct {
 // call id (user-initiated) or "sip:"+Call-ID (business-initiated).
 func (r *Redis) Claim(ctx context.Context, id string, info []byte) (Claim, error) {
 	vals, err := claimScript.Run(ctx, r.c,
-		[]string{r.callKey(id), r.infoKey(id), r.callsKey(r.id)},
-		r.id, info, ms(callTTL), id, r.prefix).StringSlice()
+		[]string{r.callKey(id), r.infoKey(id), r.callsKey(r.inst())},
+		r.inst(), info, ms(callTTL), id, r.prefix).StringSlice()
 	if err != nil {
 		return Claim{}, fmt.Errorf("cluster: claim %s: %w", id, err)
 	}
@@ -58,7 +58,7 @@ func (r *Redis) SaveInfo(ctx context.Context, id string, info []byte) error {
 // it, oldest first, removing them.
 func (r *Redis) Place(ctx context.Context, waID string) (held [][]byte, err error) {
 	vals, err := placeScript.Run(ctx, r.c,
-		[]string{r.callKey(waID), r.heldKey(waID)}, r.id, ms(callTTL)).StringSlice()
+		[]string{r.callKey(waID), r.heldKey(waID)}, r.inst(), ms(callTTL)).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: place %s: %w", waID, err)
 	}
@@ -97,7 +97,7 @@ func (r *Redis) Route(ctx context.Context, waID string, event []byte, markEnded 
 // End marks this instance's call ended: id, and waID when it is another
 // key of the same call.
 func (r *Redis) End(ctx context.Context, id, waID string) error {
-	if err := r.endCall(ctx, r.id, id, waID); err != nil {
+	if err := r.endCall(ctx, r.inst(), id, waID); err != nil {
 		return fmt.Errorf("cluster: end %s: %w", id, err)
 	}
 	return nil

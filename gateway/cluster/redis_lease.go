@@ -44,12 +44,12 @@ type Instance struct {
 // Join sets this instance's lease and lists it in instances (one MULTI).
 func (r *Redis) Join(ctx context.Context) error {
 	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, r.instKey(r.id), r.self, r.lease)
-		p.SAdd(ctx, r.instancesKey(), r.id)
+		p.Set(ctx, r.instKey(r.inst()), r.self, r.lease)
+		p.SAdd(ctx, r.instancesKey(), r.inst())
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("cluster: join %s: %w", r.id, err)
+		return fmt.Errorf("cluster: join %s: %w", r.inst(), err)
 	}
 	return nil
 }
@@ -58,10 +58,10 @@ func (r *Redis) Join(ctx context.Context) error {
 // It is one script so that a reaper and a renewal cannot interleave.
 func (r *Redis) Renew(ctx context.Context) (LeaseStatus, error) {
 	n, err := renewScript.Run(ctx, r.c,
-		[]string{r.instKey(r.id), r.reapedKey(r.id), r.instancesKey()},
-		r.self, ms(r.lease), r.id).Int()
+		[]string{r.instKey(r.inst()), r.reapedKey(r.inst()), r.instancesKey()},
+		r.self, ms(r.lease), r.inst()).Int()
 	if err != nil {
-		return 0, fmt.Errorf("cluster: renew %s: %w", r.id, err)
+		return 0, fmt.Errorf("cluster: renew %s: %w", r.inst(), err)
 	}
 	return LeaseStatus(n), nil
 }
@@ -69,12 +69,12 @@ func (r *Redis) Renew(ctx context.Context) (LeaseStatus, error) {
 // Leave removes this instance: its lease, calls and load (one MULTI).
 func (r *Redis) Leave(ctx context.Context) error {
 	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, r.instKey(r.id), r.callsKey(r.id), r.loadKey(r.id))
-		p.SRem(ctx, r.instancesKey(), r.id)
+		p.Del(ctx, r.instKey(r.inst()), r.callsKey(r.inst()), r.loadKey(r.inst()))
+		p.SRem(ctx, r.instancesKey(), r.inst())
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("cluster: leave %s: %w", r.id, err)
+		return fmt.Errorf("cluster: leave %s: %w", r.inst(), err)
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ type Orphan struct {
 
 // Dead lists the instances whose lease is gone, never this one.
 func (r *Redis) Dead(ctx context.Context) ([]string, error) {
-	dead, err := deadScript.Run(ctx, r.c, []string{r.instancesKey()}, r.prefix, r.id).StringSlice()
+	dead, err := deadScript.Run(ctx, r.c, []string{r.instancesKey()}, r.prefix, r.inst()).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dead instances: %w", err)
 	}
@@ -28,7 +28,7 @@ func (r *Redis) Dead(ctx context.Context) ([]string, error) {
 func (r *Redis) Reap(ctx context.Context, inst string, lockFor time.Duration) (orphans []Orphan, won bool, err error) {
 	vals, err := reapScript.Run(ctx, r.c,
 		[]string{r.reapKey(inst), r.reapedKey(inst), r.instKey(inst), r.callsKey(inst)},
-		r.id, ms(lockFor), ms(reapedTTL), r.prefix).Slice()
+		r.inst(), ms(lockFor), ms(reapedTTL), r.prefix).Slice()
 	if err != nil {
 		return nil, false, fmt.Errorf("cluster: reap %s: %w", inst, err)
 	}

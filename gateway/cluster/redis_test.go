@@ -242,6 +242,18 @@ func TestRenewReaped(t *testing.T) {
 	if err != nil || len(in) != 1 || in[0].ID != b.Instance() {
 		t.Fatalf("instances: %+v, %v; want only b", in, err)
 	}
+	// The reaped process comes back as a new incarnation of its node.
+	old := a.Instance()
+	id, err := a.Reincarnate()
+	if err != nil || id == old || !strings.HasPrefix(id, "a-") || a.Instance() != id {
+		t.Fatalf("reincarnate: %q (was %q), %v", id, old, err)
+	}
+	if err := a.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := a.Renew(ctx); err != nil || st != cluster.LeaseHeld {
+		t.Fatalf("renew as a new incarnation: %v, %v", st, err)
+	}
 }
 
 func TestInstancesAndLeave(t *testing.T) {
