@@ -80,8 +80,8 @@ type clusterNode struct {
 	handler http.Handler // the internal channel's
 	srv     *http.Server
 	ln      net.Listener
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 func newClusterNode(g *Gateway, cfg ClusterConfig, secrets *Secrets) (*clusterNode, error) {
@@ -99,7 +99,7 @@ func newClusterNode(g *Gateway, cfg ClusterConfig, secrets *Secrets) (*clusterNo
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	n := &clusterNode{g: g, cfg: cfg, store: store, peer: cluster.NewPeerClient([]byte(secrets.ClusterSecret), forwardAttemptFor),
-		log: g.log.Named("cluster").With(zap.String("node", cfg.NodeID)),
+		log:      g.log.Named("cluster").With(zap.String("node", cfg.NodeID)),
 		forwards: make(chan struct{}, maxForwards), seen: newRecentKeys(10*time.Minute, 20000),
 		downLog: ratelog.New(clusterLogEvery, time.Now)}
 	g.ops.metrics.reg.MustRegister(g.ops.metrics.clusterUp, g.ops.metrics.clusterInstances)

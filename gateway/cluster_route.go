@@ -16,10 +16,10 @@ import (
 // (the internal channel's body, and what Redis holds for a call no
 // instance owns yet).
 type forwardedEvent struct {
-	From   string                 `json:"from"` // the instance Meta delivered it to
-	Call   *whatsapp.CallEvent    `json:"call,omitempty"`
-	Status *whatsapp.StatusEvent  `json:"status,omitempty"`
-	Sent   time.Time              `json:"sent"`
+	From   string                `json:"from"` // the instance Meta delivered it to
+	Call   *whatsapp.CallEvent   `json:"call,omitempty"`
+	Status *whatsapp.StatusEvent `json:"status,omitempty"`
+	Sent   time.Time             `json:"sent"`
 }
 
 // key is what duplicates of the event share: Meta redelivers the same

@@ -27,16 +27,18 @@ type fakeStore struct {
 	routed  [][]byte
 }
 
-func (f *fakeStore) Instance() string              { return "me-1" }
+func (f *fakeStore) Instance() string             { return "me-1" }
 func (f *fakeStore) Reincarnate() (string, error) { return "me-2", nil }
 func (f *fakeStore) fail() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.err
 }
-func (f *fakeStore) Join(context.Context) error                         { return f.fail() }
-func (f *fakeStore) Renew(context.Context) (cluster.LeaseStatus, error) { return cluster.LeaseHeld, f.fail() }
-func (f *fakeStore) Leave(context.Context) error                        { return f.fail() }
+func (f *fakeStore) Join(context.Context) error { return f.fail() }
+func (f *fakeStore) Renew(context.Context) (cluster.LeaseStatus, error) {
+	return cluster.LeaseHeld, f.fail()
+}
+func (f *fakeStore) Leave(context.Context) error { return f.fail() }
 func (f *fakeStore) Instances(context.Context) ([]cluster.Instance, error) {
 	return nil, f.fail()
 }

@@ -392,7 +392,7 @@ func (g *Gateway) Close(ctx context.Context) error {
 		if g.cl != nil {
 			g.cl.stop(ctx) // leaves the cluster when no call is left here
 		}
-		g.stopOps(ctx)        // trunk pings, admin API; call records flushed
+		g.stopOps(ctx) // trunk pings, admin API; call records flushed
 		if g.ua != nil {
 			_ = g.ua.Close()
 		}
