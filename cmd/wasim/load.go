@@ -85,6 +85,8 @@ type loadFlags struct {
 	verbose                      bool
 	cpuProfile                   string
 	perCall                      bool
+	webhookCopies                int
+	webhookShuffle               bool
 }
 
 func newLoadFlagSet(stderr io.Writer) (*flag.FlagSet, *loadFlags) {
@@ -126,6 +128,7 @@ func newLoadFlagSet(stderr io.Writer) (*flag.FlagSet, *loadFlags) {
 	fs.BoolVar(&o.verbose, "v", false, "debug logs on stderr")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile over the run to this `file`")
 	fs.BoolVar(&o.perCall, "per-call", false, "add every call's own figures to the JSON report")
+	webhookCopyFlags(fs, &o.webhookCopies, &o.webhookShuffle)
 	return fs, o
 }
 
@@ -153,6 +156,10 @@ func runLoad(args []string, getenv func(string) string, stdout, stderr io.Writer
 	}
 	if o.calls < 1 || o.rate <= 0 || o.hold < 0 {
 		fmt.Fprintln(stderr, "wasim load: -calls and -rate must be positive, -hold not negative")
+		return exitUsage
+	}
+	if o.webhookCopies < 1 {
+		fmt.Fprintln(stderr, "wasim load: -webhook-copies must be at least 1")
 		return exitUsage
 	}
 	limit := o.timeout
@@ -261,6 +268,7 @@ func runLoad(args []string, getenv func(string) string, stdout, stderr io.Writer
 	sim, err := wasim.New(wasim.Config{
 		GraphListen: graphListen, WebhookURL: webhook, AppSecret: secret, AccessToken: token,
 		PhoneNumberID: o.phoneID, MediaIP: "127.0.0.1", AcceptTimeout: o.setupWait + 30*time.Second, Logger: log.Named("wasim"),
+		WebhookCopies: o.webhookCopies, WebhookShuffle: o.webhookShuffle,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "wasim load: %v\n", err)

@@ -81,6 +81,8 @@ type options struct {
 	timeout                                 time.Duration
 	frameMs, dropBurstAt                    int
 	dupConnect, terminateFirst, badSig      bool
+	webhookCopies                           int
+	webhookShuffle                          bool
 	jsonOut, verbose                        bool
 }
 
@@ -258,6 +260,13 @@ func (o *options) commonFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.displayPhone, "display-phone", "15550000001", "business display phone `number` (metadata and calls[].to)")
 	fs.StringVar(&o.wabaID, "waba-id", "1000000000000001", "WhatsApp Business Account `id` (entry[].id)")
 	fs.StringVar(&o.mediaIP, "media-ip", "127.0.0.1", "the only `IP` the media leg offers as host candidate")
+	webhookCopyFlags(fs, &o.webhookCopies, &o.webhookShuffle)
+}
+
+// webhookCopyFlags are -webhook-copies and -webhook-shuffle (Config.WebhookCopies, WebhookShuffle).
+func webhookCopyFlags(fs *flag.FlagSet, copies *int, shuffle *bool) {
+	fs.IntVar(copies, "webhook-copies", 1, "deliver each webhook this many `times`, as Meta may (a webhook is delivered when any copy is answered 200)")
+	fs.BoolVar(shuffle, "webhook-shuffle", false, "post a webhook's copies concurrently, each after a random 0-50 ms delay, so copies and webhooks sent close together arrive in mixed order")
 }
 
 // judgeFlags are the flags that time and judge a single call.
@@ -289,6 +298,9 @@ func (o *options) config(getenv func(string) string) (wasim.Config, error) {
 			errs = append(errs, fmt.Errorf("environment variable %q (named by -verify-token-env) is empty", o.verifyEnv))
 		}
 	}
+	if o.webhookCopies < 1 {
+		errs = append(errs, errors.New("-webhook-copies must be at least 1"))
+	}
 	if o.acceptTimeout <= 0 || o.noMediaTimeout <= 0 || o.duration < 0 {
 		errs = append(errs, errors.New("-accept-timeout and -no-media-timeout must be positive, -duration not negative"))
 	}
@@ -304,6 +316,8 @@ func (o *options) config(getenv func(string) string) (wasim.Config, error) {
 		MediaIP:            o.mediaIP,
 		AcceptTimeout:      o.acceptTimeout,
 		NoMediaTimeout:     o.noMediaTimeout,
+		WebhookCopies:      o.webhookCopies,
+		WebhookShuffle:     o.webhookShuffle,
 	}, errors.Join(errs...)
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -79,5 +80,41 @@ func TestNotAnsweredFails(t *testing.T) {
 	code, out, e := runCmd(t, env, "call", "-webhook", gw.URL, "-graph-listen", "127.0.0.1:0", "-accept-timeout", "300ms", "-json")
 	if code != exitFailed || !strings.Contains(out, `"Outcome": "not_answered"`) || !strings.Contains(e, "never accepted") {
 		t.Errorf("exit %d\n%s%s", code, out, e)
+	}
+}
+
+// -webhook-copies N delivers each webhook N times (here with
+// -webhook-shuffle: concurrently); 0 is a usage error.
+func TestWebhookCopiesFlag(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		for _, ev := range []string{"connect", "terminate"} {
+			if strings.Contains(string(b), `"event":"`+ev+`"`) {
+				seen[ev]++
+			}
+		}
+		mu.Unlock()
+	}))
+	defer gw.Close()
+	code, out, e := runCmd(t, env, "call", "-webhook", gw.URL, "-graph-listen", "127.0.0.1:0", "-accept-timeout", "300ms",
+		"-webhook-copies", "3", "-webhook-shuffle", "-json")
+	if code != exitFailed || !strings.Contains(out, `"Outcome": "not_answered"`) {
+		t.Errorf("exit %d\n%s%s", code, out, e)
+	}
+	mu.Lock()
+	if seen["connect"] != 3 || seen["terminate"] != 3 {
+		t.Errorf("webhooks seen %v, want 3 connect and 3 terminate", seen)
+	}
+	mu.Unlock()
+	if code, _, e := runCmd(t, env, "call", "-webhook", gw.URL, "-webhook-copies", "0"); code != exitUsage || !strings.Contains(e, "-webhook-copies must be at least 1") {
+		t.Errorf("-webhook-copies 0: %d %q", code, e)
+	}
+	for _, cmd := range []string{"bic", "load"} {
+		if code, _, e := runCmd(t, env, cmd, "-h"); code != exitOK || !strings.Contains(e, "-webhook-copies") || !strings.Contains(e, "-webhook-shuffle") {
+			t.Errorf("%s -h: %d, flags not listed", cmd, code)
+		}
 	}
 }

@@ -205,6 +205,7 @@ type userState struct {
 	unanswered int         // business-initiated calls not answered in a row
 
 	checks, requestsSent, callsPlaced int
+	connects                          int // connects naming the user, refused ones included
 
 	calls   []*Call // business-initiated calls, in order
 	claimed int     // calls handed out by BICCall
@@ -342,6 +343,13 @@ type UserState struct {
 	// the calls the user answered in the last 24 h; UnansweredInRow the
 	// calls in a row the user did not answer.
 	CallsPlaced, ConnectedCalls24h, UnansweredInRow int
+	// ConnectRequests counts the connects naming the user that passed the
+	// body checks, refused ones included (no permission 138006, a call
+	// already in progress 138003, the daily limit 138012): a business that
+	// placed one call twice shows ConnectRequests > CallsPlaced. Connects
+	// are counted here, per user; a call's Report.ActionsReceived lists the
+	// other actions (pre_accept, accept, reject, terminate) on that call.
+	ConnectRequests int
 }
 
 // UserState returns the state of the user with that wa_id or BSUID.
@@ -360,6 +368,7 @@ func (s *Sim) UserState(id string) (UserState, bool) {
 		PermissionExpires:  st.expires,
 		PermissionRequests: st.requestsSent, PermissionChecks: st.checks,
 		CallsPlaced: st.callsPlaced, ConnectedCalls24h: n, UnansweredInRow: st.unanswered,
+		ConnectRequests: st.connects,
 	}, true
 }
 

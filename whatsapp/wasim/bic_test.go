@@ -43,7 +43,7 @@ func TestBICNoPermission(t *testing.T) {
 			t.Errorf("%s: request limits %v", q, limits)
 		}
 	}
-	if st, ok := sim.UserState("15551230001"); !ok || st.PermissionChecks != 2 || st.CallsPlaced != 0 || st.Permission != "no_permission" {
+	if st, ok := sim.UserState("15551230001"); !ok || st.PermissionChecks != 2 || st.CallsPlaced != 0 || st.ConnectRequests != 1 || st.Permission != "no_permission" {
 		t.Errorf("user state %+v", st)
 	}
 	if !hooks.quiet(200*time.Millisecond) || len(sim.Violations()) != 0 {
@@ -261,6 +261,10 @@ func TestBICLimits(t *testing.T) {
 		t.Fatalf("terminate: %d", code)
 	}
 	waitBIC(t, sim, id, 5*time.Second)
+	// Four connects to the user, two of them refused (138003, 138012).
+	if st, _ := sim.UserState("15551230007"); st.ConnectRequests != 4 || st.CallsPlaced != 2 {
+		t.Errorf("user state %+v, want 4 connects, 2 calls placed", st)
+	}
 }
 
 // GET call_permissions takes 5 requests in a one-second window per number:

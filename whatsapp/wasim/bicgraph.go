@@ -394,6 +394,9 @@ func (s *Sim) handleConnect(g *graphRequest, req *actionRequest) {
 		return
 	}
 	st := s.lookupUserLocked(waID, req.Recipient)
+	if st != nil {
+		st.connects++
+	}
 	var refusal *graphError
 	switch {
 	case st == nil || st.permissionLocked(now) == PermissionNone:

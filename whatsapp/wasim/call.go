@@ -472,8 +472,8 @@ func (c *Call) watch(now time.Time) {
 	}
 }
 
-// deliver posts one webhook, notes it in the report's WebhooksSent and a
-// failed delivery in WebhookFailures.
+// deliver posts one webhook (all its copies), notes it in the report's
+// WebhooksSent and a failed delivery in WebhookFailures (a line per copy).
 func (c *Call) deliver(event, secret string, env envelope, attempts int) error {
 	c.mu.Lock()
 	c.rep.WebhooksSent = append(c.rep.WebhooksSent, event)
@@ -482,7 +482,7 @@ func (c *Call) deliver(event, secret string, env envelope, attempts int) error {
 	if err != nil {
 		c.log.Warn("webhook not delivered", zap.Error(err))
 		c.mu.Lock()
-		c.rep.WebhookFailures = append(c.rep.WebhookFailures, err.Error())
+		c.rep.WebhookFailures = append(c.rep.WebhookFailures, webhookFailures(err)...)
 		c.mu.Unlock()
 	}
 	return err

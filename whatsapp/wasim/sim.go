@@ -100,6 +100,11 @@ type Config struct {
 	// updates"). Off by default: the field needs its own subscription.
 	SettingsWebhooks bool
 
+	// WebhookCopies delivers each webhook that many times (default 1), as Meta may; WebhookShuffle sends the copies
+	// concurrently, each after a random 0–50 ms delay, so copies of one webhook and webhooks sent close together arrive in mixed order.
+	WebhookCopies  int
+	WebhookShuffle bool
+
 	Logger *zap.Logger
 }
 
@@ -133,6 +138,12 @@ type Sim struct {
 	started    bool
 	closing    bool
 	closed     chan struct{}
+
+	// copies are the webhook copies still being posted after their
+	// webhook was delivered (WebhookShuffle). Once copiesClosed (Close is
+	// waiting for them), no more are started in the background.
+	copies       sync.WaitGroup
+	copiesClosed bool
 }
 
 // Defaults for the Config fields left zero.
@@ -307,7 +318,9 @@ func (s *Sim) Violations() []string {
 }
 
 // Close ends every live call (sending its terminate webhook with one short
-// attempt), stops the Graph server and waits for every goroutine it started.
+// attempt), gives the webhook copies still being posted (WebhookShuffle)
+// up to 2 s, stops the Graph server and waits for every goroutine it
+// started.
 func (s *Sim) Close() error {
 	s.mu.Lock()
 	if s.closing {
@@ -333,6 +346,22 @@ func (s *Sim) Close() error {
 	for _, c := range calls {
 		<-c.done
 	}
+	// Webhook copies still being posted (WebhookShuffle) get a grace
+	// period, then are cancelled with s.ctx below.
+	s.mu.Lock()
+	s.copiesClosed = true
+	s.mu.Unlock()
+	copiesDone := make(chan struct{})
+	go func() {
+		s.copies.Wait()
+		close(copiesDone)
+	}()
+	grace := time.NewTimer(webhookCopiesGrace)
+	select {
+	case <-copiesDone:
+	case <-grace.C:
+	}
+	grace.Stop()
 	var err error
 	if srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -342,7 +371,8 @@ func (s *Sim) Close() error {
 			_ = srv.Close()
 		}
 	}
-	s.cancel()
+	s.cancel() // ends the webhook copies still being posted
+	<-copiesDone
 	s.wg.Wait()
 	s.httpc.CloseIdleConnections()
 	close(s.closed)

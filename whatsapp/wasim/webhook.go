@@ -7,8 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -207,9 +209,109 @@ func (e *deliveryError) Error() string {
 	return fmt.Sprintf("%s webhook answered HTTP %d after %d attempt(s)", e.event, e.status, e.attempts)
 }
 
-// postWebhook posts body signed with secret, retrying on a non-200 answer.
-// attempts bounds the tries; each has its own timeout.
+// webhookShuffleDelay bounds the random delay of each copy of a webhook
+// under Config.WebhookShuffle (0 to this, inclusive).
+const webhookShuffleDelay = 50 * time.Millisecond
+
+// webhookCopiesGrace is how long Close lets the webhook copies still being
+// posted finish before it cancels them (a variable: tests shorten it).
+var webhookCopiesGrace = 2 * time.Second
+
+// postWebhook delivers one webhook: Config.WebhookCopies copies of body
+// signed with secret, each retried on a non-200 answer (attempts bounds
+// each copy's tries; each try has its own timeout). It is nil when any copy
+// was answered 200; when none was, the error is the one copy's
+// *deliveryError, or the copies' joined (errors.Join, one per copy).
+//
+// Without Config.WebhookShuffle the copies are posted one after the other
+// and postWebhook returns once all are done. With it they are posted
+// concurrently, each after a random delay of 0–50 ms, and postWebhook
+// returns as soon as one is answered 200: the others carry on in the
+// background (Close gives them a grace period, then cancels them and waits),
+// so they may arrive after the next webhook, as Meta's duplicates may.
 func (s *Sim) postWebhook(ctx context.Context, event, secret string, body []byte, attempts int) error {
+	copies := max(s.cfg.WebhookCopies, 1)
+	name := func(i int) string {
+		if copies == 1 {
+			return event
+		}
+		return fmt.Sprintf("%s (copy %d of %d)", event, i+1, copies)
+	}
+	var errs []error
+	if !s.cfg.WebhookShuffle {
+		for i := range copies {
+			if err := s.postCopy(ctx, name(i), secret, body, attempts); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) < copies {
+			return nil
+		}
+		return joinCopies(errs)
+	}
+	results := make(chan error, copies)
+	for i := range copies {
+		s.goCopy(func() {
+			t := time.NewTimer(rand.N(webhookShuffleDelay + 1))
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				results <- &deliveryError{event: name(i), err: ctx.Err()}
+				return
+			}
+			results <- s.postCopy(ctx, name(i), secret, body, attempts)
+		})
+	}
+	for range copies {
+		err := <-results
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return joinCopies(errs)
+}
+
+// joinCopies is the error of a webhook none of whose copies was delivered.
+func joinCopies(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
+// webhookFailures splits postWebhook's error into one line per copy.
+func webhookFailures(err error) []string {
+	var out []string
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			out = append(out, e.Error())
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
+// goCopy runs f on a goroutine Close waits for; once Close no longer waits
+// (the simulator is closed), f runs on the caller's.
+func (s *Sim) goCopy(f func()) {
+	s.mu.Lock()
+	if s.copiesClosed {
+		s.mu.Unlock()
+		f()
+		return
+	}
+	s.copies.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.copies.Done()
+		f()
+	}()
+}
+
+// postCopy posts one copy of a webhook, retrying on a non-200 answer.
+func (s *Sim) postCopy(ctx context.Context, event, secret string, body []byte, attempts int) error {
 	de := &deliveryError{event: event}
 	for i := 0; i < attempts; i++ {
 		if i > 0 {
