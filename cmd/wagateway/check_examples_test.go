@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -86,8 +88,10 @@ numbers: [{phone_number_id: "1", routes: [{trunk: pbx, destination: "sip:a@b"}, 
 
 // The cluster's examples pass check-config as each instance runs them:
 // docker/gateway-cluster.yaml with the environment docker/compose.cluster.yml
-// gives each gateway service (its ${VAR}s as docker/.env would set them). The
-// shared file alone is refused: cluster.advertise is per instance.
+// gives each gateway service (its ${VAR}s as docker/.env would set them), and
+// the Kubernetes ConfigMap's config with the StatefulSet's environment (the
+// downward API's values made up, $(VAR) expanded as Kubernetes does). The
+// shared compose file alone is refused: cluster.advertise is per instance.
 func TestCheckConfigClusterExamplesPass(t *testing.T) {
 	secrets := map[string]string{
 		"WA_ACCESS_TOKEN": "x-WA_ACCESS_TOKEN", "WA_APP_SECRET": "x-WA_APP_SECRET", "WA_VERIFY_TOKEN": "x-WA_VERIFY_TOKEN",
@@ -176,4 +180,71 @@ func TestCheckConfigClusterExamplesPass(t *testing.T) {
 	if code := run([]string{"check-config", "../../docker/gateway-cluster.yaml"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "cluster.advertise: required") {
 		t.Errorf("docker/gateway-cluster.yaml without its instance's environment: exit %d\n%s", code, errb.String())
 	}
+
+	// configs/kubernetes/wagateway-cluster.yaml: the ConfigMap's config, the
+	// StatefulSet's environment.
+	raw, err = os.ReadFile("../../configs/kubernetes/wagateway-cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfgText string
+	env := map[string]string{}
+	fake := map[string]string{"status.podIP": "10.0.1.5", "status.hostIP": "81.2.69.160", "metadata.name": "wagateway-0"}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	for {
+		var doc struct {
+			Kind string            `yaml:"kind"`
+			Data map[string]string `yaml:"data"`
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct {
+							Env []struct {
+								Name      string `yaml:"name"`
+								Value     string `yaml:"value"`
+								ValueFrom struct {
+									FieldRef struct {
+										FieldPath string `yaml:"fieldPath"`
+									} `yaml:"fieldRef"`
+									SecretKeyRef struct {
+										Key string `yaml:"key"`
+									} `yaml:"secretKeyRef"`
+								} `yaml:"valueFrom"`
+							} `yaml:"env"`
+						} `yaml:"containers"`
+					} `yaml:"spec"`
+				} `yaml:"template"`
+			} `yaml:"spec"`
+		}
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		switch doc.Kind {
+		case "ConfigMap":
+			cfgText = doc.Data["gateway.yaml"]
+		case "StatefulSet":
+			for _, e := range doc.Spec.Template.Spec.Containers[0].Env {
+				switch {
+				case e.ValueFrom.FieldRef.FieldPath != "":
+					env[e.Name] = fake[e.ValueFrom.FieldRef.FieldPath]
+				case e.ValueFrom.SecretKeyRef.Key != "":
+					if secrets[e.ValueFrom.SecretKeyRef.Key] == "" {
+						t.Errorf("StatefulSet env %s: secret key %s unknown here", e.Name, e.ValueFrom.SecretKeyRef.Key)
+					}
+				default:
+					env[e.Name] = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`).ReplaceAllStringFunc(e.Value, func(m string) string {
+						return env[m[2:len(m)-1]]
+					})
+				}
+			}
+		}
+	}
+	if cfgText == "" || env["WAGATEWAY_CLUSTER_ADVERTISE"] == "" {
+		t.Fatalf("configs/kubernetes/wagateway-cluster.yaml: no ConfigMap gateway.yaml or StatefulSet environment")
+	}
+	path := filepath.Join(dir, "k8s-gateway.yaml")
+	os.WriteFile(path, []byte(cfgText), 0o600)
+	check(t, "configs/kubernetes/wagateway-cluster.yaml", path, env, "metrics.listen")
 }
