@@ -9,11 +9,12 @@ GO        ?= go
 # System packages: libopus for the codec (cgo), sipp and baresip as real SIP peers in tests,
 # prometheus for promtool (checks the metrics exposition and the alert rules).
 BUILD_PKGS = libopus-dev pkg-config gcc
-# docker-compose (Debian's 1.29) and caddy: the deployment test renders the
-# compose files and adapts the Caddyfile with the real programs (no daemon).
+# docker-compose (Debian's 1.29), caddy and haproxy: the deployment test renders the
+# compose files, validates the Caddyfiles and checks the HAProxy example with the
+# real programs (no daemon).
 # prometheus: its promtool checks the metrics exposition and the alert rules.
-# redis-server: the cluster store's tests run against a real one (internal/redistest).
-TEST_PKGS  = $(BUILD_PKGS) sip-tester baresip-core chromium docker-compose caddy prometheus redis-server
+# redis-server and haproxy: the cluster's tests run a real store and load balancer.
+TEST_PKGS  = $(BUILD_PKGS) sip-tester baresip-core chromium docker-compose caddy prometheus redis-server haproxy
 
 # The build's version (a tag, else the commit) and commit, printed by
 # `wagateway version` and exported as wagateway_build_info.

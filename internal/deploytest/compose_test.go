@@ -6,15 +6,18 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -158,7 +161,11 @@ func listenPort(t *testing.T, addr string) int {
 // gatewayYAML is the part of a gateway config the compose files depend on
 // (read as plain YAML: the config's own checks are cmd/wagateway's tests).
 type gatewayYAML struct {
-	HTTP   struct{ Listen string } `yaml:"http"`
+	HTTP struct {
+		Listen      string `yaml:"listen"`
+		WebhookPath string `yaml:"webhook_path"`
+		HealthPath  string `yaml:"health_path"`
+	} `yaml:"http"`
 	WebRTC struct {
 		UDPPort int `yaml:"udp_port"`
 	} `yaml:"webrtc"`
@@ -168,13 +175,63 @@ type gatewayYAML struct {
 		RTPMin     int    `yaml:"rtp_port_min"`
 		RTPMax     int    `yaml:"rtp_port_max"`
 	} `yaml:"sip"`
-	Admin  struct{ Listen string } `yaml:"admin"`
-	Trunks []struct {
+	DrainTimeout string                  `yaml:"drain_timeout"`
+	Admin        struct{ Listen string } `yaml:"admin"`
+	Metrics      struct{ Listen string } `yaml:"metrics"`
+	MaxCalls     int                     `yaml:"max_calls"`
+	Cluster      struct {
+		Redis struct {
+			Addresses []string          `yaml:"addresses"`
+			Password  map[string]string `yaml:"password"`
+		} `yaml:"redis"`
+		NodeID    string `yaml:"node_id"`
+		Listen    string `yaml:"listen"`
+		Advertise string `yaml:"advertise"`
+	} `yaml:"cluster"`
+	CallRecords struct{ File string } `yaml:"call_records"`
+	Trunks      []struct {
 		Name, Address string
 	} `yaml:"trunks"`
 	Numbers []struct {
 		Routes []struct{ Trunk, Destination string } `yaml:"routes"`
 	} `yaml:"numbers"`
+}
+
+// override applies the WAGATEWAY_ variables of an instance's environment
+// (docs/configuration.md) to the fields above; each must be one of them
+// (or webrtc.public_ips, which no check here reads), or a secret the config
+// names ({env: WAGATEWAY_CLUSTER_SECRET}: no override): an override this
+// test does not know is one it cannot check. cmd/wagateway's tests load the
+// config with the same variables.
+func (gw *gatewayYAML) override(t *testing.T, env map[string]string, secrets map[string]bool) {
+	t.Helper()
+	set := map[string]*string{
+		"WAGATEWAY_HTTP_LISTEN":       &gw.HTTP.Listen,
+		"WAGATEWAY_HTTP_HEALTH_PATH":  &gw.HTTP.HealthPath,
+		"WAGATEWAY_SIP_LISTEN":        &gw.SIP.Listen,
+		"WAGATEWAY_SIP_PUBLIC_HOST":   &gw.SIP.PublicHost,
+		"WAGATEWAY_ADMIN_LISTEN":      &gw.Admin.Listen,
+		"WAGATEWAY_METRICS_LISTEN":    &gw.Metrics.Listen,
+		"WAGATEWAY_CLUSTER_NODE_ID":   &gw.Cluster.NodeID,
+		"WAGATEWAY_CLUSTER_LISTEN":    &gw.Cluster.Listen,
+		"WAGATEWAY_CLUSTER_ADVERTISE": &gw.Cluster.Advertise,
+		"WAGATEWAY_CALL_RECORDS_FILE": &gw.CallRecords.File,
+	}
+	for k, v := range env {
+		switch {
+		case !strings.HasPrefix(k, "WAGATEWAY_"), k == "WAGATEWAY_WEBRTC_PUBLIC_IPS", secrets[k]:
+		case set[k] != nil:
+			*set[k] = v
+		case k == "WAGATEWAY_WEBRTC_UDP_PORT":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Errorf("%s=%q: not a port", k, v)
+			}
+			gw.WebRTC.UDPPort = n
+		default:
+			t.Errorf("%s: an override the deployment test does not know (teach gatewayYAML.override)", k)
+		}
+	}
 }
 
 func envRefs(v any, out map[string]bool) {
@@ -206,7 +263,6 @@ func envExample(t *testing.T) map[string]bool {
 
 func TestComposeFiles(t *testing.T) {
 	known := envExample(t)
-	caddy := read(t, "docker/Caddyfile")
 	for _, cf := range loadCompose(t) {
 		t.Run(filepath.Base(cf.path), func(t *testing.T) {
 			if _, ok := cf.top["name"]; ok {
@@ -248,58 +304,19 @@ func TestComposeFiles(t *testing.T) {
 				}
 			}
 
-			gwSvc := cf.services["gateway"]
-			if gwSvc == nil {
-				t.Fatal("no gateway service")
+			gws := loadGateways(t, cf, known)
+			if len(gws) == 0 {
+				t.Fatal("no gateway service (one that mounts its config at /etc/wagateway/gateway.yaml)")
 			}
-			gwIP := ipv4(gwSvc)
-			cfgPath := hostFor(binds(cf, gwSvc), "/etc/wagateway/gateway.yaml")
-			if cfgPath == "" {
-				t.Fatal("the gateway's config is not mounted at /etc/wagateway/gateway.yaml")
+			for _, g := range gws {
+				checkGatewayService(t, g)
 			}
-			var gw gatewayYAML
-			raw := read(t, cfgPath)
-			if err := yaml.Unmarshal([]byte(raw), &gw); err != nil {
-				t.Fatalf("%s: %v", cfgPath, err)
-			}
-			var generic any
-			yaml.Unmarshal([]byte(raw), &generic)
-			refs := map[string]bool{}
-			envRefs(generic, refs)
-			for v := range refs {
-				if !known[v] {
-					t.Errorf("%s reads {env: %s}, which docker/env.example does not list", cfgPath, v)
-				}
-			}
-			if gw.SIP.PublicHost != gwIP {
-				t.Errorf("%s: sip.public_host %s, the gateway's compose address is %s", cfgPath, gw.SIP.PublicHost, gwIP)
+			checkHostPorts(t, cf)
+			if len(gws) > 1 {
+				checkCluster(t, cf, gws)
 			}
 
-			// The gateway publishes the WebRTC port and the admin port (on
-			// 127.0.0.1 only); never the webhook, SIP or RTP.
-			webhook := listenPort(t, gw.HTTP.Listen)
-			var webrtcPublished bool
-			for _, p := range ports(t, gwSvc) {
-				switch {
-				case p.lo <= webhook && webhook <= p.hi && p.proto == "tcp":
-					t.Errorf("gateway publishes the webhook port %d: only Caddy may reach it", webhook)
-				case p.lo == gw.WebRTC.UDPPort && p.proto == "udp":
-					webrtcPublished = p.hostLo == p.lo
-				case gw.Admin.Listen != "" && p.lo == listenPort(t, gw.Admin.Listen):
-					if p.hostIP != "127.0.0.1" {
-						t.Errorf("admin port published on %q, want 127.0.0.1", p.hostIP)
-					}
-				case p.hi >= gw.SIP.RTPMin && p.lo <= gw.SIP.RTPMax, p.lo == listenPort(t, gw.SIP.Listen):
-					t.Errorf("gateway publishes SIP/RTP %d-%d: the PBX reaches them on the compose network", p.lo, p.hi)
-				default:
-					t.Errorf("gateway publishes %d-%d/%s: unexpected", p.lo, p.hi, p.proto)
-				}
-			}
-			if !webrtcPublished {
-				t.Errorf("webrtc.udp_port %d/udp is not published on the same host port", gw.WebRTC.UDPPort)
-			}
-
-			// Caddy: 80 and 443, and a proxy to the gateway's webhook port.
+			// Caddy: 80 and 443, and a proxy to each gateway's webhook port.
 			cs := cf.services["caddy"]
 			if cs == nil {
 				t.Fatal("no caddy service in front of the webhook")
@@ -314,11 +331,25 @@ func TestComposeFiles(t *testing.T) {
 			if !got[80] || !got[443] {
 				t.Errorf("caddy must publish 80/tcp and 443/tcp (ACME and HTTPS): %v", cs["ports"])
 			}
-			if hostFor(binds(cf, cs), "/etc/caddy/Caddyfile") != "docker/Caddyfile" {
-				t.Errorf("docker/Caddyfile is not mounted at /etc/caddy/Caddyfile")
+			caddyfile := hostFor(binds(cf, cs), "/etc/caddy/Caddyfile")
+			if caddyfile != "docker/Caddyfile" && !strings.HasPrefix(caddyfile, "docker/Caddyfile.") {
+				t.Fatalf("caddy mounts %q at /etc/caddy/Caddyfile, not docker/Caddyfile or docker/Caddyfile.*", caddyfile)
 			}
-			if want := "reverse_proxy gateway:" + strconv.Itoa(webhook); !strings.Contains(caddy, want) {
-				t.Errorf("docker/Caddyfile does not say %q", want)
+			upstreams, healthURI := caddyProxy(t, caddyfile)
+			var want []string
+			for _, g := range gws {
+				want = append(want, g.name+":"+strconv.Itoa(listenPort(t, g.cfg.HTTP.Listen)))
+			}
+			if strings.Join(upstreams, " ") != strings.Join(want, " ") {
+				t.Errorf("%s: reverse_proxy %v, the gateways' webhooks are %v", caddyfile, upstreams, want)
+			}
+			if len(gws) > 1 {
+				// Several instances: Caddy checks each on its health path.
+				for _, g := range gws {
+					if g.cfg.HTTP.HealthPath == "" || healthURI != g.cfg.HTTP.HealthPath {
+						t.Errorf("%s: health_uri %q, %s's http.health_path %q", caddyfile, healthURI, g.name, g.cfg.HTTP.HealthPath)
+					}
+				}
 			}
 			env, _ := cs["environment"].(map[string]any)
 			if h, _ := env["WAGATEWAY_HOSTNAME"].(string); !strings.HasPrefix(h, "${WAGATEWAY_HOSTNAME:?") {
@@ -327,14 +358,234 @@ func TestComposeFiles(t *testing.T) {
 
 			switch {
 			case cf.services["asterisk"] != nil:
-				checkAsterisk(t, cf, gw, gwIP)
+				checkAsterisk(t, cf, gws)
 			case cf.services["freeswitch"] != nil:
-				checkFreeSWITCH(t, cf, gw, gwIP)
+				if len(gws) != 1 {
+					t.Fatalf("the FreeSWITCH examples (acl.conf.xml, the profile's proxy) know one gateway, the file has %d", len(gws))
+				}
+				checkFreeSWITCH(t, cf, gws[0].cfg, gws[0].ip)
 			default:
 				t.Errorf("no PBX service")
 			}
 		})
 	}
+}
+
+// gateway is one gateway instance of a compose file: its service and its
+// config as that instance reads it (the mounted file and its environment's
+// overrides).
+type gateway struct {
+	name, ip string
+	svc      map[string]any
+	cfgPath  string
+	env      map[string]string
+	cfg      gatewayYAML
+}
+
+// environment is a service's environment map (compose's map form).
+func environment(t *testing.T, svc map[string]any) map[string]string {
+	out := map[string]string{}
+	switch e := svc["environment"].(type) {
+	case nil:
+	case map[string]any:
+		for k, v := range e {
+			out[k] = fmt.Sprint(v)
+		}
+	default:
+		t.Errorf("environment %v: use the map form", e)
+	}
+	return out
+}
+
+// loadGateways finds the services that mount a gateway config, in name order.
+func loadGateways(t *testing.T, cf composeFile, known map[string]bool) []gateway {
+	t.Helper()
+	var out []gateway
+	for name, svc := range cf.services {
+		cfgPath := hostFor(binds(cf, svc), "/etc/wagateway/gateway.yaml")
+		if cfgPath == "" {
+			continue
+		}
+		g := gateway{name: name, ip: ipv4(svc), svc: svc, cfgPath: cfgPath, env: environment(t, svc)}
+		raw := read(t, cfgPath)
+		if err := yaml.Unmarshal([]byte(raw), &g.cfg); err != nil {
+			t.Fatalf("%s: %v", cfgPath, err)
+		}
+		var generic any
+		yaml.Unmarshal([]byte(raw), &generic)
+		refs := map[string]bool{}
+		envRefs(generic, refs)
+		for v := range refs {
+			if !known[v] {
+				t.Errorf("%s reads {env: %s}, which docker/env.example does not list", cfgPath, v)
+			}
+		}
+		g.cfg.override(t, g.env, refs)
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// checkGatewayService: the instance's SIP address is its compose address; it
+// publishes its WebRTC port and its admin port (on 127.0.0.1 only), never
+// the webhook, SIP or RTP; it has time to drain.
+func checkGatewayService(t *testing.T, g gateway) {
+	if g.cfg.SIP.PublicHost != g.ip {
+		t.Errorf("%s: sip.public_host %q, its compose address is %s", g.name, g.cfg.SIP.PublicHost, g.ip)
+	}
+	webhook := listenPort(t, g.cfg.HTTP.Listen)
+	var webrtcPublished bool
+	for _, p := range ports(t, g.svc) {
+		switch {
+		case p.lo <= webhook && webhook <= p.hi && p.proto == "tcp":
+			t.Errorf("%s publishes the webhook port %d: only Caddy may reach it", g.name, webhook)
+		case p.lo == g.cfg.WebRTC.UDPPort && p.proto == "udp":
+			webrtcPublished = p.hostLo == p.lo
+		case g.cfg.Admin.Listen != "" && p.lo == listenPort(t, g.cfg.Admin.Listen):
+			if p.hostIP != "127.0.0.1" {
+				t.Errorf("%s: admin port published on %q, want 127.0.0.1", g.name, p.hostIP)
+			}
+		case p.hi >= g.cfg.SIP.RTPMin && p.lo <= g.cfg.SIP.RTPMax, p.lo == listenPort(t, g.cfg.SIP.Listen):
+			t.Errorf("%s publishes SIP/RTP %d-%d: the PBX reaches them on the compose network", g.name, p.lo, p.hi)
+		default:
+			t.Errorf("%s publishes %d-%d/%s: unexpected", g.name, p.lo, p.hi, p.proto)
+		}
+	}
+	if !webrtcPublished {
+		t.Errorf("%s: webrtc.udp_port %d/udp is not published on the same host port (ICE candidates name it)", g.name, g.cfg.WebRTC.UDPPort)
+	}
+	drain := 60 * time.Second // the default
+	if g.cfg.DrainTimeout != "" {
+		d, err := time.ParseDuration(g.cfg.DrainTimeout)
+		if err != nil {
+			t.Fatalf("%s: drain_timeout %q", g.cfgPath, g.cfg.DrainTimeout)
+		}
+		drain = d
+	}
+	grace, _ := g.svc["stop_grace_period"].(string)
+	if d, err := time.ParseDuration(grace); err != nil || d < drain+15*time.Second {
+		t.Errorf("%s: stop_grace_period %q: the drain (drain_timeout %v) and ending the last calls (15 s) need longer", g.name, grace, drain)
+	}
+	if s, _ := g.svc["stop_signal"].(string); s != "SIGTERM" {
+		t.Errorf("%s: stop_signal %q, SIGTERM drains", g.name, s)
+	}
+}
+
+// checkHostPorts: no two services publish the same host port.
+func checkHostPorts(t *testing.T, cf composeFile) {
+	owner := map[string]string{}
+	for name, svc := range cf.services {
+		for _, p := range ports(t, svc) {
+			for port := p.hostLo; port <= p.hostHi; port++ {
+				k := fmt.Sprintf("%s:%d/%s", p.hostIP, port, p.proto)
+				if o, dup := owner[k]; dup {
+					t.Errorf("%s and %s both publish %s", o, name, k)
+				}
+				owner[k] = name
+			}
+		}
+	}
+}
+
+// checkCluster: the instances of one compose file act as one (docs/cluster.md):
+// each its own node id, internal address, WebRTC port and data volume;
+// the same Redis, a compose service never published, with the password the
+// gateways name.
+func checkCluster(t *testing.T, cf composeFile, gws []gateway) {
+	seen := map[string]map[string]string{"node id": {}, "webrtc.udp_port": {}, "data volume": {}}
+	distinct := func(what, v, who string) {
+		if o, dup := seen[what][v]; dup {
+			t.Errorf("%s and %s share the %s %s", o, who, what, v)
+		}
+		seen[what][v] = who
+	}
+	for _, g := range gws {
+		c := g.cfg.Cluster
+		if c.NodeID == "" {
+			t.Errorf("%s: no cluster.node_id (WAGATEWAY_CLUSTER_NODE_ID): the host name of a container changes with each start", g.name)
+		}
+		distinct("node id", c.NodeID, g.name)
+		distinct("webrtc.udp_port", strconv.Itoa(g.cfg.WebRTC.UDPPort), g.name)
+		listen := c.Listen
+		if listen == "" {
+			listen = ":9444"
+		}
+		if want := "http://" + g.ip + ":" + strconv.Itoa(listenPort(t, listen)); c.Advertise != want {
+			t.Errorf("%s: cluster.advertise %q, its internal channel is %s", g.name, c.Advertise, want)
+		}
+		for _, p := range ports(t, g.svc) {
+			if p.lo <= listenPort(t, listen) && listenPort(t, listen) <= p.hi && p.proto == "tcp" {
+				t.Errorf("%s publishes the internal channel %d: it stays on the compose network", g.name, p.lo)
+			}
+		}
+		var vol string
+		list, _ := g.svc["volumes"].([]any)
+		for _, e := range list {
+			if s, _ := e.(string); strings.Contains(s, ":/var/lib/wagateway") {
+				vol, _, _ = strings.Cut(s, ":")
+			}
+		}
+		if vol == "" {
+			t.Errorf("%s: no volume at /var/lib/wagateway (call records)", g.name)
+		}
+		distinct("data volume", vol, g.name)
+		if len(c.Redis.Addresses) != 1 {
+			t.Errorf("%s: cluster.redis.addresses %v: one, the compose service", g.name, c.Redis.Addresses)
+			continue
+		}
+		host, port, _ := net.SplitHostPort(c.Redis.Addresses[0])
+		rs := cf.services[host]
+		if rs == nil {
+			t.Errorf("%s: cluster.redis.addresses %s: no such service", g.name, c.Redis.Addresses[0])
+			continue
+		}
+		if img, _ := rs["image"].(string); img != "redis:7-alpine" {
+			t.Errorf("redis image %q", img)
+		}
+		if len(ports(t, rs)) > 0 || port != "6379" {
+			t.Errorf("redis: publishes %v, port %s: it stays on the compose network, on 6379", rs["ports"], port)
+		}
+		pw := c.Redis.Password["env"]
+		if re := environment(t, rs); pw == "" || re[pw] != "${"+pw+"}" {
+			t.Errorf("redis's password: the gateways read {env: %s}, the redis service's environment is %v", pw, re)
+		}
+		cmd := fmt.Sprint(rs["command"])
+		if pw != "" && (!strings.Contains(cmd, "requirepass $$"+pw) || !strings.Contains(cmd, `--save ""`) || !strings.Contains(cmd, "--appendonly no")) {
+			t.Errorf("redis command %s: requirepass from %s, no persistence", cmd, pw)
+		}
+	}
+}
+
+// caddyProxy reads the upstreams and the active health check path of a
+// Caddyfile's reverse_proxy (the one in it).
+func caddyProxy(t *testing.T, rel string) (upstreams []string, healthURI string) {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(read(t, rel), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		switch f[0] {
+		case "reverse_proxy":
+			n++
+			for _, u := range f[1:] {
+				if u == "{" {
+					break
+				}
+				upstreams = append(upstreams, u)
+			}
+		case "health_uri":
+			if len(f) > 1 {
+				healthURI = f[1]
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%s: %d reverse_proxy directives, want one", rel, n)
+	}
+	return upstreams, healthURI
 }
 
 func ipv4(svc map[string]any) string {
@@ -385,7 +636,7 @@ func publishes(t *testing.T, svc map[string]any, port int, proto string) bool {
 	return false
 }
 
-func checkAsterisk(t *testing.T, cf composeFile, gw gatewayYAML, gwIP string) {
+func checkAsterisk(t *testing.T, cf composeFile, gws []gateway) {
 	svc := cf.services["asterisk"]
 	b := binds(cf, svc)
 	for _, f := range []string{"pjsip.conf", "extensions.conf", "queues.conf", "rtp.conf"} {
@@ -403,17 +654,23 @@ func checkAsterisk(t *testing.T, cf composeFile, gw gatewayYAML, gwIP string) {
 	if (end-start+1)/4 < 100 {
 		t.Errorf("rtp.conf %d-%d holds %d calls (4 ports a call): too few", start, end, (end-start+1)/4)
 	}
-	trunk, port := trunkTo(t, gw, "asterisk")
 	var bindPort int
 	for _, s := range iniSections(read(t, "configs/asterisk/pjsip.conf")) {
 		if s.get("type") == "transport" {
 			bindPort = listenPort(t, s.get("bind"))
 		}
 	}
-	if port != bindPort || !publishes(t, svc, bindPort, "udp") {
-		t.Errorf("trunk %s port %d, pjsip transport binds %d (published: %v)", trunk, port, bindPort, publishes(t, svc, bindPort, "udp"))
+	for _, g := range gws {
+		trunk, port := trunkTo(t, g.cfg, "asterisk")
+		if port != bindPort || !publishes(t, svc, bindPort, "udp") {
+			t.Errorf("%s: trunk %s port %d, pjsip transport binds %d (published: %v)", g.name, trunk, port, bindPort, publishes(t, svc, bindPort, "udp"))
+		}
+		// The calls the instances may hold together fit Asterisk's RTP range.
+		if n := g.cfg.MaxCalls; n > (end-start+1)/4 {
+			t.Errorf("%s: max_calls %d, Asterisk's RTP range %d-%d holds %d calls", g.name, n, start, end, (end-start+1)/4)
+		}
 	}
-	checkPJSIP(t, gwIP, listenPort(t, gw.SIP.Listen))
+	checkPJSIP(t, gws)
 }
 
 func checkFreeSWITCH(t *testing.T, cf composeFile, gw gatewayYAML, gwIP string) {
@@ -570,6 +827,17 @@ type iniSection struct {
 	kv             [][2]string
 }
 
+// getAll is every value of a key given several times (an aor's contact=).
+func (s iniSection) getAll(k string) []string {
+	var out []string
+	for _, p := range s.kv {
+		if p[0] == k {
+			out = append(out, p[1])
+		}
+	}
+	return out
+}
+
 func (s iniSection) get(k string) string {
 	for _, p := range s.kv {
 		if p[0] == k {
@@ -607,11 +875,11 @@ func iniSections(text string) []iniSection {
 	return out
 }
 
-// checkPJSIP: the sections reference each other consistently, the gateway
-// is identified and contacted at its compose address, the contexts exist in
+// checkPJSIP: the sections reference each other consistently, every gateway
+// instance is identified and contacted at its compose address, the contexts exist in
 // extensions.conf and the queues in queues.conf. Asterisk is not in Debian
 // (bookworm), so it cannot load them here.
-func checkPJSIP(t *testing.T, gwIP string, gwSIPPort int) {
+func checkPJSIP(t *testing.T, gws []gateway) {
 	secs := iniSections(read(t, "configs/asterisk/pjsip.conf"))
 	templates := map[string]iniSection{}
 	typed := map[string]map[string]bool{} // type → names
@@ -670,12 +938,30 @@ func checkPJSIP(t *testing.T, gwIP string, gwSIPPort int) {
 			if !typed["endpoint"][s.get("endpoint")] {
 				t.Errorf("pjsip.conf identify [%s]: no endpoint %s", s.name, s.get("endpoint"))
 			}
-			if s.name == "wagateway" && s.get("match") != gwIP {
-				t.Errorf("pjsip.conf identifies the gateway by %s, its compose address is %s", s.get("match"), gwIP)
+			// Every instance: a call's BYE may come from another instance
+			// than the one that set it up (docs/cluster.md).
+			if s.name == "wagateway" {
+				match := map[string]bool{}
+				for _, m := range strings.Split(s.get("match"), ",") {
+					match[strings.TrimSpace(m)] = true
+				}
+				for _, g := range gws {
+					if !match[g.ip] {
+						t.Errorf("pjsip.conf identifies the gateway by %s, which lacks %s's compose address %s", s.get("match"), g.name, g.ip)
+					}
+				}
 			}
 		case "aor":
-			if s.name == "wagateway" && s.get("contact") != "sip:"+gwIP+":"+strconv.Itoa(gwSIPPort) {
-				t.Errorf("pjsip.conf aor wagateway contact %s", s.get("contact"))
+			if s.name == "wagateway" {
+				contacts := map[string]bool{}
+				for _, c := range s.getAll("contact") {
+					contacts[c] = true
+				}
+				for _, g := range gws {
+					if want := "sip:" + g.ip + ":" + strconv.Itoa(listenPort(t, g.cfg.SIP.Listen)); !contacts[want] {
+						t.Errorf("pjsip.conf aor wagateway contacts %v lack %s's %s", s.getAll("contact"), g.name, want)
+					}
+				}
 			}
 		}
 	}
@@ -784,31 +1070,97 @@ func TestComposeAndCaddyWithRealPrograms(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil || !bytes.Contains(out, []byte("WAGATEWAY_HOSTNAME")) {
 		t.Errorf("compose without WAGATEWAY_HOSTNAME: err %v, %s", err, out)
 	}
+	// The cluster's instances each need their public address.
+	noIP := regexp.MustCompile(`(?m)^GATEWAY_B_PUBLIC_IPS=.*$`).ReplaceAllString(env, "GATEWAY_B_PUBLIC_IPS=")
+	os.WriteFile(filepath.Join(dir, "docker", ".env"), []byte(noIP), 0o600)
+	cmd = exec.Command(dc, "-f", "docker/compose.cluster.yml", "config", "-q")
+	cmd.Dir, cmd.Env = dir, cleanEnv()
+	if out, err := cmd.CombinedOutput(); err == nil || !bytes.Contains(out, []byte("GATEWAY_B_PUBLIC_IPS")) {
+		t.Errorf("compose.cluster.yml without GATEWAY_B_PUBLIC_IPS: err %v, %s", err, out)
+	}
 
+	// caddy validates and adapts each compose file's Caddyfile, which
+	// proxies to its gateways (several: round-robin, checked on their
+	// health path).
 	caddy := requireProgram(t, "caddy")
-	cmd = exec.Command(caddy, "adapt", "--config", filepath.Join(root, "docker/Caddyfile"), "--adapter", "caddyfile")
-	cmd.Env = append(cleanEnv(), "WAGATEWAY_HOSTNAME=wa.example.com", "HOME="+dir)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("caddy adapt: %v", err)
-	}
-	var cfg struct {
-		Apps struct {
-			HTTP struct {
-				Servers map[string]struct {
-					Listen []string          `json:"listen"`
-					Routes []json.RawMessage `json:"routes"`
-				} `json:"servers"`
-			} `json:"http"`
-		} `json:"apps"`
-	}
-	if err := json.Unmarshal(out, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	srv, ok := cfg.Apps.HTTP.Servers["srv0"]
-	if !ok || len(srv.Listen) != 1 || srv.Listen[0] != ":443" || len(srv.Routes) != 1 ||
-		!bytes.Contains(srv.Routes[0], []byte(`"host":["wa.example.com"]`)) || !bytes.Contains(srv.Routes[0], []byte(`"dial":"gateway:8080"`)) {
-		t.Errorf("caddy adapt: %s", out)
+	for _, cf := range loadCompose(t) {
+		caddyfile := hostFor(binds(cf, cf.services["caddy"]), "/etc/caddy/Caddyfile")
+		gws := loadGateways(t, cf, envExample(t))
+		caddyEnv := append(cleanEnv(), "WAGATEWAY_HOSTNAME=wa.example.com", "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+		cmd := exec.Command(caddy, "validate", "--config", filepath.Join(root, caddyfile), "--adapter", "caddyfile")
+		cmd.Env = caddyEnv
+		if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("Valid configuration")) {
+			t.Errorf("caddy validate %s: %v\n%s", caddyfile, err, out)
+		}
+		cmd = exec.Command(caddy, "adapt", "--config", filepath.Join(root, caddyfile), "--adapter", "caddyfile")
+		cmd.Env = caddyEnv
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("caddy adapt %s: %v", caddyfile, err)
+		}
+		var cfg struct {
+			Apps struct {
+				HTTP struct {
+					Servers map[string]struct {
+						Listen []string `json:"listen"`
+						Routes []struct {
+							Match []struct {
+								Host []string `json:"host"`
+							} `json:"match"`
+							Handle []struct {
+								Routes []struct {
+									Handle []struct {
+										Handler      string `json:"handler"`
+										HealthChecks struct {
+											Active struct {
+												URI          string `json:"uri"`
+												ExpectStatus int    `json:"expect_status"`
+											} `json:"active"`
+										} `json:"health_checks"`
+										LoadBalancing struct {
+											SelectionPolicy struct {
+												Policy string `json:"policy"`
+											} `json:"selection_policy"`
+										} `json:"load_balancing"`
+										Upstreams []struct {
+											Dial string `json:"dial"`
+										} `json:"upstreams"`
+									} `json:"handle"`
+								} `json:"routes"`
+							} `json:"handle"`
+						} `json:"routes"`
+					} `json:"servers"`
+				} `json:"http"`
+			} `json:"apps"`
+		}
+		if err := json.Unmarshal(out, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		srv, ok := cfg.Apps.HTTP.Servers["srv0"]
+		if !ok || len(srv.Listen) != 1 || srv.Listen[0] != ":443" || len(srv.Routes) != 1 || len(srv.Routes[0].Match) != 1 ||
+			strings.Join(srv.Routes[0].Match[0].Host, ",") != "wa.example.com" || len(srv.Routes[0].Handle) != 1 ||
+			len(srv.Routes[0].Handle[0].Routes) != 1 || len(srv.Routes[0].Handle[0].Routes[0].Handle) != 1 {
+			t.Errorf("caddy adapt %s: %s", caddyfile, out)
+			continue
+		}
+		rp := srv.Routes[0].Handle[0].Routes[0].Handle[0]
+		var dials, want []string
+		for _, u := range rp.Upstreams {
+			dials = append(dials, u.Dial)
+		}
+		for _, g := range gws {
+			want = append(want, g.name+":"+strconv.Itoa(listenPort(t, g.cfg.HTTP.Listen)))
+		}
+		if rp.Handler != "reverse_proxy" || strings.Join(dials, " ") != strings.Join(want, " ") {
+			t.Errorf("caddy adapt %s: %s to %v, want reverse_proxy to %v", caddyfile, rp.Handler, dials, want)
+		}
+		if len(gws) > 1 {
+			if rp.LoadBalancing.SelectionPolicy.Policy != "round_robin" || rp.HealthChecks.Active.URI != gws[0].cfg.HTTP.HealthPath ||
+				rp.HealthChecks.Active.ExpectStatus != 200 {
+				t.Errorf("caddy adapt %s: policy %q, active health check %+v; want round_robin on %s, 200", caddyfile,
+					rp.LoadBalancing.SelectionPolicy.Policy, rp.HealthChecks.Active, gws[0].cfg.HTTP.HealthPath)
+			}
+		}
 	}
 }
 
