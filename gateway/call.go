@@ -527,15 +527,32 @@ func (c *call) terminateWhatsApp() {
 			return
 		case c.ops.wasTerminated():
 			return // Meta ended the call meanwhile
-		case !persist || c.g.now().Add(wait).After(deadline):
+		case graphRefused(err):
+			// Meta answered, and no repeat changes its answer: the call is
+			// over on its side ("no longer active"), or the request is wrong.
+			c.log.Warn("graph terminate refused: not retried", zap.Error(err))
+			return
+		case !persist || c.g.now().Add(wait).After(deadline) || c.g.ctx.Err() != nil:
 			c.ops.terminateFailed()
 			c.log.Error("graph terminate never succeeded: the caller may stay in a silent call until Meta's own timeout",
 				zap.Int("attempts", attempt))
 			return
 		}
-		time.Sleep(wait)
+		select {
+		case <-time.After(wait):
+		case <-c.g.ctx.Done(): // shutting down: the next round is the last
+			persist = false
+		}
 		wait = min(2*wait, 8*time.Second)
 	}
+}
+
+// graphRefused says whether Meta refused a Graph request for good: a 4xx
+// other than 429 that Meta does not mark transient. Repeating it would get
+// the same answer.
+func graphRefused(err error) bool {
+	var ge *whatsapp.GraphError
+	return errors.As(err, &ge) && ge.HTTPStatus >= 400 && ge.HTTPStatus < 500 && ge.HTTPStatus != 429 && !ge.IsTransient
 }
 
 // graphAction runs one Graph action within its timeout, and records and

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/wagateway/wagateway/gateway/cluster"
@@ -44,6 +45,7 @@ type clusterStore interface {
 	Reap(ctx context.Context, inst string, lockFor time.Duration) ([]cluster.Orphan, bool, error)
 	Reaped(ctx context.Context, inst, id, waID string) error
 	Forget(ctx context.Context, inst string) error
+	Requests(op string) uint64
 	Close() error
 }
 
@@ -73,8 +75,9 @@ type clusterNode struct {
 	up     atomic.Bool // Redis answered the last lease renewal
 	joined atomic.Bool // the lease is held (false: running alone until Join succeeds)
 
-	forwards chan struct{} // one token per forward in flight
-	seen     *recentKeys   // forwarded events already taken here
+	forwards chan struct{}                      // one token per forward in flight
+	peers    atomic.Pointer[[]cluster.Instance] // the other live instances, as last seen (broadcast)
+	seen     *recentKeys                        // forwarded events already taken here
 	downLog  *ratelog.Limiter
 
 	handler http.Handler // the internal channel's
@@ -102,7 +105,12 @@ func newClusterNode(g *Gateway, cfg ClusterConfig, secrets *Secrets) (*clusterNo
 		log:      g.log.Named("cluster").With(zap.String("node", cfg.NodeID)),
 		forwards: make(chan struct{}, maxForwards), seen: newRecentKeys(10*time.Minute, 20000),
 		downLog: ratelog.New(clusterLogEvery, time.Now)}
-	g.ops.metrics.reg.MustRegister(g.ops.metrics.clusterUp, g.ops.metrics.clusterInstances)
+	g.ops.metrics.reg.MustRegister(g.ops.metrics.clusterGauges()...)
+	for _, op := range cluster.Ops {
+		g.ops.metrics.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "cluster_redis_requests_total",
+			Help:        "Requests to the cluster's Redis by operation (one round trip each; claim, admit, save_info, end, release per call, route per webhook landing on an instance that does not own its call, the rest background).",
+			ConstLabels: prometheus.Labels{"op": op}}, func() float64 { return float64(store.Requests(op)) }))
+	}
 	clientLog, every := n.log.Named("redis"), ratelog.New(clusterLogEvery, time.Now)
 	cluster.SetClientLog(func(msg string) { // one line per failing command otherwise
 		if ok, suppressed := every.Allow(); ok {
@@ -124,6 +132,11 @@ func (n *clusterNode) start() error {
 	case err == nil:
 		n.joined.Store(true)
 		n.up.Store(true)
+		ictx, cancel := context.WithTimeout(context.Background(), clusterOpTimeout)
+		if live, err := n.store.Instances(ictx); err == nil {
+			n.rememberPeers(live) // whom to tell while Redis is unreachable
+		}
+		cancel()
 	case n.cfg.RedisDown == RedisDownRefuse:
 		return fmt.Errorf("cluster: Redis %s does not answer (cluster.redis_down: refuse; set alone to run without it): %w",
 			strings.Join(n.cfg.Redis.Addresses, ","), err)

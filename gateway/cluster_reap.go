@@ -43,6 +43,7 @@ func (n *clusterNode) reapDead(ctx context.Context) {
 	dead, err := n.store.Dead(opCtx)
 	if live, lerr := n.store.Instances(opCtx); lerr == nil {
 		n.g.ops.metrics.clusterInstances.Set(float64(len(live)))
+		n.rememberPeers(live)
 	}
 	cancel()
 	if err != nil {
@@ -129,6 +130,11 @@ func (n *clusterNode) endOrphan(ctx context.Context, inst, id string, raw []byte
 			if err != nil || ci.Direction != DirectionUserInitiated || !ci.Bridged.IsZero() {
 				err = n.terminate(ctx, ci.PhoneNumberID, ci.WACallID)
 			}
+			if graphRefused(err) { // over on Meta's side already
+				m.clusterOrphans.WithLabelValues("terminate_refused").Inc()
+				log.Info("lost instance's call: Meta refused terminate (the call had ended there)", zap.Error(err))
+				return
+			}
 			rec.TerminateFailed = err != nil
 			if err != nil {
 				m.clusterOrphans.WithLabelValues("terminate_failed").Inc()
@@ -181,7 +187,7 @@ func (n *clusterNode) terminate(ctx context.Context, pnid, waID string) error {
 		tctx, cancel := context.WithTimeout(ctx, g.timeouts.graph)
 		err := g.graph.Terminate(tctx, pnid, waID)
 		cancel()
-		if err == nil || time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
+		if err == nil || graphRefused(err) || time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
 			return err
 		}
 		select {

@@ -96,6 +96,10 @@ func newClusterRig(t *testing.T, o clusterRigOptions) *clusterRig {
 	for _, n := range r.nodes {
 		n.waitReady(t, 15*time.Second)
 	}
+	// Each instance has seen the others (whom it tells while Redis is gone).
+	waitFor(t, 3*r.lease, "the instances to see each other", func() bool {
+		return r.sum(t, "wagateway_cluster_instances") == float64(len(r.nodes)*len(r.nodes))
+	})
 	return r
 }
 
@@ -109,13 +113,14 @@ func freePort(t *testing.T, network string) int {
 }
 
 // startNode starts instance i: its own ports (webhook, WebRTC, SIP, RTP
-// range, metrics, internal channel), one Redis, one secret.
+// range, below the ephemeral ports free ports come from; metrics, internal
+// channel), one Redis, one secret.
 func (r *clusterRig) startNode(t *testing.T, dir string, i int, o clusterRigOptions) *rigNode {
 	t.Helper()
 	n := &rigNode{name: fmt.Sprintf("gw%d", i+1), webhook: freePort(t, "tcp"), done: make(chan struct{})}
 	cfg := gateway.LoopbackConfig(gateway.LoopbackOptions{HTTPPort: n.webhook, UDPPort: freePort(t, "udp"),
 		GraphURL: r.sim.GraphURL(), PBXAddr: "127.0.0.1:9", PhoneNumberID: testPhoneNumberID,
-		RTPPortMin: 42000 + 300*i, RTPPortMax: 42000 + 300*i + 299})
+		RTPPortMin: 21000 + 300*i, RTPPortMax: 21000 + 300*i + 299})
 	cfg.Log = gateway.LogConfig{Level: "info", Format: "json"}
 	cfg.HTTP.HealthPath = "/healthz"
 	cfg.SIP.Listen = "127.0.0.1:" + strconv.Itoa(freePort(t, "udp"))
@@ -168,13 +173,16 @@ func (r *clusterRig) startNode(t *testing.T, dir string, i int, o clusterRigOpti
 		close(n.done)
 	}()
 	t.Cleanup(func() {
+		stopAt := time.Now()
 		_ = n.cmd.Process.Signal(syscall.SIGINT)
 		select {
 		case <-n.done:
 		case <-time.After(20 * time.Second):
+			t.Errorf("%s still running 20 s after SIGINT: killed", n.name)
 			_ = n.cmd.Process.Kill()
 			<-n.done
 		}
+		t.Logf("%s stopped in %v", n.name, time.Since(stopAt).Round(time.Millisecond))
 		if t.Failed() {
 			n.dumpLog(t)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/wagateway/wagateway/gateway/cluster"
 	"github.com/wagateway/wagateway/whatsapp"
 )
 
@@ -42,7 +43,7 @@ func (e forwardedEvent) key() string {
 // instance's to handle: the gateway runs alone, Redis does not answer, or
 // this instance owns the call.
 func (n *clusterNode) passOn(ev forwardedEvent, waID string, markEnded bool) bool {
-	if n == nil || !n.available() || waID == "" {
+	if n == nil || waID == "" {
 		return false
 	}
 	ev.From, ev.Sent = n.self(), time.Now()
@@ -50,14 +51,19 @@ func (n *clusterNode) passOn(ev forwardedEvent, waID string, markEnded bool) boo
 	if err != nil {
 		return false
 	}
+	log := n.log.With(zap.String("call_id", waID))
+	if !n.available() {
+		n.broadcast(body, log)
+		return false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterOpTimeout)
 	r, err := n.store.Route(ctx, waID, body, markEnded)
 	cancel()
 	m := n.g.ops.metrics.clusterForwards
-	log := n.log.With(zap.String("call_id", waID))
 	switch {
 	case err != nil:
 		n.setUp(false, err)
+		n.broadcast(body, log)
 		return false
 	case r.Owner == n.self():
 		return false
@@ -74,6 +80,31 @@ func (n *clusterNode) passOn(ev forwardedEvent, waID string, markEnded bool) boo
 		n.forward(r.Owner, r.Addr, body, log)
 	}
 	return true
+}
+
+// broadcast sends an event to every instance last seen alive, for when
+// Redis cannot say which owns its call: the owner takes it (a caller's
+// terminate then still ends the call at once), the others remember it as
+// they would Meta's. The event is handled here too.
+func (n *clusterNode) broadcast(body []byte, log *zap.Logger) {
+	peers := n.peers.Load()
+	if peers == nil {
+		return
+	}
+	for _, p := range *peers {
+		n.forward(p.ID, p.Addr, body, log)
+	}
+}
+
+// rememberPeers keeps the other live instances for broadcast.
+func (n *clusterNode) rememberPeers(live []cluster.Instance) {
+	peers := make([]cluster.Instance, 0, len(live))
+	for _, in := range live {
+		if in.ID != n.self() && in.Addr != "" {
+			peers = append(peers, in)
+		}
+	}
+	n.peers.Store(&peers)
 }
 
 // forward posts the event to its owner on a goroutine of its own (bounded:

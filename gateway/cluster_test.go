@@ -80,6 +80,7 @@ func (f *fakeStore) Reap(context.Context, string, time.Duration) ([]cluster.Orph
 }
 func (f *fakeStore) Reaped(context.Context, string, string, string) error { return f.fail() }
 func (f *fakeStore) Forget(context.Context, string) error                 { return f.fail() }
+func (f *fakeStore) Requests(string) uint64                               { return 0 }
 func (f *fakeStore) Close() error                                         { return nil }
 
 // clustered makes the machine's gateway part of a cluster with a fake store.
@@ -89,7 +90,7 @@ func (m *machine) clustered(policy string) *fakeStore {
 		log: zap.NewNop(), forwards: make(chan struct{}, 4), seen: newRecentKeys(time.Minute, 100), downLog: ratelog.New(time.Second, time.Now)}
 	n.joined.Store(true)
 	n.up.Store(true)
-	m.g.ops.metrics.reg.MustRegister(m.g.ops.metrics.clusterUp, m.g.ops.metrics.clusterInstances)
+	m.g.ops.metrics.reg.MustRegister(m.g.ops.metrics.clusterGauges()...)
 	m.g.cl = n
 	return st
 }

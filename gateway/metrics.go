@@ -237,6 +237,11 @@ func (m *metrics) all() []prometheus.Collector {
 		m.clusterForwards, m.clusterForwardSeconds, m.clusterOrphans}
 }
 
+// clusterGauges are registered only with a cluster (newClusterNode).
+func (m *metrics) clusterGauges() []prometheus.Collector {
+	return []prometheus.Collector{m.clusterUp, m.clusterInstances}
+}
+
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }

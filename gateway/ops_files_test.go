@@ -55,7 +55,7 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 		exported[f.GetName()] = true
 	}
 	descs := make(chan *prometheus.Desc, 256)
-	for _, c := range m.all() {
+	for _, c := range append(m.all(), m.clusterGauges()...) {
 		c.Describe(descs)
 	}
 	close(descs)
@@ -212,7 +212,7 @@ func TestAlertRulesNameRealMetrics(t *testing.T) {
 	for _, f := range fams {
 		exported[f.GetName()] = true
 	}
-	for _, c := range m.all() {
+	for _, c := range append(m.all(), m.clusterGauges()...) {
 		ch := make(chan *prometheus.Desc, 16)
 		go func() { c.Describe(ch); close(ch) }()
 		for d := range ch {

@@ -89,7 +89,7 @@ func TestMetricsDocumented(t *testing.T) {
 	m := newMetrics()
 	m.watchSIP(func() sip.Stats { return sip.Stats{} })
 	names := map[string]bool{"wagateway_active_calls": true}
-	for _, c := range m.all() {
+	for _, c := range append(m.all(), m.clusterGauges()...) {
 		ch := make(chan *prometheus.Desc, 16)
 		go func() { c.Describe(ch); close(ch) }()
 		for d := range ch {

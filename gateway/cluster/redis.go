@@ -58,6 +58,7 @@ type Redis struct {
 	prefix string                 // "{" + Prefix + "}:"
 	id     atomic.Pointer[string] // this instance: Node + "-" + 8 random hex
 	node   string
+	reqs   map[string]*atomic.Uint64 // requests by operation (Ops); read-only map
 	lease  time.Duration
 	self   string // JSON of inst:<id>
 }
@@ -106,7 +107,11 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		DisableIdentity:          true,
 	})
-	r := &Redis{c: c, prefix: "{" + cfg.Prefix + "}:", node: cfg.Node, lease: cfg.Lease, self: string(self)}
+	r := &Redis{c: c, prefix: "{" + cfg.Prefix + "}:", node: cfg.Node, lease: cfg.Lease, self: string(self),
+		reqs: make(map[string]*atomic.Uint64, len(Ops))}
+	for _, op := range Ops {
+		r.reqs[op] = new(atomic.Uint64)
+	}
 	r.id.Store(&id)
 	return r, nil
 }
@@ -158,6 +163,21 @@ func (cfg *RedisConfig) normalize() error {
 func (r *Redis) Instance() string { return r.inst() }
 
 func (r *Redis) inst() string { return *r.id.Load() }
+
+// Ops names the store's operations: each is one request to Redis (two
+// when the server lacks the script), counted by Requests.
+var Ops = []string{"join", "renew", "leave", "instances", "claim", "save_info", "place", "route", "end",
+	"admit", "release", "dead", "reap", "reaped", "forget"}
+
+// Requests is how many times op was asked of Redis (0 for an unknown op).
+func (r *Redis) Requests(op string) uint64 {
+	if c := r.reqs[op]; c != nil {
+		return c.Load()
+	}
+	return 0
+}
+
+func (r *Redis) count(op string) { r.reqs[op].Add(1) }
 
 // Reincarnate gives this process a new instance id, for when another
 // instance reaped this one (its reaped mark stays an hour): Join it next.

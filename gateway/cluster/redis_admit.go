@@ -21,6 +21,7 @@ type Admission struct {
 // are one script, so instances admitting at once cannot overshoot. Each
 // admitted call needs one Release.
 func (r *Redis) Admit(ctx context.Context, number string, numberLimit, totalLimit int) (Admission, error) {
+	r.count("admit")
 	vals, err := admitScript.Run(ctx, r.c,
 		[]string{r.instancesKey(), r.loadKey(r.inst())},
 		r.prefix, r.inst(), numberField(number), numberLimit, totalLimit).Slice()
@@ -39,6 +40,7 @@ func (r *Redis) Admit(ctx context.Context, number string, numberLimit, totalLimi
 
 // Release gives back a slot Admit took; counts never go below 0.
 func (r *Redis) Release(ctx context.Context, number string) error {
+	r.count("release")
 	err := releaseScript.Run(ctx, r.c, []string{r.loadKey(r.inst())}, numberField(number)).Err()
 	if err != nil {
 		return fmt.Errorf("cluster: release %s: %w", number, err)

@@ -27,6 +27,7 @@ type Route struct {
 // saving its info for a reaper. id is the gateway's call key: the WhatsApp
 // call id (user-initiated) or "sip:"+Call-ID (business-initiated).
 func (r *Redis) Claim(ctx context.Context, id string, info []byte) (Claim, error) {
+	r.count("claim")
 	vals, err := claimScript.Run(ctx, r.c,
 		[]string{r.callKey(id), r.infoKey(id), r.callsKey(r.inst())},
 		r.inst(), info, ms(callTTL), id, r.prefix).StringSlice()
@@ -47,6 +48,7 @@ func (r *Redis) Claim(ctx context.Context, id string, info []byte) (Claim, error
 
 // SaveInfo replaces a call's info (what a reaper needs to end it).
 func (r *Redis) SaveInfo(ctx context.Context, id string, info []byte) error {
+	r.count("save_info")
 	if err := r.c.Set(ctx, r.infoKey(id), info, callTTL).Err(); err != nil {
 		return fmt.Errorf("cluster: save info %s: %w", id, err)
 	}
@@ -57,6 +59,7 @@ func (r *Redis) SaveInfo(ctx context.Context, id string, info []byte) error {
 // WhatsApp call id, even over "!ended", and returns the events held for
 // it, oldest first, removing them.
 func (r *Redis) Place(ctx context.Context, waID string) (held [][]byte, err error) {
+	r.count("place")
 	vals, err := placeScript.Run(ctx, r.c,
 		[]string{r.callKey(waID), r.heldKey(waID)}, r.inst(), ms(callTTL)).StringSlice()
 	if err != nil {
@@ -72,6 +75,7 @@ func (r *Redis) Place(ctx context.Context, waID string) (held [][]byte, err erro
 // held (the newest 8, for 30 s) for the instance that will Place the call;
 // markEnded (a terminating event) also marks the unowned call ended.
 func (r *Redis) Route(ctx context.Context, waID string, event []byte, markEnded bool) (Route, error) {
+	r.count("route")
 	mark := "0"
 	if markEnded {
 		mark = "1"
@@ -97,6 +101,7 @@ func (r *Redis) Route(ctx context.Context, waID string, event []byte, markEnded 
 // End marks this instance's call ended: id, and waID when it is another
 // key of the same call.
 func (r *Redis) End(ctx context.Context, id, waID string) error {
+	r.count("end")
 	if err := r.endCall(ctx, r.inst(), id, waID); err != nil {
 		return fmt.Errorf("cluster: end %s: %w", id, err)
 	}

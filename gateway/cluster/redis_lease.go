@@ -43,6 +43,7 @@ type Instance struct {
 
 // Join sets this instance's lease and lists it in instances (one MULTI).
 func (r *Redis) Join(ctx context.Context) error {
+	r.count("join")
 	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, r.instKey(r.inst()), r.self, r.lease)
 		p.SAdd(ctx, r.instancesKey(), r.inst())
@@ -57,6 +58,7 @@ func (r *Redis) Join(ctx context.Context) error {
 // Renew extends the lease; call it well within Lease (a third of it, say).
 // It is one script so that a reaper and a renewal cannot interleave.
 func (r *Redis) Renew(ctx context.Context) (LeaseStatus, error) {
+	r.count("renew")
 	n, err := renewScript.Run(ctx, r.c,
 		[]string{r.instKey(r.inst()), r.reapedKey(r.inst()), r.instancesKey()},
 		r.self, ms(r.lease), r.inst()).Int()
@@ -68,6 +70,7 @@ func (r *Redis) Renew(ctx context.Context) (LeaseStatus, error) {
 
 // Leave removes this instance: its lease, calls and load (one MULTI).
 func (r *Redis) Leave(ctx context.Context) error {
+	r.count("leave")
 	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, r.instKey(r.inst()), r.callsKey(r.inst()), r.loadKey(r.inst()))
 		p.SRem(ctx, r.instancesKey(), r.inst())
@@ -81,6 +84,7 @@ func (r *Redis) Leave(ctx context.Context) error {
 
 // Instances lists the live instances (lease key present), by id.
 func (r *Redis) Instances(ctx context.Context) ([]Instance, error) {
+	r.count("instances")
 	vals, err := instancesScript.Run(ctx, r.c, []string{r.instancesKey()}, r.prefix).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: instances: %w", err)

@@ -14,6 +14,7 @@ type Orphan struct {
 
 // Dead lists the instances whose lease is gone, never this one.
 func (r *Redis) Dead(ctx context.Context) ([]string, error) {
+	r.count("dead")
 	dead, err := deadScript.Run(ctx, r.c, []string{r.instancesKey()}, r.prefix, r.inst()).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dead instances: %w", err)
@@ -26,6 +27,7 @@ func (r *Redis) Dead(ctx context.Context) ([]string, error) {
 // instance whose lease is back is not reaped (won=false). The winner ends
 // each orphan, calls Reaped for it, then Forget.
 func (r *Redis) Reap(ctx context.Context, inst string, lockFor time.Duration) (orphans []Orphan, won bool, err error) {
+	r.count("reap")
 	vals, err := reapScript.Run(ctx, r.c,
 		[]string{r.reapKey(inst), r.reapedKey(inst), r.instKey(inst), r.callsKey(inst)},
 		r.inst(), ms(lockFor), ms(reapedTTL), r.prefix).Slice()
@@ -48,6 +50,7 @@ func (r *Redis) Reap(ctx context.Context, inst string, lockFor time.Duration) (o
 
 // Reaped records that the reaper ended inst's call id (and its waID).
 func (r *Redis) Reaped(ctx context.Context, inst, id, waID string) error {
+	r.count("reaped")
 	if err := r.endCall(ctx, inst, id, waID); err != nil {
 		return fmt.Errorf("cluster: reaped %s of %s: %w", id, inst, err)
 	}
@@ -58,6 +61,7 @@ func (r *Redis) Reaped(ctx context.Context, inst, id, waID string) error {
 // load keys, the reap lock and its place in instances. With calls left, or
 // its lease back, it does nothing. reaped:<inst> stays until it expires.
 func (r *Redis) Forget(ctx context.Context, inst string) error {
+	r.count("forget")
 	err := forgetScript.Run(ctx, r.c,
 		[]string{r.instKey(inst), r.callsKey(inst), r.loadKey(inst), r.reapKey(inst), r.instancesKey()},
 		inst).Err()
