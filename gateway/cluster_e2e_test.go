@@ -125,7 +125,7 @@ func TestClusterCallsReachTheirOwner(t *testing.T) {
 	}
 	fwdSum, fwdN := rig.sum(t, "wagateway_cluster_forward_seconds_sum"), rig.sum(t, "wagateway_cluster_forward_seconds_count")
 	if fwdN > 0 {
-		t.Logf("forwarded webhooks: %v, mean %.2f ms from sending to the owner's 204 (after one Redis request saying who owns the call)", fwdN, 1000*fwdSum/fwdN)
+		t.Logf("forwarded webhooks: %v, mean %.2f ms from the Redis request saying who owns the call to the owner's 204", fwdN, 1000*fwdSum/fwdN)
 	}
 	t.Logf("Redis: %.0f requests for %d calls (3 copies of each webhook): %.1f per call; %.0f more for leases and reaper looks in %v (%.1f/s for %d instances)",
 		ops, waves*perWave, ops/float64(waves*perWave), all0-ops, elapsed.Round(time.Millisecond), (all0-ops)/elapsed.Seconds(), len(rig.nodes))

@@ -69,6 +69,10 @@ func newClusterRig(t *testing.T, o clusterRigOptions) *clusterRig {
 	}
 	if o.Lease == 0 {
 		o.Lease = 2 * time.Second
+		// The default lease can be measured too: WAGATEWAY_TEST_CLUSTER_LEASE=10s.
+		if d, err := time.ParseDuration(os.Getenv("WAGATEWAY_TEST_CLUSTER_LEASE")); err == nil && d > 0 {
+			o.Lease = d
+		}
 	}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	r := &clusterRig{t: t, redis: redistest.Start(t), lease: o.Lease}

@@ -51,7 +51,7 @@ func (n *clusterNode) passOn(ev forwardedEvent, waID string, markEnded bool) boo
 	if err != nil {
 		return false
 	}
-	log := n.log.With(zap.String("call_id", waID))
+	log, start := n.log.With(zap.String("call_id", waID)), time.Now()
 	if !n.available() {
 		n.broadcast(body, log)
 		return false
@@ -77,7 +77,7 @@ func (n *clusterNode) passOn(ev forwardedEvent, waID string, markEnded bool) boo
 		m.WithLabelValues("orphaned").Inc()
 		log.Warn("webhook for a call of a lost instance: another instance ends it (cluster lease)", zap.String("owner", r.Owner))
 	default:
-		n.forward(r.Owner, r.Addr, body, log)
+		n.forward(r.Owner, r.Addr, body, start, log)
 	}
 	return true
 }
@@ -92,7 +92,7 @@ func (n *clusterNode) broadcast(body []byte, log *zap.Logger) {
 		return
 	}
 	for _, p := range *peers {
-		n.forward(p.ID, p.Addr, body, log)
+		n.forward(p.ID, p.Addr, body, time.Now(), log)
 	}
 }
 
@@ -107,11 +107,12 @@ func (n *clusterNode) rememberPeers(live []cluster.Instance) {
 	n.peers.Store(&peers)
 }
 
-// forward posts the event to its owner on a goroutine of its own (bounded:
+// forward posts the event to its owner on a goroutine of its own (its time
+// from start, the webhook's routing, is observed) (bounded:
 // beyond maxForwards in flight it is dropped, logged); the retries stop
 // after forwardTimeout, and the call is then left to its owner's own
 // timeouts, or to the reaper if the owner is lost.
-func (n *clusterNode) forward(owner, addr string, body []byte, log *zap.Logger) {
+func (n *clusterNode) forward(owner, addr string, body []byte, start time.Time, log *zap.Logger) {
 	m := n.g.ops.metrics
 	select {
 	case n.forwards <- struct{}{}:
@@ -124,7 +125,6 @@ func (n *clusterNode) forward(owner, addr string, body []byte, log *zap.Logger) 
 	}
 	go func() {
 		defer func() { <-n.forwards }()
-		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
 		defer cancel()
 		if err := n.peer.Send(ctx, addr, body); err != nil {

@@ -166,7 +166,7 @@ func newMetrics() *metrics {
 	m.clusterForwards = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cluster_webhooks_total",
 		Help: "Webhook events for calls not active here: sent to their owner, failed (owner unreachable after retries), dropped (too many in flight), held (in Redis for the call's future owner), ended (the call had ended), orphaned (its owner is lost); and received from other instances (received, received_duplicate)."}, []string{"result"})
 	m.clusterForwardSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "cluster_forward_seconds",
-		Help:    "Time to pass one webhook event to its owner (retries included).",
+		Help:    "Time to pass one webhook event to its owner: the Redis request saying who owns the call, then the POST to it (retries included).",
 		Buckets: []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2, 6}})
 	m.clusterOrphans = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cluster_orphans_total",
 		Help: "Actions on the calls of lost instances: terminated, terminate_failed, bye_sent, bye_gone (481: the PBX had ended it), bye_failed, no_state."}, []string{"result"})
