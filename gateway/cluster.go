@@ -138,6 +138,7 @@ func (n *clusterNode) start() error {
 		}
 		cancel()
 	case n.cfg.RedisDown == RedisDownRefuse:
+		_ = n.store.Close()
 		return fmt.Errorf("cluster: Redis %s does not answer (cluster.redis_down: refuse; set alone to run without it): %w",
 			strings.Join(n.cfg.Redis.Addresses, ","), err)
 	default:
@@ -150,6 +151,7 @@ func (n *clusterNode) start() error {
 		if n.joined.Load() {
 			n.leave()
 		}
+		_ = n.store.Close()
 		return err
 	}
 	n.ln = ln

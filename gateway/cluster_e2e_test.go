@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
 	"github.com/wagateway/wagateway/gateway"
+	"github.com/wagateway/wagateway/internal/redistest"
 	"github.com/wagateway/wagateway/whatsapp/wasim"
 )
 
@@ -513,4 +517,57 @@ func TestClusterAgentCalls(t *testing.T) {
 	}
 	t.Logf("webhooks: %v passed on, %v held in Redis for their call's owner",
 		rig.sum(t, `wagateway_cluster_webhooks_total{result="sent"}`), rig.sum(t, `wagateway_cluster_webhooks_total{result="held"}`))
+}
+
+// Redis unreachable at start: redis_down: refuse stops the start with an
+// error naming the setting; alone starts, says so in /readyz, and joins
+// once Redis answers.
+func TestClusterRedisDownAtStart(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Stop() // its port refuses connections until Restart
+	base := func(policy string) *gateway.Config {
+		cfg := gateway.LoopbackConfig(gateway.LoopbackOptions{HTTPPort: freePort(t, "tcp"), UDPPort: freePort(t, "udp"),
+			GraphURL: "http://127.0.0.1:9", PBXAddr: "127.0.0.1:9", PhoneNumberID: testPhoneNumberID,
+			RTPPortMin: 22000, RTPPortMax: 22099})
+		cfg.Metrics.Listen = "127.0.0.1:" + strconv.Itoa(freePort(t, "tcp"))
+		clPort := freePort(t, "tcp")
+		cfg.Cluster = gateway.ClusterConfig{Redis: gateway.ClusterRedisConfig{Addresses: []string{srv.Addr()}},
+			NodeID: "solo", Listen: "127.0.0.1:" + strconv.Itoa(clPort), Advertise: "http://127.0.0.1:" + strconv.Itoa(clPort),
+			Secret: gateway.SecretRef{Env: "X"}, Lease: time.Second, RedisDown: policy}
+		cfg.ApplyDefaults()
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	secrets := clusterSecrets
+	gw, err := gateway.New(base(gateway.RedisDownRefuse), &secrets, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = gw.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "redis_down: refuse") {
+		t.Fatalf("start with Redis unreachable and redis_down: refuse: %v; want an error naming the setting", err)
+	}
+
+	cfg := base(gateway.RedisDownAlone)
+	gw, err = gateway.New(cfg, &secrets, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(context.Background()); err != nil {
+		t.Fatalf("start with redis_down: alone: %v", err)
+	}
+	t.Cleanup(func() { _ = gw.Close(context.Background()) })
+	ops := "http://" + gw.MetricsAddr()
+	code, body, err := get(ops + "/readyz")
+	if err != nil || code != 200 || !strings.Contains(body, `"redis":"unreachable"`) || !strings.Contains(body, `"joined":false`) {
+		t.Fatalf("/readyz running alone: %d %s %v", code, body, err)
+	}
+	// Redis comes up where the config says: the instance joins by itself.
+	srv.Restart()
+	waitFor(t, 5*time.Second, "the lone instance to join", func() bool {
+		_, body, _ := get(ops + "/readyz")
+		return strings.Contains(body, `"redis":"up"`) && strings.Contains(body, `"joined":true`)
+	})
 }
