@@ -143,18 +143,7 @@ func TestClusterInstanceKilled(t *testing.T) {
 	const live, later = 9, 3
 	pbx := startSipp(t, "pbx_answer_echo_via.xml", live+later, 180*time.Second)
 	rig := newClusterRig(t, clusterRigOptions{Config: oneTrunk(pbx.Addr)})
-	var calls []*wasim.Call
-	for i := range live {
-		calls = append(calls, rig.call(t, wasim.CallOptions{ToneHz: 1000, From: "1555100" + strconv.Itoa(1000+i)}))
-	}
-	waitFor(t, 30*time.Second, "every call accepted", func() bool {
-		for _, c := range calls {
-			if c.State() != wasim.StateAccepted {
-				return false
-			}
-		}
-		return true
-	})
+	calls := rig.liveCalls(t, live, "1555100")
 	victim, most := rig.nodes[0], -1.0
 	for _, n := range rig.nodes {
 		if a := n.metrics().value(t, "wagateway_active_calls"); a > most {
@@ -265,18 +254,7 @@ func TestClusterInstanceKilled(t *testing.T) {
 func TestClusterDrainingInstance(t *testing.T) {
 	pbx := startSipp(t, "pbx_answer_echo_via.xml", 9, 120*time.Second)
 	rig := newClusterRig(t, clusterRigOptions{Config: oneTrunk(pbx.Addr)})
-	var calls []*wasim.Call
-	for i := range 3 {
-		calls = append(calls, rig.call(t, wasim.CallOptions{ToneHz: 1000, From: "1555300" + strconv.Itoa(1000+i)}))
-	}
-	waitFor(t, 30*time.Second, "calls accepted", func() bool {
-		for _, c := range calls {
-			if c.State() != wasim.StateAccepted {
-				return false
-			}
-		}
-		return true
-	})
+	calls := rig.liveCalls(t, 3, "1555300")
 	var drainer *rigNode
 	var own float64
 	for _, n := range rig.nodes {
@@ -345,18 +323,7 @@ func TestClusterDrainingInstance(t *testing.T) {
 func TestClusterRedisStopped(t *testing.T) {
 	pbx := startSipp(t, "pbx_answer_echo_via.xml", 4, 120*time.Second)
 	rig := newClusterRig(t, clusterRigOptions{Config: oneTrunk(pbx.Addr)})
-	var calls []*wasim.Call
-	for i := range 3 {
-		calls = append(calls, rig.call(t, wasim.CallOptions{ToneHz: 1000, From: "1555500" + strconv.Itoa(1000+i)}))
-	}
-	waitFor(t, 30*time.Second, "calls accepted", func() bool {
-		for _, c := range calls {
-			if c.State() != wasim.StateAccepted {
-				return false
-			}
-		}
-		return true
-	})
+	calls := rig.liveCalls(t, 3, "1555500")
 	t0 := time.Now()
 	rig.redis.Stop()
 	waitFor(t, 3*rig.lease, "every instance to see Redis gone", func() bool {

@@ -356,6 +356,25 @@ func (r *clusterRig) call(t *testing.T, o wasim.CallOptions) *wasim.Call {
 	return c
 }
 
+// liveCalls places n calls from numbers prefix+"1000"… whose users stay
+// on the line, and waits until every one is accepted.
+func (r *clusterRig) liveCalls(t *testing.T, n int, prefix string) []*wasim.Call {
+	t.Helper()
+	var calls []*wasim.Call
+	for i := range n {
+		calls = append(calls, r.call(t, wasim.CallOptions{ToneHz: 1000, From: prefix + strconv.Itoa(1000+i)}))
+	}
+	waitFor(t, 30*time.Second, "every call accepted", func() bool {
+		for _, c := range calls {
+			if c.State() != wasim.StateAccepted {
+				return false
+			}
+		}
+		return true
+	})
+	return calls
+}
+
 // records reads every instance's call records.
 func (r *clusterRig) records(t *testing.T) []gateway.CallRecord {
 	t.Helper()
