@@ -80,6 +80,10 @@ type clusterNode struct {
 	seen     *recentKeys                        // forwarded events already taken here
 	downLog  *ratelog.Limiter
 
+	laterMu      sync.Mutex
+	later        []clusterEnd // call ends Redis did not take (cluster_call.go)
+	laterDropped int
+
 	handler http.Handler // the internal channel's
 	srv     *http.Server
 	ln      net.Listener
@@ -231,6 +235,7 @@ func (n *clusterNode) renew(parent context.Context) {
 		n.setUp(true, nil)
 		n.log.Warn("Redis answers again: this gateway joined the cluster; its calls in progress are registered")
 		n.resync(ctx)
+		n.flushEnds(true)
 		return
 	}
 	st, err := n.store.Renew(ctx)
@@ -244,6 +249,9 @@ func (n *clusterNode) renew(parent context.Context) {
 		m.clusterLease.WithLabelValues("rejoined").Inc()
 		n.log.Warn("cluster lease was gone (Redis restarted or lost its data): taken again; calls in progress registered again")
 		n.resync(ctx)
+		n.flushEnds(true)
+	case cluster.LeaseHeld:
+		n.flushEnds(false)
 	case cluster.LeaseReaped:
 		m.clusterLease.WithLabelValues("reaped").Inc()
 		calls := n.g.reg.snapshot()

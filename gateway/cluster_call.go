@@ -179,22 +179,82 @@ func (g *Gateway) releaseCall(c *call) {
 	if n == nil || (id == "" && !admitted) {
 		return
 	}
+	waID := c.ev.CallID
+	if c.outbound {
+		waID = c.waCallID
+	}
+	n.endCall(clusterEnd{id: id, waID: waID, number: number, release: admitted})
+}
+
+// clusterEnd is what a call's end must record in Redis: its id ended
+// (end), its count given back (release).
+type clusterEnd struct {
+	id, waID, number string
+	release          bool
+}
+
+// maxLaterEnds bounds the ends kept while Redis does not answer; beyond,
+// the counts of the calls dropped stay in Redis until this instance
+// leaves or restarts.
+const maxLaterEnds = 10000
+
+// endCall records a call's end, or keeps it for when Redis answers again:
+// until then the call would count toward the limits and be taken for live
+// by a reaper.
+func (n *clusterNode) endCall(e clusterEnd) {
+	if !n.available() {
+		n.keepEnd(e)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*clusterOpTimeout)
 	defer cancel()
-	if id != "" {
-		waID := c.ev.CallID
-		if c.outbound {
-			waID = c.waCallID
-		}
-		if err := n.store.End(ctx, id, waID); err != nil {
+	if e.id != "" {
+		if err := n.store.End(ctx, e.id, e.waID); err != nil {
 			n.setUp(false, err)
-			c.log.Warn("cluster: call end not recorded: if this instance is lost before Redis answers, the call is ended again", zap.Error(err))
+			n.keepEnd(e)
+			return
+		}
+		e.id = ""
+	}
+	if e.release {
+		if err := n.store.Release(ctx, e.number); err != nil {
+			n.setUp(false, err)
+			n.keepEnd(e)
 		}
 	}
-	if admitted {
-		if err := n.store.Release(ctx, number); err != nil {
-			n.setUp(false, err)
+}
+
+func (n *clusterNode) keepEnd(e clusterEnd) {
+	n.laterMu.Lock()
+	defer n.laterMu.Unlock()
+	if len(n.later) >= maxLaterEnds {
+		n.laterDropped++
+		return
+	}
+	n.later = append(n.later, e)
+}
+
+// flushEnds records the ends kept while Redis did not answer. After Redis
+// lost its data (rejoined), the counts were rebuilt from the calls still
+// up: the kept releases are dropped, the ends still marked.
+func (n *clusterNode) flushEnds(rejoined bool) {
+	n.laterMu.Lock()
+	later, dropped := n.later, n.laterDropped
+	n.later, n.laterDropped = nil, 0
+	n.laterMu.Unlock()
+	if dropped > 0 {
+		n.log.Warn("cluster: call ends not kept while Redis was unreachable: their counts stay until this instance restarts", zap.Int("calls", dropped))
+	}
+	for _, e := range later {
+		if rejoined {
+			e.release = false
 		}
+		if e.id != "" || e.release {
+			n.endCall(e)
+		}
+	}
+	if len(later) > 0 {
+		n.log.Info("cluster: call ends kept while Redis was unreachable recorded", zap.Int("calls", len(later)))
 	}
 }
 

@@ -60,7 +60,9 @@ func (f *fakeStore) Route(_ context.Context, _ string, ev []byte, _ bool) (clust
 func (f *fakeStore) End(_ context.Context, id, _ string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.ended = append(f.ended, id)
+	if f.err == nil {
+		f.ended = append(f.ended, id)
+	}
 	return f.err
 }
 func (f *fakeStore) Admit(context.Context, string, int, int) (cluster.Admission, error) {
@@ -71,7 +73,9 @@ func (f *fakeStore) Admit(context.Context, string, int, int) (cluster.Admission,
 func (f *fakeStore) Release(context.Context, string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.release++
+	if f.err == nil {
+		f.release++
+	}
 	return f.err
 }
 func (f *fakeStore) Dead(context.Context) ([]string, error) { return nil, f.fail() }
@@ -239,5 +243,42 @@ func TestLocalLimits(t *testing.T) {
 	l.release("n1") // never below zero
 	if ok, _, total, num := l.admit("n1", 2, 3); !ok || total != 2 || num != 1 {
 		t.Errorf("after releases: %v total %d n1 %d", ok, total, num)
+	}
+}
+
+// A call that ends while Redis does not answer has its end kept and
+// recorded once Redis answers: its count is given back (not after Redis
+// lost its data: the counts were rebuilt from the calls still up).
+func TestClusterEndsKeptWhileRedisDown(t *testing.T) {
+	for _, rejoined := range []bool{false, true} {
+		m := newMachine(t)
+		st := m.clustered(RedisDownRefuse)
+		c := m.connect("wacid.kept")
+		if c == nil {
+			t.Fatal("connect not taken")
+		}
+		m.waitState(c, stateBridged)
+		st.mu.Lock()
+		st.err = errors.New("connection refused") // Redis goes away
+		st.mu.Unlock()
+		m.terminate("wacid.kept")
+		m.ended(c)
+		st.mu.Lock()
+		if len(st.ended) != 0 || st.release != 0 {
+			t.Errorf("with Redis down: ended %v, released %d", st.ended, st.release)
+		}
+		st.err = nil
+		st.mu.Unlock()
+		m.g.cl.up.Store(true)
+		m.g.cl.flushEnds(rejoined)
+		st.mu.Lock()
+		want := 1
+		if rejoined {
+			want = 0
+		}
+		if len(st.ended) != 1 || st.ended[0] != "wacid.kept" || st.release != want {
+			t.Errorf("rejoined %v: after Redis answers: ended %v, released %d (want 1 end, %d release)", rejoined, st.ended, st.release, want)
+		}
+		st.mu.Unlock()
 	}
 }
