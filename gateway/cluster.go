@@ -234,10 +234,11 @@ func (n *clusterNode) renew(parent context.Context) {
 		n.joined.Store(true)
 		n.setUp(true, nil)
 		n.log.Warn("Redis answers again: this gateway joined the cluster; its calls in progress are registered")
-		n.resync(ctx)
+		n.resync(ctx, true)
 		n.flushEnds(true)
 		return
 	}
+	wasUp := n.up.Load()
 	st, err := n.store.Renew(ctx)
 	if err != nil {
 		n.setUp(false, err)
@@ -248,9 +249,12 @@ func (n *clusterNode) renew(parent context.Context) {
 	case cluster.LeaseRejoined:
 		m.clusterLease.WithLabelValues("rejoined").Inc()
 		n.log.Warn("cluster lease was gone (Redis restarted or lost its data): taken again; calls in progress registered again")
-		n.resync(ctx)
+		n.resync(ctx, true)
 		n.flushEnds(true)
 	case cluster.LeaseHeld:
+		if !wasUp {
+			n.resync(ctx, false) // the calls taken alone meanwhile
+		}
 		n.flushEnds(false)
 	case cluster.LeaseReaped:
 		m.clusterLease.WithLabelValues("reaped").Inc()
@@ -288,23 +292,39 @@ func (n *clusterNode) setUp(up bool, err error) {
 	}
 }
 
-// resync registers this instance's calls again (after Redis lost them):
-// ownership, cleanup state and their count toward the limits.
-func (n *clusterNode) resync(ctx context.Context) {
+// resync registers this instance's calls in Redis: ownership, cleanup
+// state and their count toward the limits. rebuilt: Redis lost its data,
+// every call is registered and counted again; else only those taken while
+// Redis did not answer (running alone) are.
+func (n *clusterNode) resync(ctx context.Context, rebuilt bool) {
 	for _, c := range n.g.reg.snapshot() {
 		c.cl.mu.Lock()
-		id, number, admitted, info := c.cl.id, c.cl.number, c.cl.admitted, c.cl.info
+		key, id, waID, number, admitted, local, info := c.cl.key, c.cl.id, c.cl.waID, c.cl.number, c.cl.admitted, c.cl.local, c.cl.info
 		c.cl.mu.Unlock()
-		if id == "" {
+		if key == "" || (id != "" && !rebuilt) {
 			continue
 		}
-		if _, err := n.store.Claim(ctx, id, info); err != nil {
-			n.log.Warn("cluster: call not registered again", zap.String("call", id), zap.Error(err))
+		cl, err := n.store.Claim(ctx, key, info)
+		if err != nil || (!cl.Won && cl.Owner != n.self()) {
+			n.log.Warn("cluster: call not registered", zap.String("call", key), zap.String("owner", cl.Owner), zap.Error(err))
 			continue
 		}
-		if admitted {
-			_, _ = n.store.Admit(ctx, number, 0, 0)
+		if waID != "" {
+			_, _ = n.store.Place(ctx, waID) // webhooks held meanwhile are lost: the call's own timeouts end it if need be
 		}
+		counted := false
+		if count := (rebuilt && (admitted || local)) || (!rebuilt && local && !admitted); count && number != "" {
+			_, err := n.store.Admit(ctx, number, 0, 0)
+			counted = err == nil
+		}
+		c.cl.mu.Lock()
+		if c.cl.released { // it ended meanwhile: undo
+			c.cl.mu.Unlock()
+			n.endCall(clusterEnd{id: key, waID: waID, number: number, release: counted})
+			continue
+		}
+		c.cl.id, c.cl.admitted = key, admitted || counted
+		c.cl.mu.Unlock()
 	}
 }
 

@@ -16,11 +16,14 @@ import (
 // toward the limits, and what another instance needs to end it.
 type callCluster struct {
 	mu       sync.Mutex // the lease loop's resync reads it
-	id       string     // the key claimed in Redis ("" when not registered)
+	key      string     // the call's key in the cluster (set even when Redis did not answer)
+	id       string     // the key, once claimed in Redis ("" when not registered)
+	waID     string     // a business-initiated call's WhatsApp id, once placed
 	number   string     // the business number it counts toward
 	admitted bool       // counted in Redis
 	local    bool       // counted in the local limits
-	info     []byte     // the last clusterCallInfo saved
+	released bool       // the call ended: nothing more to register
+	info     []byte     // the last clusterCallInfo made
 }
 
 // clusterCallInfo is what the instance that reaps a lost one needs to end
@@ -62,10 +65,16 @@ func (c *call) clusterInfo() clusterCallInfo {
 // cannot answer, the call goes on and admission applies redis_down.
 func (g *Gateway) claimCall(c *call, id string, log *zap.Logger) bool {
 	n := g.cl
-	if n == nil || !n.available() {
+	if n == nil {
 		return true
 	}
 	info, _ := json.Marshal(c.clusterInfo())
+	c.cl.mu.Lock()
+	c.cl.key, c.cl.info = id, info // registered later if Redis does not answer now
+	c.cl.mu.Unlock()
+	if !n.available() {
+		return true
+	}
 	ctx, cancel := context.WithTimeout(g.ctx, clusterOpTimeout)
 	defer cancel()
 	cl, err := n.store.Claim(ctx, id, info)
@@ -75,7 +84,7 @@ func (g *Gateway) claimCall(c *call, id string, log *zap.Logger) bool {
 		return true
 	case cl.Won:
 		c.cl.mu.Lock()
-		c.cl.id, c.cl.info = id, info
+		c.cl.id = id
 		c.cl.mu.Unlock()
 		return true
 	case cl.Ended:
@@ -93,16 +102,20 @@ func (g *Gateway) claimCall(c *call, id string, log *zap.Logger) bool {
 // dialog is confirmed, once Meta gave a business-initiated call its id).
 func (c *call) saveClusterInfo() {
 	n := c.g.cl
-	c.cl.mu.Lock()
-	id := c.cl.id
-	c.cl.mu.Unlock()
-	if n == nil || id == "" {
+	if n == nil {
 		return
 	}
 	info, _ := json.Marshal(c.clusterInfo())
 	c.cl.mu.Lock()
+	id := c.cl.id
 	c.cl.info = info
+	if c.outbound {
+		c.cl.waID = c.waCallID
+	}
 	c.cl.mu.Unlock()
+	if id == "" {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterOpTimeout)
 	defer cancel()
 	if err := n.store.SaveInfo(ctx, id, info); err != nil {
@@ -170,7 +183,7 @@ func (g *Gateway) numberLimit(number string) int {
 func (g *Gateway) releaseCall(c *call) {
 	c.cl.mu.Lock()
 	id, number, admitted, local := c.cl.id, c.cl.number, c.cl.admitted, c.cl.local
-	c.cl.admitted, c.cl.local, c.cl.id = false, false, ""
+	c.cl.admitted, c.cl.local, c.cl.id, c.cl.released = false, false, "", true
 	c.cl.mu.Unlock()
 	if local {
 		g.limits.release(number)

@@ -17,14 +17,15 @@ import (
 // tested against a real redis-server in gateway/cluster, and the whole
 // cluster in cluster_e2e_test.go).
 type fakeStore struct {
-	mu      sync.Mutex
-	claim   cluster.Claim
-	admit   cluster.Admission
-	err     error // every call fails so (Redis unreachable)
-	route   cluster.Route
-	ended   []string
-	release int
-	routed  [][]byte
+	mu       sync.Mutex
+	claim    cluster.Claim
+	admit    cluster.Admission
+	err      error // every call fails so (Redis unreachable)
+	route    cluster.Route
+	ended    []string
+	release  int
+	admitted int
+	routed   [][]byte
 }
 
 func (f *fakeStore) Instance() string             { return "me-1" }
@@ -68,6 +69,9 @@ func (f *fakeStore) End(_ context.Context, id, _ string) error {
 func (f *fakeStore) Admit(context.Context, string, int, int) (cluster.Admission, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.err == nil && f.admit.OK {
+		f.admitted++
+	}
 	return f.admit, f.err
 }
 func (f *fakeStore) Release(context.Context, string) error {
@@ -280,5 +284,37 @@ func TestClusterEndsKeptWhileRedisDown(t *testing.T) {
 			t.Errorf("rejoined %v: after Redis answers: ended %v, released %d (want 1 end, %d release)", rejoined, st.ended, st.release, want)
 		}
 		st.mu.Unlock()
+	}
+}
+
+// A call taken alone while Redis did not answer (redis_down: alone) is
+// registered and counted once Redis answers, so a reaper would end it and
+// the limits see it; its end is then recorded as any other's.
+func TestClusterCallsTakenAloneRegistered(t *testing.T) {
+	m := newMachine(t)
+	st := m.clustered(RedisDownAlone)
+	st.err = errors.New("connection refused")
+	c := m.connect("wacid.alone")
+	if c == nil {
+		t.Fatal("connect not taken alone")
+	}
+	m.waitState(c, stateBridged)
+	st.mu.Lock()
+	st.err = nil
+	st.mu.Unlock()
+	m.g.cl.renew(context.Background()) // Redis answers again: Held after being down
+	st.mu.Lock()
+	if st.admitted != 1 {
+		t.Errorf("%d admissions in Redis after it came back, want the call counted once", st.admitted)
+	}
+	st.mu.Unlock()
+	m.g.cl.renew(context.Background()) // up already: nothing registered twice
+	m.terminate("wacid.alone")
+	m.ended(c)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.admitted != 1 || len(st.ended) != 1 || st.release != 1 || m.g.limits.total != 0 {
+		t.Errorf("after the end: admitted %d, ended %v, released %d, local %d; want 1, [wacid.alone], 1, 0",
+			st.admitted, st.ended, st.release, m.g.limits.total)
 	}
 }
