@@ -42,10 +42,12 @@ const (
 	// abs-send-time, transport-cc) and a 10-byte SRTP tag: 74-154 bytes,
 	// 76-156 in the ring. So the leg rides out a stall of its reader (the
 	// bridge, or the whole machine) of at least 2 s (105 packets of 156
-	// bytes; 3.2 s of 100-byte packets, 4.4 s of the load run's 72), and
-	// still 200 ms of MTU-size packets (10 of 1500 bytes), where 8 fixed
-	// slots of 1500 bytes (12 KiB) held 160 ms whatever the size. 17.5 KiB
-	// a leg, next to about 280 KiB of RSS a transcoded call.
+	// bytes; 3.2 s of 100-byte packets, 4.4 s of the load run's 72-byte
+	// ones), and still 200 ms of MTU-size packets (10 of 1500 bytes),
+	// where 8 fixed slots of 1500 bytes (12 KiB) held 160 ms whatever the
+	// size: with the gateway stopped 1 s every 3 s, 8 slots lost 23 % of
+	// the callers' packets, the ring none (docs/performance.md, Stalls).
+	// 17.5 KiB a leg, next to about 300 KiB of RSS a transcoded call.
 	legRing = 16<<10 + ringHdr + maxDatagram
 )
 
