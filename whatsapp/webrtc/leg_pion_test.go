@@ -293,3 +293,75 @@ func TestLegCallerCloses(t *testing.T) {
 		t.Fatal("leg still up 5 s after the caller closed")
 	}
 }
+
+// A reader (the bridge) that stalls for seconds loses nothing of the
+// caller's audio while the leg's ring holds it: 3 s of 20 ms packets of
+// about 100 bytes sent while nobody reads all come out, in order. Beyond
+// the ring the newest are dropped and counted (overflow), the oldest kept.
+func TestLegRidesOutReaderStall(t *testing.T) {
+	m := newLoopbackMedia(t)
+	pc, track := pionCaller(t, true)
+	leg := callPion(t, m, pc)
+	waitFor(t, 5*time.Second, "pion's DTLS transport not connected", func() bool {
+		return pc.SCTP().Transport().State() == pionwebrtc.DTLSTransportStateConnected
+	})
+	payload := make([]byte, 78) // + 12 header + 10 tag: 100-byte packets
+	payload[0] = 0xfc
+	send := func(from, n int) {
+		t.Helper()
+		for seq := from; seq < from+n; seq++ {
+			payload[1], payload[2] = byte(seq>>8), byte(seq)
+			if err := track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(seq), Timestamp: uint32(seq) * 960}, Payload: payload}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Until the socket's reader has put them all in the ring.
+		last, since := -1, time.Now()
+		waitFor(t, 5*time.Second, "the ring still growing", func() bool {
+			if u := leg.ring.used(); u != last {
+				last, since = u, time.Now()
+			}
+			return time.Since(since) > 200*time.Millisecond
+		})
+	}
+	buf := make([]byte, 1500)
+	var h rtp.Header
+	read := func(want int) {
+		t.Helper()
+		n, err := readWithin(leg, buf, 3*time.Second)
+		if err != nil {
+			t.Fatalf("read seq %d: %v", want, err)
+		}
+		hl, err := h.Unmarshal(buf[:n])
+		if err != nil || n-hl != len(payload) || int(buf[hl+1])<<8|int(buf[hl+2]) != want || h.SequenceNumber != uint16(want) {
+			t.Fatalf("read %x (seq %d, err %v), want seq %d", buf[:n], h.SequenceNumber, err, want)
+		}
+	}
+
+	const stall = 150 // 3 s
+	send(0, stall)
+	for seq := 0; seq < stall; seq++ {
+		read(seq)
+	}
+	if o := leg.overflow.Load(); o != 0 {
+		t.Fatalf("%d packets dropped of %d (3 s) while the reader stalled", o, stall)
+	}
+
+	// 10 s while the reader stalls: the ring keeps the oldest, at least
+	// 3.2 s (16 KiB of 102-byte entries), drops the rest, and takes
+	// packets again once read.
+	send(stall, 500)
+	kept := 0
+	for ; leg.ring.used() > 0; kept++ {
+		read(stall + kept)
+	}
+	if least := (16 << 10) / (ringHdr + 12 + len(payload) + 10); kept < least {
+		t.Errorf("the ring held %d packets of 100 bytes, want at least %d", kept, least)
+	}
+	if o := leg.overflow.Load(); o != uint64(500-kept) {
+		t.Fatalf("overflow %d, want %d (500 sent, %d held)", o, 500-kept, kept)
+	}
+	t.Logf("held %d packets of 100 bytes (%v of audio), dropped %d", kept, time.Duration(kept)*20*time.Millisecond, 500-kept)
+	send(stall+500, 1)
+	read(stall + 500)
+}
