@@ -203,24 +203,49 @@ func checkWhatsAppPTs(opusPT, dtmfPT uint8) error {
 	return nil
 }
 
-func newOpusEncoder(rate, complexity int) (*opus.Encoder, error) {
+// opusSettings are the encoder's settings toward WhatsApp.
+type opusSettings struct {
+	complexity   int
+	bitrate      int // bit/s
+	fec          bool
+	lossPerc     int            // expected loss: sizes in-band FEC (libopus adds none at 0)
+	dtx          bool           // discontinuous transmission
+	maxBandwidth opus.Bandwidth // 0: libopus's choice (capped by the input rate)
+}
+
+// defaultOpusSettings are the settings the bridge uses for audio at rate.
+func defaultOpusSettings(rate, complexity int) opusSettings {
+	return opusSettings{complexity: complexity, bitrate: opusBitrate(rate), fec: true, lossPerc: opusLossPercent}
+}
+
+// open opens an encoder for audio at rate with s.
+func (s opusSettings) open(rate int) (*opus.Encoder, error) {
 	enc, err := opus.NewEncoder(rate, opus.AppVoIP)
 	if err != nil {
 		return nil, err
 	}
-	for _, set := range []func() error{
-		func() error { return enc.SetComplexity(complexity) },
-		func() error { return enc.SetBitrate(opusBitrate(rate)) },
-		func() error { return enc.SetInbandFEC(true) },
-		func() error { return enc.SetPacketLossPerc(opusLossPercent) },
+	sets := []func() error{
+		func() error { return enc.SetComplexity(s.complexity) },
+		func() error { return enc.SetBitrate(s.bitrate) },
+		func() error { return enc.SetInbandFEC(s.fec) },
+		func() error { return enc.SetPacketLossPerc(s.lossPerc) },
+		func() error { return enc.SetDTX(s.dtx) },
 		func() error { return enc.SetSignalVoice() },
-	} {
+	}
+	if s.maxBandwidth != 0 {
+		sets = append(sets, func() error { return enc.SetMaxBandwidth(s.maxBandwidth) })
+	}
+	for _, set := range sets {
 		if err := set(); err != nil {
 			enc.Close()
 			return nil, err
 		}
 	}
 	return enc, nil
+}
+
+func newOpusEncoder(rate, complexity int) (*opus.Encoder, error) {
+	return defaultOpusSettings(rate, complexity).open(rate)
 }
 
 // opusBitrate is the bit rate toward WhatsApp for audio at rate.
