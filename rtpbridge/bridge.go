@@ -80,9 +80,11 @@ type Config struct {
 	Frame          time.Duration // 0 = 20 ms, the only frame supported now
 }
 
-// DefaultOpusComplexity balances cost and quality for 8 kHz voice: a 20 ms
-// frame of the benchmarks' audio took libopus 60-65 µs to encode at 5
-// against 115-127 µs at 10 (about twice), on the 2-vCPU CI machine.
+// DefaultOpusComplexity is the cheapest complexity whose quality is within
+// a small margin of 10's with the bridge's bitrates and FEC, at 8 and 16 kHz
+// alike (BenchmarkOpusEncodeSettings; docs/media.md): 3 is as good at 8 kHz
+// but not at 16, and 8-10 cost about twice 5 for no better figures. Below 2
+// libopus puts no FEC in at these bitrates.
 const DefaultOpusComplexity = 5
 
 const defaultFrame = 20 * time.Millisecond
