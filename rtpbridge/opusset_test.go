@@ -626,16 +626,20 @@ func BenchmarkOpusEncodeSettings(b *testing.B) {
 			for b.Loop() {
 				f := i % settingsFrames
 				pcm := sig.input[f*fs : (f+1)*fs]
+				first, second, firstCPU, secondCPU := enc, ref, &caseCPU, &refCPU
+				if i%2 == 1 { // each goes first every other frame
+					first, second, firstCPU, secondCPU = ref, enc, &refCPU, &caseCPU
+				}
 				t0 := threadCPU()
-				if _, err := enc.Encode(pcm, out); err != nil {
+				if _, err := first.Encode(pcm, out); err != nil {
 					b.Fatal(err)
 				}
 				t1 := threadCPU()
-				if _, err := ref.Encode(pcm, out); err != nil {
+				if _, err := second.Encode(pcm, out); err != nil {
 					b.Fatal(err)
 				}
-				caseCPU += t1 - t0
-				refCPU += threadCPU() - t1
+				*firstCPU += t1 - t0
+				*secondCPU += threadCPU() - t1
 				i++
 			}
 			if refCPU > 0 {
