@@ -283,7 +283,7 @@ func settingsCases() []settingsCase {
 		// More bitrates, FEC on and off.
 		for _, br := range sweep[rate] {
 			for _, fec := range []bool{true, false} {
-				s := defaultOpusSettings(rate, DefaultOpusComplexity)
+				s := defaultOpusSettings(rate, OpusComplexityAuto)
 				s.bitrate, s.fec = br, fec
 				add(rate, s, "")
 			}
@@ -292,7 +292,7 @@ func settingsCases() []settingsCase {
 		add(rate, referenceOpusSettings(rate), "/loss10-previous")
 		// The loss figure FEC is sized for.
 		for _, loss := range []int{1, 5, 10, 20} {
-			s := defaultOpusSettings(rate, DefaultOpusComplexity)
+			s := defaultOpusSettings(rate, OpusComplexityAuto)
 			if s.lossPerc != loss {
 				s.lossPerc = loss
 				add(rate, s, fmt.Sprintf("/loss%d", loss))
@@ -300,7 +300,7 @@ func settingsCases() []settingsCase {
 		}
 		// The bandwidth cap, with the bridge's settings.
 		for _, bw := range []opus.Bandwidth{opus.BandwidthNarrow, opus.BandwidthMedium, opus.BandwidthWide} {
-			s := defaultOpusSettings(rate, DefaultOpusComplexity)
+			s := defaultOpusSettings(rate, OpusComplexityAuto)
 			s.maxBandwidth = bw
 			add(rate, s, "/max-"+bw.String())
 		}
@@ -666,7 +666,7 @@ var opusSettingsAll = flag.Bool("opus-settings-all", false, "TestOpusSettingsMea
 // -opus-settings-all: the bridge's settings, with and without FEC and
 // DTX, and complexity 0 and 10 beside them.
 func (c settingsCase) checked() bool {
-	def := defaultOpusSettings(c.rate, DefaultOpusComplexity)
+	def := defaultOpusSettings(c.rate, OpusComplexityAuto)
 	return c.set.bitrate == def.bitrate && c.set.lossPerc == def.lossPerc && c.set.maxBandwidth == 0 &&
 		(c.set.complexity == def.complexity || !c.set.dtx && (c.set.complexity == 0 || c.set.complexity == 10))
 }
@@ -699,7 +699,7 @@ func TestOpusSettingsMeasured(t *testing.T) {
 	// With the bridge's settings, FEC is in the packets and pays off under
 	// loss, and complexity 10 is no worse than 0.
 	for _, rate := range []int{8000, 16000} {
-		def := defaultOpusSettings(rate, DefaultOpusComplexity)
+		def := defaultOpusSettings(rate, OpusComplexityAuto)
 		name := func(c int, fec bool) string {
 			onOff := map[bool]string{true: "on", false: "off"}
 			return fmt.Sprintf("%dk/%dkbps/c%d/fec-%s/dtx-off", rate/1000, def.bitrate/1000, c, onOff[fec])
@@ -728,7 +728,7 @@ func TestOpusSettingsMeasured(t *testing.T) {
 func TestOpusDTXInSilence(t *testing.T) {
 	for _, rate := range []int{8000, 16000} {
 		for _, dtx := range []bool{false, true} {
-			s := defaultOpusSettings(rate, DefaultOpusComplexity)
+			s := defaultOpusSettings(rate, OpusComplexityAuto)
 			s.dtx = dtx
 			enc, err := s.open(rate)
 			if err != nil {
@@ -767,5 +767,23 @@ func TestOpusDTXInSilence(t *testing.T) {
 				t.Errorf("%d Hz with DTX: %d silent frames of 1-2 bytes, %d in a row", rate, tiny, longest)
 			}
 		}
+	}
+}
+
+// OpusComplexityAuto picks the complexity by rate; any other value is used
+// as given at both rates.
+func TestOpusComplexityAuto(t *testing.T) {
+	for rate, want := range map[int]int{8000: DefaultOpusComplexityNB, 16000: DefaultOpusComplexityWB} {
+		if got := defaultOpusSettings(rate, OpusComplexityAuto).complexity; got != want {
+			t.Errorf("%d Hz: auto gave complexity %d, want %d", rate, got, want)
+		}
+		if got := defaultOpusSettings(rate, 7).complexity; got != 7 {
+			t.Errorf("%d Hz: complexity 7 became %d", rate, got)
+		}
+		enc, err := newOpusEncoder(rate, OpusComplexityAuto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc.Close()
 	}
 }
