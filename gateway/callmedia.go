@@ -46,7 +46,7 @@ func (c *call) buildBridge(media pbxMedia) error {
 				info.send(d)
 			}
 		},
-		OpusComplexity: *c.g.cfg.Media.OpusComplexity,
+		OpusComplexity: opusComplexity(c.g.cfg.Media),
 	})
 	if err != nil {
 		return err
@@ -92,4 +92,13 @@ func (c *call) switchCodec(log *zap.Logger, bridge *rtpbridge.Bridge, codec sip.
 // bridgeCodec is the SIP leg's codec as the bridge names it.
 func bridgeCodec(c sip.Codec) rtpbridge.Codec {
 	return rtpbridge.Codec{Name: c.Name, PayloadType: c.PayloadType, ClockRate: c.ClockRate}
+}
+
+// opusComplexity is the bridge's Opus complexity: the configured one, or
+// rtpbridge's default for each rate.
+func opusComplexity(m MediaConfig) int {
+	if m.OpusComplexity == nil {
+		return rtpbridge.OpusComplexityAuto
+	}
+	return *m.OpusComplexity
 }

@@ -114,7 +114,10 @@ type SIPConfig struct {
 const defaultPBXRTPTimeout = 30 * time.Second
 
 type MediaConfig struct {
-	OpusComplexity *int `yaml:"opus_complexity"` // 0-10, default 5
+	// OpusComplexity is the Opus encoder's complexity on transcoded calls,
+	// 0-10. Unset: rtpbridge's default for the PBX codec's rate (3 for
+	// G.711, 5 for G.722).
+	OpusComplexity *int `yaml:"opus_complexity"`
 	// PBXRTPTimeout ends a bridged call after this long without a packet
 	// from the PBX while it does not hold the call: a dead or silent PBX.
 	// Default 30s; 0s turns it off.
@@ -318,10 +321,6 @@ func (c *Config) ApplyDefaults() {
 	if c.SIP.RTPPortMin == 0 && c.SIP.RTPPortMax == 0 {
 		c.SIP.RTPPortMin, c.SIP.RTPPortMax = 20000, 20999
 	}
-	if c.Media.OpusComplexity == nil {
-		five := 5
-		c.Media.OpusComplexity = &five
-	}
 	if c.SIP.KeepaliveInterval == nil {
 		d := sip.DefaultKeepaliveInterval
 		c.SIP.KeepaliveInterval = &d
@@ -447,8 +446,8 @@ func (c *Config) Validate() error {
 	if c.SIP.RTPPortMin < 1024 || c.SIP.RTPPortMax > 65535 || c.SIP.RTPPortMax-c.SIP.RTPPortMin < 1 {
 		bad("sip.rtp_port_min", "RTP range %d-%d must lie within 1024-65535 and hold at least two ports", c.SIP.RTPPortMin, c.SIP.RTPPortMax)
 	}
-	if oc := *c.Media.OpusComplexity; oc < 0 || oc > 10 {
-		bad("media.opus_complexity", "%d is not within 0-10", oc)
+	if oc := c.Media.OpusComplexity; oc != nil && (*oc < 0 || *oc > 10) {
+		bad("media.opus_complexity", "%d is not within 0-10", *oc)
 	}
 	if d := *c.SIP.KeepaliveInterval; d != 0 && (d < 5*time.Second || d > 10*time.Minute) {
 		bad("sip.keepalive_interval", "%s is not 0s (off) nor within 5s-10m", d)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wagateway/wagateway/rtpbridge"
 )
 
 func TestExampleConfigLoads(t *testing.T) {
@@ -62,7 +64,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Trunks[0].Transport != "udp" || strings.Join(c.Trunks[0].Codecs, ",") != "PCMU,PCMA" ||
-		c.Numbers[0].Routes[0].AnswerTimeout != 45*time.Second || *c.Media.OpusComplexity != 5 ||
+		c.Numbers[0].Routes[0].AnswerTimeout != 45*time.Second || c.Media.OpusComplexity != nil ||
 		c.SIP.RTPPortMin != 20000 || c.HTTP.Listen != ":8080" || *c.Media.PBXRTPTimeout != 30*time.Second {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
@@ -209,5 +211,16 @@ func TestSecretRefDecodesOnlyEnvOrFile(t *testing.T) {
 	anchored := strings.Replace(minimal, "app_secret: {env: S}", "app_secret: {<<: {env: S, value: hunter2}}", 1)
 	if _, err := ParseConfig([]byte(anchored)); err == nil || !strings.Contains(err.Error(), "whatsapp.app_secret") || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("merge key: %v", err)
+	}
+}
+
+// media.opus_complexity unset leaves the complexity to rtpbridge, by rate.
+func TestOpusComplexityDefault(t *testing.T) {
+	if got := opusComplexity(MediaConfig{}); got != rtpbridge.OpusComplexityAuto {
+		t.Fatalf("unset: %d", got)
+	}
+	one := 1
+	if got := opusComplexity(MediaConfig{OpusComplexity: &one}); got != 1 {
+		t.Fatalf("1: %d", got)
 	}
 }

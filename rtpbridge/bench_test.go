@@ -54,7 +54,7 @@ func newBenchBridge(b *testing.B, c Config) *Bridge {
 	if c.SIPCodec.Name == "" {
 		c.SIPCodec = pcmu
 	}
-	c.OpusComplexity = DefaultOpusComplexity
+	c.OpusComplexity = OpusComplexityAuto
 	br, err := New(withMetaPTs(c))
 	if err != nil {
 		b.Fatal(err)
@@ -144,7 +144,7 @@ func BenchmarkSIPToWhatsApp(b *testing.B) {
 // Bare libopus: the same PCM encoded at 8 kHz with the bridge's settings.
 func BenchmarkSIPToWhatsAppBareLibopus(b *testing.B) {
 	_, pcm := sipFrames(b)
-	enc, err := newOpusEncoder(8000, DefaultOpusComplexity)
+	enc, err := newOpusEncoder(8000, OpusComplexityAuto)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func BenchmarkBareLibopusManyCalls(b *testing.B) {
 		if decs[i], err = opus.NewDecoder(8000); err != nil {
 			b.Fatal(err)
 		}
-		if encs[i], err = newOpusEncoder(8000, DefaultOpusComplexity); err != nil {
+		if encs[i], err = newOpusEncoder(8000, OpusComplexityAuto); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -224,7 +224,7 @@ func BenchmarkBareLibopusLoadAudio(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer dec.Close()
-	enc, err := newOpusEncoder(8000, DefaultOpusComplexity)
+	enc, err := newOpusEncoder(8000, OpusComplexityAuto)
 	if err != nil {
 		b.Fatal(err)
 	}

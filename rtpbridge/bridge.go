@@ -76,14 +76,34 @@ type Config struct {
 	// tones). It is called on the media goroutines and must not block.
 	OnDigit func(from string, digit rune)
 
-	OpusComplexity int           // 0 (cheapest) to 10, used as given; DefaultOpusComplexity is a good start
+	OpusComplexity int           // 0 (cheapest) to 10, used as given at either rate; OpusComplexityAuto: the default for the rate
 	Frame          time.Duration // 0 = 20 ms, the only frame supported now
 }
 
-// DefaultOpusComplexity balances cost and quality for 8 kHz voice: a 20 ms
-// frame of the benchmarks' audio took libopus 60-65 µs to encode at 5
-// against 115-127 µs at 10 (about twice), on the 2-vCPU CI machine.
-const DefaultOpusComplexity = 5
+// OpusComplexityAuto as Config.OpusComplexity picks the complexity by the
+// PBX codec's PCM rate: DefaultOpusComplexityNB at 8 kHz (G.711),
+// DefaultOpusComplexityWB at 16 kHz (G.722), as the codec changes.
+const OpusComplexityAuto = -1
+
+// The default complexities: the cheapest whose quality proxies are within
+// 0.15 dB of complexity 10's with the bridge's bitrates and FEC
+// (BenchmarkOpusEncodeSettings; docs/media.md, "Opus settings toward
+// WhatsApp"). At 8 kHz that is 2, but 2 runs libopus's cheapest pitch
+// search, which the benchmark's synthetic voice does not put to the test:
+// 3 costs 9 % more. At 16 kHz 3 is 0.35 dB short; 8-10 cost twice 5. Below
+// 2, libopus puts no FEC in at these bitrates.
+const (
+	DefaultOpusComplexityNB = 3
+	DefaultOpusComplexityWB = 5
+)
+
+// defaultOpusComplexity is OpusComplexityAuto's choice for audio at rate.
+func defaultOpusComplexity(rate int) int {
+	if rate > 8000 {
+		return DefaultOpusComplexityWB
+	}
+	return DefaultOpusComplexityNB
+}
 
 const defaultFrame = 20 * time.Millisecond
 
@@ -143,7 +163,7 @@ func New(cfg Config) (*Bridge, error) {
 	if err := checkWhatsAppPTs(cfg.WhatsAppOpusPT, cfg.WhatsAppDTMFPT); err != nil {
 		return nil, err
 	}
-	if cfg.OpusComplexity < 0 || cfg.OpusComplexity > 10 {
+	if (cfg.OpusComplexity < 0 || cfg.OpusComplexity > 10) && cfg.OpusComplexity != OpusComplexityAuto {
 		return nil, fmt.Errorf("rtpbridge: Opus complexity %d is not within 0-10", cfg.OpusComplexity)
 	}
 	if !cfg.DTMFMode.valid() {
@@ -203,24 +223,53 @@ func checkWhatsAppPTs(opusPT, dtmfPT uint8) error {
 	return nil
 }
 
-func newOpusEncoder(rate, complexity int) (*opus.Encoder, error) {
+// opusSettings are the encoder's settings toward WhatsApp.
+type opusSettings struct {
+	complexity   int
+	bitrate      int // bit/s
+	fec          bool
+	lossPerc     int            // expected loss: sizes in-band FEC (libopus adds none at 0)
+	dtx          bool           // discontinuous transmission
+	maxBandwidth opus.Bandwidth // 0: libopus's choice (capped by the input rate)
+}
+
+// defaultOpusSettings are the settings the bridge uses for audio at rate
+// with complexity (OpusComplexityAuto: the default for rate).
+func defaultOpusSettings(rate, complexity int) opusSettings {
+	if complexity == OpusComplexityAuto {
+		complexity = defaultOpusComplexity(rate)
+	}
+	return opusSettings{complexity: complexity, bitrate: opusBitrate(rate), fec: true, lossPerc: opusLossPercent}
+}
+
+// open opens an encoder for audio at rate with s.
+func (s opusSettings) open(rate int) (*opus.Encoder, error) {
 	enc, err := opus.NewEncoder(rate, opus.AppVoIP)
 	if err != nil {
 		return nil, err
 	}
-	for _, set := range []func() error{
-		func() error { return enc.SetComplexity(complexity) },
-		func() error { return enc.SetBitrate(opusBitrate(rate)) },
-		func() error { return enc.SetInbandFEC(true) },
-		func() error { return enc.SetPacketLossPerc(opusLossPercent) },
+	sets := []func() error{
+		func() error { return enc.SetComplexity(s.complexity) },
+		func() error { return enc.SetBitrate(s.bitrate) },
+		func() error { return enc.SetInbandFEC(s.fec) },
+		func() error { return enc.SetPacketLossPerc(s.lossPerc) },
+		func() error { return enc.SetDTX(s.dtx) },
 		func() error { return enc.SetSignalVoice() },
-	} {
+	}
+	if s.maxBandwidth != 0 {
+		sets = append(sets, func() error { return enc.SetMaxBandwidth(s.maxBandwidth) })
+	}
+	for _, set := range sets {
 		if err := set(); err != nil {
 			enc.Close()
 			return nil, err
 		}
 	}
 	return enc, nil
+}
+
+func newOpusEncoder(rate, complexity int) (*opus.Encoder, error) {
+	return defaultOpusSettings(rate, complexity).open(rate)
 }
 
 // opusBitrate is the bit rate toward WhatsApp for audio at rate.

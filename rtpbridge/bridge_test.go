@@ -21,7 +21,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		"no codec":           func(c *Config) { c.SIPCodec = Codec{} },
 		"30 ms frames":       func(c *Config) { c.Frame = 30 * time.Millisecond },
 		"complexity 11":      func(c *Config) { c.OpusComplexity = 11 },
-		"complexity -1":      func(c *Config) { c.OpusComplexity = -1 },
+		"complexity -2":      func(c *Config) { c.OpusComplexity = -2 },
 		"no opus pt":         func(c *Config) { c.WhatsAppOpusPT, c.WhatsAppDTMFPT = 0, 0 },
 		"no opus pt, dtmf":   func(c *Config) { c.WhatsAppOpusPT = 0 },
 		"opus on pt 95":      func(c *Config) { c.WhatsAppOpusPT = 95 },

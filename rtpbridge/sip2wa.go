@@ -18,13 +18,21 @@ import (
 // queue are the only state the two goroutines share.
 
 const (
-	// Opus encoder settings toward WhatsApp. Narrowband audio (from G.711)
-	// needs no more than 16 kbit/s; wideband (from G.722) gets 24 kbit/s,
-	// about what WhatsApp itself sends. The loss figure makes libopus
-	// actually put in-band FEC into the packets (it adds none at 0 %).
-	opusBitrateNB    = 16000
-	opusBitrateWB    = 24000
-	opusLossPercent  = 10
+	// Opus encoder settings toward WhatsApp, chosen from
+	// BenchmarkOpusEncodeSettings (docs/media.md, "Opus settings toward
+	// WhatsApp"). libopus 1.3 puts in-band FEC into the packets only above
+	// a bitrate that grows with the loss figure and the bandwidth: at 16
+	// kbit/s narrowband it put none in (FEC "on" changed nothing), so
+	// narrowband (from G.711) gets 24 kbit/s and wideband (from G.722) 28,
+	// where FEC is in every speech frame; WhatsApp itself sends 20-30 kbit/s
+	// with FEC. A loss figure of 5 rather than 10 scored better with and
+	// without loss at both rates, and at 5 % or less libopus never narrows
+	// the bandwidth to make room for FEC (above 5 % it drops wideband to
+	// mediumband when the bitrate is short). The loss figure must not be 0:
+	// libopus adds no FEC then.
+	opusBitrateNB    = 24000
+	opusBitrateWB    = 28000
+	opusLossPercent  = 5
 	maxSIPPayloadLen = maxPacket
 	maxPCMRate       = 16000 // G.722
 )

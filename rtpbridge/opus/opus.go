@@ -17,6 +17,7 @@ static int wag_enc_ctl_int(OpusEncoder *e, int req, int v) {
 	case 3: return opus_encoder_ctl(e, OPUS_SET_PACKET_LOSS_PERC(v));
 	case 4: return opus_encoder_ctl(e, OPUS_SET_DTX(v));
 	case 5: return opus_encoder_ctl(e, OPUS_SET_SIGNAL(v));
+	case 6: return opus_encoder_ctl(e, OPUS_SET_MAX_BANDWIDTH(v));
 	}
 	return OPUS_BAD_ARG;
 }
@@ -37,6 +38,33 @@ const (
 	AppAudio    Application = C.OPUS_APPLICATION_AUDIO
 	AppLowDelay Application = C.OPUS_APPLICATION_RESTRICTED_LOWDELAY
 )
+
+// Bandwidth is an Opus audio bandwidth (RFC 6716 §2).
+type Bandwidth int
+
+const (
+	BandwidthNarrow    Bandwidth = C.OPUS_BANDWIDTH_NARROWBAND    // 4 kHz passband
+	BandwidthMedium    Bandwidth = C.OPUS_BANDWIDTH_MEDIUMBAND    // 6 kHz
+	BandwidthWide      Bandwidth = C.OPUS_BANDWIDTH_WIDEBAND      // 8 kHz
+	BandwidthSuperWide Bandwidth = C.OPUS_BANDWIDTH_SUPERWIDEBAND // 12 kHz
+	BandwidthFull      Bandwidth = C.OPUS_BANDWIDTH_FULLBAND      // 20 kHz
+)
+
+func (b Bandwidth) String() string {
+	switch b {
+	case BandwidthNarrow:
+		return "NB"
+	case BandwidthMedium:
+		return "MB"
+	case BandwidthWide:
+		return "WB"
+	case BandwidthSuperWide:
+		return "SWB"
+	case BandwidthFull:
+		return "FB"
+	}
+	return fmt.Sprintf("Bandwidth(%d)", int(b))
+}
 
 // Error is a libopus error code.
 type Error int
@@ -88,6 +116,10 @@ func (e *Encoder) SetDTX(on bool) error { return e.ctl(4, b2i(on), "dtx") }
 
 // SetSignalVoice hints that the input is speech.
 func (e *Encoder) SetSignalVoice() error { return e.ctl(5, C.OPUS_SIGNAL_VOICE, "signal") }
+
+// SetMaxBandwidth caps the bandwidth libopus may choose. The input's rate
+// caps it already (8 kHz input is narrowband whatever this says).
+func (e *Encoder) SetMaxBandwidth(bw Bandwidth) error { return e.ctl(6, int(bw), "max_bandwidth") }
 
 // Encode encodes one frame of pcm (2.5 to 60 ms at the encoder's rate) into out
 // and returns the packet length.
@@ -191,6 +223,18 @@ func PacketSamples(packet []byte, sampleRate int) (int, error) {
 		return 0, Error(n)
 	}
 	return int(n), nil
+}
+
+// PacketBandwidth returns the bandwidth the packet's TOC byte says it codes.
+func PacketBandwidth(packet []byte) (Bandwidth, error) {
+	if len(packet) == 0 {
+		return 0, errEmpty
+	}
+	n := C.opus_packet_get_bandwidth((*C.uchar)(unsafe.Pointer(&packet[0])))
+	if n < 0 {
+		return 0, Error(n)
+	}
+	return Bandwidth(n), nil
 }
 
 // EncoderStateSize and DecoderStateSize report libopus's state sizes for one

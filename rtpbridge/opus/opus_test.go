@@ -101,6 +101,50 @@ func TestFECAndConcealment(t *testing.T) {
 	}
 }
 
+// The packets say the bandwidth the encoder was allowed: 8 kHz input is
+// narrowband whatever the cap, 16 kHz wideband unless capped.
+func TestMaxBandwidth(t *testing.T) {
+	for _, c := range []struct {
+		rate      int
+		max, want Bandwidth
+	}{{8000, 0, BandwidthNarrow}, {8000, BandwidthWide, BandwidthNarrow}, {16000, 0, BandwidthWide}, {16000, BandwidthNarrow, BandwidthNarrow}, {16000, BandwidthMedium, BandwidthMedium}} {
+		enc, err := NewEncoder(c.rate, AppVoIP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc.SetBitrate(24000)
+		if c.max != 0 {
+			if err := enc.SetMaxBandwidth(c.max); err != nil {
+				t.Fatal(err)
+			}
+		}
+		in := make([]int16, c.rate/50)
+		pkt := make([]byte, 400)
+		tone := audio.NewTone(440, c.rate, 8000)
+		var got Bandwidth
+		for range 10 {
+			tone.Fill(in)
+			n, err := enc.Encode(in, pkt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err = PacketBandwidth(pkt[:n]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		enc.Close()
+		if got != c.want {
+			t.Errorf("%d Hz, max %v: %v packets, want %v", c.rate, c.max, got, c.want)
+		}
+	}
+	if _, err := PacketBandwidth(nil); err == nil {
+		t.Fatal("empty packet has a bandwidth")
+	}
+	if BandwidthWide.String() != "WB" || Bandwidth(7).String() != "Bandwidth(7)" {
+		t.Fatal(BandwidthWide.String(), Bandwidth(7).String())
+	}
+}
+
 // Bare libopus on 20 ms frames: the floor the bridge is compared against.
 func BenchmarkLibopusEncode8k(b *testing.B) {
 	enc, _ := NewEncoder(8000, AppVoIP)
