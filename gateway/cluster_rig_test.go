@@ -94,12 +94,24 @@ func newClusterRig(t *testing.T, o clusterRigOptions) *clusterRig {
 	r.sim = sim
 	dir := t.TempDir()
 	for i := range o.Nodes {
-		r.nodes = append(r.nodes, r.startNode(t, dir, i, o))
+		// A free port can be taken by another process (an outgoing
+		// connection's ephemeral port) before the instance binds it: then
+		// the instance starts again on other ports.
+		for try := 1; ; try++ {
+			n := r.startNode(t, dir, i, o)
+			err := n.ready(15 * time.Second)
+			if err == nil {
+				r.nodes = append(r.nodes, n)
+				break
+			}
+			if try == 3 || !strings.Contains(readFile(n.logPath), "address already in use") {
+				n.dumpLog(t)
+				t.Fatal(err)
+			}
+			t.Logf("%s: %v; starting it again on other ports", n.name, err)
+		}
 	}
 	r.startHAProxy(t, dir)
-	for _, n := range r.nodes {
-		n.waitReady(t, 15*time.Second)
-	}
 	// Each instance has seen the others (whom it tells while Redis is gone).
 	waitFor(t, 3*r.lease, "the instances to see each other", func() bool {
 		return r.sum(t, "wagateway_cluster_instances") == float64(len(r.nodes)*len(r.nodes))
@@ -204,22 +216,20 @@ func (n *rigNode) dumpLog(t *testing.T) {
 	t.Logf("--- %s log (last %d lines) ---\n%s", n.name, len(lines), strings.Join(lines, "\n"))
 }
 
-func (n *rigNode) waitReady(t *testing.T, within time.Duration) {
-	t.Helper()
+// ready waits until the instance answers /readyz with 200.
+func (n *rigNode) ready(within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
 		select {
 		case <-n.done:
-			n.dumpLog(t)
-			t.Fatalf("%s exited at start: %v", n.name, n.exitErr)
+			return fmt.Errorf("%s exited at start: %v", n.name, n.exitErr)
 		default:
 		}
 		if code, _, err := get(n.ops + "/readyz"); err == nil && code == 200 {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			n.dumpLog(t)
-			t.Fatalf("%s not ready within %v", n.name, within)
+			return fmt.Errorf("%s not ready within %v", n.name, within)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
