@@ -516,31 +516,40 @@ func (c *call) terminateWhatsApp() {
 		pnid, id = c.out.pnid, c.waCallID
 	}
 	persist := c.ctx.Err() == nil || errors.Is(context.Cause(c.ctx), errAdminHangup)
-	deadline := c.g.now().Add(c.g.timeouts.terminateFor)
-	wait := c.g.timeouts.terminateBackoff
-	for attempt := 1; ; attempt++ {
-		err := c.graphAction(context.Background(), c.log, "terminate", func(ctx context.Context) error {
+	attempts, err := c.g.retryTerminate(persist, c.ops.wasTerminated, func() error {
+		return c.graphAction(context.Background(), c.log, "terminate", func(ctx context.Context) error {
 			return c.g.graph.Terminate(ctx, pnid, id)
 		})
-		switch {
-		case err == nil:
-			return
-		case c.ops.wasTerminated():
-			return // Meta ended the call meanwhile
-		case graphRefused(err):
-			// Meta answered, and no repeat changes its answer: the call is
-			// over on its side ("no longer active"), or the request is wrong.
-			c.log.Warn("graph terminate refused: not retried", zap.Error(err))
-			return
-		case !persist || c.g.now().Add(wait).After(deadline) || c.g.ctx.Err() != nil:
-			c.ops.terminateFailed()
-			c.log.Error("graph terminate never succeeded: the caller may stay in a silent call until Meta's own timeout",
-				zap.Int("attempts", attempt))
-			return
+	})
+	switch {
+	case err == nil, c.ops.wasTerminated(): // Meta took it, or ended the call meanwhile
+	case graphRefused(err):
+		c.log.Warn("graph terminate refused: not retried", zap.Error(err))
+	default:
+		c.ops.terminateFailed()
+		c.log.Error("graph terminate never succeeded: the caller may stay in a silent call until Meta's own timeout",
+			zap.Int("attempts", attempts))
+	}
+}
+
+// retryTerminate repeats send (a Graph terminate) until it succeeds, over()
+// says the call ended on Meta's side, Meta refuses it for good
+// (graphRefused: the call is no longer active there, or the request is
+// wrong; no repeat changes that), or timeouts.terminateFor passes, waiting
+// terminateBackoff after the first failure and twice as long each time
+// (8 s at most). Without persist, or once the gateway shuts down, one
+// round (the Graph client's own retries) is all it gets.
+func (g *Gateway) retryTerminate(persist bool, over func() bool, send func() error) (attempts int, err error) {
+	deadline := g.now().Add(g.timeouts.terminateFor)
+	wait := g.timeouts.terminateBackoff
+	for attempts = 1; ; attempts++ {
+		err = send()
+		if err == nil || over() || graphRefused(err) || !persist || g.now().Add(wait).After(deadline) || g.ctx.Err() != nil {
+			return attempts, err
 		}
 		select {
 		case <-time.After(wait):
-		case <-c.g.ctx.Done(): // shutting down: the next round is the last
+		case <-g.ctx.Done(): // shutting down: the next round is the last
 			persist = false
 		}
 		wait = min(2*wait, 8*time.Second)

@@ -137,9 +137,7 @@ func (n *clusterNode) start() error {
 		n.joined.Store(true)
 		n.up.Store(true)
 		ictx, cancel := context.WithTimeout(context.Background(), clusterOpTimeout)
-		if live, err := n.store.Instances(ictx); err == nil {
-			n.rememberPeers(live) // whom to tell while Redis is unreachable
-		}
+		n.learnPeers(ictx) // whom to tell while Redis is unreachable
 		cancel()
 	case n.cfg.RedisDown == RedisDownRefuse:
 		_ = n.store.Close()
@@ -147,7 +145,7 @@ func (n *clusterNode) start() error {
 			strings.Join(n.cfg.Redis.Addresses, ","), err)
 	default:
 		n.log.Error("REDIS UNREACHABLE: THIS GATEWAY RUNS ALONE (cluster.redis_down: alone): limits are counted here only, "+
-			"webhooks for other instances' calls are not passed on; it joins once Redis answers", zap.Error(err))
+			"webhooks for calls not active here cannot be routed; it joins once Redis answers", zap.Error(err))
 	}
 	n.g.ops.metrics.clusterUp.Set(b2f(n.up.Load()))
 	ln, err := listenOps("cluster", n.cfg.Listen, "", "")
@@ -167,7 +165,7 @@ func (n *clusterNode) start() error {
 	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.leaseLoop(loops) }()
 	go func() { defer n.wg.Done(); n.reapLoop(loops) }()
-	n.log.Info("cluster joined", zap.Bool("joined", n.joined.Load()), zap.String("instance", n.self()),
+	n.log.Info("cluster started", zap.Bool("joined", n.joined.Load()), zap.String("instance", n.self()),
 		zap.String("advertise", n.cfg.Advertise), zap.String("listen", ln.Addr().String()), zap.Duration("lease", n.cfg.Lease))
 	return nil
 }
@@ -196,14 +194,6 @@ func (n *clusterNode) leave() {
 		return
 	}
 	n.log.Info("cluster left")
-}
-
-// Addr is the bound internal channel ("" before start).
-func (n *clusterNode) Addr() string {
-	if n.ln == nil {
-		return ""
-	}
-	return n.ln.Addr().String()
 }
 
 // leaseLoop renews the lease every third of it; a lease found lost is

@@ -41,10 +41,7 @@ func (n *clusterNode) reapLoop(ctx context.Context) {
 func (n *clusterNode) reapDead(ctx context.Context) {
 	opCtx, cancel := context.WithTimeout(ctx, clusterOpTimeout)
 	dead, err := n.store.Dead(opCtx)
-	if live, lerr := n.store.Instances(opCtx); lerr == nil {
-		n.g.ops.metrics.clusterInstances.Set(float64(len(live)))
-		n.rememberPeers(live)
-	}
+	n.learnPeers(opCtx)
 	cancel()
 	if err != nil {
 		n.setUp(false, err)
@@ -178,25 +175,16 @@ func (n *clusterNode) endOrphan(ctx context.Context, inst, id string, raw []byte
 	_ = n.reaped(ctx, inst, id, ci.WACallID)
 }
 
-// terminate sends Graph terminate, retried with backoff for a while.
+// terminate sends Graph terminate, retried as a call's own (retryTerminate)
+// until ctx (the reaper's) ends.
 func (n *clusterNode) terminate(ctx context.Context, pnid, waID string) error {
 	g := n.g
-	wait := g.timeouts.terminateBackoff
-	deadline := time.Now().Add(g.timeouts.terminateFor)
-	for {
+	_, err := g.retryTerminate(true, func() bool { return ctx.Err() != nil }, func() error {
 		tctx, cancel := context.WithTimeout(ctx, g.timeouts.graph)
-		err := g.graph.Terminate(tctx, pnid, waID)
-		cancel()
-		if err == nil || graphRefused(err) || time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
-			return err
-		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		wait = min(2*wait, 8*time.Second)
-	}
+		defer cancel()
+		return g.graph.Terminate(tctx, pnid, waID)
+	})
+	return err
 }
 
 func (n *clusterNode) reaped(ctx context.Context, inst, id, waID string) error {

@@ -96,8 +96,14 @@ func (n *clusterNode) broadcast(body []byte, log *zap.Logger) {
 	}
 }
 
-// rememberPeers keeps the other live instances for broadcast.
-func (n *clusterNode) rememberPeers(live []cluster.Instance) {
+// learnPeers keeps the other live instances for broadcast (and counts
+// them for the metrics).
+func (n *clusterNode) learnPeers(ctx context.Context) {
+	live, err := n.store.Instances(ctx)
+	if err != nil {
+		return
+	}
+	n.g.ops.metrics.clusterInstances.Set(float64(len(live)))
 	peers := make([]cluster.Instance, 0, len(live))
 	for _, in := range live {
 		if in.ID != n.self() && in.Addr != "" {
