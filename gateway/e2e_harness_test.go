@@ -17,24 +17,21 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/wagateway/wagateway/gateway"
+	"github.com/wagateway/wagateway/internal/testpeer"
 	"github.com/wagateway/wagateway/whatsapp/wasim"
 )
 
 const testPhoneNumberID = "1000000001"
 
-// requirePeer skips when a real peer is missing on a laptop, and fails under
-// CI, where every peer must be installed.
+// requirePeer is the path of a real peer (testpeer.Require: skipped on a
+// laptop without it, a failure under CI).
 func requirePeer(t *testing.T, bin string) string {
 	t.Helper()
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed; CI must have every test peer (make test installs it)", bin)
-		}
-		t.Skipf("%s not installed", bin)
-	}
-	return path
+	return testpeer.Require(t, bin, peerPackages[bin])
 }
+
+// peerPackages are the Debian packages of the gateway tests' peers.
+var peerPackages = map[string]string{"sipp": "sip-tester", "baresip": "baresip-core", "chromium": "chromium", "haproxy": "haproxy"}
 
 // sipp runs one sipp UAS scenario as the PBX on loopback.
 type sipp struct {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wagateway/wagateway/internal/testpeer"
 	"github.com/wagateway/wagateway/sip"
 )
 
@@ -19,14 +20,7 @@ import (
 // installs it.
 func promtool(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool not installed (Debian package prometheus; make deps-test installs it)")
-		}
-		t.Skip("promtool not installed (Debian package prometheus)")
-	}
-	return bin
+	return testpeer.Require(t, "promtool", "prometheus")
 }
 
 // TestMetricsPromtoolCheck: a scrape of every metric family, each vector

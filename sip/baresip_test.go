@@ -11,19 +11,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wagateway/wagateway/internal/testpeer"
 )
 
 // needBaresip skips without baresip, except in CI where it is a failure.
 func needBaresip(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("baresip")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("baresip not installed (Debian package baresip-core); CI must run this test")
-		}
-		t.Skip("baresip not installed (Debian package baresip-core)")
-	}
-	return p
+	return testpeer.Require(t, "baresip", "baresip-core")
 }
 
 // baresipModuleDir finds the directory of baresip's modules.
@@ -35,10 +30,7 @@ func baresipModuleDir(t *testing.T) string {
 			return filepath.Dir(m[0])
 		}
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("baresip's g722 module not found")
-	}
-	t.Skip("baresip's g722 module not found")
+	testpeer.Missing(t, "baresip's g722 module not found")
 	return ""
 }
 

@@ -16,6 +16,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/wagateway/wagateway/internal/testpeer"
 )
 
 // TestMain fails the package if goroutines started by this package or
@@ -105,14 +107,7 @@ func newTestUA(t *testing.T, transport string) *UA {
 // needSipp skips without sipp, except in CI where a missing peer is a failure.
 func needSipp(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("sipp")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("sipp not installed (Debian package sip-tester); CI must run this test")
-		}
-		t.Skip("sipp not installed (Debian package sip-tester)")
-	}
-	return p
+	return testpeer.Require(t, "sipp", "sip-tester")
 }
 
 // freePort finds a port free for network ("udp" or "tcp") on 127.0.0.1.

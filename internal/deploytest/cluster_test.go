@@ -30,21 +30,6 @@ import (
 // The examples for several instances (docs/cluster.md) outside compose:
 // configs/haproxy/haproxy.cfg and configs/kubernetes/wagateway-cluster.yaml.
 
-// requireProgramAt is requireProgram for a program that may live outside
-// PATH (Debian's haproxy is /usr/sbin/haproxy, not in a user's PATH).
-func requireProgramAt(t *testing.T, name string, paths ...string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, p := range paths {
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	return requireProgram(t, name) // skips, or fails under CI
-}
-
 // selfSigned writes a PEM with a throwaway certificate and its key (as
 // HAProxy's crt takes them: one file).
 func selfSigned(t *testing.T, dir string) string {
@@ -138,7 +123,7 @@ func TestHAProxyExample(t *testing.T) {
 		t.Errorf("%s: %d server lines", cfgPath, servers)
 	}
 
-	haproxy := requireProgramAt(t, "haproxy", "/usr/sbin/haproxy")
+	haproxy := requireProgram(t, "haproxy")
 	pemFile := selfSigned(t, t.TempDir())
 	cmd := exec.Command(haproxy, "-c", "-f", filepath.Join(root, cfgPath))
 	cmd.Env = append(cleanEnv(), "WAGATEWAY_TLS_PEM="+pemFile)

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wagateway/wagateway/internal/testpeer"
 )
 
 const root = "../.."
@@ -1018,14 +1020,7 @@ func TestReadmeQuickStart(t *testing.T) {
 // (CI=true), where make test installs it.
 func requireProgram(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed; CI must have it (make test installs Debian's)", name)
-		}
-		t.Skipf("%s not installed (make test installs Debian's)", name)
-	}
-	return p
+	return testpeer.Require(t, name, name) // the Debian packages bear the programs' names
 }
 
 // With the real programs where Debian has them (make test installs both):

@@ -8,13 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wagateway/wagateway/internal/testpeer"
 )
 
 const (
@@ -41,13 +42,7 @@ type Server struct {
 // skipped, or fails under CI=true, where every test peer must be installed.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is not installed (Debian package redis-server); CI must run this test")
-		}
-		t.Skip("redis-server not installed (Debian package redis-server)")
-	}
+	bin := testpeer.Require(t, "redis-server", "redis-server")
 	s := &Server{t: t, bin: bin, dir: t.TempDir()}
 	t.Cleanup(s.Stop)
 	for try := 1; ; try++ {
