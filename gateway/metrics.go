@@ -175,6 +175,7 @@ func newMetrics() *metrics {
 	}
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f(newWorkerCollector())
 	// Label values known up front, so a dashboard shows 0 rather than
 	// nothing (the calls by trunk: knownTrunk).
 	for _, d := range []string{dirWhatsAppToSIP, dirSIPToWhatsApp} {

@@ -30,7 +30,9 @@ import (
 )
 
 // PacketReader yields one whole RTP packet per call (already decrypted),
-// like net.PacketConn. It returns an error once the leg is closed.
+// like net.PacketConn. It returns an error once the leg is closed. A leg
+// that is also a SocketReader or a SignalingReader (worker.go) is read by
+// its call's media worker instead of a goroutine of its own.
 type PacketReader interface{ ReadPacket(b []byte) (int, error) }
 
 // PacketWriter sends one whole RTP packet. The bridge reuses b once
@@ -138,12 +140,15 @@ type Bridge struct {
 	w2sCount dirCounters
 	s2wCount dirCounters
 
+	worker *worker // runs the call's pacing, and reads the legs it can poll
+
 	mu         sync.Mutex // guards the fields below, not the media
 	setups     []*sipSetup
 	sipStarted bool
 	started    bool
 	closed     bool
-	pacing     *pacedStream // the stream toward WhatsApp on its pacer
+	pacing     *pacedStream // the stream toward WhatsApp on its worker
+	polled     *polledCall  // the legs the worker reads (under worker.mu)
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
 }
@@ -189,7 +194,8 @@ func New(cfg Config) (*Bridge, error) {
 	}
 
 	b := &Bridge{
-		waIn: cfg.WhatsAppIn, sipIn: cfg.SIPIn, complexity: cfg.OpusComplexity, frame: cfg.Frame, mode: cfg.DTMFMode,
+		worker: pickWorker(),
+		waIn:   cfg.WhatsAppIn, sipIn: cfg.SIPIn, complexity: cfg.OpusComplexity, frame: cfg.Frame, mode: cfg.DTMFMode,
 		toSIP: make(chan digitRequest, digitQueueLen), toWA: make(chan waDigit, digitQueueLen),
 		setups: []*sipSetup{setup},
 	}
@@ -310,8 +316,7 @@ func (b *Bridge) StartSIPReceive() {
 		return
 	}
 	b.sipStarted = true
-	b.wg.Add(1)
-	go b.readLoop(b.sipIn, b.handleSIPPacket)
+	b.readSIP()
 }
 
 // Start launches the WhatsApp→SIP reader, the SIP→WhatsApp reader (unless
@@ -327,20 +332,26 @@ func (b *Bridge) Start() {
 	b.started = true
 	if !b.sipStarted {
 		b.sipStarted = true
-		b.wg.Add(1)
-		go b.readLoop(b.sipIn, b.handleSIPPacket)
+		b.readSIP()
 	}
-	b.wg.Add(1)
-	go b.readLoop(b.waIn, b.handleWhatsAppPacket)
-	// Passthrough frames are cheap enough to share a pacer (pacer.go). A
-	// re-INVITE to a transcoded codec keeps it there: still correct, only
-	// its encodes then queue with the other calls' frames.
-	shared := b.setup.Load().codec.passthrough
-	b.pacing = startPacing(b.frame, shared, b.s2w.sendFrame, func(frames int64) {
+	if r, ok := b.waIn.(SignalingReader); !ok || !b.worker.pollWhatsApp(b, r) {
+		b.wg.Add(1)
+		go b.readLoop(b.waIn, b.handleWhatsAppPacket)
+	}
+	b.pacing = b.worker.startPacing(b.frame, b.s2w.sendFrame, func(frames int64) {
 		b.s2wCount.pacerResyncs.Add(1)
 		b.s2w.out.skip(uint32(frames) * b.s2w.opusTS)
 		b.s2w.play.skip(frames)
 	})
+}
+
+// readSIP has the worker read the PBX's leg, or a goroutine if it cannot.
+func (b *Bridge) readSIP() {
+	if r, ok := b.sipIn.(SocketReader); ok && b.worker.pollSIP(b, r) {
+		return
+	}
+	b.wg.Add(1)
+	go b.readLoop(b.sipIn, b.handleSIPPacket)
 }
 
 // readLoop feeds one leg's packets to handle until the leg fails.
@@ -359,9 +370,9 @@ func (b *Bridge) readLoop(in PacketReader, handle func([]byte)) {
 	}
 }
 
-// Close stops the pacer and waits for the goroutines to end. The readers end
-// when their ReadPacket returns an error, so the caller closes the legs
-// before (or while) calling Close. Close is idempotent; the codecs are freed
+// Close takes the call off its worker and waits for the reader goroutines,
+// if any, to end. They end when their ReadPacket returns an error, so the
+// caller closes the legs before (or while) calling Close. Close is idempotent; the codecs are freed
 // once everything has stopped.
 func (b *Bridge) Close() {
 	b.closeOnce.Do(func() {
@@ -372,6 +383,7 @@ func (b *Bridge) Close() {
 		if pacing != nil {
 			pacing.stop()
 		}
+		b.worker.release(b)
 		b.wg.Wait()
 		for _, s := range b.setups {
 			s.close()

@@ -134,8 +134,8 @@ func bridgeGoroutines() int {
 	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		// The shared pacers are the package's, not a bridge's.
-		if strings.Contains(g, "wagateway/rtpbridge.") && !strings.Contains(g, "testing.tRunner") && !strings.Contains(g, "(*pacer).runShared") {
+		// The media workers are the package's, not a bridge's.
+		if strings.Contains(g, "wagateway/rtpbridge.") && !strings.Contains(g, "testing.tRunner") && !strings.Contains(g, "(*worker).run") {
 			n++
 		}
 	}
@@ -155,9 +155,10 @@ func waitGoroutines(t *testing.T, n int) {
 	}
 }
 
-// Start runs three goroutines: the readers and, transcoding, the pacer of
-// the stream toward WhatsApp; once the legs are closed Close waits for the
-// readers and has taken the stream off its pacer, whose goroutine ends.
+// With legs that cannot be polled Start runs two goroutines, the readers
+// (the stream toward WhatsApp is paced by a media worker); once the legs
+// are closed Close waits for the readers and has taken the stream off its
+// worker.
 // Close is idempotent and safe from several goroutines.
 func TestBridgeGoroutinesEnd(t *testing.T) {
 	waitGoroutines(t, 0)
@@ -168,7 +169,7 @@ func TestBridgeGoroutinesEnd(t *testing.T) {
 	}
 	b.Start()
 	b.Start() // no second set
-	waitGoroutines(t, 3)
+	waitGoroutines(t, 2)
 	src := newWhatsAppSender(t, 1000, 8000, 20, false)
 	for i := 0; i < 5; i++ {
 		waLeg.feed(src.next())

@@ -86,8 +86,8 @@ func runPBXFrom(b *Bridge, clock *int64, pkts [][]byte, first, extra int) {
 }
 
 // With goroutines: StartSIPReceive runs only the SIP reader and sends
-// nothing toward WhatsApp; Start adds the WhatsApp reader and the pacer,
-// whose first packets carry the greeting's start.
+// nothing toward WhatsApp; Start adds the WhatsApp reader and the pacing
+// (on a media worker), whose first packets carry the greeting's start.
 func TestStartSIPReceive(t *testing.T) {
 	waitGoroutines(t, 0)
 	waLeg, sipLeg := newMemLeg(), newMemLeg()
@@ -109,7 +109,7 @@ func TestStartSIPReceive(t *testing.T) {
 		t.Fatalf("%d packets toward WhatsApp before Start", len(got))
 	}
 	b.Start()
-	waitGoroutines(t, 3)
+	waitGoroutines(t, 2)
 	for _, p := range pkts[15:] {
 		sipLeg.feed(p)
 		<-tick.C

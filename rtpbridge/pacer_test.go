@@ -7,12 +7,21 @@ import (
 	"time"
 )
 
-// runPacer paces a stream (on a pacer of its own or a shared one) for about
-// d with a send that takes work (and, on the stallAt-th frame, stall), and
-// returns frames sent and skipped and the time elapsed.
-func runPacer(shared bool, d, work time.Duration, stallAt int, stall time.Duration) (sent, skipped int64, elapsed time.Duration) {
+// newTestWorker starts a media worker of the test's own, apart from the
+// package's (its goroutine outlives the test).
+func newTestWorker() *worker {
+	w := &worker{epoch: time.Now(), wake: make(chan struct{}, 1)}
+	w.poll, _ = newPoller()
+	go w.run()
+	return w
+}
+
+// runPacer paces a stream on a worker of its own for about d with a send
+// that takes work (and, on the stallAt-th frame, stall), and returns frames
+// sent and skipped and the time elapsed.
+func runPacer(d, work time.Duration, stallAt int, stall time.Duration) (sent, skipped int64, elapsed time.Duration) {
 	start := time.Now()
-	st := startPacing(20*time.Millisecond, shared, func(time.Duration) time.Duration {
+	st := newTestWorker().startPacing(20*time.Millisecond, func(time.Duration) time.Duration {
 		sent++
 		time.Sleep(work)
 		if sent == int64(stallAt) {
@@ -25,7 +34,7 @@ func runPacer(shared bool, d, work time.Duration, stallAt int, stall time.Durati
 	return sent, skipped, time.Since(start)
 }
 
-// Many streams on the shared pacers: each gets its 50 frames a second
+// Many streams on the package's workers: each gets its 50 frames a second
 // whatever phase it started at, and none is sent to once stop returns.
 func TestSharedPacersManyStreams(t *testing.T) {
 	const streams = 300
@@ -36,7 +45,7 @@ func TestSharedPacersManyStreams(t *testing.T) {
 	paced := make([]*pacedStream, streams)
 	for i := range streams {
 		started[i] = time.Now()
-		paced[i] = startPacing(20*time.Millisecond, true, func(time.Duration) time.Duration {
+		paced[i] = pickWorker().startPacing(20*time.Millisecond, func(time.Duration) time.Duration {
 			if stopped[i].Load() {
 				afterStop.Add(1)
 			}
@@ -65,28 +74,26 @@ func TestSharedPacersManyStreams(t *testing.T) {
 // take 15 ms of work still go out at 50 a second (a sleep of 20 ms after
 // the work would make it 29).
 func TestPacerDoesNotDrift(t *testing.T) {
-	for _, shared := range []bool{false, true} {
-		sent, skipped, elapsed := runPacer(shared, 600*time.Millisecond, 15*time.Millisecond, 0, 0)
-		want := int64(elapsed/(20*time.Millisecond)) + 1
-		t.Logf("%d frames in %v, want %d", sent, elapsed, want)
-		if sent < want-3 || sent > want+1 || skipped != 0 {
-			t.Fatalf("%d frames (%d skipped) in %v, want about %d", sent, skipped, elapsed, want)
-		}
+	sent, skipped, elapsed := runPacer(600*time.Millisecond, 15*time.Millisecond, 0, 0)
+	want := int64(elapsed/(20*time.Millisecond)) + 1
+	t.Logf("%d frames in %v, want %d", sent, elapsed, want)
+	if sent < want-3 || sent > want+1 || skipped != 0 {
+		t.Fatalf("%d frames (%d skipped) in %v, want about %d", sent, skipped, elapsed, want)
 	}
 }
 
 // A stall shorter than 100 ms is made up at once; a longer one is skipped
 // (and reported) rather than burst out.
 func TestPacerStalls(t *testing.T) {
-	for _, shared := range []bool{false, true} {
-		sent, skipped, elapsed := runPacer(shared, 400*time.Millisecond, 0, 3, 70*time.Millisecond)
+	{
+		sent, skipped, elapsed := runPacer(400*time.Millisecond, 0, 3, 70*time.Millisecond)
 		want := int64(elapsed/(20*time.Millisecond)) + 1
 		t.Logf("short stall: %d frames, %d skipped in %v, want %d", sent, skipped, elapsed, want)
 		if sent < want-3 || sent > want+1 || skipped != 0 {
 			t.Fatalf("short stall: %d frames, %d skipped in %v, want about %d, none skipped", sent, skipped, elapsed, want)
 		}
 
-		sent, skipped, elapsed = runPacer(shared, 500*time.Millisecond, 0, 3, 200*time.Millisecond)
+		sent, skipped, elapsed = runPacer(500*time.Millisecond, 0, 3, 200*time.Millisecond)
 		want = int64(elapsed/(20*time.Millisecond)) + 1
 		t.Logf("long stall: %d frames, %d skipped in %v, want %d in all", sent, skipped, elapsed, want)
 		if skipped < 5 || skipped > 11 || sent+skipped < want-3 || sent+skipped > want+1 {

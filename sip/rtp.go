@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -62,6 +63,10 @@ type RTPConn struct {
 	discardDone chan struct{} // closed when that reader returned; nil when none ran
 	discarded   atomic.Uint64
 	held        atomic.Pointer[heldPacket] // read by the discarder after the stop: the next ReadPacket's
+
+	// TryReadPacket's (rtp_poll_linux.go), made at its first read.
+	rc  syscall.RawConn
+	try tryRecv
 }
 
 // heldPacket is a datagram the early discarder read after it was told to
@@ -280,32 +285,46 @@ func (r *RTPConn) ReadPacketFrom(b []byte) (int, netip.AddrPort, error) {
 	for {
 		n, src, err := r.readRaw(b)
 		if err != nil {
-			if r.closed.Load() {
-				return 0, src, fmt.Errorf("rtp: read: %w", net.ErrClosed)
-			}
-			return 0, src, fmt.Errorf("rtp: read: %w", err)
+			return 0, src, r.readErr(err)
 		}
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-		if p := r.src.Load(); p != nil {
-			if *p == src && isRTP(b[:n]) {
-				return n, src, nil
-			}
-			if *p != src {
-				r.stranger()
-			}
-			continue
-		}
-		if !isRTP(b[:n]) {
-			if p := r.peer.Load(); p == nil || (src != p.sdp && src != p.mapped) {
-				r.stranger()
-			}
-			continue
-		}
-		if r.latch(src, b[:n]) {
+		if r.accept(b[:n], src) {
 			return n, src, nil
 		}
-		r.stranger()
 	}
+}
+
+// readErr wraps a read's failure, as net.ErrClosed once Close was called.
+func (r *RTPConn) readErr(err error) error {
+	if r.closed.Load() {
+		return fmt.Errorf("rtp: read: %w", net.ErrClosed)
+	}
+	return fmt.Errorf("rtp: read: %w", err)
+}
+
+// accept says whether a datagram from src is the peer's RTP (see RTPConn),
+// counting it as a stranger's if it is from another source.
+func (r *RTPConn) accept(pkt []byte, src netip.AddrPort) bool {
+	if p := r.src.Load(); p != nil {
+		if *p == src && isRTP(pkt) {
+			return true
+		}
+		if *p != src {
+			r.stranger()
+		}
+		return false
+	}
+	if !isRTP(pkt) {
+		if p := r.peer.Load(); p == nil || (src != p.sdp && src != p.mapped) {
+			r.stranger()
+		}
+		return false
+	}
+	if r.latch(src, pkt) {
+		return true
+	}
+	r.stranger()
+	return false
 }
 
 // readRaw returns the datagram the early discarder kept, if any, else the

@@ -58,7 +58,8 @@ const (
 // stream in and one SSRC out. Both kinds behave alike once started.
 //
 // Per packet: the socket's reader copies an SRTP packet into the leg's
-// queue and wakes the bridge's reader, which decrypts it in ReadPacket;
+// queue and tells the bridge's media worker (SetOnPacket), or wakes a
+// reader goroutine, which decrypts it (TryReadPacket, ReadPacket);
 // WritePacket encrypts and sends on the caller's goroutine (the bridge's
 // pacer). No allocation, no other goroutine, no lock another call takes.
 type Leg struct {
@@ -103,6 +104,9 @@ type Leg struct {
 	ringBuf [legRing]byte
 	prodMu  sync.Mutex
 	wake    chan struct{}
+	// onPacket, when set (SetOnPacket), is called after each push instead
+	// of waking ReadPacket: a media worker reads the ring.
+	onPacket atomic.Pointer[func()]
 
 	// The reader's own.
 	rhdr rtp.Header
@@ -379,6 +383,10 @@ func (l *Leg) deliver(p []byte) {
 			l.overflow.Add(1) // the bridge is seconds behind (legRing): drop the newest
 			return
 		}
+		if f := l.onPacket.Load(); f != nil {
+			(*f)()
+			return
+		}
 		select {
 		case l.wake <- struct{}{}:
 		default:
@@ -415,6 +423,43 @@ func (l *Leg) ReadPacket(b []byte) (int, error) {
 		l.rtcp.received(l.rhdr.SSRC, l.rhdr.SequenceNumber)
 		return len(out), nil
 	}
+}
+
+// TryReadPacket is ReadPacket that never waits: it returns 0 and no error
+// when no packet is queued (or DTLS is not up yet). One reader at a time.
+func (l *Leg) TryReadPacket(b []byte) (int, error) {
+	for {
+		pkt, ok := l.ring.front()
+		if !ok {
+			select {
+			case <-l.closed:
+				return 0, ErrLegClosed
+			default:
+				return 0, nil
+			}
+		}
+		// Packets are queued only once SRTP is keyed (deliver), so rx is set.
+		out, err := l.rx.DecryptRTP(b[:0], pkt, &l.rhdr)
+		l.ring.pop()
+		if err != nil || len(out) > len(b) {
+			l.badSRTP.Add(1) // forged, replayed or cut: dropped
+			continue         // bounded: the ring holds at most legRing bytes
+		}
+		l.rtcp.received(l.rhdr.SSRC, l.rhdr.SequenceNumber)
+		return len(out), nil
+	}
+}
+
+// SetOnPacket has the leg call f after queuing each packet from WhatsApp
+// (on the shared socket's reader goroutine; f must return at once) instead
+// of waking a ReadPacket: the media worker that reads the leg with
+// TryReadPacket learns so that it has packets. nil goes back to waking.
+func (l *Leg) SetOnPacket(f func()) {
+	if f == nil {
+		l.onPacket.Store(nil)
+		return
+	}
+	l.onPacket.Store(&f)
 }
 
 // WritePacket sends one RTP packet (header as built by the bridge, with this

@@ -365,3 +365,58 @@ func TestLegRidesOutReaderStall(t *testing.T) {
 	send(stall+500, 1)
 	read(stall + 500)
 }
+
+// A leg read by a media worker: each packet queued calls the function given
+// to SetOnPacket, TryReadPacket returns the packets in order, decrypted, and
+// 0 with no error once none is left; after Close it fails.
+func TestLegSignalsAndTryRead(t *testing.T) {
+	m := newLoopbackMedia(t)
+	pc, track := pionCaller(t, true)
+	leg := callPion(t, m, pc)
+	waitFor(t, 5*time.Second, "pion's DTLS transport not connected", func() bool {
+		return pc.SCTP().Transport().State() == pionwebrtc.DTLSTransportStateConnected
+	})
+	<-leg.Connected()
+	signaled := make(chan struct{}, 64)
+	leg.SetOnPacket(func() {
+		select {
+		case signaled <- struct{}{}:
+		default:
+		}
+	})
+	const packets = 20
+	payload := []byte{0xfc, 1, 2, 3}
+	for seq := range packets {
+		if err := track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(seq), Timestamp: uint32(seq) * 960}, Payload: payload}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 1500)
+	var h rtp.Header
+	next := 0
+	deadline := time.After(5 * time.Second)
+	for next < packets {
+		select {
+		case <-signaled:
+		case <-deadline:
+			t.Fatalf("%d of %d packets read", next, packets)
+		}
+		for {
+			n, err := leg.TryReadPacket(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+			if _, err := h.Unmarshal(buf[:n]); err != nil || h.SequenceNumber != uint16(next) {
+				t.Fatalf("read seq %d (%v), want %d", h.SequenceNumber, err, next)
+			}
+			next++
+		}
+	}
+	leg.Close()
+	if _, err := leg.TryReadPacket(buf); !errors.Is(err, ErrLegClosed) {
+		t.Fatalf("after Close: %v, want ErrLegClosed", err)
+	}
+}

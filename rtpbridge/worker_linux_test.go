@@ -1,0 +1,224 @@
+//go:build linux
+
+package rtpbridge
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/wagateway/wagateway/rtpbridge/g711"
+)
+
+// signalLeg is an in-memory WhatsApp leg a worker polls: feed queues a
+// packet and calls the worker's function, as the WebRTC leg does. Its
+// ReadPacket must never be called.
+type signalLeg struct {
+	*memLeg
+	t        testing.TB
+	mu       sync.Mutex
+	queue    [][]byte
+	onPacket atomic.Pointer[func()]
+	reads    atomic.Int64 // TryReadPacket calls
+}
+
+func newSignalLeg(t testing.TB) *signalLeg { return &signalLeg{memLeg: newMemLeg(), t: t} }
+
+func (l *signalLeg) ReadPacket([]byte) (int, error) {
+	l.t.Error("ReadPacket called on a leg the worker polls")
+	<-l.closed
+	return 0, errLegClosed
+}
+
+func (l *signalLeg) TryReadPacket(b []byte) (int, error) {
+	l.reads.Add(1)
+	select {
+	case <-l.closed:
+		return 0, errLegClosed
+	default:
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.queue) == 0 {
+		return 0, nil
+	}
+	p := l.queue[0]
+	l.queue = l.queue[1:]
+	return copy(b, p), nil
+}
+
+func (l *signalLeg) SetOnPacket(f func()) {
+	if f == nil {
+		l.onPacket.Store(nil)
+		return
+	}
+	l.onPacket.Store(&f)
+}
+
+func (l *signalLeg) feed(p []byte) {
+	l.mu.Lock()
+	l.queue = append(l.queue, p)
+	l.mu.Unlock()
+	if f := l.onPacket.Load(); f != nil {
+		(*f)()
+	}
+}
+
+// socketLeg is a PBX leg on a real loopback UDP socket that a worker polls:
+// it sends to peer and reads without waiting. Its ReadPacket must never be
+// called.
+type socketLeg struct {
+	t    testing.TB
+	conn *net.UDPConn
+	peer *net.UDPAddr
+}
+
+func (l *socketLeg) ReadPacket([]byte) (int, error) {
+	l.t.Error("ReadPacket called on a socket the worker polls")
+	return 0, errLegClosed
+}
+
+func (l *socketLeg) TryReadPacket(b []byte) (int, error) {
+	rc, err := l.conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, _, rerr = syscall.Recvfrom(int(fd), b, syscall.MSG_DONTWAIT)
+		return true
+	}); err != nil {
+		return 0, err
+	}
+	if errors.Is(rerr, syscall.EAGAIN) {
+		return 0, nil
+	}
+	return n, rerr
+}
+
+func (l *socketLeg) SyscallConn() (syscall.RawConn, error) { return l.conn.SyscallConn() }
+
+func (l *socketLeg) WritePacket(b []byte) error {
+	_, err := l.conn.WriteToUDP(b, l.peer)
+	return err
+}
+
+func listenLoopback(t testing.TB) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// A bridge whose legs can be polled runs no goroutine of its own: its worker
+// reads the PBX's socket (epoll) and the signaled WhatsApp leg, and the
+// audio crosses both ways (a 1 kHz tone to the PBX in PCMU, a 500 Hz one
+// back to WhatsApp in Opus). Once Close returns the worker no longer reads
+// the legs and its slot is free.
+func TestWorkerReadsPolledLegs(t *testing.T) {
+	waitGoroutines(t, 0)
+	pbx := listenLoopback(t)
+	sipLeg := &socketLeg{t: t, conn: listenLoopback(t), peer: pbx.LocalAddr().(*net.UDPAddr)}
+	waLeg := newSignalLeg(t)
+	b, err := New(withMetaPTs(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xfeed, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Start()
+	waitGoroutines(t, 0) // no reader goroutine: the worker reads both legs
+	w := b.worker
+	w.mu.Lock()
+	polled := b.polled
+	w.mu.Unlock()
+	if polled == nil || polled.sip == nil || polled.wa == nil {
+		t.Fatalf("legs not polled by the worker: %+v", polled)
+	}
+
+	// The PBX sends 1 s of a 500 Hz tone; WhatsApp 1 s of a 1 kHz one, paced.
+	const frames = 50
+	src := newWhatsAppSender(t, 1000, 8000, 20, false)
+	toPBX := g711Packets(t, 0, 500, 8000, 20, frames)
+	tick := time.NewTicker(20 * time.Millisecond)
+	for i := range frames {
+		waLeg.feed(src.next())
+		if _, err := pbx.WriteToUDP(toPBX[i], sipLeg.conn.LocalAddr().(*net.UDPAddr)); err != nil {
+			t.Fatal(err)
+		}
+		<-tick.C
+	}
+	tick.Stop()
+
+	// What the PBX got: PCMU of the 1 kHz tone.
+	_ = pbx.SetReadDeadline(time.Now().Add(2 * time.Second))
+	var pcm []int16
+	buf := make([]byte, 1500)
+	for len(pcm) < 160*(frames-5) {
+		n, err := pbx.Read(buf)
+		if err != nil {
+			t.Fatalf("the PBX got %d samples: %v", len(pcm), err)
+		}
+		var p rtp.Packet
+		if err := p.Unmarshal(buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		s := make([]int16, len(p.Payload))
+		g711.DecodeUlaw(p.Payload, s)
+		pcm = append(pcm, s...)
+	}
+	checkTone(t, pcm[800:], 8000, 1000, toneLevel(8000), 0.9)
+
+	// What WhatsApp got: Opus of the 500 Hz tone, once the PBX's audio came.
+	out := unmarshal(t, waLeg.waitFor(t, frames, 2*time.Second))
+	checkStream(t, out, metaOpusPT, 0xfeed, 960, 0)
+	got := decodeOpus(t, out, 8000)
+	checkTone(t, got[len(got)-160*20:], 8000, 500, toneLevel(8000), 0.9)
+	if st := b.Stats(); st.WhatsAppToSIP.PacketsIn != frames || st.SIPToWhatsApp.PacketsIn != frames {
+		t.Fatalf("the worker read %d of WhatsApp's %d packets and %d of the PBX's %d", st.WhatsAppToSIP.PacketsIn, frames, st.SIPToWhatsApp.PacketsIn, frames)
+	}
+
+	waLeg.Close()
+	sipLeg.conn.Close()
+	b.Close()
+	w.mu.Lock()
+	slotFree := b.polled == nil && w.calls[polled.slot] == nil
+	w.mu.Unlock()
+	if !slotFree {
+		t.Fatal("the call still holds its worker slot after Close")
+	}
+	reads := waLeg.reads.Load()
+	waLeg.feed(src.next()) // a late packet signaled after Close: not read
+	time.Sleep(10 * time.Millisecond)
+	if n := waLeg.reads.Load(); n != reads {
+		t.Fatalf("the worker read the leg %d times after Close", n-reads)
+	}
+	waitGoroutines(t, 0)
+}
+
+// A slot freed by one call and taken by the next carries a new generation:
+// readiness events of the old call's socket are not taken for the new one's.
+func TestWorkerSlotReuse(t *testing.T) {
+	w := newTestWorker()
+	b1 := &Bridge{worker: w}
+	w.mu.Lock()
+	c1 := w.callOf(b1)
+	w.mu.Unlock()
+	w.release(b1)
+	b2 := &Bridge{worker: w}
+	w.mu.Lock()
+	c2 := w.callOf(b2)
+	w.mu.Unlock()
+	if c1.slot != c2.slot || c1.gen == c2.gen {
+		t.Fatalf("slot %d gen %d, then slot %d gen %d: want the same slot, another generation", c1.slot, c1.gen, c2.slot, c2.gen)
+	}
+	w.release(b2)
+}
