@@ -118,14 +118,12 @@ type WorkerStats struct {
 	MaxTick   time.Duration // the longest single wake-up's work
 }
 
-// Workers returns each media worker's figures (none before the first call).
+// Workers returns each media worker's figures, starting the workers if no
+// call has yet (idle, they only wait).
 func Workers() []WorkerStats {
-	all := mediaWorkers.started.Load()
-	if all == nil {
-		return nil
-	}
-	out := make([]WorkerStats, len(*all))
-	for i, w := range *all {
+	all := workers()
+	out := make([]WorkerStats, len(all))
+	for i, w := range all {
 		c := &w.stats
 		out[i] = WorkerStats{Calls: int(w.load.Load()), Ticks: c.ticks.Load(), LateTicks: c.lateTicks.Load(),
 			MaxLag: time.Duration(c.maxLag.Load()), Busy: time.Duration(c.busy.Load()), MaxTick: time.Duration(c.maxTick.Load())}
@@ -159,9 +157,8 @@ type polledCall struct {
 }
 
 var mediaWorkers struct {
-	once    sync.Once
-	all     []*worker
-	started atomic.Pointer[[]*worker] // all, once they run
+	once sync.Once
+	all  []*worker
 }
 
 // workers starts the media workers the first time it is called.
@@ -173,7 +170,6 @@ func workers() []*worker {
 			mediaWorkers.all = append(mediaWorkers.all, w)
 			go w.run()
 		}
-		mediaWorkers.started.Store(&mediaWorkers.all)
 	})
 	return mediaWorkers.all
 }

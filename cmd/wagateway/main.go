@@ -68,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&prof.allocs, "memprofile", "", "at exit, write the allocations since start to this `file`")
 	fs.StringVar(&prof.mutex, "mutexprofile", "", "record contended mutexes; at exit, write them to this `file`")
 	fs.StringVar(&prof.block, "blockprofile", "", "record blocking (channels, selects, locks); at exit, write it to this `file`")
+	fs.StringVar(&prof.heap, "heapprofile", "", "at each SIGUSR1, write the heap in use to `file`.1, file.2, ...")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -94,8 +95,8 @@ func usage(w io.Writer) {
 
 Usage:
   wagateway [-config gateway.yaml] [-cpuprofile F] [-memprofile F] [-mutexprofile F] [-blockprofile F]
-                                     run the gateway (the profiles: the whole run's, for
-                                     go tool pprof)
+            [-heapprofile F]         run the gateway (the profiles: the whole run's, for
+                                     go tool pprof; the heap in use at each SIGUSR1)
   wagateway check-config FILE        validate a config file (fields, secrets, files it names)
                                      and list every problem
   wagateway healthcheck [CONFIG | URL]

@@ -4,15 +4,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"syscall"
 )
 
 // profiles are the pprof files a run writes (go tool pprof reads them): the
 // CPU over the whole run, and at exit the allocations since start, the
-// contended mutexes and the blocking (channels, selects, locks).
+// contended mutexes and the blocking (channels, selects, locks); and the
+// heap in use whenever the process gets SIGUSR1 (calls up: the memory a
+// call holds), to heap.1, heap.2, ...
 type profiles struct {
-	cpu, allocs, mutex, block string
+	cpu, allocs, mutex, block, heap string
 }
 
 // blockProfileRate samples blocking events at about one per 100 µs spent
@@ -41,7 +45,9 @@ func (p profiles) start() (stop func() error, err error) {
 	if p.block != "" {
 		runtime.SetBlockProfileRate(blockProfileRate)
 	}
+	stopHeap := p.heapOnSignal()
 	return func() error {
+		stopHeap()
 		var errs []error
 		if cpuFile != nil {
 			pprof.StopCPUProfile()
@@ -72,4 +78,32 @@ func writeProfile(name, file string) error {
 		return fmt.Errorf("%s profile: %w", name, err)
 	}
 	return nil
+}
+
+// heapOnSignal writes the heap profile (after a collection) to heap.N at
+// the N-th SIGUSR1, until the returned stop is called.
+func (p profiles) heapOnSignal() (stop func()) {
+	if p.heap == "" {
+		return func() {}
+	}
+	sig := make(chan os.Signal, 1)
+	done := make(chan struct{})
+	signal.Notify(sig, syscall.SIGUSR1)
+	go func() {
+		for n := 1; ; n++ {
+			select {
+			case <-sig:
+			case <-done:
+				return
+			}
+			runtime.GC()
+			if err := writeProfile("heap", fmt.Sprintf("%s.%d", p.heap, n)); err != nil {
+				fmt.Fprintln(os.Stderr, "wagateway:", err)
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(sig)
+		close(done)
+	}
 }
