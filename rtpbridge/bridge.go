@@ -4,16 +4,18 @@
 //
 // It knows nothing of WebRTC or SIP: each leg hands it whole, decrypted RTP
 // packets through PacketReader and takes packets through PacketWriter. A
-// Bridge runs three goroutines: the WhatsApp reader (Opus → SIP codec,
-// driven by WhatsApp's packets), the SIP reader (SIP codec → a playout
-// buffer) and the pacer (playout buffer → Opus toward WhatsApp, one packet
-// every 20 ms, always). DTMF goes both ways: RFC 4733 events, in-band
+// Bridge runs three stages: the WhatsApp side (Opus → SIP codec, driven by
+// WhatsApp's packets), the SIP side (SIP codec → a playout buffer) and the
+// pacer (playout buffer → Opus toward WhatsApp, one packet every 20 ms,
+// always), all on the media worker the call is placed on (worker.go); a
+// leg that cannot be polled is read by a goroutine. DTMF goes both ways: RFC 4733 events, in-band
 // tones, or SIP INFO through the gateway (OnDigit, SendDigitToWhatsApp).
 // Stats gives each direction's counters and the quality of its input:
 // interarrival jitter (RFC 3550), loss and an E-model MOS (ITU-T G.107).
 //
 // Per packet the bridge allocates nothing, logs nothing, starts no goroutine
-// and takes no lock other than the one its own SIP reader and pacer share.
+// and takes no lock but its worker's (held by the worker's own tick) and the
+// playout buffer's, which only its own SIP side and pacer take.
 // Opus runs at the SIP codec's PCM rate, so there is no resampler (RFC 7587:
 // the Opus RTP clock stays 48 kHz).
 package rtpbridge

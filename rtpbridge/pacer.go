@@ -43,13 +43,20 @@ func (s *schedule) due(now time.Time) int64 {
 // a stall. send gets how far behind its time its frame goes (≥ 0) and
 // returns the shift it asks for.
 func (s *schedule) run(now time.Time, send func(behind time.Duration) time.Duration, skipped func(frames int64)) {
+	s.runUpTo(now, maxCatchUp+1, send, skipped)
+}
+
+// runUpTo is run sending at most most frames: a media worker sends one
+// frame at a time and goes back to its heap, so that its calls' frames
+// and its reads interleave when it is behind.
+func (s *schedule) runUpTo(now time.Time, most int, send func(behind time.Duration) time.Duration, skipped func(frames int64)) {
 	if n := s.due(now) - s.sent; n > maxCatchUp {
 		skipped(n - 1)
 		s.sent += n - 1
 	}
 	// Bounded: shifts that keep asking for earlier frames cannot keep it
 	// here.
-	for i := 0; i <= maxCatchUp && s.sent < s.due(now); i++ {
+	for i := 0; i < most && s.sent < s.due(now); i++ {
 		behind := max(now.Sub(s.next()), 0)
 		s.sent++
 		// Less than a period: a bad request cannot stall the stream or

@@ -354,7 +354,7 @@ func (w *worker) run() {
 			w.readSIP()
 			w.readWhatsApp()
 		}
-		now := w.pace()
+		now := w.pace(begin)
 		sleep := time.Hour
 		switch {
 		case w.polled > 0: // the next step
@@ -437,19 +437,35 @@ func (w *worker) readWhatsApp() {
 	}
 }
 
-// pace sends every frame due within half a step and returns the time.
-func (w *worker) pace() time.Duration {
-	now := time.Since(w.epoch)
-	for len(w.streams) > 0 {
+// pace sends the frames due by the tick's beginning (within half a step)
+// and returns the time. Frames that fall due while it works wait for the
+// next tick, which reads the legs first: an overloaded worker still takes
+// its calls' packets every step instead of pacing on from playout buffers
+// it no longer fills. Between frames, once a step has passed since the
+// legs were read, it reads them again, so a packet is not taken for late
+// for having waited on other calls' encodes.
+func (w *worker) pace(begin time.Duration) time.Duration {
+	now, read := begin, begin
+	// Bounded: a stream behind is taken again for at most maxCatchUp
+	// frames, and shifts that keep asking for earlier frames cannot keep
+	// the tick here either.
+	for most := (maxCatchUp + 1) * len(w.streams); most > 0 && len(w.streams) > 0; most-- {
 		st := w.streams[0]
-		if st.at-now > workerGrid/2 {
+		if st.at-begin > workerGrid/2 {
 			break
 		}
-		// A frame taken up to half a step early counts as on time.
-		st.s.run(w.epoch.Add(max(now, st.at)), st.send, st.skipped)
+		// A frame taken up to half a step early counts as on time. One
+		// frame: a stream that is behind goes back in the heap.
+		st.s.runUpTo(w.epoch.Add(max(now, st.at)), 1, st.send, st.skipped)
 		st.at = st.s.next().Sub(w.epoch)
 		heap.Fix(&w.streams, 0)
 		now = time.Since(w.epoch)
+		if w.polled > 0 && now-read >= workerGrid {
+			w.readSIP()
+			w.readWhatsApp()
+			now = time.Since(w.epoch)
+			read = now
+		}
 	}
 	return now
 }

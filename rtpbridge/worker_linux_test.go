@@ -222,3 +222,54 @@ func TestWorkerSlotReuse(t *testing.T) {
 	}
 	w.release(b2)
 }
+
+// An overloaded worker (its frames cost more than the period) still reads
+// its calls' legs every few milliseconds: between frames it polls them
+// again once a step has passed, so a packet does not wait for a whole
+// round of other calls' encodes (which would make the PBX's packets look
+// late to the playout buffer).
+func TestWorkerReadsWhileOverloaded(t *testing.T) {
+	w := newTestWorker()
+	const streams, work = 12, 3 * time.Millisecond // 36 ms of sends every 20 ms
+	paced := make([]*pacedStream, streams)
+	for i := range paced {
+		paced[i] = w.startPacing(20*time.Millisecond, func(time.Duration) time.Duration {
+			time.Sleep(work)
+			return 0
+		}, func(int64) {})
+	}
+	defer func() {
+		for _, st := range paced {
+			st.stop()
+		}
+	}()
+	waLeg, sipLeg := newSignalLeg(t), newMemLeg()
+	b, err := New(withMetaPTs(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.worker.load.Add(-1) // placed on the test's worker instead
+	b.worker = w
+	w.load.Add(1)
+	b.Start()
+	defer func() { waLeg.Close(); sipLeg.Close(); b.Close() }()
+
+	src := newWhatsAppSender(t, 1000, 8000, 20, false)
+	var worst time.Duration
+	for i := range 25 {
+		fed := time.Now()
+		waLeg.feed(src.next())
+		for b.WhatsAppPacketsIn() < uint64(i+1) {
+			if time.Since(fed) > time.Second {
+				t.Fatalf("packet %d not read within 1 s", i)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		worst = max(worst, time.Since(fed))
+		time.Sleep(20*time.Millisecond - time.Since(fed))
+	}
+	t.Logf("worst wait for a read: %v with %v of sends per 20 ms", worst, streams*work)
+	if worst > 15*time.Millisecond {
+		t.Fatalf("a packet waited %v for the overloaded worker to read it; want a few ms", worst)
+	}
+}
