@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -205,7 +206,17 @@ func printConfigError(w io.Writer, err error) {
 	fmt.Fprintln(w, err)
 }
 
+// defaultGCPercent is the collector's target unless GOGC is set: the
+// gateway allocates when calls start and end, not per packet, so collecting
+// twice as often costs next to no CPU and keeps a call's memory nearer what
+// it holds (100 passthrough calls: 224 → 191 KiB of RSS a call, CPU within
+// the noise; docs/performance.md, Memory).
+const defaultGCPercent = 50
+
 func serve(path string, stderr io.Writer) int {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)

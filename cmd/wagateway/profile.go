@@ -65,6 +65,19 @@ func (p profiles) start() (stop func() error, err error) {
 	}, nil
 }
 
+// heapSampleBytes is the heap profile's sampling with -heapprofile.
+const heapSampleBytes = 4096
+
+// writeGoroutines writes the goroutines grouped by stack, as text.
+func writeGoroutines(file string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("goroutine profile: %w", err)
+	}
+	err = pprof.Lookup("goroutine").WriteTo(f, 1)
+	return errors.Join(err, f.Close())
+}
+
 func writeProfile(name, file string) error {
 	f, err := os.Create(file)
 	if err != nil {
@@ -80,12 +93,15 @@ func writeProfile(name, file string) error {
 	return nil
 }
 
-// heapOnSignal writes the heap profile (after a collection) to heap.N at
-// the N-th SIGUSR1, until the returned stop is called.
+// heapOnSignal writes the heap profile (after a collection) to heap.N and
+// the goroutines, grouped by stack, to heap.N.goroutines at the N-th
+// SIGUSR1, until the returned stop is called. It samples an allocation
+// every 4 KiB rather than 512 KiB, so that a call's few objects show.
 func (p profiles) heapOnSignal() (stop func()) {
 	if p.heap == "" {
 		return func() {}
 	}
+	runtime.MemProfileRate = heapSampleBytes
 	sig := make(chan os.Signal, 1)
 	done := make(chan struct{})
 	signal.Notify(sig, syscall.SIGUSR1)
@@ -98,6 +114,9 @@ func (p profiles) heapOnSignal() (stop func()) {
 			}
 			runtime.GC()
 			if err := writeProfile("heap", fmt.Sprintf("%s.%d", p.heap, n)); err != nil {
+				fmt.Fprintln(os.Stderr, "wagateway:", err)
+			}
+			if err := writeGoroutines(fmt.Sprintf("%s.%d.goroutines", p.heap, n)); err != nil {
 				fmt.Fprintln(os.Stderr, "wagateway:", err)
 			}
 		}
