@@ -3,13 +3,14 @@
 package sip
 
 import (
-	"encoding/binary"
 	"errors"
 	"net/netip"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wagateway/wagateway/internal/sockaddr"
 )
 
 // A media worker (rtpbridge, worker.go) reads the PBX's RTP without a
@@ -86,7 +87,7 @@ func (r *RTPConn) tryRaw(b []byte) (n int, src netip.AddrPort, ok bool, err erro
 	case t.errno != 0:
 		return 0, src, false, t.errno
 	}
-	return t.n, sockaddrAddrPort(&t.name), true, nil
+	return t.n, sockaddr.AddrPort(&t.name), true, nil
 }
 
 // recv is one recvfrom(2) that does not wait, into r.try.
@@ -104,21 +105,6 @@ func (r *RTPConn) recv(fd uintptr) bool {
 	}
 	t.errno = unix.EAGAIN // the next tick tries again
 	return true
-}
-
-// sockaddrAddrPort reads an AF_INET or AF_INET6 address, IPv4-mapped
-// unmapped (the zero AddrPort for any other family: never the peer's).
-func sockaddrAddrPort(sa *unix.RawSockaddrAny) netip.AddrPort {
-	port := func(p *uint16) uint16 { return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(p))[:]) }
-	switch sa.Addr.Family {
-	case unix.AF_INET:
-		s := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		return netip.AddrPortFrom(netip.AddrFrom4(s.Addr), port(&s.Port))
-	case unix.AF_INET6:
-		s := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
-		return netip.AddrPortFrom(netip.AddrFrom16(s.Addr).Unmap(), port(&s.Port))
-	}
-	return netip.AddrPort{}
 }
 
 // The calls' media: the PBX leg as the bridge's media worker reads it.

@@ -3,7 +3,6 @@
 package webrtc
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wagateway/wagateway/internal/sockaddr"
 )
 
 // batchReader reads the shared ICE socket with recvmmsg(2): every datagram
@@ -101,26 +102,5 @@ func (r *batchReader) recv(fd uintptr) bool {
 // (IPv4-mapped addresses unmapped). A datagram longer than maxDatagram
 // comes cut (its SRTP tag then fails).
 func (r *batchReader) datagram(i int) ([]byte, netip.AddrPort) {
-	return r.bufs[i][:min(int(r.hdrs[i].len), maxDatagram)], sockaddrToAddrPort(&r.names[i])
-}
-
-// sockaddrToAddrPort reads an AF_INET or AF_INET6 socket address; any other
-// gives the zero AddrPort (routed nowhere).
-func sockaddrToAddrPort(sa *unix.RawSockaddrAny) netip.AddrPort {
-	switch sa.Addr.Family {
-	case unix.AF_INET:
-		s := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		return netip.AddrPortFrom(netip.AddrFrom4(s.Addr), networkPort(&s.Port))
-	case unix.AF_INET6:
-		s := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
-		// The scope (zone) is left out: routing is by address and port, and
-		// a zone would make netip allocate its name.
-		return netip.AddrPortFrom(netip.AddrFrom16(s.Addr).Unmap(), networkPort(&s.Port))
-	}
-	return netip.AddrPort{}
-}
-
-// networkPort reads a sockaddr's port, which is in network byte order.
-func networkPort(p *uint16) uint16 {
-	return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(p))[:])
+	return r.bufs[i][:min(int(r.hdrs[i].len), maxDatagram)], sockaddr.AddrPort(&r.names[i])
 }
