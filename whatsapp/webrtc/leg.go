@@ -79,8 +79,9 @@ type Leg struct {
 	connected chan struct{}
 	failed    chan struct{}
 	closed    chan struct{}
-	// isClosed is closed as a flag, for the media path: one atomic load
-	// where a select on closed cost 2 % of the CPU at 1000 calls.
+	// isClosed is set as closed closes: the media path checks it with one
+	// atomic load, where a select on closed cost 2 % of the CPU at 1000
+	// calls.
 	isClosed  atomic.Bool
 	connOnce  sync.Once
 	failOnce  sync.Once
