@@ -132,15 +132,20 @@ type call struct {
 	route         Route
 	trunk         *sip.Trunk
 	dtmf          dtmfPolicy // the trunk's
-	leg           waLeg
-	pbx           pbxCall
-	early         pbxMedia // the PBX's early media the bridge was built on, before its 200 OK
-	bridge        *rtpbridge.Bridge
-	info          *infoSender
-	cause         endCause
-	pbxGone       bool         // its BYE came: nothing to send it
-	pbxRTP        *pbxRTPWatch // made with the bridge
-	cl            callCluster  // its registration and count toward the limits (cluster_call.go)
+	g711Trunk     bool       // the trunk's whatsapp_codec is g711
+	// g711 is, on a g711 trunk, the G.711 codecs Meta offered that the
+	// trunk takes: such a call INVITEs first and answers Meta once the PBX
+	// answered (whatsappcodec.go). nil on every other call.
+	g711    []string
+	leg     waLeg
+	pbx     pbxCall
+	early   pbxMedia // the PBX's early media the bridge was built on, before its 200 OK
+	bridge  *rtpbridge.Bridge
+	info    *infoSender
+	cause   endCause
+	pbxGone bool         // its BYE came: nothing to send it
+	pbxRTP  *pbxRTPWatch // made with the bridge
+	cl      callCluster  // its registration and count toward the limits (cluster_call.go)
 
 	// Business-initiated calls (call_outbound.go): the agent's INVITE, its
 	// route, Meta's call id once connect returned it, and the webhooks

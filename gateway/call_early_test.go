@@ -188,7 +188,7 @@ func TestCallDTMFFallback(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.g.rmu.Lock()
-			m.g.dtmf["pbx"] = p
+			m.g.trunkMedia["pbx"] = trunkMedia{dtmf: p}
 			m.g.rmu.Unlock()
 			m.dial.noDTMF = tc.noDTMF
 			c, _, _ := m.bridge("wacid.dtmf")

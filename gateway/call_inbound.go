@@ -10,6 +10,7 @@ import (
 
 	"github.com/wagateway/wagateway/sip"
 	"github.com/wagateway/wagateway/whatsapp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc"
 )
 
 // User-initiated calls: a WhatsApp user calls the business. The machine's
@@ -18,10 +19,17 @@ import (
 //	connect webhook → answering (the WebRTC answer) → pre_accepting →
 //	ringing (INVITE to the PBX) → awaiting_media (200 OK, or a 183 on a
 //	route with early_media: answer) → accepting (Graph accept) → bridged
+//
+// On a g711 trunk, when Meta offers G.711 the trunk takes, Meta's answer
+// waits for the PBX's codec (whatsappcodec.go):
+//
+//	connect webhook → ringing (INVITE, G.711 first) → answering (the
+//	WebRTC answer in the PBX's codec if Meta offered it, else Opus) →
+//	pre_accepting → awaiting_media → accepting → bridged
 
 // begin routes the call and admits it, or ends it; then answers the offer.
 func (c *call) begin() {
-	router, trunks, dtmf := c.g.routing()
+	router, trunks, media := c.g.routing()
 	route, err := router.RouteFor(c.ev.PhoneNumberID, c.ev.CTAPayload, c.ev.DeeplinkPayload)
 	if err == nil && trunks[route.Trunk] == nil {
 		err = errors.New("route " + quote(route.Name) + " names trunk " + quote(route.Trunk) + ", which is not configured")
@@ -30,7 +38,8 @@ func (c *call) begin() {
 		c.end(endCause{kind: endNoRoute, detail: err.Error()})
 		return
 	}
-	c.route, c.trunk, c.dtmf = route, trunks[route.Trunk], dtmf[route.Trunk]
+	tm := media[route.Trunk]
+	c.route, c.trunk, c.dtmf, c.g711Trunk = route, trunks[route.Trunk], tm.dtmf, tm.g711
 	c.log = c.log.With(zap.String("route", route.Name), zap.String("trunk", route.Trunk))
 	if route.AfterHours {
 		c.log.Info("route closed now: the call goes to its after-hours destination", zap.String("destination", route.Destination))
@@ -44,14 +53,40 @@ func (c *call) begin() {
 		c.end(refused)
 		return
 	}
+	if c.g711Trunk && c.planG711() {
+		c.invite() // Meta is answered once the PBX's codec is known
+		return
+	}
 	if !c.move(stateAnswering) {
 		return
 	}
+	c.answer(webrtc.CodecOpus)
+}
+
+// planG711 decides, on a g711 trunk, whether the call INVITEs first with
+// the G.711 Meta offered (true), or runs Opus as on any trunk.
+func (c *call) planG711() bool {
+	switch g711 := g711ToOffer(c.ev.SDP, trunkCodecs(c.trunk)); {
+	case c.route.AnswerEarly:
+		// Early media bridges the call on the 183, before the INVITE's
+		// answer: Meta must have been answered by then.
+		logCodecChoice(c.log, webrtc.CodecOpus, "the route answers on early media, which needs meta's answer before the pbx's")
+	case len(g711) == 0:
+		logCodecChoice(c.log, webrtc.CodecOpus, "meta offered no G.711 the trunk takes (the number's audio.additional_codecs)")
+	default:
+		c.g711 = g711
+		return true
+	}
+	return false
+}
+
+// answer makes the WebRTC answer to Meta's offer, running codec.
+func (c *call) answer(codec string) {
 	offer := c.ev.SDP
 	c.start(evAnswered, func(ctx context.Context, log *zap.Logger) callEvent {
 		ctx, cancel := context.WithTimeout(ctx, c.g.timeouts.answer)
 		defer cancel()
-		leg, err := c.g.answerer.Answer(ctx, offer, log)
+		leg, err := c.g.answerer.Answer(ctx, offer, codec, log)
 		return callEvent{leg: leg, err: err}
 	})
 }
@@ -70,13 +105,21 @@ func callerHangupDetail(s callState) string {
 
 // answered: the leg is made; pre_accept goes before the INVITE, so ICE and
 // DTLS come up while the PBX rings and its greeting is not clipped (Meta,
-// Cloud API Calling, "pre-accept").
+// Cloud API Calling, "pre-accept"). A call that INVITEd first (g711) has
+// its PBX: the bridge is built now, so the PBX's audio is held from here.
 func (c *call) answered(e callEvent) {
 	if e.err != nil {
 		c.end(endCause{kind: endAnswerFailed, detail: "answer: " + e.err.Error()})
 		return
 	}
 	c.leg = e.leg
+	if c.g711 != nil {
+		if err := c.buildBridge(c.pbx); err != nil {
+			c.end(endCause{kind: endBridgeFailed, detail: "bridge: " + err.Error()})
+			return
+		}
+		c.attachPBX()
+	}
 	if !c.move(statePreAccepting) {
 		return
 	}
@@ -88,17 +131,34 @@ func (c *call) answered(e callEvent) {
 	})
 }
 
-// preAccepted: INVITE the PBX. Ending the call (terminate, shutdown)
-// cancels the INVITE (CANCEL); the route's answer_timeout bounds it.
+// preAccepted: INVITE the PBX (a call that INVITEd first waits for its
+// media now).
 func (c *call) preAccepted(e callEvent) {
 	if e.err != nil {
 		c.end(endCause{kind: endGraphFailed, detail: "pre_accept: " + e.err.Error()})
 		return
 	}
+	if c.g711 != nil {
+		if c.move(stateAwaitingMedia) {
+			c.awaitMedia()
+		}
+		return
+	}
+	c.invite()
+}
+
+// invite sends the INVITE. Ending the call (terminate, shutdown) cancels
+// it (CANCEL); the route's answer_timeout bounds it. A call with G.711
+// from Meta (g711) offers it first.
+func (c *call) invite() {
 	if !c.move(stateRinging) {
 		return
 	}
 	ev, route, trunk := c.ev, c.route, c.trunk
+	var codecs []string
+	if c.g711 != nil {
+		codecs = sipOfferCodecs(c.g711, trunkCodecs(trunk))
+	}
 	var onEarly func(pbxMedia)
 	if route.AnswerEarly {
 		events, actions := c.events, c.actions
@@ -124,6 +184,7 @@ func (c *call) preAccepted(e callEvent) {
 			DisplayName: ev.ProfileName,
 			Headers:     metaHeaders(ev),
 			LogRef:      ev.CallID,
+			Codecs:      codecs,
 			OnProgress: func(code int, reason string) {
 				responded.Store(true)
 				log.Debug("sip progress", zap.Int("code", code), zap.String("reason", reason))
@@ -142,6 +203,15 @@ func (c *call) inviteDone(e callEvent) {
 	}
 	c.pbx = e.pbx
 	c.pbxAnswered("pbx answered")
+	if c.g711 != nil {
+		// Meta is answered now, in the PBX's codec if Meta offered it.
+		codec, why := answerCodec(c.g711, c.pbx.Codec())
+		logCodecChoice(c.log, codec, why)
+		if c.move(stateAnswering) {
+			c.answer(codec)
+		}
+		return
+	}
 	if !c.move(stateAwaitingMedia) {
 		return
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wagateway/wagateway/sip"
 	"github.com/wagateway/wagateway/whatsapp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc"
 )
 
 // Business-initiated calls: an agent dials a WhatsApp user from the PBX.
@@ -116,8 +117,8 @@ func (c *call) beginOutbound() {
 		return
 	}
 	c.out = oc
-	_, _, dtmf := c.g.routing()
-	c.dtmf = dtmf[trunk]
+	_, _, media := c.g.routing()
+	c.dtmf, c.g711Trunk = media[trunk].dtmf, media[trunk].g711
 	c.log = c.log.With(zap.String("route", oc.route.Name), zap.String("phone_number_id", oc.pnid),
 		zap.Stringer("user", oc.user))
 	c.ops.setOutbound(oc, trunk, c.agent.FromUser())
@@ -235,16 +236,24 @@ func (c *call) permissionReplied(e callEvent) {
 	c.place()
 }
 
-// place makes the WebRTC offer and sends it to Meta (Graph connect).
+// place makes the WebRTC offer and sends it to Meta (Graph connect). On a
+// g711 trunk whose agent's INVITE negotiated G.711, that codec is offered
+// first: Meta's answer may pick it (whatsappcodec.go).
 func (c *call) place() {
 	if !c.move(stateConnecting) {
 		return
 	}
 	oc := c.out
+	g711 := ""
+	if agent := c.agent.Codec().Name; c.g711Trunk {
+		if g711 = g711Name(agent); g711 == "" {
+			logCodecChoice(c.log, webrtc.CodecOpus, "the agent's codec "+agent+" is not G.711")
+		}
+	}
 	c.start(evPlaced, func(ctx context.Context, log *zap.Logger) callEvent {
 		ctx, cancel := context.WithTimeout(ctx, c.g.timeouts.graph)
 		defer cancel()
-		leg, err := c.g.offerer.Offer(ctx, log)
+		leg, err := c.g.offerer.Offer(ctx, g711, log)
 		if err != nil {
 			return callEvent{err: err}
 		}
@@ -369,6 +378,13 @@ func (c *call) metaEvent(m metaEvent) {
 	}
 	c.answerSet = true
 	c.log.Info("whatsapp answer received: connecting media")
+	if agent := c.agent.Codec().Name; c.g711Trunk && g711Name(agent) != "" {
+		if got := c.offerLeg.Codec(); got.IsG711() {
+			logCodecChoice(c.log, got.Name, "meta answered "+got.Name+", the agent's codec: passthrough")
+		} else {
+			logCodecChoice(c.log, got.Name, "meta answered "+got.Name+" to our "+agent+" offer (the number's audio.additional_codecs): transcoded")
+		}
+	}
 }
 
 // outboundMediaStarts: ICE and DTLS are up: the bridge is built on the

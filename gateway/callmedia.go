@@ -15,7 +15,7 @@ import (
 // accepts (nothing may go to WhatsApp before).
 func (c *call) buildBridge(media pbxMedia) error {
 	log, leg := c.log, c.leg
-	codec := media.Codec()
+	codec, waCodec := media.Codec(), leg.Codec()
 	mode, fellBack := c.dtmf.forPBX(media.DTMFPayloadType())
 	switch {
 	case fellBack:
@@ -29,12 +29,14 @@ func (c *call) buildBridge(media pbxMedia) error {
 	c.pbxRTP = watch
 	c.info = info
 	c.ops.setDTMF(mode, fellBack)
+	c.ops.setWhatsAppCodec(waCodec.Name)
 	bridge, err := rtpbridge.New(rtpbridge.Config{
 		WhatsAppIn:         leg,
 		WhatsAppOut:        leg,
 		WhatsAppSSRC:       leg.SSRC(),
 		WhatsAppOpusPT:     leg.OpusPayloadType(),
 		WhatsAppDTMFPT:     leg.DTMFPayloadType(),
+		WhatsAppCodec:      bridgeWACodec(waCodec), // G.711: passed through to the same codec
 		SIPIn:              media,
 		SIPOut:             media,
 		SIPCodec:           bridgeCodec(codec),

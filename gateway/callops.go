@@ -32,6 +32,7 @@ type callOps struct {
 	sipReason   string
 	pbxWhy      sip.Reason // the Reason header of the PBX's final response or BYE
 	sipCodec    string
+	waCodec     string    // the WhatsApp leg's codec, once the bridge is built
 	dtmfMode    string    // how caller digits go to the PBX
 	dtmfFell    bool      // by the trunk's dtmf_fallback
 	earlyAt     time.Time // the PBX's early media was bridged (early_media: answer)
@@ -164,6 +165,14 @@ func (o *callOps) setDTMF(mode rtpbridge.DTMFMode, fellBack bool) {
 	o.mu.Unlock()
 }
 
+// setWhatsAppCodec records the codec the WhatsApp leg runs (opus, PCMU,
+// PCMA).
+func (o *callOps) setWhatsAppCodec(codec string) {
+	o.mu.Lock()
+	o.waCodec = codec
+	o.mu.Unlock()
+}
+
 func (o *callOps) setBridge(b *rtpbridge.Bridge) {
 	o.mu.Lock()
 	o.bridge = b
@@ -181,7 +190,7 @@ func (o *callOps) codecChanged(m *metrics, codec sip.Codec) {
 	o.sipCodec = codec.Name
 	old := o.activeCodec
 	if old != "" {
-		o.activeCodec = codecPath(codec.Name)
+		o.activeCodec = codecPath(o.waCodec, codec.Name)
 	}
 	now := o.activeCodec
 	o.mu.Unlock()
@@ -194,7 +203,7 @@ func (o *callOps) codecChanged(m *metrics, codec sip.Codec) {
 // bridged counts a call whose media began, setup after the connect webhook.
 func (o *callOps) bridged(m *metrics, setup time.Duration) {
 	o.mu.Lock()
-	o.activeCodec = codecPath(o.sipCodec)
+	o.activeCodec = codecPath(o.waCodec, o.sipCodec)
 	path := o.activeCodec
 	o.mu.Unlock()
 	m.setupLatency.Observe(setup.Seconds())
@@ -334,7 +343,7 @@ func (c *call) record(outcome, detail, hangupBy string) *CallRecord {
 		TerminateStatus: o.termStatus, TerminateFailed: o.termFailed, MetaErrors: o.metaErrors,
 		SIPFinalCode: o.sipCode, SIPFinalReason: o.sipReason, PBXReason: recordReason(o.pbxWhy),
 		ReasonSent: recordReason(o.sentWhy), BizOpaque: o.bizOpaque,
-		SIPCodec: o.sipCodec, CodecPath: codecPath(o.sipCodec), DTMF: o.dtmfMode, DTMFFallback: o.dtmfFell,
+		SIPCodec: o.sipCodec, WhatsAppCodec: o.waCodec, CodecPath: codecPath(o.waCodec, o.sipCodec), DTMF: o.dtmfMode, DTMFFallback: o.dtmfFell,
 		Times: RecordTimes{
 			Connect:   sm.enteredAt(stateNew),
 			PreAccept: sm.enteredAt(stateRinging), // pre_accept answered 200, the INVITE goes out
@@ -347,6 +356,9 @@ func (c *call) record(outcome, detail, hangupBy string) *CallRecord {
 	}
 	if o.routed {
 		r.Route, r.Trunk, r.Destination, r.AfterHours = o.route.Name, o.route.Trunk, o.route.Destination, o.route.AfterHours
+	}
+	if c.g711 != nil { // INVITEd first: pre_accept answered 200 after the PBX did
+		r.Times.PreAccept = sm.enteredAt(stateAwaitingMedia)
 	}
 	r.Direction = DirectionUserInitiated
 	if o.outbound {
@@ -434,7 +446,7 @@ func (c *call) live() liveCall {
 	o := c.ops
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	l.SIPCallID, l.CodecPath = o.sipCallID, codecPath(o.sipCodec)
+	l.SIPCallID, l.CodecPath = o.sipCallID, codecPath(o.waCodec, o.sipCodec)
 	if o.outbound {
 		l.Direction, l.CallID, l.Caller = DirectionBusinessInitiated, o.waCallID, RecordCaller{}
 		l.Callee = &RecordCaller{Number: o.callee.waID, BSUID: o.callee.bsuid}

@@ -75,8 +75,12 @@ type CallRecord struct {
 	// INVITE (business-initiated calls).
 	ReasonSent *RecordReason `json:"reason_sent,omitempty"`
 	SIPCodec   string        `json:"sip_codec,omitempty"`
-	CodecPath  string        `json:"codec_path,omitempty"`
-	DTMF       string        `json:"dtmf,omitempty"` // how caller digits went to the PBX: rfc4733, info, inband
+	// WhatsAppCodec is the codec of the WhatsApp leg: opus, or PCMU/PCMA
+	// on a whatsapp_codec: g711 trunk when Meta offered it and the PBX
+	// took it (codec_path then pcmu-passthrough or pcma-passthrough).
+	WhatsAppCodec string `json:"whatsapp_codec,omitempty"`
+	CodecPath     string `json:"codec_path,omitempty"`
+	DTMF          string `json:"dtmf,omitempty"` // how caller digits went to the PBX: rfc4733, info, inband
 	// DTMFFallback: the trunk asked rfc4733 but the PBX's answer had no
 	// telephone-event, so DTMF is the trunk's dtmf_fallback.
 	DTMFFallback bool         `json:"dtmf_fallback,omitempty"`

@@ -132,7 +132,13 @@ type TrunkConfig struct {
 	Password   SecretRef `yaml:"password"`
 	FromDomain string    `yaml:"from_domain"`
 	Codecs     []string  `yaml:"codecs"` // default [PCMU, PCMA]; also G722, opus (passed through)
-	DTMF       string    `yaml:"dtmf"`   // rfc4733 (default), info (SIP INFO) or inband (tones in the audio)
+	// WhatsAppCodec is the WhatsApp leg's codec on this trunk's calls:
+	// opus (default: Opus toward WhatsApp, transcoded unless the PBX takes
+	// Opus) or g711: when Meta offers PCMU or PCMA (the number's calling
+	// audio.additional_codecs) and the PBX answers the same, the call runs
+	// G.711 end to end, passed through; else Opus as with opus.
+	WhatsAppCodec string `yaml:"whatsapp_codec"`
+	DTMF          string `yaml:"dtmf"` // rfc4733 (default), info (SIP INFO) or inband (tones in the audio)
 	// DTMFFallback is how caller digits go when dtmf is rfc4733 and the
 	// PBX's answer has no telephone-event: info (default; Asterisk and
 	// FreeSWITCH take SIP INFO out of the box), inband, or none (dropped).
@@ -185,6 +191,12 @@ type SecretRef struct {
 	Env  string `yaml:"env"`
 	File string `yaml:"file"`
 }
+
+// A trunk's whatsapp_codec.
+const (
+	WhatsAppCodecOpus = "opus"
+	WhatsAppCodecG711 = "g711"
+)
 
 // A route's early_media.
 const (
@@ -335,6 +347,7 @@ func (c *Config) ApplyDefaults() {
 		if len(t.Codecs) == 0 {
 			t.Codecs = []string{"PCMU", "PCMA"}
 		}
+		def(&t.WhatsAppCodec, WhatsAppCodecOpus)
 		def(&t.DTMF, "rfc4733")
 		def(&t.DTMFFallback, "info")
 	}
@@ -484,6 +497,17 @@ func (c *Config) Validate() error {
 			} else {
 				seenCodec[u] = j
 			}
+		}
+		switch t.WhatsAppCodec {
+		case WhatsAppCodecOpus:
+		case WhatsAppCodecG711:
+			_, pcmu := seenCodec["PCMU"]
+			_, pcma := seenCodec["PCMA"]
+			if !pcmu && !pcma {
+				bad(f+".whatsapp_codec", "g711 needs PCMU or PCMA in codecs: the PBX must take the G.711 codec WhatsApp sends")
+			}
+		default:
+			bad(f+".whatsapp_codec", "%q is not opus or g711", t.WhatsAppCodec)
 		}
 		for j, a := range t.AllowFrom {
 			if _, err := sip.ParseAllowFrom(a); err != nil {

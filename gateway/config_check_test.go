@@ -129,6 +129,10 @@ func TestConfigProblemsTable(t *testing.T) {
 `, nil, []finding{{path: "numbers[1].routes[0].name", line: 17}}},
 		{"pbx on this host on sip.listen's port", repl(`"10.20.30.40:5060"`, `"127.0.0.1:5060"`), nil,
 			[]finding{{path: "sip.listen", warn: true}}},
+		{"whatsapp codec unknown", repl(`    address: "10.20.30.40:5060"`, "    address: \"10.20.30.40:5060\"\n    whatsapp_codec: g729"), nil,
+			[]finding{{path: "trunks[0].whatsapp_codec", line: 11}}},
+		{"whatsapp codec g711 without G.711 toward the PBX", repl(`    address: "10.20.30.40:5060"`, "    address: \"10.20.30.40:5060\"\n    codecs: [opus, G722]\n    whatsapp_codec: g711"), nil,
+			[]finding{{path: "trunks[0].whatsapp_codec", line: 12}}},
 		{"dtmf fallback alias is the mode itself", repl(`    address: "10.20.30.40:5060"`, "    address: \"10.20.30.40:5060\"\n    dtmf_fallback: rfc2833"), nil,
 			[]finding{{path: "trunks[0].dtmf_fallback", line: 11}}},
 		{"env: bad value", base, []string{"WAGATEWAY_SIP_LISTEN=nohostport"}, []finding{{path: "WAGATEWAY_SIP_LISTEN: sip.listen"}}},
@@ -256,9 +260,13 @@ func TestConfigAliases(t *testing.T) {
 	}
 	c2, err := ParseConfig([]byte(strings.Replace(base, `    address: "10.20.30.40:5060"`, `    address: "10.20.30.40:5060"
     dtmf: INFO
-    dtmf_fallback: Inband`, 1)))
-	if err != nil || c2.Trunks[0].DTMF != "info" || c2.Trunks[0].DTMFFallback != "inband" {
+    dtmf_fallback: Inband
+    whatsapp_codec: G711`, 1)))
+	if err != nil || c2.Trunks[0].DTMF != "info" || c2.Trunks[0].DTMFFallback != "inband" || c2.Trunks[0].WhatsAppCodec != WhatsAppCodecG711 {
 		t.Fatalf("%+v %v", c2, err)
+	}
+	if c.Trunks[0].WhatsAppCodec != WhatsAppCodecOpus {
+		t.Fatalf("whatsapp_codec defaults to %q, want opus", c.Trunks[0].WhatsAppCodec)
 	}
 }
 

@@ -20,7 +20,8 @@ var codecAliases = map[string]string{"ulaw": "PCMU", "alaw": "PCMA", "pcmu": "PC
 var dtmfAliases = map[string]string{"rfc2833": "rfc4733"}
 
 // normalizeAliases writes codecs and DTMF modes in the gateway's names:
-// ulaw → PCMU, alaw → PCMA (any case), rfc2833 → rfc4733.
+// ulaw → PCMU, alaw → PCMA (any case), rfc2833 → rfc4733; whatsapp_codec
+// in lower case.
 func (c *Config) normalizeAliases() {
 	for i := range c.Trunks {
 		t := &c.Trunks[i]
@@ -29,7 +30,7 @@ func (c *Config) normalizeAliases() {
 				t.Codecs[j] = canon
 			}
 		}
-		for _, m := range []*string{&t.DTMF, &t.DTMFFallback} {
+		for _, m := range []*string{&t.DTMF, &t.DTMFFallback, &t.WhatsAppCodec} {
 			low := strings.ToLower(strings.TrimSpace(*m))
 			if canon, ok := dtmfAliases[low]; ok {
 				low = canon

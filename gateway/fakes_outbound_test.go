@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -95,6 +96,9 @@ func (l *fakeOfferLeg) SetAnswer(sdp string) error {
 		return errors.New("webrtc: answer has no fingerprint")
 	}
 	l.answerSDP = sdp
+	if g711, ok := strings.CutPrefix(sdp, "g711:"); ok { // Meta's answer picked it
+		l.g711(g711)
+	}
 	if !l.down {
 		close(l.connected)
 	}
@@ -104,9 +108,11 @@ func (l *fakeOfferLeg) SetAnswer(sdp string) error {
 type fakeOfferer struct {
 	down bool
 	made chan *fakeOfferLeg
+	g711 atomic.Value // the G.711 codec the last offer put first ("" for none)
 }
 
-func (o *fakeOfferer) Offer(context.Context, *zap.Logger) (waOfferLeg, error) {
+func (o *fakeOfferer) Offer(_ context.Context, g711 string, _ *zap.Logger) (waOfferLeg, error) {
+	o.g711.Store(g711)
 	l := &fakeOfferLeg{fakeLeg: newFakeLeg(false), down: o.down}
 	o.made <- l
 	return l, nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wagateway/wagateway/sip"
 	"github.com/wagateway/wagateway/whatsapp"
+	"github.com/wagateway/wagateway/whatsapp/webrtc"
 )
 
 // Fakes of the legs the call machine drives (seams.go). Each records what
@@ -61,10 +62,12 @@ func (tk *talker) read(b []byte, closed <-chan struct{}) (int, error) {
 // opusSilence is a 20 ms Opus frame of silence (RFC 6716: CELT, fullband).
 var opusSilence = []byte{0xf8, 0xff, 0xfe}
 
-// fakeLeg is a WebRTC leg: it sends Opus silence (unless muted) and counts
-// what the bridge writes to it.
+// fakeLeg is a WebRTC leg: it sends Opus silence, or PCMU silence when it
+// answered with PCMU (unless muted), and counts what the bridge writes to
+// it.
 type fakeLeg struct {
 	talker    talker
+	codec     webrtc.Codec
 	connected chan struct{}
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -76,7 +79,7 @@ type fakeLeg struct {
 
 func newFakeLeg(up bool) *fakeLeg {
 	l := &fakeLeg{connected: make(chan struct{}), closed: make(chan struct{}), failed: make(chan struct{}),
-		talker: talker{pt: 111, tsStep: 960, payload: opusSilence}}
+		talker: talker{pt: 111, tsStep: 960, payload: opusSilence}, codec: webrtc.Codec{Name: webrtc.CodecOpus, PayloadType: 111, ClockRate: 48000}}
 	if up {
 		close(l.connected)
 	}
@@ -95,9 +98,15 @@ func (l *fakeLeg) WritePacket([]byte) error {
 		return nil
 	}
 }
-func (l *fakeLeg) AnswerSDP() string       { return "v=0 answer" }
-func (l *fakeLeg) SSRC() uint32            { return 0x1234 }
-func (l *fakeLeg) OpusPayloadType() uint8  { return 111 } // Meta's offer
+func (l *fakeLeg) AnswerSDP() string   { return "v=0 answer" }
+func (l *fakeLeg) SSRC() uint32        { return 0x1234 }
+func (l *fakeLeg) Codec() webrtc.Codec { return l.codec }
+func (l *fakeLeg) OpusPayloadType() uint8 { // Meta's offer
+	if l.codec.IsG711() {
+		return 0
+	}
+	return 111
+}
 func (l *fakeLeg) DTMFPayloadType() uint8  { return 126 }
 func (l *fakeLeg) Failed() <-chan struct{} { return l.failed }
 func (l *fakeLeg) Err() error {
@@ -137,7 +146,8 @@ func (g gate) wait(ctx context.Context) error {
 	}
 }
 
-// fakeAnswerer makes fakeLegs.
+// fakeAnswerer makes fakeLegs, running the codec asked for (G.711 on its
+// static number).
 type fakeAnswerer struct {
 	down bool // the legs it makes never connect (ICE fails to find a pair)
 	err  error
@@ -145,7 +155,7 @@ type fakeAnswerer struct {
 	made chan *fakeLeg
 }
 
-func (a *fakeAnswerer) Answer(ctx context.Context, _ string, _ *zap.Logger) (waLeg, error) {
+func (a *fakeAnswerer) Answer(ctx context.Context, _, codec string, _ *zap.Logger) (waLeg, error) {
 	if a.hold != nil {
 		<-a.hold // a slow answer that finishes whatever the call does
 	}
@@ -153,8 +163,22 @@ func (a *fakeAnswerer) Answer(ctx context.Context, _ string, _ *zap.Logger) (waL
 		return nil, a.err
 	}
 	l := newFakeLeg(!a.down)
+	l.g711(codec)
 	a.made <- l
 	return l, nil
+}
+
+// g711 makes the leg run PCMU or PCMA (on 0, 8), sending that law's
+// silence; any other codec leaves it on Opus.
+func (l *fakeLeg) g711(codec string) {
+	switch codec {
+	case webrtc.CodecPCMU:
+		l.codec = webrtc.Codec{Name: codec, PayloadType: 0, ClockRate: 8000}
+		l.talker = talker{pt: 0, tsStep: 160, payload: bytes.Repeat([]byte{0xff}, 160)}
+	case webrtc.CodecPCMA:
+		l.codec = webrtc.Codec{Name: codec, PayloadType: 8, ClockRate: 8000}
+		l.talker = talker{pt: 8, tsStep: 160, payload: bytes.Repeat([]byte{0xd5}, 160)}
+	}
 }
 
 // graphBehaviour is how the fake Graph API answers one action.

@@ -49,9 +49,9 @@ type Gateway struct {
 	calls  sync.WaitGroup
 	once   sync.Once
 
-	rmu           sync.RWMutex          // guards router, trunks, trunkPing and dtmf (SIGHUP reload swaps them)
+	rmu           sync.RWMutex          // guards router, trunks, trunkPing and trunkMedia (SIGHUP reload swaps them)
 	trunkPing     map[string]bool       // trunk name → watched with OPTIONS
-	dtmf          map[string]dtmfPolicy // trunk name → how digits cross to it
+	trunkMedia    map[string]trunkMedia // trunk name → how digits cross to it, its WhatsApp codec
 	outbound      []OutboundRouteConfig // business-initiated calls' routes
 	offerer       webrtcOfferer         // WebRTC legs that offer (business-initiated calls)
 	perms         *permissions          // users' call permissions (business-initiated calls)
@@ -82,22 +82,22 @@ func New(cfg *Config, secrets *Secrets, log *zap.Logger) (*Gateway, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	trunks, pinged, dtmf, err := buildTrunks(cfg, secrets)
+	trunks, pinged, media, err := buildTrunks(cfg, secrets)
 	if err != nil {
 		return nil, err
 	}
 	g := &Gateway{
-		cfg:       cfg,
-		log:       log,
-		trunks:    trunks,
-		trunkPing: pinged,
-		dtmf:      dtmf,
-		router:    NewRouter(cfg.Numbers),
-		outbound:  cfg.Outbound.Routes,
-		reg:       newRegistry(30 * time.Minute),
-		limits:    newLocalLimits(),
-		now:       time.Now,
-		timeouts:  defaultCallTimeouts,
+		cfg:        cfg,
+		log:        log,
+		trunks:     trunks,
+		trunkPing:  pinged,
+		trunkMedia: media,
+		router:     NewRouter(cfg.Numbers),
+		outbound:   cfg.Outbound.Routes,
+		reg:        newRegistry(30 * time.Minute),
+		limits:     newLocalLimits(),
+		now:        time.Now,
+		timeouts:   defaultCallTimeouts,
 	}
 	g.router.now = func() time.Time { return g.now() } // route hours follow the gateway's clock
 	// Look for the PBX's RTP five times per timeout (at most every 5 s), so

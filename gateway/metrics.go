@@ -76,7 +76,7 @@ func newMetrics() *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.activeByCodec = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "active_bridged_calls",
-		Help: "Bridged calls in progress by codec path (opus-pcmu, opus-pcma, opus-g722, opus-passthrough)."}, []string{"codec_path"})
+		Help: "Bridged calls in progress by codec path (opus-pcmu, opus-pcma, opus-g722, opus-passthrough, pcmu-passthrough, pcma-passthrough)."}, []string{"codec_path"})
 	m.calls = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "calls_total",
 		Help: "Ended calls by direction (user_initiated, business_initiated) and outcome (bridged, no_media, pbx_media_timeout, pbx_unreachable, pbx_rejected, no_answer, caller_hungup, no_route, trunk_down, draining, failed, shutdown, admin_hangup; business-initiated also no_permission, permission_requested, permission_declined, permission_timeout, meta_refused, user_declined, agent_cancelled), and the route's trunk (empty when the call was never routed)."}, []string{"direction", "outcome", "trunk"})
 	m.metaErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "meta_call_errors_total",
@@ -300,17 +300,22 @@ func delta(now, prev uint64) uint64 {
 	return now - prev
 }
 
-// codecPath names the media path of a call for labels: the WhatsApp side is
-// always Opus; the SIP side is transcoded, or Opus passed through.
-func codecPath(sipCodec string) string {
-	c := strings.ToLower(sipCodec)
-	switch c {
-	case "":
+// codecPath names the media path of a call for labels: the WhatsApp leg's
+// codec (Opus unless a g711 trunk's call runs G.711 on it; "" before the
+// bridge, taken as Opus) and the SIP side's: opus-pcmu, opus-g722 …
+// (transcoded), opus-passthrough, pcmu-passthrough or pcma-passthrough.
+func codecPath(waCodec, sipCodec string) string {
+	c, w := strings.ToLower(sipCodec), strings.ToLower(waCodec)
+	switch {
+	case c == "":
 		return ""
-	case "opus":
-		return "opus-passthrough"
+	case w == "":
+		w = "opus"
 	}
-	return "opus-" + c
+	if w == c {
+		return w + "-passthrough"
+	}
+	return w + "-" + c
 }
 
 // RegisterBuildInfo exports wagateway_build_info{version,commit,go_version}

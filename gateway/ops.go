@@ -201,10 +201,10 @@ func (g *Gateway) flushLoop() {
 }
 
 // routing returns the routes and trunks in force (SIGHUP may replace them).
-func (g *Gateway) routing() (*Router, map[string]*sip.Trunk, map[string]dtmfPolicy) {
+func (g *Gateway) routing() (*Router, map[string]*sip.Trunk, map[string]trunkMedia) {
 	g.rmu.RLock()
 	defer g.rmu.RUnlock()
-	return g.router, g.trunks, g.dtmf
+	return g.router, g.trunks, g.trunkMedia
 }
 
 // outboundRoutes returns the outbound routes in force (SIGHUP may replace them).

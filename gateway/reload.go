@@ -12,12 +12,12 @@ import (
 )
 
 // buildTrunks turns the trunk configs into SIP trunks with their
-// passwords, whether each is pinged, and each one's DTMF mode as the media
-// bridge takes it.
-func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[string]bool, map[string]dtmfPolicy, error) {
+// passwords, whether each is pinged, and each one's media policy (DTMF
+// mode as the media bridge takes it, WhatsApp codec).
+func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[string]bool, map[string]trunkMedia, error) {
 	trunks := make(map[string]*sip.Trunk, len(cfg.Trunks))
 	pinged := make(map[string]bool, len(cfg.Trunks))
-	dtmf := make(map[string]dtmfPolicy, len(cfg.Trunks))
+	media := make(map[string]trunkMedia, len(cfg.Trunks))
 	for _, tc := range cfg.Trunks {
 		t := &sip.Trunk{
 			Name: tc.Name, Address: tc.Address, Transport: tc.Transport,
@@ -31,9 +31,10 @@ func buildTrunks(cfg *Config, secrets *Secrets) (map[string]*sip.Trunk, map[stri
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("trunk %q: %w", tc.Name, err)
 		}
-		trunks[tc.Name], pinged[tc.Name], dtmf[tc.Name] = t, tc.optionsPing(), mode
+		tm := trunkMedia{dtmf: mode, g711: tc.WhatsAppCodec == WhatsAppCodecG711}
+		trunks[tc.Name], pinged[tc.Name], media[tc.Name] = t, tc.optionsPing(), tm
 	}
-	return trunks, pinged, dtmf, nil
+	return trunks, pinged, media, nil
 }
 
 // trunkList is the trunks (who may send SIP requests), in no order.
@@ -53,7 +54,7 @@ func trunkList(trunks map[string]*sip.Trunk) []*sip.Trunk {
 func (g *Gateway) Reload(cfg *Config, secrets *Secrets) error {
 	g.ops.reloadMu.Lock()
 	defer g.ops.reloadMu.Unlock()
-	trunks, pinged, dtmf, err := buildTrunks(cfg, secrets)
+	trunks, pinged, media, err := buildTrunks(cfg, secrets)
 	if err != nil {
 		g.ops.metrics.configReloads.WithLabelValues("error").Inc()
 		return err
@@ -69,7 +70,7 @@ func (g *Gateway) Reload(cfg *Config, secrets *Secrets) error {
 	router := NewRouter(cfg.Numbers)
 	router.now = func() time.Time { return g.now() }
 	g.rmu.Lock()
-	g.router, g.trunks, g.trunkPing, g.dtmf = router, trunks, pinged, dtmf
+	g.router, g.trunks, g.trunkPing, g.trunkMedia = router, trunks, pinged, media
 	g.outbound = cfg.Outbound.Routes
 	g.rmu.Unlock()
 

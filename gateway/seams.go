@@ -16,9 +16,10 @@ import (
 // The call machine's view of what it drives. gateway.go wires the real
 // legs; call_test.go drives the machine with fakes.
 
-// webrtcAnswerer answers Meta's SDP offer with a new WebRTC media leg.
+// webrtcAnswerer answers Meta's SDP offer with a new WebRTC media leg
+// running codec (webrtc.CodecOpus, or a G.711 codec the offer has).
 type webrtcAnswerer interface {
-	Answer(ctx context.Context, offerSDP string, log *zap.Logger) (waLeg, error)
+	Answer(ctx context.Context, offerSDP, codec string, log *zap.Logger) (waLeg, error)
 }
 
 // waLeg is one call's WebRTC media leg toward WhatsApp.
@@ -27,8 +28,11 @@ type waLeg interface {
 	rtpbridge.PacketWriter
 	AnswerSDP() string
 	SSRC() uint32
-	// The payload types the caller's offer gave Opus and telephone-event
+	// Codec is the audio codec the leg runs (Opus, or G.711 on a g711
+	// trunk), on the payload type the offer gave it. OpusPayloadType is
+	// that type when it is Opus (else 0), DTMFPayloadType telephone-event's
 	// (0: none); the answer and every packet keep them.
+	Codec() webrtc.Codec
 	OpusPayloadType() uint8
 	DTMFPayloadType() uint8
 	// Connected is closed once ICE and DTLS-SRTP are up.
@@ -50,9 +54,10 @@ type graphActions interface {
 	Connect(ctx context.Context, phoneNumberID string, r whatsapp.ConnectRequest) (string, error)
 }
 
-// webrtcOfferer makes WebRTC legs that offer (business-initiated calls).
+// webrtcOfferer makes WebRTC legs that offer (business-initiated calls),
+// with g711 (webrtc.CodecPCMU or CodecPCMA; "" for none) first.
 type webrtcOfferer interface {
-	Offer(ctx context.Context, log *zap.Logger) (waOfferLeg, error)
+	Offer(ctx context.Context, g711 string, log *zap.Logger) (waOfferLeg, error)
 }
 
 // waOfferLeg is a WebRTC leg that made the offer; Meta's answer arrives
@@ -125,8 +130,8 @@ type pbxCall interface {
 // mediaAnswerer adapts webrtc.Media.
 type mediaAnswerer struct{ m *webrtc.Media }
 
-func (a mediaAnswerer) Answer(ctx context.Context, offer string, log *zap.Logger) (waLeg, error) {
-	leg, err := a.m.Answer(ctx, offer, log)
+func (a mediaAnswerer) Answer(ctx context.Context, offer, codec string, log *zap.Logger) (waLeg, error) {
+	leg, err := a.m.AnswerWith(ctx, offer, codec, log)
 	if err != nil {
 		return nil, err
 	}
@@ -136,8 +141,8 @@ func (a mediaAnswerer) Answer(ctx context.Context, offer string, log *zap.Logger
 // mediaOfferer adapts webrtc.Media.
 type mediaOfferer struct{ m *webrtc.Media }
 
-func (o mediaOfferer) Offer(ctx context.Context, log *zap.Logger) (waOfferLeg, error) {
-	leg, err := o.m.Offer(ctx, log)
+func (o mediaOfferer) Offer(ctx context.Context, g711 string, log *zap.Logger) (waOfferLeg, error) {
+	leg, err := o.m.OfferWith(ctx, g711, log)
 	if err != nil {
 		return nil, err
 	}

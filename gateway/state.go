@@ -64,11 +64,15 @@ func (s callState) String() string {
 // ringing), then shares the rest: awaiting_media (ICE and DTLS), accepting
 // (the 200 OK to the agent's INVITE; accept to Meta for a user-initiated
 // call), bridged.
+//
+// A user-initiated call on a g711 trunk whose offer has G.711 INVITEs
+// first and answers Meta once the PBX answered (whatsappcodec.go): new →
+// ringing → answering → pre_accepting → awaiting_media.
 var transitions = [nStates][]callState{
-	stateNew:           {stateAnswering, stateCheckingPermission, stateEnding},
+	stateNew:           {stateAnswering, stateRinging, stateCheckingPermission, stateEnding},
 	stateAnswering:     {statePreAccepting, stateEnding},
-	statePreAccepting:  {stateRinging, stateEnding},
-	stateRinging:       {stateAwaitingMedia, stateEnding},
+	statePreAccepting:  {stateRinging, stateAwaitingMedia, stateEnding},
+	stateRinging:       {stateAwaitingMedia, stateAnswering, stateEnding},
 	stateAwaitingMedia: {stateAccepting, stateEnding},
 	stateAccepting:     {stateBridged, stateEnding},
 	stateBridged:       {stateEnding},

@@ -63,24 +63,43 @@ func newBenchBridge(b *testing.B, c Config) *Bridge {
 	return br
 }
 
-// benchCodecs are the SIP codecs, each benchmarked both ways.
+// benchCodecs are the SIP codecs, each benchmarked both ways; g711WA: the
+// WhatsApp leg negotiated the same G.711 (passthrough, no Opus).
 var benchCodecs = []struct {
-	name  string
-	codec Codec
-}{{"PCMU", pcmu}, {"PCMA", Codec{"PCMA", 8, 8000}}, {"G722", g722Codec}, {"opus-passthrough", opusSIP}}
+	name   string
+	codec  Codec
+	g711WA bool
+}{{"PCMU", pcmu, false}, {"PCMA", Codec{"PCMA", 8, 8000}, false}, {"G722", g722Codec, false}, {"opus-passthrough", opusSIP, false},
+	{"pcmu-passthrough", pcmu, true}}
+
+// benchConfig is the bridge of one benchCodecs case.
+func benchConfig(codec Codec, g711WA bool) Config {
+	c := Config{SIPCodec: codec}
+	if g711WA {
+		c.WhatsAppCodec = codec
+	}
+	return c
+}
 
 // One 20 ms Opus packet from WhatsApp → one packet to the PBX (a PCMU,
-// PCMA or G.722 packet, or the same Opus packet with new headers).
+// PCMA or G.722 packet, or the same Opus packet with new headers); for
+// pcmu-passthrough one 20 ms PCMU packet from WhatsApp → the same with new
+// headers.
 func BenchmarkWhatsAppToSIP(b *testing.B) {
 	pkts := whatsAppFrames(b)
+	ulaw := g711Packets(b, 0, 1000, 9000, 20, benchFrames)
 	for _, bc := range benchCodecs {
 		b.Run(bc.name, func(b *testing.B) {
-			br := newBenchBridge(b, Config{SIPCodec: bc.codec})
+			br := newBenchBridge(b, benchConfig(bc.codec, bc.g711WA))
+			in, step := pkts, uint32(960)
+			if bc.g711WA {
+				in, step = ulaw, 160
+			}
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				p := pkts[i%benchFrames]
-				restamp(p, i, 960)
+				p := in[i%benchFrames]
+				restamp(p, i, step)
 				br.handleWhatsAppPacket(p)
 				i++
 			}
@@ -111,11 +130,12 @@ func BenchmarkWhatsAppToSIPBareLibopus(b *testing.B) {
 }
 
 // One 20 ms packet from the PBX in (PCMU, PCMA, G.722 or Opus), one pacer
-// frame (Opus packet) out, on a simulated clock.
+// frame (Opus packet, or the PCMU packet in pcmu-passthrough) out, on a
+// simulated clock.
 func BenchmarkSIPToWhatsApp(b *testing.B) {
 	for _, bc := range benchCodecs {
 		b.Run(bc.name, func(b *testing.B) {
-			br := newBenchBridge(b, Config{SIPCodec: bc.codec})
+			br := newBenchBridge(b, benchConfig(bc.codec, bc.g711WA))
 			clock := simClock(br)
 			pbx := newPBXSender(b, 0)
 			var tsStep uint32 = 160
@@ -342,10 +362,19 @@ type allocScript struct {
 	wa, sip [][]byte // one of each per 20 ms frame (nil: nothing then)
 }
 
-func newAllocScript(t *testing.T, c Codec, dtmfPT uint8, inband bool) allocScript {
+func newAllocScript(t *testing.T, c Codec, dtmfPT uint8, inband bool, g711WA bool) allocScript {
 	var s allocScript
-	src := newWhatsAppSender(t, 1000, 9000, 20, true)
-	src.depth = 0.45
+	var src interface {
+		next() []byte
+		digit(r rune, d time.Duration, keep func(int) bool) [][]byte
+	}
+	if g711WA {
+		src = newG711Sender(t, c.PayloadType, c.Name == "PCMA", 1000, 9000)
+	} else {
+		opus := newWhatsAppSender(t, 1000, 9000, 20, true)
+		opus.depth = 0.45
+		src = opus
+	}
 	pbx := newPBXSender(t, dtmfPT)
 	if c.Name == "opus" {
 		pbx.frame = 960
@@ -388,26 +417,33 @@ func newAllocScript(t *testing.T, c Codec, dtmfPT uint8, inband bool) allocScrip
 }
 
 // The new paths allocate nothing per packet either: digits both ways
-// (events and tones), G.722, Opus passthrough, the reorder window and the
-// playout buffer.
+// (events and tones), G.722, Opus and G.711 passthrough, the reorder
+// window and the playout buffer.
 func TestNewHotPathsDoNotAllocate(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		codec  Codec
 		dtmfPT uint8
 		mode   DTMFMode
+		g711WA bool // WhatsApp negotiated the codec too: passthrough
 	}{
-		{"pcmu/rfc4733", pcmu, 101, DTMFModeRFC4733},
-		{"pcmu/inband", pcmu, 0, DTMFModeInband},
-		{"g722/rfc4733", g722Codec, 101, DTMFModeRFC4733},
-		{"opus/rfc4733", opusSIP, 101, DTMFModeRFC4733},
+		{"pcmu/rfc4733", pcmu, 101, DTMFModeRFC4733, false},
+		{"pcmu/inband", pcmu, 0, DTMFModeInband, false},
+		{"g722/rfc4733", g722Codec, 101, DTMFModeRFC4733, false},
+		{"opus/rfc4733", opusSIP, 101, DTMFModeRFC4733, false},
+		{"pcmu-passthrough/rfc4733", pcmu, 101, DTMFModeRFC4733, true},
+		{"pcma-passthrough/rfc4733", Codec{"PCMA", 8, 8000}, 101, DTMFModeRFC4733, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			digits := 0
-			b, _, _ := newDrivenBridgeWith(t, Config{SIPCodec: tc.codec, SIPDTMFPayloadType: tc.dtmfPT, DTMFMode: tc.mode, OnDigit: func(string, rune) { digits++ }})
+			c := Config{SIPCodec: tc.codec, SIPDTMFPayloadType: tc.dtmfPT, DTMFMode: tc.mode, OnDigit: func(string, rune) { digits++ }}
+			if tc.g711WA {
+				c.WhatsAppCodec = tc.codec
+			}
+			b, _, _ := newDrivenBridgeWith(t, c)
 			b.w2s.out.w, b.s2w.out.w = discard{}, discard{}
 			clock := simClock(b)
-			s := newAllocScript(t, tc.codec, tc.dtmfPT, tc.mode == DTMFModeInband)
+			s := newAllocScript(t, tc.codec, tc.dtmfPT, tc.mode == DTMFModeInband, tc.g711WA)
 			i := 0
 			step := func() {
 				*clock = int64(i) * int64(20*time.Millisecond)
@@ -434,7 +470,7 @@ func TestNewHotPathsDoNotAllocate(t *testing.T) {
 			if w.DigitsSent < 20 || x.DigitsSent < 20 || w.Reordered == 0 || w.Lost == 0 || x.Resets == 0 || digits != int(w.Digits+x.Digits) {
 				t.Fatal("not every path was taken")
 			}
-			if tc.codec.Name != "opus" && (x.ComfortNoise == 0 || w.FECRecovered+w.Concealed == 0) {
+			if tc.codec.Name != "opus" && (x.ComfortNoise == 0 || !tc.g711WA && w.FECRecovered+w.Concealed == 0) {
 				t.Fatal("not every path was taken")
 			}
 		})

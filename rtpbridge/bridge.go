@@ -1,6 +1,7 @@
 // Package rtpbridge is the gateway's media core: it bridges one call
 // between WhatsApp's Opus (WebRTC leg) and the PBX's codec (SIP leg): G.711
-// (PCMU, PCMA) and G.722 are transcoded, Opus is passed through.
+// (PCMU, PCMA) and G.722 are transcoded, Opus is passed through; a
+// WhatsApp leg that negotiated G.711 is passed through to the same codec.
 //
 // It knows nothing of WebRTC or SIP: each leg hands it whole, decrypted RTP
 // packets through PacketReader and takes packets through PacketWriter. A
@@ -50,7 +51,7 @@ type Codec struct {
 
 // Config describes one call's media.
 type Config struct {
-	WhatsAppIn   PacketReader // Opus on WhatsAppOpusPT, telephone-event on WhatsAppDTMFPT, 48 kHz RTP clock
+	WhatsAppIn   PacketReader // Opus on WhatsAppOpusPT (48 kHz RTP clock) or WhatsAppCodec's G.711 (8 kHz), telephone-event on WhatsAppDTMFPT
 	WhatsAppOut  PacketWriter
 	WhatsAppSSRC uint32 // the one SSRC toward WhatsApp for the whole call (given by the WebRTC leg)
 	// WhatsAppOpusPT is the payload type of opus/48000/2 in WhatsApp's
@@ -60,6 +61,13 @@ type Config struct {
 	// Stats.SIPToWhatsApp.DigitsUnsent) and SendDigitToWhatsApp fails.
 	WhatsAppOpusPT uint8
 	WhatsAppDTMFPT uint8
+	// WhatsAppCodec is the WhatsApp leg's audio codec when it is not
+	// Opus: PCMU or PCMA on the payload type the leg negotiated (Meta
+	// offers them beside Opus when the number's audio.additional_codecs
+	// lists them), with WhatsAppOpusPT 0. Such a leg is passed through:
+	// SIPCodec must be the same codec, timestamps toward WhatsApp run at
+	// 8 kHz. The zero value is Opus on WhatsAppOpusPT.
+	WhatsAppCodec Codec
 
 	SIPIn    PacketReader
 	SIPOut   PacketWriter
@@ -122,7 +130,7 @@ type frameSpec struct {
 	d       time.Duration
 	samples int    // PCM samples at the SIP codec's rate (0 in passthrough)
 	sipTS   uint32 // SIP RTP timestamp units
-	opusTS  uint32 // Opus RTP timestamp units (48 kHz clock)
+	waTS    uint32 // WhatsApp RTP timestamp units (48 kHz for Opus, 8 kHz for G.711)
 }
 
 // Bridge bridges one call. Its methods are safe for concurrent use.
@@ -133,6 +141,7 @@ type Bridge struct {
 	sipIn PacketReader
 
 	setup      atomic.Pointer[sipSetup] // the SIP setup in force
+	wa         *waCodec                 // the WhatsApp leg's codec, for the whole call
 	complexity int
 	frame      time.Duration
 	mode       DTMFMode
@@ -167,7 +176,8 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Frame != defaultFrame {
 		return nil, fmt.Errorf("rtpbridge: frame %v is not supported (only %v)", cfg.Frame, defaultFrame)
 	}
-	if err := checkWhatsAppPTs(cfg.WhatsAppOpusPT, cfg.WhatsAppDTMFPT); err != nil {
+	wa, err := newWACodec(cfg.WhatsAppCodec, cfg.WhatsAppOpusPT, cfg.WhatsAppDTMFPT)
+	if err != nil {
 		return nil, err
 	}
 	if (cfg.OpusComplexity < 0 || cfg.OpusComplexity > 10) && cfg.OpusComplexity != OpusComplexityAuto {
@@ -182,13 +192,8 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.SIPDTMFClockRate < 8000 || cfg.SIPDTMFClockRate > opusClock {
 		return nil, fmt.Errorf("rtpbridge: telephone-event clock %d Hz is not within 8000-48000", cfg.SIPDTMFClockRate)
 	}
-	setup, err := newSetup(cfg.SIPCodec, cfg.SIPDTMFPayloadType, cfg.OpusComplexity, cfg.Frame, nil)
+	setup, err := newSetup(cfg.SIPCodec, cfg.SIPDTMFPayloadType, cfg.OpusComplexity, cfg.Frame, wa, nil)
 	if err != nil {
-		return nil, err
-	}
-	silence, err := opusSilence()
-	if err != nil {
-		setup.close()
 		return nil, err
 	}
 	for cfg.SIPSSRC == 0 {
@@ -199,7 +204,7 @@ func New(cfg Config) (*Bridge, error) {
 		worker: pickWorker(),
 		waIn:   cfg.WhatsAppIn, sipIn: cfg.SIPIn, complexity: cfg.OpusComplexity, frame: cfg.Frame, mode: cfg.DTMFMode,
 		toSIP: make(chan digitRequest, digitQueueLen), toWA: make(chan waDigit, digitQueueLen),
-		setups: []*sipSetup{setup},
+		setups: []*sipSetup{setup}, wa: wa,
 	}
 	b.setup.Store(setup)
 	epoch := time.Now()
@@ -207,10 +212,10 @@ func New(cfg Config) (*Bridge, error) {
 	// Sequence numbers and timestamps start at random values (RFC 3550 §5.1).
 	sipOut := newRTPSender("sip", cfg.SIPOut, cfg.SIPSSRC, uint16(rand.Uint32()), rand.Uint32(), &b.w2sCount)
 	waOut := newRTPSender("whatsapp", cfg.WhatsAppOut, cfg.WhatsAppSSRC, uint16(rand.Uint32()), rand.Uint32(), &b.s2wCount)
-	b.w2s = newWAToSIP(cfg.WhatsAppOpusPT, cfg.WhatsAppDTMFPT, &b.setup,
+	b.w2s = newWAToSIP(wa, cfg.WhatsAppDTMFPT, &b.setup,
 		toSIPDTMF{mode: cfg.DTMFMode, dtmfClock: cfg.SIPDTMFClockRate, onDigit: cfg.OnDigit, queue: b.toSIP},
 		now, sipOut, &b.w2sCount)
-	b.s2w = newSIPToWhatsApp(&b.setup, silence, cfg.WhatsAppOpusPT,
+	b.s2w = newSIPToWhatsApp(&b.setup, wa,
 		toWADTMF{mode: cfg.DTMFMode, eventPT: cfg.WhatsAppDTMFPT, dtmfClock: cfg.SIPDTMFClockRate, onDigit: cfg.OnDigit, queue: b.toWA},
 		now, waOut, &b.s2wCount)
 	return b, nil
@@ -342,7 +347,7 @@ func (b *Bridge) Start() {
 	}
 	b.pacing = b.worker.startPacing(b.frame, b.s2w.sendFrame, func(frames int64) {
 		b.s2wCount.pacerResyncs.Add(1)
-		b.s2w.out.skip(uint32(frames) * b.s2w.opusTS)
+		b.s2w.out.skip(uint32(frames) * b.s2w.waTS)
 		b.s2w.play.skip(frames)
 	})
 }
@@ -398,7 +403,9 @@ func (b *Bridge) Close() {
 // prepared here and taken up by the readers at their next packet (the
 // pacer with the first audio of the new codec). The stream toward WhatsApp
 // keeps its SSRC, sequence and timestamps; toward the PBX likewise, with
-// the marker bit. Setting what is already in force does nothing.
+// the marker bit. Setting what is already in force does nothing. A G.711
+// WhatsApp leg takes only its own codec: another is an error, and the
+// setup in force stays.
 func (b *Bridge) SetSIPCodec(c Codec, dtmfPT uint8) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -409,7 +416,7 @@ func (b *Bridge) SetSIPCodec(c Codec, dtmfPT uint8) error {
 	if cur.same(c, dtmfPT) {
 		return nil
 	}
-	s, err := newSetup(c, dtmfPT, b.complexity, b.frame, cur)
+	s, err := newSetup(c, dtmfPT, b.complexity, b.frame, b.wa, cur)
 	if err != nil {
 		return err
 	}
@@ -483,7 +490,7 @@ func (b *Bridge) digit(digit rune, d time.Duration) (uint8, uint32, error) {
 // estimates (jitter, loss, MOS), taken with atomic loads: callable from any
 // goroutine while the bridge runs.
 func (b *Bridge) Stats() Stats {
-	return statsOf(&b.w2sCount, &b.s2wCount, b.setup.Load().codec.passthrough)
+	return statsOf(&b.w2sCount, &b.s2wCount, b.setup.Load().codec)
 }
 
 // SIPPacketsIn is Stats().SIPToWhatsApp.PacketsIn alone, one atomic load:

@@ -10,7 +10,8 @@ import (
 )
 
 // sipCodec is a SIP-side codec the bridge transcodes to and from Opus, or
-// Opus itself, which the bridge passes through untouched.
+// passes through untouched: Opus to an Opus WhatsApp leg, G.711 to a
+// WhatsApp leg of the same law (whatsappcodec.go).
 //
 // G.711 is stateless. G.722 is ADPCM with state on each side: every
 // sipCodec value has its own encoder (used only by the WhatsApp reader,
@@ -20,13 +21,16 @@ type sipCodec struct {
 	name        string // lower case, for the chain: "pcmu"
 	pt          uint8  // as negotiated
 	clock       uint32 // RTP clock rate
-	pcmRate     int    // rate of the PCM it carries; Opus runs at it (no resampler); 0 for passthrough
-	passthrough bool   // Opus on the SIP side: no codec work, headers only
+	pcmRate     int    // rate of the PCM it carries; Opus runs at it (no resampler); 0 for Opus
+	passthrough bool   // the WhatsApp leg's codec too (newSetup): no codec work, headers only
 	encode      func(pcm []int16, out []byte)
 	decode      func(in []byte, pcm []int16)
 	reset       func() // forget the decoder's state (a new stream from the PBX); nil if stateless
 	perBytes    int    // samples per payload byte (1 for G.711, 2 for G.722)
 }
+
+// isOpus reports whether the PBX speaks Opus.
+func (c *sipCodec) isOpus() bool { return c.name == "opus" }
 
 // samplesIn is how many PCM samples a payload of n bytes decodes to.
 func (c *sipCodec) samplesIn(n int) int { return n * c.perBytes }
@@ -74,7 +78,7 @@ func lookupCodec(c Codec) (*sipCodec, error) {
 			perBytes: 2,
 		}
 	case "OPUS":
-		sc = sipCodec{name: "opus", clock: opusClock, passthrough: true}
+		sc = sipCodec{name: "opus", clock: opusClock}
 	default:
 		return nil, fmt.Errorf("rtpbridge: SIP codec %q is not supported (supported: %s)", c.Name, supportedCodecs)
 	}

@@ -116,9 +116,15 @@ const (
 	metaDTMFPT = 126
 )
 
-// withMetaPTs gives c Meta's payload types unless it names an Opus one.
+// withMetaPTs gives c Meta's payload types unless it names an Opus one;
+// a G.711 WhatsApp leg gets Meta's telephone-event unless it names one.
 func withMetaPTs(c Config) Config {
-	if c.WhatsAppOpusPT == 0 {
+	switch {
+	case c.WhatsAppCodec.Name != "":
+		if c.WhatsAppDTMFPT == 0 {
+			c.WhatsAppDTMFPT = metaDTMFPT
+		}
+	case c.WhatsAppOpusPT == 0:
 		c.WhatsAppOpusPT, c.WhatsAppDTMFPT = metaOpusPT, metaDTMFPT
 	}
 	return c

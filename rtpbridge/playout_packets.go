@@ -2,12 +2,13 @@ package rtpbridge
 
 import "time"
 
-// packetSlots is the playout buffer's store for Opus passthrough: a ring of
-// frame slots, each holding the whole Opus packet that starts in it (a
-// packet longer than a frame marks the slots it lasts over as covered).
-// The playout buffer's lock guards it.
+// packetSlots is the playout buffer's store for passthrough (Opus, or
+// G.711 to a WhatsApp leg of the same law): a ring of frame slots, each
+// holding the whole packet that starts in it (a packet longer than a frame
+// marks the slots it lasts over as covered). The playout buffer's lock
+// guards it.
 type packetSlots struct {
-	frame int64 // timeline units (48 kHz) per frame
+	frame int64 // timeline units (the codec's RTP clock) per frame
 	ring  []playSlot
 }
 
@@ -22,7 +23,7 @@ type playSlot struct {
 }
 
 // playSlotInline is the payload a slot holds in place: 20 ms of Opus at
-// 128 kbit/s. Meta's audio is about 20 kbit/s (50-byte payloads) and a
+// 128 kbit/s, or of G.711 (160 bytes). Meta's audio is about 20 kbit/s (50-byte payloads) and a
 // PBX's Opus seldom above 64; a slot of a whole MTU made the 52 slots of a
 // passthrough call 80 KB, a third of the call's memory. A longer payload
 // (Opus allows 1275 bytes a 20 ms frame, more for longer packets, RFC 6716
@@ -31,7 +32,7 @@ const playSlotInline = 320
 
 // configure makes the slots hold s's packets, empty.
 func (r *packetSlots) configure(s *sipSetup) playGeometry {
-	r.frame = int64(s.frame.opusTS)
+	r.frame = int64(s.frame.waTS)
 	capacity := r.frame * (playCapacityMs / int64(s.frame.d/time.Millisecond))
 	if n := int(capacity/r.frame) + 2; len(r.ring) != n {
 		r.ring = make([]playSlot, n)
@@ -39,7 +40,7 @@ func (r *packetSlots) configure(s *sipSetup) playGeometry {
 		clear(r.ring)
 	}
 	// A packet takes the slot it mostly falls in: half a frame on.
-	return playGeometry{rate: opusClock, mul: 1, frame: r.frame, capacity: capacity, mid: r.frame / 2}
+	return playGeometry{rate: int64(s.codec.clock), mul: 1, frame: r.frame, capacity: capacity, mid: r.frame / 2}
 }
 
 func (r *packetSlots) release() { r.ring = nil }

@@ -46,7 +46,7 @@ func TestPlayoutPacketSizes(t *testing.T) {
 
 func newTestSlots(t *testing.T) (*packetSlots, playGeometry) {
 	t.Helper()
-	s, err := newSetup(opusSIP, 0, 0, defaultFrame, nil)
+	s, err := newSetup(opusSIP, 0, 0, defaultFrame, opusWA(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

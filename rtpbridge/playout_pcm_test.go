@@ -7,7 +7,7 @@ import (
 
 func newTestRing(t *testing.T, codec Codec) (*pcmRing, playGeometry) {
 	t.Helper()
-	s, err := newSetup(codec, 0, 0, defaultFrame, nil)
+	s, err := newSetup(codec, 0, 0, defaultFrame, opusWA(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

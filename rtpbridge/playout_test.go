@@ -11,7 +11,7 @@ import (
 
 func newTestPlayout(t testing.TB, codec Codec) (*playout, *dirCounters) {
 	t.Helper()
-	s, err := newSetup(codec, 0, 0, defaultFrame, nil)
+	s, err := newSetup(codec, 0, 0, defaultFrame, opusWA(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

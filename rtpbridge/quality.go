@@ -68,11 +68,16 @@ func rToMOS(r float64) float64 {
 // directionMOS estimates both directions of a call through the bridge:
 // WhatsApp → SIP (what the PBX's side hears: losses on the WhatsApp leg
 // hit Opus) and SIP → WhatsApp (what the caller hears: losses on the SIP
-// leg hit the SIP codec). passthrough is an Opus-speaking PBX: Opus end to
-// end, no second codec.
-func directionMOS(passthrough bool, waLossPct, waJitterMs, sipLossPct, sipJitterMs float64) (toSIP, toWA float64) {
+// leg hit the SIP codec). passthrough is one codec end to end, no second
+// one: Opus (an Opus-speaking PBX) or, when not opus, G.711 (a WhatsApp
+// leg that negotiated the PBX's G.711).
+func directionMOS(passthrough, opus bool, waLossPct, waJitterMs, sipLossPct, sipJitterMs float64) (toSIP, toWA float64) {
 	if passthrough {
-		return estimateMOS(impOpus, nil, waLossPct, waJitterMs), estimateMOS(impOpus, nil, sipLossPct, sipJitterMs)
+		imp := impOpus
+		if !opus {
+			imp = impG711
+		}
+		return estimateMOS(imp, nil, waLossPct, waJitterMs), estimateMOS(imp, nil, sipLossPct, sipJitterMs)
 	}
 	// G.711 and G.722 alike.
 	sip := impG711

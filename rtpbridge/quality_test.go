@@ -50,14 +50,15 @@ func TestEstimateMOS(t *testing.T) {
 }
 
 func TestDirectionMOS(t *testing.T) {
-	toSIP, toWA := directionMOS(false, 0, 1, 4, 1)
+	toSIP, toWA := directionMOS(false, true, 0, 1, 4, 1)
 	if toWA >= toSIP {
 		t.Errorf("loss on the SIP leg should lower what the caller hears: to sip %.2f, to whatsapp %.2f", toSIP, toWA)
 	}
-	pt, _ := directionMOS(true, 0, 0, 0, 0)
-	tr, _ := directionMOS(false, 0, 0, 0, 0)
-	if pt < tr {
-		t.Errorf("passthrough %.2f should be no worse than transcoding %.2f", pt, tr)
+	pt, _ := directionMOS(true, true, 0, 0, 0, 0)
+	tr, _ := directionMOS(false, true, 0, 0, 0, 0)
+	g711, _ := directionMOS(true, false, 0, 0, 0, 0)
+	if pt < tr || g711 < tr {
+		t.Errorf("passthrough (opus %.2f, G.711 %.2f) should be no worse than transcoding %.2f", pt, g711, tr)
 	}
 	if lossPct(0, 0) != 0 || lossPct(90, 10) != 10 {
 		t.Error("lossPct")
@@ -73,12 +74,13 @@ func TestStatsQuality(t *testing.T) {
 	s2w.packetsIn.Store(100)
 	s2w.jitterNs.Store(30e6)
 	for _, passthrough := range []bool{false, true} {
-		st := statsOf(&w2s, &s2w, passthrough)
+		sip := &sipCodec{name: "pcmu", passthrough: passthrough}
+		st := statsOf(&w2s, &s2w, sip)
 		a, b := st.WhatsAppToSIP, st.SIPToWhatsApp
 		if a.LossPct != 10 || b.LossPct != 0 || a.JitterMs != 0 || b.JitterMs != 30 {
 			t.Fatalf("passthrough %v: loss %v/%v jitter %v/%v", passthrough, a.LossPct, b.LossPct, a.JitterMs, b.JitterMs)
 		}
-		toSIP, toWA := directionMOS(passthrough, 10, 0, 0, 30)
+		toSIP, toWA := directionMOS(passthrough, false, 10, 0, 0, 30)
 		if a.MOS != round2(toSIP) || b.MOS != round2(toWA) || st.MOS != round2(min(toSIP, toWA)) || st.MOS != a.MOS {
 			t.Fatalf("passthrough %v: MOS %v/%v call %v, want %.2f/%.2f", passthrough, a.MOS, b.MOS, st.MOS, toSIP, toWA)
 		}
@@ -89,17 +91,17 @@ func TestStatsQuality(t *testing.T) {
 // nothing has none (0), and the call's is the other direction's.
 func TestMOSOnlyFromPacketsThatArrived(t *testing.T) {
 	var w2s, s2w dirCounters
-	if st := statsOf(&w2s, &s2w, false); st.MOS != 0 || st.WhatsAppToSIP.MOS != 0 || st.SIPToWhatsApp.MOS != 0 {
+	if st := statsOf(&w2s, &s2w, &sipCodec{name: "pcmu"}); st.MOS != 0 || st.WhatsAppToSIP.MOS != 0 || st.SIPToWhatsApp.MOS != 0 {
 		t.Errorf("no packets either way: MOS %v/%v/%v, want all 0", st.MOS, st.WhatsAppToSIP.MOS, st.SIPToWhatsApp.MOS)
 	}
 	w2s.packetsIn.Add(100)
-	st := statsOf(&w2s, &s2w, false)
+	st := statsOf(&w2s, &s2w, &sipCodec{name: "pcmu"})
 	if st.WhatsAppToSIP.MOS < 4 || st.SIPToWhatsApp.MOS != 0 || st.MOS != st.WhatsAppToSIP.MOS {
 		t.Errorf("packets from WhatsApp only: MOS %v, whatsapp→sip %v, sip→whatsapp %v", st.MOS, st.WhatsAppToSIP.MOS, st.SIPToWhatsApp.MOS)
 	}
 	s2w.packetsIn.Add(100)
 	s2w.lost.Add(10)
-	st = statsOf(&w2s, &s2w, false)
+	st = statsOf(&w2s, &s2w, &sipCodec{name: "pcmu"})
 	if st.SIPToWhatsApp.MOS == 0 || st.MOS != st.SIPToWhatsApp.MOS || st.MOS >= st.WhatsAppToSIP.MOS {
 		t.Errorf("both ways, loss toward WhatsApp: MOS %v, whatsapp→sip %v, sip→whatsapp %v", st.MOS, st.WhatsAppToSIP.MOS, st.SIPToWhatsApp.MOS)
 	}

@@ -14,30 +14,31 @@ import (
 // without delay. Held packets are copies in fixed slots (no allocation).
 // Like the rest of this direction it runs on WhatsApp's packets, with no
 // clock of its own: WhatsApp sends a packet every 20 ms, so the window
-// gives up on a gap within 60 ms.
+// gives up on a gap within reorderMs.
 
 const (
 	reorderSlots = 3
-	reorderSpan  = opusClock * 60 / 1000 // 60 ms on the Opus clock
+	reorderMs    = 60
 )
 
 // heldPacket is one packet waiting in the window.
 type heldPacket struct {
 	h   rtpHeader
-	dur uint32 // Opus clock units of audio (0 for telephone-events)
+	dur uint32 // WhatsApp clock units of audio (0 for telephone-events)
 	n   int
 	buf [maxPacket]byte
 }
 
 // reorderWindow holds packets that arrived ahead of a gap.
 type reorderWindow struct {
+	span  int32 // reorderMs on WhatsApp's RTP clock
 	slots [reorderSlots]heldPacket
 	used  [reorderSlots]bool
 	n     int
 }
 
 func (w *reorderWindow) String() string {
-	return fmt.Sprintf("reorder %v", time.Duration(reorderSpan)*time.Second/opusClock)
+	return fmt.Sprintf("reorder %v", reorderMs*time.Millisecond)
 }
 
 // holds reports whether a packet with sequence number seq is held.
@@ -65,13 +66,13 @@ func (w *reorderWindow) put(h rtpHeader, payload []byte, dur uint32) bool {
 }
 
 // full reports whether the window must give up on the gap: every slot
-// taken, or held audio starting reorderSpan or more after nextTS.
+// taken, or held audio starting span or more after nextTS.
 func (w *reorderWindow) full(nextTS uint32) bool {
 	if w.n == reorderSlots {
 		return true
 	}
 	for i := range w.slots {
-		if w.used[i] && int32(w.slots[i].h.ts-nextTS) >= reorderSpan {
+		if w.used[i] && int32(w.slots[i].h.ts-nextTS) >= w.span {
 			return true
 		}
 	}

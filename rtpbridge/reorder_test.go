@@ -74,7 +74,7 @@ func TestWhatsAppReorderWindow(t *testing.T) {
 // sequence number's wrap, and gives up once full or once held audio starts
 // 60 ms past the expected point.
 func TestReorderWindowOrder(t *testing.T) {
-	var w reorderWindow
+	w := reorderWindow{span: opusClock * reorderMs / 1000}
 	for _, seq := range []uint16{1, 65535, 0} {
 		if !w.put(rtpHeader{seq: seq, ts: uint32(seq) * 960}, []byte{byte(seq)}, 960) {
 			t.Fatal("put failed")

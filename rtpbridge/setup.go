@@ -24,7 +24,8 @@ type sipSetup struct {
 	dtmfPT uint8 // SIP telephone-event payload type, 0 if none
 	frame  frameSpec
 
-	// Transcoding only (nil in passthrough).
+	// Transcoding only (nil in passthrough). Opus runs only on the
+	// WhatsApp side: a G.711 WhatsApp leg is always passed through.
 	dec *opus.Decoder // WhatsApp → SIP, at the codec's PCM rate
 	enc *opus.Encoder // SIP → WhatsApp, likewise
 
@@ -37,20 +38,25 @@ type sipSetup struct {
 	frames    *framer
 }
 
-// passthroughStage names the Opus passthrough in both directions.
-type passthroughStage struct{ pacer time.Duration }
+// passthroughStage names a passthrough (Opus, or G.711 both sides) in
+// both directions.
+type passthroughStage struct {
+	codec string
+	pacer time.Duration
+}
 
 func (s passthroughStage) String() string {
 	if s.pacer != 0 {
-		return fmt.Sprintf("opus passthrough (%v pacer)", s.pacer)
+		return fmt.Sprintf("%s passthrough (%v pacer)", s.codec, s.pacer)
 	}
-	return "opus passthrough"
+	return s.codec + " passthrough"
 }
 
-// newSetup builds the setup for codec c. The Opus encoder and decoder of
-// prev are kept when the PCM rate stays the same (PCMU ↔ PCMA), so their
-// state carries over; otherwise new ones are opened.
-func newSetup(c Codec, dtmfPT uint8, complexity int, d time.Duration, prev *sipSetup) (*sipSetup, error) {
+// newSetup builds the setup for codec c toward a WhatsApp leg of wa. The
+// Opus encoder and decoder of prev are kept when the PCM rate stays the
+// same (PCMU ↔ PCMA), so their state carries over; otherwise new ones are
+// opened. A G.711 WhatsApp leg takes only its own codec (passthrough).
+func newSetup(c Codec, dtmfPT uint8, complexity int, d time.Duration, wa *waCodec, prev *sipSetup) (*sipSetup, error) {
 	if dtmfPT > 127 {
 		return nil, fmt.Errorf("rtpbridge: telephone-event payload type %d is not within 0-127", dtmfPT)
 	}
@@ -61,14 +67,18 @@ func newSetup(c Codec, dtmfPT uint8, complexity int, d time.Duration, prev *sipS
 	if dtmfPT != 0 && dtmfPT == codec.pt {
 		return nil, fmt.Errorf("rtpbridge: telephone-event and %s share payload type %d", codec.name, dtmfPT)
 	}
+	codec.passthrough = wa.passthroughWith(codec)
+	if !codec.passthrough && !wa.isOpus() {
+		return nil, fmt.Errorf("rtpbridge: SIP codec %s cannot be bridged to WhatsApp's %s: a G.711 WhatsApp leg is passed through to the same codec only", codec.name, wa.name)
+	}
 	ms := uint32(d / time.Millisecond)
 	s := &sipSetup{codec: codec, dtmfPT: dtmfPT}
-	s.frame = frameSpec{d: d, sipTS: codec.clock * ms / 1000, opusTS: opusClock * ms / 1000}
+	s.frame = frameSpec{d: d, sipTS: codec.clock * ms / 1000, waTS: wa.clock * ms / 1000}
 	s.s2wSource = label(fmt.Sprintf("sip %s/%d", codec.name, codec.clock))
 	if codec.passthrough {
-		s.w2sStages = []fmt.Stringer{passthroughStage{}}
-		s.s2wDecode = passthroughStage{}
-		s.s2wEncode = passthroughStage{pacer: d}
+		s.w2sStages = []fmt.Stringer{passthroughStage{codec: codec.name}}
+		s.s2wDecode = passthroughStage{codec: codec.name}
+		s.s2wEncode = passthroughStage{codec: codec.name, pacer: d}
 		return s, nil
 	}
 	s.frame.samples = codec.pcmRate * int(ms) / 1000

@@ -9,10 +9,11 @@ import (
 )
 
 // SIP → WhatsApp: the SIP reader decodes the PBX's packets (any ptime) into
-// the playout buffer (Opus from an Opus-speaking PBX goes in as it is); the
-// pacer takes one frame from it every 20 ms (silence when it holds none),
-// encodes it to Opus and sends it with the one WhatsApp SSRC, sequence +1,
-// timestamp +960. Whatever the PBX does (new SSRC on transfer or music on
+// the playout buffer (Opus from an Opus-speaking PBX, or G.711 toward a
+// WhatsApp leg of the same law, goes in as it is); the pacer takes one
+// frame from it every 20 ms (silence when it holds none), encodes it to
+// Opus and sends it with the one WhatsApp SSRC, sequence +1, timestamp
+// +960 (+160 for G.711's 8 kHz clock). Whatever the PBX does (new SSRC on transfer or music on
 // hold, a codec change, comfort noise, silence suppression, hold) the
 // stream toward WhatsApp goes on unbroken. The playout buffer and the digit
 // queue are the only state the two goroutines share.
@@ -63,19 +64,18 @@ type sipToWhatsApp struct {
 	// the pacer goroutine, telephone-events included, so all share the
 	// SSRC's one sequence space (RFC 3550 §5.1), as Meta's WhatsApp Cloud
 	// API calling documentation asks of the media.
-	pcm     []int16 // one frame
-	pkt     []byte  // one passthrough packet
-	silence []byte  // one 20 ms Opus frame of silence
-	out     *rtpSender
-	opusPT  uint8
-	opusTS  uint32 // Opus clock units per frame
+	pcm  []int16 // one frame
+	pkt  []byte  // one passthrough packet
+	out  *rtpSender
+	wa   *waCodec // its payload type, clock and silence frame
+	waTS uint32   // WhatsApp clock units per frame
 
 	dtmf toWADTMF
 
 	c *dirCounters
 }
 
-func newSIPToWhatsApp(pub *atomic.Pointer[sipSetup], silence []byte, opusPT uint8, dtmf toWADTMF, now func() int64, out *rtpSender, c *dirCounters) *sipToWhatsApp {
+func newSIPToWhatsApp(pub *atomic.Pointer[sipSetup], wa *waCodec, dtmf toWADTMF, now func() int64, out *rtpSender, c *dirCounters) *sipToWhatsApp {
 	d := &sipToWhatsApp{
 		pub:     pub,
 		scratch: make([]int16, maxSIPPayloadLen*2),
@@ -83,10 +83,9 @@ func newSIPToWhatsApp(pub *atomic.Pointer[sipSetup], silence []byte, opusPT uint
 		play:    newPlayout(c),
 		pcm:     make([]int16, maxPCMRate/50),
 		pkt:     make([]byte, maxPacket),
-		silence: silence,
 		out:     out,
-		opusPT:  opusPT,
-		opusTS:  pub.Load().frame.opusTS,
+		wa:      wa,
+		waTS:    pub.Load().frame.waTS,
 		dtmf:    dtmf,
 		c:       c,
 	}
@@ -142,7 +141,7 @@ func (d *sipToWhatsApp) handle(pkt []byte) {
 	}
 	switch {
 	case h.pt == d.setup.codec.pt:
-	case h.pt == ptComfortNoise && !d.setup.codec.passthrough:
+	case h.pt == ptComfortNoise && !d.setup.codec.isOpus():
 		// The PBX went quiet (RFC 3389): the pacer plays silence until
 		// audio comes again. The packet keeps its place in the sequence.
 		c.comfortNoise.Add(1)
@@ -163,12 +162,11 @@ func (d *sipToWhatsApp) handle(pkt []byte) {
 	}
 	var dur uint32 // RTP timestamp units
 	if d.setup.codec.passthrough {
-		n, err := opus.PacketSamples(payload, opusClock)
-		if err != nil || n <= 0 || n > opusClock*maxOpusMs/1000 {
+		var ok bool
+		if dur, ok = payloadUnits(d.setup.codec.isOpus(), payload); !ok {
 			c.malformed.Add(1)
 			return
 		}
-		dur = uint32(n)
 	} else {
 		dur = d.setup.codec.tsUnits(d.setup.codec.samplesIn(len(payload)))
 	}
@@ -241,11 +239,11 @@ func (d *sipToWhatsApp) sendFrame(behind time.Duration) (shift time.Duration) {
 		switch kind {
 		case playPacket:
 			copy(d.out.payload(), d.pkt[:n])
-			d.out.send(d.opusPT, n, uint32(dur))
+			d.out.send(d.wa.pt, n, uint32(dur))
 		case playCovered: // the last packet lasts over this frame too
 		default:
 			d.c.silenceFrames.Add(1)
-			d.out.send(d.opusPT, copy(d.out.payload(), d.silence), f.opusTS)
+			d.out.send(d.wa.pt, copy(d.out.payload(), d.wa.silence), f.waTS)
 		}
 		return shift
 	}
@@ -256,9 +254,9 @@ func (d *sipToWhatsApp) sendFrame(behind time.Duration) (shift time.Duration) {
 	n, err := s.enc.Encode(pcm, d.out.payload())
 	if err != nil {
 		d.c.encodeErrors.Add(1)
-		d.out.skip(f.opusTS)
+		d.out.skip(f.waTS)
 		return shift
 	}
-	d.out.send(d.opusPT, n, f.opusTS)
+	d.out.send(d.wa.pt, n, f.waTS)
 	return shift
 }

@@ -7,10 +7,11 @@ import "fmt"
 // the PBX's audio (DTMFModeInband), and SendDigitToWhatsApp (SIP INFO
 // digits, handed in by the gateway). Each is reported once (OnDigit, for
 // the first two) and queued for the pacer, which sends it as telephone-
-// events on WhatsApp's telephone-event payload type in place of Opus
+// events on WhatsApp's telephone-event payload type in place of audio
 // frames, one per 20 ms, in the one WhatsApp SSRC and sequence: the
-// event's timestamp is where it starts on the 48 kHz audio clock, its
-// duration counts 8 kHz units (Meta negotiates telephone-event/8000). A digit from the PBX starts when its first packet
+// event's timestamp is where it starts on the audio clock (48 kHz for
+// Opus, 8 kHz for G.711), its duration counts 8 kHz units (Meta negotiates
+// telephone-event/8000; RFC 4733 §2.3.5 for the timestamp). A digit from the PBX starts when its first packet
 // (or its tone) is seen and lasts until its end; the pacer then sends the
 // end packet three times, in three frames, and Opus after. If WhatsApp's
 // offer negotiated no telephone-event, the PBX's digits are only reported
@@ -64,7 +65,7 @@ type waEventGen struct {
 	active  bool
 	id      uint32
 	code    uint8
-	ts      uint32 // on the Opus clock
+	ts      uint32 // on WhatsApp's audio clock
 	elapsed uint32 // 8 kHz units sent
 	target  uint32 // 0 until the end is known
 	ends    int    // end packets still to send
@@ -238,7 +239,7 @@ func (t *toWADTMF) peek() (waDigit, bool) {
 // is playing or waiting (the pacer goroutine).
 func (t *toWADTMF) slot(d *sipToWhatsApp) bool {
 	g := &t.gen
-	frame8 := d.opusTS / (opusClock / 8000)
+	frame8 := d.waTS * 8000 / d.wa.clock
 	if !g.active {
 		x, ok := t.take()
 		if !ok || !x.begin {
@@ -271,7 +272,7 @@ func (t *toWADTMF) slot(d *sipToWhatsApp) bool {
 	end := g.ends > 0
 	n := putEvent(d.out.payload(), eventPacket{code: g.code, end: end, volume: dtmfVolume, dur: uint16(min(g.elapsed, maxEventDur))})
 	d.out.sendAt(t.eventPT, n, g.ts, g.sent == 0)
-	d.out.skip(d.opusTS)
+	d.out.skip(d.waTS)
 	g.sent++
 	if end {
 		if g.ends--; g.ends == 0 {

@@ -72,7 +72,7 @@ func TestSIPToWhatsAppOtherPackets(t *testing.T) {
 	b.handleSIPPacket([]byte{0x80, 0})                            // short
 	b.handleSIPPacket(mk(0, 9, 0x1234, in[0][12:]))               // new SSRC
 	st := b.Stats().SIPToWhatsApp
-	_, mos := directionMOS(false, 0, 0, 20, 0)
+	_, mos := directionMOS(false, true, 0, 0, 20, 0)
 	// Loss: 2 of 10 expected (8 in, 2 lost). No jitter: the new SSRC
 	// started the estimate afresh.
 	want := DirectionStats{PacketsIn: 8, Late: 1, Lost: 2, ComfortNoise: 1, OtherPT: 1, Malformed: 2, Resets: 1, PlayoutDelayMs: playMarginMs,

@@ -121,12 +121,12 @@ func (c *dirCounters) snapshot() DirectionStats {
 }
 
 // statsOf makes the snapshot of both directions' counters, with their
-// quality estimates; passthrough is the SIP codec in force (Opus).
-func statsOf(w2s, s2w *dirCounters, passthrough bool) Stats {
+// quality estimates; sip is the SIP codec in force.
+func statsOf(w2s, s2w *dirCounters, sip *sipCodec) Stats {
 	st := Stats{WhatsAppToSIP: w2s.snapshot(), SIPToWhatsApp: s2w.snapshot()}
 	a, b := &st.WhatsAppToSIP, &st.SIPToWhatsApp
 	a.LossPct, b.LossPct = lossPct(a.PacketsIn, a.Lost), lossPct(b.PacketsIn, b.Lost)
-	toSIP, toWA := directionMOS(passthrough, a.LossPct, a.JitterMs, b.LossPct, b.JitterMs)
+	toSIP, toWA := directionMOS(sip.passthrough, sip.isOpus(), a.LossPct, a.JitterMs, b.LossPct, b.JitterMs)
 	// A direction that received nothing has no quality to estimate: its MOS
 	// stays 0 (unknown), and the call's is the other direction's, if any.
 	if a.PacketsIn > 0 {

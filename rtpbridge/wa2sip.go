@@ -14,9 +14,10 @@ import (
 // in WhatsApp's stream (DTX, telephone-events) become a timestamp jump with
 // the marker bit. Packets ahead of a gap wait a moment in a small reorder
 // window. When the PBX speaks Opus too, packets pass through with new
-// headers only. Telephone-events go on as RFC 4733 events, as tones, or
-// only to OnDigit (wa2sip_dtmf.go). One goroutine (the WhatsApp reader)
-// runs it all.
+// headers only; so do G.711 packets from a WhatsApp leg that negotiated
+// the PBX's G.711 codec. Telephone-events go on as RFC 4733 events, as
+// tones, or only to OnDigit (wa2sip_dtmf.go). One goroutine (the WhatsApp
+// reader) runs it all.
 
 const (
 	opusClock = 48000 // RTP clock of Opus whatever the PCM rate (RFC 7587 §4.1)
@@ -42,7 +43,7 @@ func (s *opusDecodeStage) String() string {
 
 type waToSIP struct {
 	src     label
-	opusPT  uint8                     // WhatsApp's, as its offer negotiated them
+	wa      *waCodec                  // WhatsApp's codec and payload type, as its offer negotiated them
 	eventPT uint8                     // 0: none negotiated
 	pub     *atomic.Pointer[sipSetup] // the setup to use; taken up at the next packet
 	setup   *sipSetup                 // the setup in use
@@ -61,7 +62,7 @@ type waToSIP struct {
 	ratio      int    // Opus clock units per PCM sample (6 at 8 kHz)
 	quantum    int    // samples in 2.5 ms, the unit of concealment
 	maxConceal int32  // longest gap concealed, in Opus clock units
-	maxJump    int32  // longest pause bridged by a timestamp jump, in Opus clock units
+	maxJump    int32  // longest pause bridged by a timestamp jump, in WhatsApp clock units
 
 	// Passthrough: SIP timestamp = WhatsApp timestamp + passOff.
 	passOff    uint32
@@ -70,20 +71,21 @@ type waToSIP struct {
 	dtmf toSIPDTMF
 }
 
-func newWAToSIP(opusPT, eventPT uint8, pub *atomic.Pointer[sipSetup], dtmf toSIPDTMF, now func() int64, out *rtpSender, c *dirCounters) *waToSIP {
+func newWAToSIP(wa *waCodec, eventPT uint8, pub *atomic.Pointer[sipSetup], dtmf toSIPDTMF, now func() int64, out *rtpSender, c *dirCounters) *waToSIP {
 	d := &waToSIP{
-		src:        label("whatsapp opus/48000"),
-		opusPT:     opusPT,
+		src:        label(fmt.Sprintf("whatsapp %s/%d", wa.name, wa.clock)),
+		wa:         wa,
 		eventPT:    eventPT,
 		pub:        pub,
 		out:        out,
 		c:          c,
 		now:        now,
-		jitter:     newInterarrivalJitter(opusClock, &c.jitterNs),
+		jitter:     newInterarrivalJitter(wa.clock, &c.jitterNs),
 		dtmf:       dtmf,
 		maxConceal: opusClock * maxConcealMs / 1000,
-		maxJump:    opusClock / 1000 * maxJumpMs,
+		maxJump:    int32(wa.clock / 1000 * maxJumpMs),
 	}
+	d.reorder.span = int32(wa.clock * reorderMs / 1000)
 	d.adopt(pub.Load())
 	return d
 }
@@ -139,17 +141,12 @@ func (d *waToSIP) handle(pkt []byte) {
 	}
 	var dur uint32
 	switch {
-	case h.pt == d.opusPT:
-		if len(payload) == 0 {
+	case h.pt == d.wa.pt:
+		var ok bool
+		if dur, ok = d.wa.units(payload); !ok {
 			c.malformed.Add(1)
 			return
 		}
-		n, err := opus.PacketSamples(payload, opusClock)
-		if err != nil || n <= 0 || n > opusClock*maxOpusMs/1000 {
-			c.malformed.Add(1)
-			return
-		}
-		dur = uint32(n)
 		d.jitter.observe(h.ts, h.ssrc, d.now())
 	case d.isEvent(h.pt):
 		c.telephoneEvents.Add(1)
@@ -270,8 +267,9 @@ func (d *waToSIP) consume(h rtpHeader, v seqVerdict, missing int) {
 	}
 }
 
-// forward sends an Opus packet on to an Opus-speaking PBX: new payload
-// type, SSRC, sequence number and timestamp, same payload. Loss stays
+// forward sends a packet on to a PBX of the same codec (Opus, or the
+// WhatsApp leg's G.711): new payload type, SSRC, sequence number and
+// timestamp, same payload; both sides' clocks are the codec's. Loss stays
 // visible as a sequence gap (the PBX's FEC and PLC need to see it);
 // WhatsApp's pauses stay timestamp jumps; a new WhatsApp stream continues
 // the PBX's timeline where it was.
@@ -415,7 +413,7 @@ func (d *waToSIP) emit(fr []int16) {
 		}
 		d.dtmf.hold = false
 	}
-	if d.dtmf.slot(d, fr, d.tsPerFrame*opusClock/d.codec.clock) {
+	if d.dtmf.slot(d, fr, d.tsPerFrame*d.wa.clock/d.codec.clock) {
 		return
 	}
 	d.encodeSend(fr)

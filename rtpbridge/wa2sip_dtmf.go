@@ -1,10 +1,14 @@
 package rtpbridge
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Digits toward the PBX. WhatsApp sends RFC 4733 telephone-events on the
-// payload type its offer gave telephone-event/8000 in place of audio (event timestamp on the 48 kHz audio clock, duration in
-// 8 kHz units). Each new event (told by its timestamp) is one digit: it is
+// payload type its offer gave telephone-event/8000 in place of audio (event
+// timestamp on the audio's clock: 48 kHz for Opus, 8 kHz for G.711;
+// duration in 8 kHz units). Each new event (told by its timestamp) is one digit: it is
 // reported to OnDigit and, as the mode and the PBX's answer say, goes on
 //
 //   - as RFC 4733 events on the PBX's telephone-event payload type, in the
@@ -137,7 +141,7 @@ func (t *toSIPDTMF) stage(s *sipSetup) fmt.Stringer {
 func (t *toSIPDTMF) adopt(s *sipSetup) {
 	t.pt = s.dtmfPT
 	t.method = methodToSIP(t.mode, s)
-	t.frame8 = uint32(s.frame.opusTS) / (opusClock / 8000)
+	t.frame8 = uint32(s.frame.d/time.Millisecond) * dtmfUnitsPerMs
 	if n := s.frame.samples; n > len(t.toneBuf) {
 		t.toneBuf = make([]int16, n)
 	}
@@ -275,7 +279,7 @@ func (t *toSIPDTMF) takesAudio(d *waToSIP, h rtpHeader, v seqVerdict, missing in
 	if !c.active || !c.fromWA {
 		return false
 	}
-	end := c.waTS + c.dur*(opusClock/8000) + opusClock/1000*eventSlackMs
+	end := c.waTS + c.dur*(d.wa.clock/8000) + d.wa.clock/1000*eventSlackMs
 	if v != seqRestart && int32(h.ts-end) < 0 {
 		d.consume(h, v, missing)
 		return true
@@ -299,7 +303,7 @@ func (t *toSIPDTMF) toneFrame(d *waToSIP) {
 	t.writeTone(d, fr)
 	d.encodeSend(fr)
 	if t.cur.fromWA && t.cur.inTime {
-		d.track.nextTS += d.setup.frame.opusTS
+		d.track.nextTS += d.setup.frame.waTS
 	}
 }
 
@@ -317,11 +321,11 @@ func (t *toSIPDTMF) writeTone(d *waToSIP, fr []int16) {
 	c.frames++
 }
 
-// slot offers the stream's next frame (dur48 Opus clock units) to a queued
-// digit: it goes out as an event packet in place of the frame (true), or as
-// a tone written over fr (false: the caller sends fr). fr is nil in
-// passthrough.
-func (t *toSIPDTMF) slot(d *waToSIP, fr []int16, dur48 uint32) bool {
+// slot offers the stream's next frame (durWA WhatsApp clock units) to a
+// queued digit: it goes out as an event packet in place of the frame
+// (true), or as a tone written over fr (false: the caller sends fr). fr is
+// nil in passthrough.
+func (t *toSIPDTMF) slot(d *waToSIP, fr []int16, durWA uint32) bool {
 	c := &t.cur
 	if !c.active {
 		if t.pause > 0 {
@@ -337,7 +341,7 @@ func (t *toSIPDTMF) slot(d *waToSIP, fr []int16, dur48 uint32) bool {
 	}
 	switch c.method {
 	case dtmfEvents:
-		c.dur = min(c.dur+dur48/(opusClock/8000), c.target)
+		c.dur = min(c.dur+durWA*8000/d.wa.clock, c.target)
 		last := c.dur >= c.target
 		if last {
 			for range endRepeats {
@@ -348,7 +352,7 @@ func (t *toSIPDTMF) slot(d *waToSIP, fr []int16, dur48 uint32) bool {
 		} else {
 			t.sendEvent(d, false)
 		}
-		d.out.skip(uint32(uint64(dur48) * uint64(d.codec.clock) / opusClock))
+		d.out.skip(uint32(uint64(durWA) * uint64(d.codec.clock) / uint64(d.wa.clock)))
 		return true
 	case dtmfTones:
 		t.writeTone(d, fr)

@@ -172,6 +172,30 @@ func TestEchoServerCall(t *testing.T) {
 	}
 }
 
+// The request's codecs replace the trunk's offer, in their order (the
+// gateway puts the G.711 codec WhatsApp offered first): the echo, which
+// takes the offer's first codec it knows, answers PCMA where the trunk's
+// order would have given PCMU.
+func TestInviteRequestCodecs(t *testing.T) {
+	checkLeaks(t)
+	echo := startEcho(t, EchoConfig{})
+	ua := newTestUA(t, "udp")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := ua.Invite(ctx, InviteRequest{Trunk: echoTrunk(echo, "PCMU", "PCMA", "opus"), To: "echo", Codecs: []string{"PCMA", "PCMU", "opus"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Codec() != (Codec{Name: "PCMA", PayloadType: 8, ClockRate: 8000}) {
+		t.Errorf("codec %+v, want PCMA (the request's first)", c.Codec())
+	}
+	roundTrip(t, c, 3)
+	if err := c.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestEchoServerHangsUp(t *testing.T) {
 	checkLeaks(t)
 	echo := startEcho(t, EchoConfig{HangupAfter: 300 * time.Millisecond})

@@ -34,6 +34,11 @@ type InviteRequest struct {
 	Headers     []Header                      // extra headers, e.g. x-wa-meta-wacid
 	LogRef      string                        // call id for logs
 	OnProgress  func(code int, reason string) // 1xx responses; may be nil
+	// Codecs, if set, is the offer's codec list, in its order of
+	// preference, in place of the trunk's (names as Trunk.Codecs): the
+	// gateway puts the G.711 codec WhatsApp offered first. They are also
+	// what a later offer from the PBX may switch to.
+	Codecs []string
 	// OnInfoDigit and OnMediaChange, if set, are the call's from the moment
 	// it is established (see Call.SetOnInfoDigit, Call.SetOnMediaChange), so
 	// that nothing the PBX sends right after its 2xx is missed.
@@ -59,7 +64,7 @@ type FinalError struct {
 func (e *FinalError) Error() string { return fmt.Sprintf("sip: %d %s", e.Code, e.Reason) }
 
 // Invite sends an INVITE through the trunk with an SDP offer of the trunk's
-// codecs plus telephone-event/8000, answers one 401/407 challenge with digest
+// codecs (or the request's) plus telephone-event/8000, answers one 401/407 challenge with digest
 // credentials, reports provisional responses, ACKs the 2xx and returns the
 // established call. A non-2xx final response gives *FinalError. If ctx ends
 // before a final response, a CANCEL is sent (RFC 3261 §9.1) and the error
@@ -104,6 +109,11 @@ func (u *UA) Invite(ctx context.Context, r InviteRequest) (*Call, error) {
 	}()
 
 	offered := r.Trunk.codecs()
+	if len(r.Codecs) > 0 {
+		if offered, err = codecsNamed(r.Codecs); err != nil {
+			return nil, fmt.Errorf("sip: invite: %w", err)
+		}
+	}
 	sdpID := randUint64() >> 1
 	offer := BuildSDP(SDPParams{
 		SessionID: sdpID, Version: 1, Host: st.host, Port: rtp.Port(),

@@ -286,11 +286,13 @@ func TestInviteRefusesBadInput(t *testing.T) {
 	ua := newTestUA(t, "udp")
 	ctx := context.Background()
 	for name, r := range map[string]InviteRequest{
-		"no trunk":   {To: "a"},
-		"bad trunk":  {Trunk: &Trunk{Address: "nohost"}, To: "a"},
-		"bad to":     {Trunk: &Trunk{Address: "127.0.0.1:9"}, To: "a b"},
-		"bad header": {Trunk: &Trunk{Address: "127.0.0.1:9"}, To: "a", Headers: []Header{{"x", "a\nb"}}},
-		"bad codec":  {Trunk: &Trunk{Address: "127.0.0.1:9", Codecs: []string{"G729"}}, To: "a"},
+		"no trunk":            {To: "a"},
+		"bad trunk":           {Trunk: &Trunk{Address: "nohost"}, To: "a"},
+		"bad to":              {Trunk: &Trunk{Address: "127.0.0.1:9"}, To: "a b"},
+		"bad header":          {Trunk: &Trunk{Address: "127.0.0.1:9"}, To: "a", Headers: []Header{{"x", "a\nb"}}},
+		"bad codec":           {Trunk: &Trunk{Address: "127.0.0.1:9", Codecs: []string{"G729"}}, To: "a"},
+		"bad request codec":   {Trunk: &Trunk{Address: "127.0.0.1:9"}, To: "a", Codecs: []string{"PCMU", "G729"}},
+		"request codec twice": {Trunk: &Trunk{Address: "127.0.0.1:9"}, To: "a", Codecs: []string{"PCMA", "alaw"}},
 	} {
 		if _, err := ua.Invite(ctx, r); err == nil {
 			t.Errorf("%s: accepted", name)

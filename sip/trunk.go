@@ -132,6 +132,25 @@ func (t *Trunk) codecs() []Codec {
 	return out
 }
 
+// codecsNamed resolves a codec list given by name, refusing an unknown name
+// or one listed twice.
+func codecsNamed(names []string) ([]Codec, error) {
+	out := make([]Codec, 0, len(names))
+	seen := map[string]bool{}
+	for i, n := range names {
+		c, ok := LookupCodec(n)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("codecs[%d] %q: unknown (want PCMU, PCMA, G722 or opus)", i, n)
+		case seen[c.Name]:
+			return nil, fmt.Errorf("codecs[%d] %q: listed twice", i, n)
+		}
+		seen[c.Name] = true
+		out = append(out, c)
+	}
+	return out, nil
+}
+
 // normTransport maps "", "udp", "tcp", "tls" (any case) to lower case.
 func normTransport(s string) (string, error) {
 	switch strings.ToLower(s) {

@@ -47,6 +47,9 @@ latency markers, so the generator stays cheap.
 
 Either let it start everything (recommended for figures):
   wasim load -gateway-bin /tmp/wagateway -pbx echo|sipp -codec pcmu|pcma|opus ...
+(add -whatsapp-codec g711 for calls that run G.711 end to end: the callers
+offer PCMA and PCMU beside Opus, as Meta does for a number whose
+audio.additional_codecs lists them, and the trunk passes G.711 through)
 which writes a gateway config to a temporary directory (all on 127.0.0.1,
 secrets in the gateway's environment only), starts the gateway and the PBX
 echo ("wasim echo" as a process of its own, or "sipp -rtp_echo"), and reads
@@ -71,6 +74,7 @@ type loadFlags struct {
 	hold, markerEvery, setupWait time.Duration
 	lateMs                       float64
 	gatewayBin, pbx, codec       string
+	whatsappCodec, addCodecs     string
 	gatewayProfile               string
 	gatewayProfiles              string
 	webhook, graphListen         string
@@ -109,6 +113,8 @@ func newLoadFlagSet(stderr io.Writer) (*flag.FlagSet, *loadFlags) {
 	fs.StringVar(&o.pbx, "pbx", "echo", "with -gateway-bin: the PBX to start, \"echo\" (wasim echo) or \"sipp\" (sipp -rtp_echo), or a host:port to use")
 	fs.StringVar(&o.codec, "codec", "pcmu", "with -gateway-bin: the trunk's codec: pcmu, pcma, g722 (transcoded) or opus (passed through)")
 	fs.IntVar(&o.opusComplexity, "opus-complexity", -1, "with -gateway-bin: media.opus_complexity (default: the gateway's)")
+	fs.StringVar(&o.whatsappCodec, "whatsapp-codec", "opus", "with -gateway-bin: the trunk's whatsapp_codec: opus, or g711 (G.711 passed through when the callers offer the trunk's codec)")
+	fs.StringVar(&o.addCodecs, "additional-codecs", "", "the simulated number's audio.additional_codecs: `list` of PCMA, PCMU the callers offer beside Opus (default: PCMA,PCMU with -whatsapp-codec g711, else none)")
 	fs.StringVar(&o.webhook, "webhook", "", "a running gateway's webhook `URL` (instead of -gateway-bin)")
 	fs.StringVar(&o.graphListen, "graph-listen", "127.0.0.1:0", "`address` of the simulated Graph API (fixed when the gateway is already running)")
 	fs.IntVar(&o.gatewayPID, "gateway-pid", 0, "the running gateway's `pid` (default: whoever listens on the webhook port)")
@@ -154,6 +160,11 @@ func runLoad(args []string, getenv func(string) string, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "wasim load: -codec %q: want pcmu, pcma, g722 or opus\n", o.codec)
 		return exitUsage
 	}
+	if o.whatsappCodec != "opus" && o.whatsappCodec != "g711" {
+		fmt.Fprintf(stderr, "wasim load: -whatsapp-codec %q: want opus or g711\n", o.whatsappCodec)
+		return exitUsage
+	}
+	addCodecs := additionalCodecs(o)
 	if o.calls < 1 || o.rate <= 0 || o.hold < 0 {
 		fmt.Fprintln(stderr, "wasim load: -calls and -rate must be positive, -hold not negative")
 		return exitUsage
@@ -279,6 +290,10 @@ func runLoad(args []string, getenv func(string) string, stdout, stderr io.Writer
 		return exitRuntime
 	}
 	defer sim.Close()
+	if err := sim.SetAdditionalCodecs(o.phoneID, addCodecs...); len(addCodecs) > 0 && err != nil {
+		fmt.Fprintf(stderr, "wasim load: -additional-codecs: %v\n", err)
+		return exitUsage
+	}
 	fmt.Fprintf(stderr, "wasim load: graph api at %s, webhook %s\n", sim.GraphURL(), webhook)
 
 	if o.cpuProfile != "" {
@@ -331,7 +346,10 @@ func runLoad(args []string, getenv func(string) string, stdout, stderr io.Writer
 		}
 	}
 	if o.codec != "" && o.gatewayBin != "" {
-		rep.Notes = append(rep.Notes, "trunk codec "+o.codec+", pbx "+o.pbx)
+		rep.Notes = append(rep.Notes, "trunk codec "+o.codec+", whatsapp_codec "+o.whatsappCodec+", pbx "+o.pbx)
+	}
+	if len(addCodecs) > 0 {
+		rep.Notes = append(rep.Notes, "callers offer "+strings.Join(addCodecs, ", ")+" beside Opus (audio.additional_codecs)")
 	}
 
 	if o.jsonOut != "" {
@@ -731,6 +749,9 @@ call_records: {file: %q}
 		fmt.Fprintf(&b, "metrics: {listen: \"127.0.0.1:%d\"}\n", metricsPort)
 	}
 	fmt.Fprintf(&b, "trunks:\n  - name: pbx\n    address: %q\n    codecs: [%s]\n", pbxAddr, codec)
+	if o.whatsappCodec == "g711" { // only then: an older gateway does not know the field
+		b.WriteString("    whatsapp_codec: g711\n")
+	}
 	for _, f := range optional {
 		if f == "options_ping" {
 			b.WriteString("    options_ping: false\n") // sipp's scenario takes INVITEs only
@@ -806,4 +827,22 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// additionalCodecs is the simulated number's audio.additional_codecs:
+// -additional-codecs ("none" for none), else PCMA, PCMU with
+// -whatsapp-codec g711 (Meta's documented example), else none.
+func additionalCodecs(o *loadFlags) []string {
+	switch v := strings.TrimSpace(o.addCodecs); {
+	case v == "" && o.whatsappCodec == "g711":
+		return []string{"PCMA", "PCMU"}
+	case v == "", strings.EqualFold(v, "none"):
+		return nil
+	default:
+		var out []string
+		for _, c := range strings.Split(v, ",") {
+			out = append(out, strings.ToUpper(strings.TrimSpace(c)))
+		}
+		return out
+	}
 }

@@ -44,9 +44,29 @@ func TestShortLoadRunPassthrough(t *testing.T) {
 	}
 }
 
+// And G.711 end to end: the callers offer PCMA and PCMU beside Opus (the
+// number's audio.additional_codecs), the trunk takes PCMU and passes it
+// through (whatsapp_codec: g711): every call runs PCMU toward WhatsApp, its
+// markers come back byte for byte, nothing is decoded.
+func TestShortLoadRunG711Passthrough(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load run")
+	}
+	rep := runInProcess(t, []string{"PCMU"}, 10, 5*time.Second, func(cfg *gateway.Config, sim *wasim.Sim) {
+		cfg.Trunks[0].WhatsAppCodec = gateway.WhatsAppCodecG711
+		if err := sim.SetAdditionalCodecs(cfg.Numbers[0].PhoneNumberID, "PCMA", "PCMU"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if rep.WhatsAppCodecs["PCMU"] != 10 || rep.RoundTrip.PassthroughCalls != 10 || rep.RoundTrip.DecodedPackets != 0 {
+		t.Errorf("codecs %v, %d of 10 calls passed through, %d packets decoded", rep.WhatsAppCodecs, rep.RoundTrip.PassthroughCalls, rep.RoundTrip.DecodedPackets)
+	}
+}
+
 // runInProcess runs the echo, the gateway (trunk codecs as given, default
-// if nil) and a load run in this process, and checks what every run must.
-func runInProcess(t *testing.T, codecs []string, calls int, hold time.Duration) *wasim.LoadReport {
+// if nil) and a load run in this process, and checks what every run must;
+// setup, if given, edits the gateway's config and the simulator first.
+func runInProcess(t *testing.T, codecs []string, calls int, hold time.Duration, setup ...func(*gateway.Config, *wasim.Sim)) *wasim.LoadReport {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -88,6 +108,9 @@ func runInProcess(t *testing.T, codecs []string, calls int, hold time.Duration) 
 	})
 	if codecs != nil {
 		cfg.Trunks[0].Codecs = codecs
+	}
+	for _, f := range setup {
+		f(cfg, sim)
 	}
 	gw, err := gateway.New(cfg, secrets, log.Named("gateway"))
 	if err != nil {

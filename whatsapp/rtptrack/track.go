@@ -13,7 +13,9 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// Track is one local audio track bound to Opus.
+// Track is one local audio track bound to Opus, or to G.711 when the
+// answer took PCMU or PCMA instead (Meta offers them beside Opus when the
+// number's audio.additional_codecs lists them).
 type Track struct {
 	id, streamID string
 	writer       atomic.Pointer[boundWriter]
@@ -30,12 +32,14 @@ func New(id, streamID string) *Track {
 }
 
 // Bind is called by pion when the sender starts; it picks Opus from what was
-// negotiated.
+// negotiated, else PCMU or PCMA.
 func (t *Track) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	for _, c := range ctx.CodecParameters() {
-		if strings.EqualFold(c.MimeType, webrtc.MimeTypeOpus) {
-			t.writer.Store(&boundWriter{w: ctx.WriteStream(), ssrc: uint32(ctx.SSRC())})
-			return c, nil
+	for _, mime := range []string{webrtc.MimeTypeOpus, webrtc.MimeTypePCMU, webrtc.MimeTypePCMA} {
+		for _, c := range ctx.CodecParameters() {
+			if strings.EqualFold(c.MimeType, mime) {
+				t.writer.Store(&boundWriter{w: ctx.WriteStream(), ssrc: uint32(ctx.SSRC())})
+				return c, nil
+			}
 		}
 	}
 	return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec

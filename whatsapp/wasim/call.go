@@ -124,6 +124,9 @@ type Call struct {
 	// The payload types on the wire: Meta's 111/126 on user-initiated
 	// calls, the offer's on business-initiated ones (0: none negotiated).
 	opusPT, dtmfPT uint8
+	// g711 is the G.711 codec the business's answer picked ("": Opus), set
+	// with the answer (under mu).
+	g711 string
 
 	pc    *webrtc.PeerConnection
 	track *rtptrack.Track
@@ -283,6 +286,17 @@ func normalizeOptions(o *CallOptions) error {
 		errs = append(errs, errors.New("wasim: cta/deeplink payloads are at most 512 characters"))
 	}
 	return errors.Join(errs...)
+}
+
+// audio is the payload type and name of the audio codec the call runs:
+// Opus (opusPT), or the G.711 codec the answer picked.
+func (c *Call) audio() (uint8, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.g711 != "" {
+		return g711PT(c.g711), c.g711
+	}
+	return c.opusPT, "opus"
 }
 
 // ID is the call id, "wacid.…".

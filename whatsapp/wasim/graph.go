@@ -413,7 +413,7 @@ func (c *Call) sessionSDP(req *actionRequest) (string, *graphError) {
 // applyAnswer checks the business's answer against Meta's media rules and
 // sets it as the remote description, which starts ICE and DTLS.
 func (c *Call) applyAnswer(sdp string) *graphError {
-	for _, v := range checkAnswer(sdp) {
+	for _, v := range checkAnswer(sdp, offeredG711(c.offerSDP)...) {
 		c.violation(v)
 	}
 	if c.external() {
@@ -430,14 +430,21 @@ func (c *Call) applyAnswer(sdp string) *graphError {
 		c.violation(fmt.Sprintf("sdp: the answer was refused: %v", err))
 		return badRequest("Invalid SDP answer: %v", err)
 	}
+	codec, _, _ := answerAudio(sdp)
 	c.mu.Lock()
 	c.remoteSet = true
+	c.rep.Codec = "opus"
+	if codec != "opus" && codec != "" && slices.Contains(offeredG711(c.offerSDP), codec) {
+		c.g711, c.rep.Codec = codec, codec
+	}
 	c.mu.Unlock()
 	return nil
 }
 
-// checkAnswer lists the Meta media rules the answer breaks.
-func checkAnswer(sdp string) []string {
+// checkAnswer lists the Meta media rules the answer breaks; g711 are the
+// G.711 codecs the offer had beside Opus, which the answer may pick
+// instead.
+func checkAnswer(sdp string, g711 ...string) []string {
 	var v []string
 	var fps, sha256, audioLines, candidates int
 	var setups []string
@@ -480,7 +487,11 @@ func checkAnswer(sdp string) []string {
 	if audioLines != 1 {
 		v = append(v, fmt.Sprintf("sdp: answer has %d audio m-lines, want exactly one", audioLines))
 	}
-	if !opus {
+	if name, _, err := answerAudio(sdp); err == nil && name != "opus" {
+		if !slices.Contains(g711, name) {
+			v = append(v, fmt.Sprintf("sdp: answer takes %s, which the offer did not have", name))
+		}
+	} else if !opus {
 		v = append(v, "sdp: answer does not take opus/48000 on payload type 111")
 	}
 	if candidates == 0 {

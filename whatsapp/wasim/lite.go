@@ -88,10 +88,16 @@ type liteLeg struct {
 	kernelTS   bool
 	onRTP      rtpHandler
 
+	// g711 is the G.711 codecs the offer lists beside Opus (the number's
+	// audio.additional_codecs); set before offer.
+	g711      []string
 	answered  chan struct{} // closed by setAnswer
 	answerMu  sync.Mutex
 	answerErr error
 	remoteFP  []byte // sha-256 of the business's certificate, from the answer
+	// audioPT is the payload type + 1 of the audio codec the answer picked
+	// (0 before the answer): Opus 111, or a G.711 codec offered.
+	audioPT atomic.Uint32
 
 	remote  atomic.Pointer[netip.AddrPort] // fixed by the first valid ICE check
 	pipe    atomic.Pointer[dtlssrtp.Pipe]
@@ -162,8 +168,9 @@ func newLiteLeg(ip net.IP, cert *dtlssrtp.Certificate, onRTP rtpHandler, poller 
 
 // offer is the SDP offer in the shape of Meta's (Meta, WhatsApp Cloud API
 // Calling, the connect webhook's example offer): ICE-lite, one host candidate, actpass, Opus/111
-// and telephone-event/126, rtcp-mux, BUNDLE, one SSRC.
+// (and l.g711 on 0, 8) and telephone-event/126, rtcp-mux, BUNDLE, one SSRC.
 func (l *liteLeg) offer() string {
+	formats, rtpmaps := offerFormats(l.g711)
 	ip := l.local.Addr()
 	fam := "IP4"
 	if ip.Is6() {
@@ -179,7 +186,7 @@ func (l *liteLeg) offer() string {
 		"a=group:BUNDLE audio",
 		"a=msid-semantic: WMS WhatsAppTrack1",
 		"a=ice-lite",
-		"m=audio " + port + " UDP/TLS/RTP/SAVPF 111 126",
+		"m=audio " + port + " UDP/TLS/RTP/SAVPF " + formats,
 		"c=IN " + fam + " " + ip.String(),
 		"a=rtcp:9 IN IP4 0.0.0.0",
 		"a=candidate:1 1 udp 2113937151 " + ip.String() + " " + port + " typ host ufrag " + l.ufrag + " generation 0",
@@ -190,12 +197,11 @@ func (l *liteLeg) offer() string {
 		"a=mid:audio",
 		"a=sendrecv",
 		"a=rtcp-mux",
-		"a=rtpmap:111 opus/48000/2",
-		"a=fmtp:111 " + opusFmtp,
-		"a=rtpmap:126 telephone-event/8000",
-		"a=ssrc:" + strconv.FormatUint(uint64(l.ssrc), 10) + " cname:" + cname,
-		"a=ssrc:" + strconv.FormatUint(uint64(l.ssrc), 10) + " msid:WhatsAppMedia WhatsAppTrack1",
 	}
+	lines = append(lines, rtpmaps...)
+	lines = append(lines,
+		"a=ssrc:"+strconv.FormatUint(uint64(l.ssrc), 10)+" cname:"+cname,
+		"a=ssrc:"+strconv.FormatUint(uint64(l.ssrc), 10)+" msid:WhatsAppMedia WhatsAppTrack1")
 	return strings.Join(lines, "\r\n") + "\r\n"
 }
 
@@ -212,7 +218,24 @@ func (l *liteLeg) setAnswer(sdp string) {
 	}
 	fp, err := answerFingerprint(sdp)
 	l.remoteFP, l.answerErr = fp, err
+	if _, pt, err := answerAudio(sdp); err == nil {
+		l.audioPT.Store(uint32(pt) + 1)
+	}
 	close(l.answered)
+}
+
+// audio is the codec the answer picked ("opus", "PCMU", "PCMA") and its
+// payload type; Opus 111 before the answer.
+func (l *liteLeg) audio() (name string, pt uint8) {
+	v := l.audioPT.Load()
+	if v == 0 {
+		return "opus", opusPT
+	}
+	pt = uint8(v - 1)
+	if g := g711Named(pt); g != "" {
+		return g, pt
+	}
+	return "opus", pt
 }
 
 // answerFingerprint finds the one a=fingerprint of an answer.

@@ -49,7 +49,8 @@ import (
 //     calls decode only the few packets around the expected return (a
 //     cheap energy detector); Opus passthrough calls carry the caller's
 //     packets back byte for byte, so the onset packet is found by comparing
-//     bytes and nothing is decoded. The simulator's own codec delay (found
+//     bytes and nothing is decoded; G.711 calls (the callers offered it,
+//     the gateway picked it) are read through the G.711 tables. The simulator's own codec delay (found
 //     once by decoding the marker locally) is taken off.
 //   - added latency, per marker: half of (its round trip − the call's best
 //     round trip). A call's best round trip holds the gateway's designed
@@ -126,12 +127,16 @@ type loadCall struct {
 
 	// Sender-owned.
 	sending bool
-	n       int
-	pass    int
-	inMark  bool
-	seq     uint16
-	ts      uint32
-	ssrcOut uint32
+	// The audio the answer picked: Opus 111, or G.711 (g711.go).
+	pt           uint8
+	tone, marker [][]byte
+	tsStep       uint32
+	n            int
+	pass         int
+	inMark       bool
+	seq          uint16
+	ts           uint32
+	ssrcOut      uint32
 
 	mk struct {
 		gen     atomic.Uint32
@@ -185,6 +190,7 @@ type loadRun struct {
 	cert  *dtlssrtp.Certificate
 	poll  *litePoller // nil: each leg reads its own socket
 	log   *zap.Logger
+	g711  []string // the G.711 codecs the callers offer beside Opus (the number's audio.additional_codecs)
 
 	mu    sync.Mutex
 	calls []*loadCall
@@ -219,7 +225,7 @@ func (s *Sim) RunLoad(ctx context.Context, o LoadOptions) (*LoadReport, error) {
 		return nil, err
 	}
 	r := &loadRun{
-		sim: s, opts: o, audio: aud, cert: cert, log: s.log.Named("load"),
+		sim: s, opts: o, audio: aud, cert: cert, log: s.log.Named("load"), g711: s.additionalCodecs(s.cfg.PhoneNumberID),
 		sendLate: newLatHist(0), epoch: time.Now(), stop: make(chan struct{}),
 		placeErr: map[string]int{},
 	}
@@ -344,6 +350,7 @@ func (r *loadRun) place(ctx context.Context) {
 		return
 	}
 	c.leg = leg
+	leg.g711 = r.g711
 	if r.opts.MarkerEvery > 0 {
 		c.markPass.Store(int32(r.opts.MarkerEvery / time.Second))
 	}
@@ -508,6 +515,11 @@ func (c *loadCall) sendFrame(due time.Time, plain, out []byte, hdr *rtp.Header) 
 		}
 		c.sending = true
 		c.acceptNS.Store(time.Now().UnixNano())
+		name, pt := c.leg.audio()
+		c.pt, c.tone, c.marker, c.tsStep = pt, c.run.audio.tone, c.run.audio.marker, loadFrameTS
+		if g := c.run.audio.g711[name]; g != nil {
+			c.tone, c.marker, c.tsStep = g.tone, g.marker, loadG711FrameTS
+		}
 		c.seq, c.ts = uint16(mrand.Uint32()), mrand.Uint32()
 		// Markers start at a random second so the calls' markers spread.
 		c.pass = -1 - mrand.IntN(max(int(c.markPass.Load()), 1))
@@ -519,11 +531,11 @@ func (c *loadCall) sendFrame(due time.Time, plain, out []byte, hdr *rtp.Header) 
 		mp := int(c.markPass.Load())
 		c.inMark = mp > 0 && c.pass >= 0 && c.pass%mp == 0
 	}
-	payload := a.tone[pos]
+	payload := c.tone[pos]
 	if c.inMark {
-		payload = a.marker[pos]
+		payload = c.marker[pos]
 	}
-	h := rtp.Header{Version: 2, PayloadType: opusPT, Marker: c.n == 0, SequenceNumber: c.seq, Timestamp: c.ts, SSRC: c.leg.ssrc}
+	h := rtp.Header{Version: 2, PayloadType: c.pt, Marker: c.n == 0, SequenceNumber: c.seq, Timestamp: c.ts, SSRC: c.leg.ssrc}
 	hl, err := h.MarshalTo(plain)
 	if err != nil {
 		return
@@ -546,7 +558,7 @@ func (c *loadCall) sendFrame(due time.Time, plain, out []byte, hdr *rtp.Header) 
 	c.run.sendLate.add(int64(now.Sub(due) / time.Microsecond))
 	c.n++
 	c.seq++
-	c.ts += loadFrameTS
+	c.ts += c.tsStep
 }
 
 // onRTP takes one packet from the business (the leg's reader goroutine).
@@ -594,18 +606,23 @@ func (c *loadCall) onRTP(h *rtp.Header, payload []byte, at int64) {
 	default:
 		x.unique++ // very late: counted, not placed
 	}
-	if h.PayloadType != opusPT {
+	name, pt := c.leg.audio()
+	if h.PayloadType != pt {
 		x.otherPT++
 		return
+	}
+	clock := int64(loadRate)
+	if name != "opus" {
+		clock = 8000
 	}
 	// Schedule: the RTP timestamp says when the gateway's pacer sent it.
 	if d := int64(int32(h.Timestamp - x.lastTS)); d > 0 {
 		x.tsExt += d
 		x.lastTS = h.Timestamp
-		late := at - (x.t0 + x.tsExt*1e9/loadRate)
+		late := at - (x.t0 + x.tsExt*1e9/clock)
 		x.hist.add(late / 1e3)
 	}
-	c.detect(payload, at)
+	c.detect(name, payload, at)
 }
 
 // shiftWindow moves the duplicate window d packets on.
@@ -626,8 +643,9 @@ func shiftWindow(w *[4]uint64, d int64) {
 	}
 }
 
-// detect follows the latency marker in the packets coming back.
-func (c *loadCall) detect(payload []byte, at int64) {
+// detect follows the latency marker in the packets coming back (codec:
+// "opus", or the G.711 law the answer picked).
+func (c *loadCall) detect(codec string, payload []byte, at int64) {
 	x := &c.rx
 	g := c.mk.gen.Load()
 	if g != x.mkGen {
@@ -645,6 +663,26 @@ func (c *loadCall) detect(payload []byte, at int64) {
 		return
 	}
 	a := c.run.audio
+	if g := a.g711[codec]; g != nil {
+		// G.711 is stateless: every frame of the tone is the same bytes,
+		// the marker's onset frame too, so bytes cannot tell the onset
+		// from the tone before the gap. The packets are decoded instead
+		// (a table lookup a sample, at detectRate: no codec delay to take
+		// off, not counted as decoded); a call whose onset packet came
+		// back byte for byte counts as passed through.
+		if len(payload) > detectRate*120/1000 {
+			return
+		}
+		if x.pcm == nil {
+			x.pcm = make([]int16, detectRate*120/1000)
+		}
+		decodeG711(codec, payload, x.pcm[:len(payload)])
+		if i, ok := x.det.feed(x.pcm[:len(payload)]); ok {
+			x.byteMode = x.byteMode || bytes.Equal(payload, g.marker[a.onset])
+			c.markerFound(at+int64(i)*1e9/detectRate, onset, 0)
+		}
+		return
+	}
 	if bytes.Equal(payload, a.marker[a.onset]) { // passed through untouched
 		x.byteMode = true
 		c.markerFound(at, onset, 0)

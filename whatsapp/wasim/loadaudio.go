@@ -45,6 +45,38 @@ type loadAudio struct {
 	// onset: the simulator's own encoder and decoder delay, taken off every
 	// measured round trip of transcoded calls.
 	onsetDelay int
+	// g711 is the same tone and marker second in PCMU and PCMA (8 kHz, no
+	// codec delay), for calls whose answer picked G.711 (g711.go).
+	g711 map[string]*g711Audio
+}
+
+// g711Audio is a run's audio in one G.711 law: 50 frames of 160 bytes.
+type g711Audio struct{ tone, marker [][]byte }
+
+// loadG711FrameTS is a 20 ms G.711 frame's timestamp step (8 kHz clock).
+const loadG711FrameTS = 8000 * loadFrameMs / 1000
+
+// newG711Audio encodes the tone, and the marker (the same with
+// markerGapFrames frames of silence first), at 8 kHz in both laws.
+func newG711Audio(toneHz float64) map[string]*g711Audio {
+	const spf = loadG711FrameTS
+	tone := make([]int16, 8000)
+	audio.NewTone(toneHz, 8000, toneAmplitude).Fill(tone)
+	marked := append([]int16(nil), tone...)
+	clear(marked[:markerGapFrames*spf])
+	frames := func(law string, pcm []int16) [][]byte {
+		out := make([][]byte, loadFrames)
+		for i := range out {
+			out[i] = make([]byte, spf)
+			encodeG711(law, pcm[i*spf:(i+1)*spf], out[i])
+		}
+		return out
+	}
+	m := map[string]*g711Audio{}
+	for _, law := range []string{"PCMU", "PCMA"} {
+		m[law] = &g711Audio{tone: frames(law, tone), marker: frames(law, marked)}
+	}
+	return m
 }
 
 // newLoadAudio encodes the tone (two passes, keeping the second, so the
@@ -92,6 +124,7 @@ func newLoadAudio(toneHz float64) (*loadAudio, error) {
 	if err := a.measureOnsetDelay(); err != nil {
 		return nil, err
 	}
+	a.g711 = newG711Audio(toneHz)
 	return a, nil
 }
 

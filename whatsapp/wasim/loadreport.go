@@ -40,6 +40,10 @@ type LoadReport struct {
 	Violations          []string `json:"violations,omitempty"`
 	// SetupMs: the connect webhook built → accept answered 200.
 	SetupMs Percentiles `json:"setup_ms"`
+	// WhatsAppCodecs counts the bridged calls by the codec the business's
+	// answer picked: opus, or PCMU/PCMA when the callers offered them (the
+	// number's audio.additional_codecs).
+	WhatsAppCodecs map[string]int `json:"whatsapp_codecs"`
 
 	ToGateway  ToGatewayReport  `json:"to_gateway"`
 	ToWhatsApp ToWhatsAppReport `json:"to_whatsapp"`
@@ -114,7 +118,9 @@ type RoundTripReport struct {
 	Markers  int `json:"markers"`
 	Detected int `json:"detected"`
 	Missed   int `json:"missed"`
-	// PassthroughCalls had their markers come back byte for byte (no decode).
+	// PassthroughCalls had their markers come back byte for byte (no
+	// decode; G.711 calls are read through the G.711 tables all the same,
+	// which DecodedPackets, the Opus decodes, does not count).
 	PassthroughCalls int    `json:"passthrough_calls"`
 	DecodedPackets   uint64 `json:"decoded_packets"`
 	// RoundTripMs: the tone's return after a marker gap, WhatsApp → gateway
@@ -249,7 +255,7 @@ func (r *LoadReport) SetFloor(usPer20ms float64) {
 // report gathers every call's figures once all are over.
 func (r *loadRun) report(rep *LoadReport) {
 	calls := r.snapshot()
-	rep.FailedBy, rep.DroppedBy = map[string]int{}, map[string]int{}
+	rep.FailedBy, rep.DroppedBy, rep.WhatsAppCodecs = map[string]int{}, map[string]int{}, map[string]int{}
 	r.mu.Lock()
 	for k, v := range r.placeErr {
 		rep.FailedBy[k] += v
@@ -288,6 +294,8 @@ func (r *loadRun) report(rep *LoadReport) {
 			rep.FailedBy[reason]++
 		default:
 			rep.Bridged++
+			codec, _ := c.leg.audio()
+			rep.WhatsAppCodecs[codec]++
 			setup = append(setup, float64(cr.AcceptAt.Sub(cr.PlacedAt))/1e6)
 			if !c.hungUp {
 				rep.Dropped++
@@ -408,6 +416,7 @@ func (r *LoadReport) String() string {
 	fmt.Fprintf(w, "calls\tattempted %d, bridged %d, failed %d%s, dropped %d%s, with violations %d\n",
 		r.Attempted, r.Bridged, r.Failed, byReason(r.FailedBy), r.Dropped, byReason(r.DroppedBy), r.CallsWithViolations)
 	fmt.Fprintf(w, "setup (connect → accept)\t%s\n", r.SetupMs)
+	fmt.Fprintf(w, "whatsapp codec\t%s\n", strings.Trim(byReason(r.WhatsAppCodecs), " ()"))
 	fmt.Fprintf(w, "to gateway\t%d packets sent; generator send lateness %s\n", r.ToGateway.PacketsSent, r.ToGateway.SendLatenessMs)
 	t := r.ToWhatsApp
 	fmt.Fprintf(w, "to whatsapp\t%d/%d packets, lost %d (%.3f %%), dup %d, late >%.0f ms %d (%.3f %%), longest gap %s ms\n",

@@ -42,12 +42,14 @@ const (
 )
 
 // newPeerConnection builds a PeerConnection that behaves like Meta's media
-// leg: ICE-lite, host candidates on the media IP only, no mDNS, Opus/111 and
-// telephone-event/126 only, ICE credentials shaped like Meta's (ufrag with
-// '/'). answerRole is the DTLS role it takes when it answers (a business-
-// initiated call): client (a=setup:active, Meta's) or server
-// (a=setup:passive); DTLSRoleAuto when it offers.
-func (s *Sim) newPeerConnection(answerRole webrtc.DTLSRole) (*webrtc.PeerConnection, error) {
+// leg: ICE-lite, host candidates on the media IP only, no mDNS, Opus/111,
+// the G.711 codecs g711 on their static numbers (the number's
+// audio.additional_codecs; g711.go) and telephone-event/126 only, ICE
+// credentials shaped like Meta's (ufrag with '/'). answerRole is the DTLS
+// role it takes when it answers (a business-initiated call): client
+// (a=setup:active, Meta's) or server (a=setup:passive); DTLSRoleAuto when
+// it offers.
+func (s *Sim) newPeerConnection(answerRole webrtc.DTLSRole, g711 ...string) (*webrtc.PeerConnection, error) {
 	se := webrtc.SettingEngine{}
 	se.SetLite(true)
 	if answerRole != webrtc.DTLSRoleAuto {
@@ -70,8 +72,11 @@ func (s *Sim) newPeerConnection(answerRole webrtc.DTLSRole) (*webrtc.PeerConnect
 	me := &webrtc.MediaEngine{}
 	codecs := []webrtc.RTPCodecParameters{
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: rtpClock, Channels: 2, SDPFmtpLine: opusFmtp}, PayloadType: opusPT},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000}, PayloadType: dtmfPT},
 	}
+	for _, name := range g711 {
+		codecs = append(codecs, webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/" + name, ClockRate: 8000}, PayloadType: webrtc.PayloadType(g711PT(name))})
+	}
+	codecs = append(codecs, webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000}, PayloadType: dtmfPT})
 	for _, c := range codecs {
 		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
 			return nil, fmt.Errorf("wasim: register %s: %w", c.MimeType, err)
@@ -134,7 +139,7 @@ func (c *Call) pairSelected(pair string) {
 // transceiver and gathers candidates completely (Meta does not trickle). It
 // returns the offer as posted in the connect webhook.
 func (c *Call) setupMedia(ctx context.Context) (string, error) {
-	pc, err := c.sim.newPeerConnection(webrtc.DTLSRoleAuto)
+	pc, err := c.sim.newPeerConnection(webrtc.DTLSRoleAuto, c.sim.additionalCodecs(c.sim.cfg.PhoneNumberID)...)
 	if err != nil {
 		return "", fmt.Errorf("wasim: peer connection: %w", err)
 	}
@@ -348,6 +353,15 @@ func (c *Call) send() {
 		return
 	}
 	loop := c.loop
+	audioPT, codec := c.audio()
+	if codec != "opus" { // the business answered G.711: the same audio in it
+		l, err := c.sim.loopFor(loopKey{tone: c.opts.ToneHz, wav: c.opts.WAVFile, frameMs: c.opts.FrameMs, g711: codec})
+		if err != nil {
+			c.log.Error("g711 audio", zap.Error(err))
+			return
+		}
+		loop = l
+	}
 	frame := time.Duration(c.opts.FrameMs) * time.Millisecond
 	// Paced by the clock, not by ticks: a late wake-up sends the packets
 	// that are due at once, so the rate holds on a busy machine; after a
@@ -361,7 +375,7 @@ func (c *Call) send() {
 	if c.opts.Duration > 0 {
 		hangupAt = next.Add(c.opts.Duration)
 	}
-	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: c.opusPT, Marker: true}}
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: audioPT, Marker: true}}
 	var digits *dtmfPlan
 	if c.dtmfPT != 0 {
 		digits = newDTMFPlan(c.opts.Digits, c.opts.DigitsAfter, frame)
@@ -370,7 +384,7 @@ func (c *Call) send() {
 	var eventTS uint32
 	for n := 1; ; n++ {
 		pkt.SequenceNumber, pkt.Timestamp = seq, ts
-		pkt.PayloadType = c.opusPT
+		pkt.PayloadType = audioPT
 		pkt.Payload = loop.frames[(n-1)%len(loop.frames)]
 		if k, ok := digits.packet(n, dtmfPayload); ok {
 			if k == 0 {
@@ -442,6 +456,7 @@ func (c *Call) receive(t *webrtc.TrackRemote) {
 	}
 	defer dec.Close()
 	pcm := make([]int16, analysisRate*120/1000)
+	narrow := make([]int16, 8000*120/1000) // G.711, before its upsampling
 	for {
 		p, _, err := t.ReadRTP()
 		if err != nil {
@@ -451,10 +466,21 @@ func (c *Call) receive(t *webrtc.TrackRemote) {
 		c.mu.Lock()
 		c.countReceived(p, now)
 		c.mu.Unlock()
-		if p.PayloadType != c.opusPT || len(p.Payload) == 0 {
+		audioPT, codec := c.audio()
+		if p.PayloadType != audioPT || len(p.Payload) == 0 {
 			continue
 		}
-		n, err := dec.Decode(p.Payload, pcm)
+		var n int
+		if codec != "opus" {
+			if len(p.Payload) > len(narrow) {
+				continue
+			}
+			decodeG711(codec, p.Payload, narrow[:len(p.Payload)])
+			upsample2(narrow[:len(p.Payload)], pcm)
+			n = 2 * len(p.Payload)
+		} else {
+			n, err = dec.Decode(p.Payload, pcm)
+		}
 		c.mu.Lock()
 		if err != nil {
 			c.rep.DecodeErrors++
@@ -494,8 +520,12 @@ func (c *Call) countReceived(p *rtp.Packet, now time.Time) {
 		r.LongestSilenceGap = gap
 	}
 	c.lastRecv = now
+	audioPT := c.opusPT
+	if c.g711 != "" {
+		audioPT = g711PT(c.g711)
+	}
 	switch {
-	case p.PayloadType == c.opusPT:
+	case p.PayloadType == audioPT:
 	case p.PayloadType == c.dtmfPT && c.dtmfPT != 0:
 		r.DTMFPacketsReceived++
 		c.dtmfIn.add(p.Timestamp, p.Payload)
@@ -503,7 +533,7 @@ func (c *Call) countReceived(p *rtp.Packet, now time.Time) {
 	default:
 		if !c.flaggedPT {
 			c.flaggedPT = true
-			c.violationLocked(fmt.Sprintf("media: payload type %d received; the call negotiated only %d (opus) and %d (telephone-event)", p.PayloadType, c.opusPT, c.dtmfPT))
+			c.violationLocked(fmt.Sprintf("media: payload type %d received; the call negotiated only %d (audio) and %d (telephone-event)", p.PayloadType, audioPT, c.dtmfPT))
 		}
 	}
 	st, ok := c.ssrcs[p.SSRC]
@@ -530,12 +560,14 @@ type loopKey struct {
 	tone    float64
 	wav     string
 	frameMs int
+	g711    string // "PCMU" or "PCMA": the audio in that law at 8 kHz; "": Opus
 }
 
-// audioLoop is the caller's audio, Opus-encoded once and replayed.
+// audioLoop is the caller's audio, Opus- (or G.711-) encoded once and
+// replayed.
 type audioLoop struct {
 	frames [][]byte
-	step   uint32 // RTP timestamp increment per frame (48 kHz clock)
+	step   uint32 // RTP timestamp increment per frame (48 kHz clock; 8 kHz for G.711)
 }
 
 func (s *Sim) loopFor(k loopKey) (*audioLoop, error) {
@@ -565,6 +597,9 @@ func (s *Sim) loopFor(k loopKey) (*audioLoop, error) {
 // linearly resampled to 48 kHz).
 func buildLoop(k loopKey) (*audioLoop, error) {
 	rate := rtpClock
+	if k.g711 != "" {
+		rate = 8000
+	}
 	var pcm []int16
 	passes := 1
 	if k.wav != "" {
@@ -575,8 +610,11 @@ func buildLoop(k loopKey) (*audioLoop, error) {
 		if r <= 0 || len(p) == 0 {
 			return nil, fmt.Errorf("wasim: wav %s holds no audio", k.wav)
 		}
-		switch r {
-		case 8000, 12000, 16000, 24000, 48000:
+		switch {
+		case k.g711 != "" && r != 8000:
+			p, r = resampleLinear(p, r, 8000), 8000
+		case k.g711 != "":
+		case r == 8000, r == 12000, r == 16000, r == 24000, r == 48000:
 		default:
 			p, r = resampleLinear(p, r, rtpClock), rtpClock
 		}
@@ -598,6 +636,15 @@ func buildLoop(k loopKey) (*audioLoop, error) {
 	spf := rate * k.frameMs / 1000
 	if r := len(pcm) % spf; r != 0 {
 		pcm = append(pcm, make([]int16, spf-r)...)
+	}
+	if k.g711 != "" { // one byte a sample, no state
+		l := &audioLoop{step: uint32(spf)}
+		for i := 0; i+spf <= len(pcm); i += spf {
+			f := make([]byte, spf)
+			encodeG711(k.g711, pcm[i:i+spf], f)
+			l.frames = append(l.frames, f)
+		}
+		return l, nil
 	}
 	enc, err := opus.NewEncoder(rate, opus.AppVoIP)
 	if err != nil {

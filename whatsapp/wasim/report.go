@@ -43,6 +43,10 @@ type Report struct {
 	WebhooksSent []string
 	// BizOpaqueCallbackData is what the business gave in connect or accept.
 	BizOpaqueCallbackData string
+	// Codec is the audio codec the call ran: "opus", or "PCMU"/"PCMA" when
+	// the caller offered it (the number's audio.additional_codecs) and the
+	// business's answer picked it.
+	Codec string
 
 	PacketsSent, PacketsDropped int // caller→business (dropped: by loss injection)
 	PacketsReceived             int // business→user, every payload type
@@ -122,6 +126,9 @@ func (r *Report) String() string {
 	}
 	if len(r.WebhooksSent) > 0 {
 		fmt.Fprintf(&b, "  webhooks:       %s\n", strings.Join(r.WebhooksSent, ", "))
+	}
+	if r.Codec != "" {
+		fmt.Fprintf(&b, "  codec:          %s\n", r.Codec)
 	}
 	if r.Answered() && !r.EndAt.IsZero() {
 		fmt.Fprintf(&b, "  talk time:      %s\n", r.EndAt.Sub(r.AcceptAt).Round(time.Millisecond))

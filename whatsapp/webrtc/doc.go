@@ -4,7 +4,8 @@
 // the call's audio, shaped by Meta's media rules (Meta, WhatsApp Cloud API
 // Calling, https://developers.facebook.com/docs/whatsapp/cloud-api/calling/:
 // an ICE-lite peer, the business as DTLS client when it answers, Opus with
-// telephone-event) rather than a browser's stack:
+// telephone-event, or PCMU/PCMA where Meta offers them: codec.go) rather
+// than a browser's stack:
 //
 //   - media.go: Media, the ICE UDP sockets every call shares (one port),
 //     and the DTLS certificate every leg presents;

@@ -178,9 +178,9 @@ func FuzzSetAnswer(f *testing.F) {
 			return
 		}
 		a := leg.remote.Load()
-		if a.opusPT != offerOpusPT || (a.dtmfPT != 0 && a.dtmfPT != offerDTMFPT) ||
-			leg.OpusPayloadType() != a.opusPT || leg.DTMFPayloadType() != a.dtmfPT {
-			t.Fatalf("accepted payload types opus %d, dtmf %d:\n%q", a.opusPT, a.dtmfPT, text)
+		if a.chosen != (Codec{CodecOpus, offerOpusPT, 48000}) || (a.dtmfPT != 0 && a.dtmfPT != offerDTMFPT) ||
+			leg.OpusPayloadType() != offerOpusPT || leg.DTMFPayloadType() != a.dtmfPT {
+			t.Fatalf("accepted codec %v, dtmf %d:\n%q", a.chosen, a.dtmfPT, text)
 		}
 		if a.setup != "active" && a.setup != "passive" || leg.dtlsClient != (a.setup == "passive") {
 			t.Fatalf("accepted a=setup:%q (DTLS client %v)", a.setup, leg.dtlsClient)

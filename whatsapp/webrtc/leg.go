@@ -54,8 +54,8 @@ const (
 // Leg is one call's WebRTC media leg toward WhatsApp: the answer to the
 // caller's offer (Answer), or our offer and its answer (Offer, SetAnswer),
 // ICE on the shared port (ice.go), DTLS-SRTP (client when we answer; as
-// the answer's a=setup says when we offer), the Opus (+ telephone-event)
-// stream in and one SSRC out. Both kinds behave alike once started.
+// the answer's a=setup says when we offer), the Opus or G.711 (+
+// telephone-event) stream in and one SSRC out. Both kinds behave alike once started.
 //
 // Per packet: the socket's reader copies an SRTP packet into the leg's
 // queue and tells the bridge's media worker (SetOnPacket), or wakes a
@@ -129,6 +129,14 @@ type Leg struct {
 // answer (the Cloud API does not trickle). ICE starts at once; Connected
 // closes once DTLS-SRTP is up.
 func (m *Media) Answer(ctx context.Context, offerSDP string, log *zap.Logger) (*Leg, error) {
+	return m.AnswerWith(ctx, offerSDP, CodecOpus, log)
+}
+
+// AnswerWith is Answer with the audio codec named: CodecOpus, or CodecPCMU
+// or CodecPCMA when the offer has it (Meta offers them when the number's
+// audio.additional_codecs lists them). The answer then lists that codec
+// alone beside telephone-event, on the offer's payload type (Codec).
+func (m *Media) AnswerWith(ctx context.Context, offerSDP, codec string, log *zap.Logger) (*Leg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("webrtc: answer: %w", err)
 	}
@@ -136,6 +144,11 @@ func (m *Media) Answer(ctx context.Context, offerSDP string, log *zap.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("webrtc: %w", err)
 	}
+	c, ok := pick(o.audio, codec)
+	if !ok {
+		return nil, fmt.Errorf("webrtc: answer with %s: the offer has no such codec (it has %v)", codec, o.audio)
+	}
+	o.chosen = c
 	l := m.newLeg(log)
 	if err := l.setRemote(o, false); err != nil {
 		return nil, fmt.Errorf("webrtc: %w", err)
@@ -205,15 +218,25 @@ func (l *Leg) AnswerSDP() string { return l.answer }
 // SSRC is the one SSRC of every packet toward WhatsApp.
 func (l *Leg) SSRC() uint32 { return l.ssrc }
 
-// OpusPayloadType is the payload type for opus/48000/2: the offer's, which
-// our answer keeps (RFC 3264 §6.1), or on an offered leg the answer's
-// (one we offered; ours until the answer is set). Packets are read and
-// must be written with it, as negotiated; the leg renumbers nothing.
-func (l *Leg) OpusPayloadType() uint8 {
+// Codec is the audio codec the leg runs, with its payload type: the
+// offer's, which our answer keeps (RFC 3264 §6.1), or on an offered leg
+// the one the answer picked (ours first until the answer is set). Packets
+// are read and must be written with it, as negotiated; the leg renumbers
+// nothing.
+func (l *Leg) Codec() Codec {
 	if r := l.remote.Load(); r != nil {
-		return r.opusPT
+		return r.chosen
 	}
-	return l.local.opusPT // an offered leg before its answer
+	return l.local.codecs[0] // an offered leg before its answer
+}
+
+// OpusPayloadType is the payload type for opus/48000/2 when the leg runs
+// Opus (Codec), 0 when it runs G.711.
+func (l *Leg) OpusPayloadType() uint8 {
+	if c := l.Codec(); c.Name == CodecOpus {
+		return c.PayloadType
+	}
+	return 0
 }
 
 // DTMFPayloadType is the payload type for telephone-event/8000 (RFC
@@ -399,8 +422,7 @@ func (l *Leg) deliver(p []byte) {
 }
 
 // ReadPacket returns the next decrypted RTP packet from WhatsApp, with the
-// payload type the peer sent (the negotiated ones: OpusPayloadType,
-// DTMFPayloadType). It waits for DTLS; it fails once the leg is closed. One
+// payload type the peer sent (the negotiated ones: Codec, DTMFPayloadType). It waits for DTLS; it fails once the leg is closed. One
 // reader at a time.
 func (l *Leg) ReadPacket(b []byte) (int, error) {
 	select {

@@ -15,10 +15,11 @@ import (
 
 // remoteDesc is what the gateway needs of the peer's SDP: a caller's offer
 // (Meta's: one audio m-line, ICE-lite, host candidates, DTLS actpass, Opus
-// and telephone-event; Meta, WhatsApp Cloud API Calling, SDP offer; or a
-// browser's), or the answer to our own offer (offering.go). The payload
-// types are the peer's own: an offer's are kept by our answer, an answer's
-// must be among those we offered.
+// and telephone-event, PCMU and PCMA too when the number's settings ask
+// for them; Meta, WhatsApp Cloud API Calling, SDP offer; or a browser's),
+// or the answer to our own offer (offering.go). The payload types are the
+// peer's own: an offer's are kept by our answer, an answer's must be among
+// those we offered.
 type remoteDesc struct {
 	mid         string
 	ufrag, pwd  string
@@ -28,19 +29,28 @@ type remoteDesc struct {
 	candidates  []netip.AddrPort
 	port        int      // the audio m-line's port (0: rejected, RFC 3264 §6)
 	formats     []string // the audio m-line's formats
-	opusPT      uint8
-	dtmfPT      uint8 // telephone-event/8000; 0 if none
-	proto       string
-	others      []string // the m-lines after the audio one, answered rejected (port 0)
+	audio       []Codec  // its known audio codecs (codec.go), in its order
+	dtmfPT      uint8    // telephone-event/8000; 0 if none
+	// chosen is the audio codec the leg runs: the one our answer keeps
+	// (Opus unless asked), or the one the answer to our offer picked.
+	chosen Codec
+	proto  string
+	others []string // the m-lines after the audio one, answered rejected (port 0)
 }
 
-// parseOffer reads a caller's offer: a remote description whose a=setup
-// lets us be the DTLS client.
+// parseOffer reads a caller's offer: a remote description with Opus (the
+// codec every call can fall back to) whose a=setup lets us be the DTLS
+// client.
 func parseOffer(text string) (*remoteDesc, error) {
 	o, err := parseRemote(text, "offer")
 	if err != nil {
 		return nil, err
 	}
+	opus, ok := pick(o.audio, CodecOpus)
+	if !ok {
+		return nil, errors.New("offer has no opus/48000/2")
+	}
+	o.chosen = opus // unless AnswerWith asks for another
 	if o.setup == "active" {
 		// The caller wants to be the DTLS client; Meta offers actpass and
 		// expects the business to be the client.
@@ -120,6 +130,7 @@ func parseRemote(text, kind string) (*remoteDesc, error) {
 		return nil, fmt.Errorf("%s: %w", kind, err)
 	}
 	var cands []candidate
+	rtpmaps := map[uint8]string{}
 	for _, a := range md.Attributes {
 		switch a.Key {
 		case "candidate":
@@ -136,23 +147,19 @@ func parseRemote(text, kind string) (*remoteDesc, error) {
 			// matched by name and rate, the channel count optional where
 			// its default is right (telephone-event/8000/1 is
 			// telephone-event/8000; Opus is always /2, RFC 7587 §7).
-			name, rest, _ := strings.Cut(strings.ToLower(enc), "/")
+			// Audio codecs: codecName, for the formats listed (audioCodecs).
+			enc = strings.ToLower(enc)
+			if _, dup := rtpmaps[uint8(n)]; !dup {
+				rtpmaps[uint8(n)] = enc
+			}
+			name, rest, _ := strings.Cut(enc, "/")
 			rate, channels, _ := strings.Cut(rest, "/")
-			switch {
-			case name == "opus" && rate == "48000" && (channels == "2" || channels == ""):
-				if o.opusPT == 0 {
-					o.opusPT = uint8(n)
-				}
-			case name == "telephone-event" && rate == "8000" && (channels == "1" || channels == ""):
-				if o.dtmfPT == 0 {
-					o.dtmfPT = uint8(n)
-				}
+			if name == "telephone-event" && rate == "8000" && (channels == "1" || channels == "") && o.dtmfPT == 0 {
+				o.dtmfPT = uint8(n)
 			}
 		}
 	}
-	if o.opusPT == 0 {
-		return nil, fmt.Errorf("%s has no opus/48000/2", kind)
-	}
+	o.audio = audioCodecs(o.formats, rtpmaps) // an offer must have Opus, an answer one of ours: their parsers check
 	// Highest priority first (RFC 8445 §6.1.2.6); the m/c-line address only
 	// when there is no candidate at all.
 	sort.SliceStable(cands, func(i, j int) bool { return cands[i].priority > cands[j].priority })

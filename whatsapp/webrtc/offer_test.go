@@ -20,8 +20,8 @@ func TestParseMetaOffer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if !o.lite || o.mid != "audio" || o.opusPT != 111 || o.dtmfPT != 126 {
-			t.Errorf("%s: lite %v mid %q opus %d dtmf %d", name, o.lite, o.mid, o.opusPT, o.dtmfPT)
+		if !o.lite || o.mid != "audio" || o.chosen.PayloadType != 111 || o.dtmfPT != 126 {
+			t.Errorf("%s: lite %v mid %q opus %d dtmf %d", name, o.lite, o.mid, o.chosen.PayloadType, o.dtmfPT)
 		}
 		if !strings.Contains(o.ufrag, "/") || o.pwd == "" || len(o.fingerprint) != 32 {
 			t.Errorf("%s: ufrag %q pwd %q fingerprint %d bytes", name, o.ufrag, o.pwd, len(o.fingerprint))
@@ -54,8 +54,8 @@ func TestParseBrowserOffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.lite || o.opusPT != 109 || o.dtmfPT != 101 || o.mid != "0" {
-		t.Errorf("lite %v opus %d dtmf %d mid %q", o.lite, o.opusPT, o.dtmfPT, o.mid)
+	if o.lite || o.chosen.PayloadType != 109 || o.dtmfPT != 101 || o.mid != "0" {
+		t.Errorf("lite %v opus %d dtmf %d mid %q", o.lite, o.chosen.PayloadType, o.dtmfPT, o.mid)
 	}
 	if want := []netip.AddrPort{netip.MustParseAddrPort("192.0.2.7:50000")}; len(o.candidates) != 1 || o.candidates[0] != want[0] {
 		t.Errorf("candidates %v, want %v", o.candidates, want)

@@ -14,8 +14,9 @@ import (
 // the Graph connect request, and Meta's answer arrives later in the
 // connect webhook (direction BUSINESS_INITIATED). The offer follows Meta's
 // media rules as our answers do: Opus and telephone-event on Meta's own
-// payload numbers, one audio m-line, rtcp-mux, BUNDLE, one fingerprint,
-// one SSRC, full ICE with every candidate inside.
+// payload numbers (with PCMU or PCMA first when asked: OfferWith), one
+// audio m-line, rtcp-mux, BUNDLE, one fingerprint, one SSRC, full ICE with
+// every candidate inside.
 const (
 	offerMid    = "0"
 	offerProto  = "UDP/TLS/RTP/SAVPF" // DTLS-SRTP with RTCP feedback (RFC 5764 §8, RFC 8834)
@@ -36,17 +37,36 @@ var ErrAnswerSet = errors.New("webrtc: the offer was already answered")
 // host candidate of the shared sockets in the SDP (no trickle:
 // a=end-of-candidates), our one SSRC, sendrecv. The leg sends nothing and
 // takes no packet until SetAnswer; the wait for the answer is the
-// caller's to bound (Close ends it). Before the answer, OpusPayloadType
-// and DTMFPayloadType are the offered ones, AnswerSDP is "".
+// caller's to bound (Close ends it). Before the answer, Codec,
+// OpusPayloadType and DTMFPayloadType are the offered ones, AnswerSDP is "".
 func (m *Media) Offer(ctx context.Context, log *zap.Logger) (*Leg, error) {
+	return m.OfferWith(ctx, "", log)
+}
+
+// OfferWith is Offer with g711 (CodecPCMU or CodecPCMA; "" for none)
+// offered first, on its static payload type (RFC 3551 §6), before Opus:
+// Meta's answer picks one of them (where the number's
+// audio.additional_codecs allows G.711), and Codec says which once it is
+// set.
+func (m *Media) OfferWith(ctx context.Context, g711 string, log *zap.Logger) (*Leg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("webrtc: offer: %w", err)
+	}
+	codecs := []Codec{{Name: CodecOpus, PayloadType: offerOpusPT, ClockRate: 48000}}
+	switch g711 {
+	case "":
+	case CodecPCMU:
+		codecs = append([]Codec{{Name: CodecPCMU, PayloadType: staticPCMU, ClockRate: 8000}}, codecs...)
+	case CodecPCMA:
+		codecs = append([]Codec{{Name: CodecPCMA, PayloadType: staticPCMA, ClockRate: 8000}}, codecs...)
+	default:
+		return nil, fmt.Errorf("webrtc: offer: %q is not %s or %s", g711, CodecPCMU, CodecPCMA)
 	}
 	l := m.newLeg(log)
 	l.local = &localDesc{
 		mid:    offerMid,
 		proto:  offerProto,
-		opusPT: offerOpusPT,
+		codecs: codecs,
 		dtmfPT: offerDTMFPT,
 		ptime:  offerPtime,
 		// The offerer lets the answerer choose the DTLS roles (RFC 5763 §5,
@@ -102,7 +122,7 @@ func (l *Leg) SetAnswer(answerSDP string) error {
 	}
 	l.dtlsClient = a.setup == "passive"
 	l.log.Debug("webrtc: answer set", zap.Bool("peer_ice_lite", a.lite), zap.String("peer_setup", a.setup),
-		zap.Uint8("dtmf_pt", a.dtmfPT))
+		zap.Stringer("codec", a.chosen), zap.Uint8("dtmf_pt", a.dtmfPT))
 	l.start() // under life: Close either waits for it or came before
 	return nil
 }
@@ -133,15 +153,19 @@ func parseAnswer(text string, ours *localDesc) (*remoteDesc, error) {
 	}
 	// Each format listed must be one we offered, for the codec we offered
 	// it for (RFC 3264 §6.1: the answer keeps the offer's numbers): the
-	// bridge reads and writes exactly these numbers.
-	opus, dtmf := strconv.Itoa(int(ours.opusPT)), strconv.Itoa(int(ours.dtmfPT))
-	var haveOpus, haveDTMF bool
+	// bridge reads and writes exactly these numbers. The first audio codec
+	// listed is the call's (the answerer's preference, RFC 3264 §6.1).
+	dtmf := strconv.Itoa(int(ours.dtmfPT))
+	var haveAudio, haveDTMF bool
 	for _, f := range a.formats {
+		c, offered := ourCodec(ours, f)
 		switch {
-		case f == opus && a.opusPT == ours.opusPT:
-			haveOpus = true
-		case f == opus:
-			return nil, fmt.Errorf("answer lists payload type %s, offered for opus/48000/2, without mapping it to opus", f)
+		case offered && hasCodec(a.audio, c):
+			if !haveAudio {
+				a.chosen, haveAudio = c, true
+			}
+		case offered:
+			return nil, fmt.Errorf("answer lists payload type %s, offered for %s, without mapping it to %s", f, c.rtpmap(), c.Name)
 		case ours.dtmfPT != 0 && f == dtmf && a.dtmfPT == ours.dtmfPT:
 			haveDTMF = true
 		case ours.dtmfPT != 0 && f == dtmf:
@@ -150,11 +174,31 @@ func parseAnswer(text string, ours *localDesc) (*remoteDesc, error) {
 			return nil, fmt.Errorf("answer lists payload type %q, which the offer does not have (RFC 3264 §6.1)", f)
 		}
 	}
-	if !haveOpus {
-		return nil, fmt.Errorf("answer's audio m-line does not list opus/48000/2 on payload type %s (offered)", opus)
+	if !haveAudio {
+		return nil, fmt.Errorf("answer's audio m-line lists none of the offered codecs %v", ours.codecs)
 	}
 	if !haveDTMF {
 		a.dtmfPT = 0 // an a=rtpmap of a format not listed says nothing (RFC 8866 §6.6)
 	}
 	return a, nil
+}
+
+// ourCodec is the codec we offered on payload type f, if any.
+func ourCodec(ours *localDesc, f string) (Codec, bool) {
+	for _, c := range ours.codecs {
+		if strconv.Itoa(int(c.PayloadType)) == f {
+			return c, true
+		}
+	}
+	return Codec{}, false
+}
+
+// hasCodec reports whether cs maps c's payload type to c.
+func hasCodec(cs []Codec, c Codec) bool {
+	for _, x := range cs {
+		if x == c {
+			return true
+		}
+	}
+	return false
 }

@@ -395,7 +395,7 @@ func TestSetAnswerRefusals(t *testing.T) {
 		{"no setup", "a=setup:active\r\n", "", "no a=setup"},
 		{"no fingerprint", "a=fingerprint:", "a=x-fingerprint:", "no a=fingerprint"},
 		{"sha-1 fingerprint", "a=fingerprint:sha-256", "a=fingerprint:sha-1", "not sha-256"},
-		{"no opus", "opus/48000/2", "speex/16000", "no opus"},
+		{"no opus", "opus/48000/2", "speex/16000", "without mapping it to opus"},
 		{"opus on a payload type not offered", "m=audio 9 UDP/TLS/RTP/SAVPF 111 126\r\n", "m=audio 9 UDP/TLS/RTP/SAVPF 109 126\r\n", `payload type "109"`},
 		{"opus renumbered", ":111 ", ":109 ", "without mapping it to opus"},
 		{"telephone-event not offered", "111 126\r\n", "111 101\r\n", `payload type "101"`},
