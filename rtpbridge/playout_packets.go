@@ -19,16 +19,22 @@ type playSlot struct {
 	dur     int64 // the packet's duration, timeline units
 	covered bool  // a longer packet before it lasts over this frame
 	inline  [playSlotInline]byte
-	big     []byte // maxPacket bytes, made the first time a payload does not fit inline
+	big     []byte // made the first time a payload does not fit inline, grown as longer ones come
 }
 
 // playSlotInline is the payload a slot holds in place: 20 ms of Opus at
-// 128 kbit/s, or of G.711 (160 bytes). Meta's audio is about 20 kbit/s (50-byte payloads) and a
-// PBX's Opus seldom above 64; a slot of a whole MTU made the 52 slots of a
-// passthrough call 80 KB, a third of the call's memory. A longer payload
-// (Opus allows 1275 bytes a 20 ms frame, more for longer packets, RFC 6716
-// §3.2.1) goes to a buffer the slot makes once and keeps.
-const playSlotInline = 320
+// 64 kbit/s, or of G.711. Meta's audio is about 20 kbit/s (50-byte
+// payloads) and a PBX's Opus seldom above 64; a slot of a whole MTU made
+// the 52 slots of a passthrough call 80 KB, a third of the call's memory,
+// and 320 bytes (128 kbit/s) 19.5 KiB. A longer payload (Opus allows 1275
+// bytes a 20 ms frame, more for longer packets, RFC 6716 §3.2.1) goes to a
+// buffer the slot makes the first time, sized to it in steps of
+// playSlotGrow, and keeps: a steady stream allocates nothing once each
+// slot has seen its size.
+const (
+	playSlotInline = 160
+	playSlotGrow   = 128
+)
 
 // configure makes the slots hold s's packets, empty.
 func (r *packetSlots) configure(s *sipSetup) playGeometry {
@@ -110,8 +116,8 @@ func (r *packetSlots) held() int {
 func (s *playSlot) store(payload []byte) {
 	buf := s.inline[:]
 	if len(payload) > len(buf) {
-		if s.big == nil {
-			s.big = make([]byte, maxPacket)
+		if want := min(len(payload), maxPacket); len(s.big) < want {
+			s.big = make([]byte, min((want+playSlotGrow-1)/playSlotGrow*playSlotGrow, maxPacket))
 		}
 		buf = s.big
 	}

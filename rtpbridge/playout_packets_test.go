@@ -1,6 +1,7 @@
 package rtpbridge
 
 import (
+	"bytes"
 	"slices"
 	"testing"
 	"time"
@@ -92,4 +93,32 @@ func TestPacketSlotsCoverAndDiscard(t *testing.T) {
 		t.Fatalf("after the discard: held %d", r.held())
 	}
 	r.silence(nil) // nothing to do: the pacer sends its own silence
+}
+
+// A slot keeps a payload up to playSlotInline in place; a longer one in a
+// buffer sized to it in playSlotGrow steps, made once and grown only for a
+// longer one still: a steady stream of long payloads allocates nothing once
+// the slot has seen its size. The payload comes back whole either way.
+func TestPlaySlotStoreSizes(t *testing.T) {
+	var s playSlot
+	for _, n := range []int{40, playSlotInline, playSlotInline + 1, 300, 200, 1275, 1500, 2000} {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(i*7 + n)
+		}
+		s.store(p)
+		want := p[:min(n, maxPacket)]
+		if got := s.payload(); !bytes.Equal(got, want) {
+			t.Fatalf("%d bytes: got %d back, not what was stored", n, len(got))
+		}
+		if n > playSlotInline && (len(s.big) < len(want) || len(s.big)%playSlotGrow != 0 && len(s.big) != maxPacket) {
+			t.Fatalf("%d bytes: buffer of %d", n, len(s.big))
+		}
+	}
+	s = playSlot{}
+	long := make([]byte, 300)
+	s.store(long)
+	if allocs := testing.AllocsPerRun(100, func() { s.store(long[:250]); s.store(long) }); allocs != 0 {
+		t.Fatalf("%.1f allocations a store once the slot had seen the size", allocs)
+	}
 }

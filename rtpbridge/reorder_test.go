@@ -85,7 +85,7 @@ func TestReorderWindowOrder(t *testing.T) {
 	}
 	for _, want := range []uint16{65535, 0, 1} {
 		p, ok := w.takeFirst(65533)
-		if !ok || p.h.seq != want || p.buf[0] != byte(want) {
+		if !ok || p.h.seq != want || p.payload()[0] != byte(want) {
 			t.Fatalf("took %d, want %d", p.h.seq, want)
 		}
 	}
@@ -98,5 +98,24 @@ func TestReorderWindowOrder(t *testing.T) {
 	}
 	if !w.holds(9) || w.holds(8) {
 		t.Fatal("holds")
+	}
+}
+
+// A held packet keeps a WhatsApp-sized payload in place and a longer one
+// (up to an MTU) in a buffer the slot makes once; either comes back whole.
+func TestReorderHeldPayloadSizes(t *testing.T) {
+	var w reorderWindow
+	for i, n := range []int{4, heldInline, heldInline + 1, maxPacket} {
+		p := make([]byte, n)
+		for k := range p {
+			p[k] = byte(k + i)
+		}
+		if !w.put(rtpHeader{seq: uint16(i)}, p, 960) {
+			t.Fatalf("%d bytes: no free slot", n)
+		}
+		got, ok := w.take(uint16(i))
+		if !ok || !bytes.Equal(got.payload(), p) {
+			t.Fatalf("%d bytes: held payload not given back whole", n)
+		}
 	}
 }

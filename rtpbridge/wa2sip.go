@@ -201,7 +201,7 @@ func (d *waToSIP) releaseReady() {
 		if !ok {
 			return
 		}
-		d.process(p.h, p.buf[:p.n], p.dur)
+		d.process(p.h, p.payload(), p.dur)
 	}
 }
 
@@ -209,7 +209,7 @@ func (d *waToSIP) releaseReady() {
 // on as after a loss, then whatever follows it.
 func (d *waToSIP) releaseFirst() {
 	if p, ok := d.reorder.takeFirst(d.track.next); ok {
-		d.process(p.h, p.buf[:p.n], p.dur)
+		d.process(p.h, p.payload(), p.dur)
 	}
 	d.releaseReady()
 }

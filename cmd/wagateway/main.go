@@ -208,10 +208,11 @@ func printConfigError(w io.Writer, err error) {
 
 // defaultGCPercent is the collector's target unless GOGC is set: the
 // gateway allocates when calls start and end, not per packet, so collecting
-// twice as often costs next to no CPU and keeps a call's memory nearer what
-// it holds (100 passthrough calls: 224 → 191 KiB of RSS a call, CPU within
-// the noise; docs/performance.md, Memory).
-const defaultGCPercent = 50
+// often costs next to no CPU and keeps a call's memory nearer what it holds
+// (100 passthrough calls: 224 KiB of RSS a call at GOGC=100, 191 at 50;
+// with smaller playout slots 181 at 50, 167 at 25; CPU within the noise:
+// docs/performance.md).
+const defaultGCPercent = 25
 
 func serve(path string, stderr io.Writer) int {
 	if os.Getenv("GOGC") == "" {
