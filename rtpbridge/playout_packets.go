@@ -19,22 +19,16 @@ type playSlot struct {
 	dur     int64 // the packet's duration, timeline units
 	covered bool  // a longer packet before it lasts over this frame
 	inline  [playSlotInline]byte
-	big     []byte // made the first time a payload does not fit inline, grown as longer ones come
+	big     []byte // for a payload that does not fit inline (storeSpill)
 }
 
-// playSlotInline is the payload a slot holds in place: 20 ms of Opus at
-// 64 kbit/s, or of G.711. Meta's audio is about 20 kbit/s (50-byte
-// payloads) and a PBX's Opus seldom above 64; a slot of a whole MTU made
-// the 52 slots of a passthrough call 80 KB, a third of the call's memory,
-// and 320 bytes (128 kbit/s) 19.5 KiB. A longer payload (Opus allows 1275
-// bytes a 20 ms frame, more for longer packets, RFC 6716 §3.2.1) goes to a
-// buffer the slot makes the first time, sized to it in steps of
-// playSlotGrow, and keeps: a steady stream allocates nothing once each
-// slot has seen its size.
-const (
-	playSlotInline = 160
-	playSlotGrow   = 128
-)
+// playSlotInline is the payload a slot holds in place (longer ones:
+// spill.go): 20 ms of Opus at 64 kbit/s, or of G.711. Meta's audio is about
+// 20 kbit/s (50-byte payloads) and a PBX's Opus seldom above 64; a slot of
+// a whole MTU made the 52 slots of a passthrough call 80 KB, a third of the
+// call's memory, and 320 bytes (128 kbit/s) 19.5 KiB. Opus allows 1275
+// bytes a 20 ms frame, more for longer packets (RFC 6716 §3.2.1).
+const playSlotInline = 160
 
 // configure makes the slots hold s's packets, empty.
 func (r *packetSlots) configure(s *sipSetup) playGeometry {
@@ -113,21 +107,7 @@ func (r *packetSlots) held() int {
 }
 
 // store keeps payload in the slot (cut at maxPacket).
-func (s *playSlot) store(payload []byte) {
-	buf := s.inline[:]
-	if len(payload) > len(buf) {
-		if want := min(len(payload), maxPacket); len(s.big) < want {
-			s.big = make([]byte, min((want+playSlotGrow-1)/playSlotGrow*playSlotGrow, maxPacket))
-		}
-		buf = s.big
-	}
-	s.n = copy(buf, payload)
-}
+func (s *playSlot) store(payload []byte) { s.n = storeSpill(s.inline[:], &s.big, payload) }
 
 // payload is what store kept.
-func (s *playSlot) payload() []byte {
-	if s.n > playSlotInline {
-		return s.big[:s.n]
-	}
-	return s.inline[:s.n]
-}
+func (s *playSlot) payload() []byte { return spilled(s.inline[:], s.big, s.n) }

@@ -96,7 +96,7 @@ func TestPacketSlotsCoverAndDiscard(t *testing.T) {
 }
 
 // A slot keeps a payload up to playSlotInline in place; a longer one in a
-// buffer sized to it in playSlotGrow steps, made once and grown only for a
+// buffer sized to it in spillStep steps, made once and grown only for a
 // longer one still: a steady stream of long payloads allocates nothing once
 // the slot has seen its size. The payload comes back whole either way.
 func TestPlaySlotStoreSizes(t *testing.T) {
@@ -111,7 +111,7 @@ func TestPlaySlotStoreSizes(t *testing.T) {
 		if got := s.payload(); !bytes.Equal(got, want) {
 			t.Fatalf("%d bytes: got %d back, not what was stored", n, len(got))
 		}
-		if n > playSlotInline && (len(s.big) < len(want) || len(s.big)%playSlotGrow != 0 && len(s.big) != maxPacket) {
+		if n > playSlotInline && (len(s.big) < len(want) || len(s.big)%spillStep != 0 && len(s.big) != maxPacket) {
 			t.Fatalf("%d bytes: buffer of %d", n, len(s.big))
 		}
 	}

@@ -28,34 +28,20 @@ type heldPacket struct {
 	dur    uint32 // WhatsApp clock units of audio (0 for telephone-events)
 	n      int
 	inline [heldInline]byte
-	big    []byte // maxPacket bytes, made the first time a longer payload is held
+	big    []byte // for a payload that does not fit inline (storeSpill)
 }
 
 // heldInline is the payload a slot holds in place: WhatsApp's packets carry
 // 40-120 bytes of Opus (SILK-WB) or 4 of telephone-event. Three MTU-sized
 // slots made 4.5 KiB of every call's 105 KiB of heap for what is held only
-// when packets come out of order.
+// when packets come out of order. Longer payloads: spill.go.
 const heldInline = 256
 
 // store keeps payload (cut at maxPacket).
-func (p *heldPacket) store(payload []byte) {
-	buf := p.inline[:]
-	if len(payload) > len(buf) {
-		if p.big == nil {
-			p.big = make([]byte, maxPacket)
-		}
-		buf = p.big
-	}
-	p.n = copy(buf, payload)
-}
+func (p *heldPacket) store(payload []byte) { p.n = storeSpill(p.inline[:], &p.big, payload) }
 
 // payload is what store kept.
-func (p *heldPacket) payload() []byte {
-	if p.n > heldInline {
-		return p.big[:p.n]
-	}
-	return p.inline[:p.n]
-}
+func (p *heldPacket) payload() []byte { return spilled(p.inline[:], p.big, p.n) }
 
 // reorderWindow holds packets that arrived ahead of a gap.
 type reorderWindow struct {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,40 +53,28 @@ func TestOfferedCodecs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := []Codec{opus111, pcmu0, pcma8}; !equalCodecs(o.audio, want) || o.dtmfPT != 126 || o.chosen != opus111 {
+		if want := []Codec{opus111, pcmu0, pcma8}; !slices.Equal(o.audio, want) || o.dtmfPT != 126 || o.chosen != opus111 {
 			t.Errorf("rtpmaps %v: audio %v dtmf %d chosen %v; want %v, 126, opus", rtpmaps, o.audio, o.dtmfPT, o.chosen, want)
 		}
 		got, err := OfferedCodecs(metaG711Offer(t, rtpmaps))
-		if err != nil || !equalCodecs(got, o.audio) {
+		if err != nil || !slices.Equal(got, o.audio) {
 			t.Errorf("OfferedCodecs: %v, %v", got, err)
 		}
 	}
 	meta, _ := os.ReadFile("testdata/meta-offer.sdp")
-	if got, err := OfferedCodecs(string(meta)); err != nil || !equalCodecs(got, []Codec{opus111}) {
+	if got, err := OfferedCodecs(string(meta)); err != nil || !slices.Equal(got, []Codec{opus111}) {
 		t.Errorf("Meta's Opus-only offer: %v, %v", got, err)
 	}
 	// A dynamic number for PCMU, another order, an unlisted rtpmap.
 	s := strings.Replace(metaG711Offer(t, true), "111 0 8 126", "100 111 126", 1)
 	s = strings.Replace(s, "a=rtpmap:0 PCMU/8000", "a=rtpmap:100 pcmu/8000/1", 1)
-	if got, err := OfferedCodecs(s); err != nil || !equalCodecs(got, []Codec{{CodecPCMU, 100, 8000}, opus111}) {
+	if got, err := OfferedCodecs(s); err != nil || !slices.Equal(got, []Codec{{CodecPCMU, 100, 8000}, opus111}) {
 		t.Errorf("PCMU on 100 first: %v, %v", got, err)
 	}
 	noOpus := strings.Replace(metaG711Offer(t, true), "111 0 8 126", "0 8 126", 1)
 	if _, err := OfferedCodecs(noOpus); err == nil || !strings.Contains(err.Error(), "no opus") {
 		t.Errorf("G.711 alone: %v, want refused for want of Opus", err)
 	}
-}
-
-func equalCodecs(a, b []Codec) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // mLine is the answer's audio m-line formats and its rtpmaps, read with
@@ -230,30 +219,7 @@ func TestG711LegWithPion(t *testing.T) {
 	}
 	pc, track := pionPCMUCaller(t, me)
 	got := pionReceived(pc)
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := pionwebrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	leg, err := m.AnswerWith(ctx, pc.LocalDescription().SDP, CodecPCMU, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer leg.Close()
-	if err := pc.SetRemoteDescription(pionwebrtc.SessionDescription{Type: pionwebrtc.SDPTypeAnswer, SDP: leg.AnswerSDP()}); err != nil {
-		t.Fatalf("pion takes our PCMU answer: %v\n%s", err, leg.AnswerSDP())
-	}
-	select {
-	case <-leg.Connected():
-	case <-time.After(10 * time.Second):
-		t.Fatalf("leg not connected: %v", leg.Err())
-	}
+	leg := callPionWith(t, m, pc, CodecPCMU)
 	if leg.Codec() != pcmu0 {
 		t.Fatalf("leg runs %v", leg.Codec())
 	}

@@ -70,6 +70,12 @@ func pionCallerPT(t *testing.T, lite bool, opusPT, dtmfPT uint8, tweaks ...func(
 // until both are connected.
 func callPion(t *testing.T, m *Media, pc *pionwebrtc.PeerConnection) *Leg {
 	t.Helper()
+	return callPionWith(t, m, pc, CodecOpus)
+}
+
+// callPionWith is callPion with our answer's audio codec named (AnswerWith).
+func callPionWith(t *testing.T, m *Media, pc *pionwebrtc.PeerConnection, codec string) *Leg {
+	t.Helper()
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +87,7 @@ func callPion(t *testing.T, m *Media, pc *pionwebrtc.PeerConnection) *Leg {
 	<-gathered
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	leg, err := m.Answer(ctx, pc.LocalDescription().SDP, nil)
+	leg, err := m.AnswerWith(ctx, pc.LocalDescription().SDP, codec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
