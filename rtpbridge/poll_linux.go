@@ -14,8 +14,9 @@ import (
 // level-triggered: a socket with packets left after a read is reported again
 // at the next tick. Each entry carries the call's slot and generation, so an
 // event of a call released meanwhile is recognized. A closed socket leaves
-// the set by itself (epoll(7), "Q6"); Go's own netpoller keeps its separate
-// registration of the same socket.
+// the set by itself (epoll(7), "Q6"). The sip package's RTP sockets are not
+// in Go's own poller as well (sip/rtpsocket_linux.go), so their packets wake
+// no other thread.
 type poller struct {
 	fd     int
 	n      int

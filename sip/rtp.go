@@ -37,7 +37,7 @@ var rtpPortCursor atomic.Uint32
 // (StrangerPackets). Sends go to the SDP address until a source is pinned,
 // then to that source. Reads and writes do not allocate, lock or log.
 type RTPConn struct {
-	conn   *net.UDPConn
+	sock   *rtpSocket
 	local  *net.UDPAddr
 	dst    atomic.Pointer[netip.AddrPort] // where WritePacket sends
 	peer   atomic.Pointer[rtpPeer]        // what the peer's SDP allows
@@ -96,16 +96,12 @@ func ListenRTP(ip net.IP, portMin, portMax int) (*RTPConn, error) {
 	if ip == nil {
 		return nil, errors.New("rtp: no IP address to bind")
 	}
-	network := "udp4"
-	if ip.To4() == nil {
-		network = "udp6"
-	}
 	if portMin == 0 && portMax == 0 {
-		c, err := net.ListenUDP(network, &net.UDPAddr{IP: ip})
+		s, err := listenRTPSocket(ip, 0)
 		if err != nil {
 			return nil, fmt.Errorf("rtp: bind %s: %w", ip, err)
 		}
-		return newRTPConn(c), nil
+		return newRTPConn(s), nil
 	}
 	if portMin < 1 || portMax > 65535 || portMax < portMin {
 		return nil, fmt.Errorf("rtp: bad port range %d-%d", portMin, portMax)
@@ -120,13 +116,13 @@ func ListenRTP(ip net.IP, portMin, portMax int) (*RTPConn, error) {
 	var lastErr error
 	for i := 0; i < tries; i++ {
 		port := first + 2*((start+i)%n)
-		c, err := net.ListenUDP(network, &net.UDPAddr{IP: ip, Port: port})
+		s, err := listenRTPSocket(ip, port)
 		if err != nil {
 			lastErr = err
 			continue
 		}
 		rtpPortCursor.Add(uint32(i))
-		return newRTPConn(c), nil
+		return newRTPConn(s), nil
 	}
 	return nil, fmt.Errorf("rtp: no free even port in %d-%d on %s after %d tries: %w", portMin, portMax, ip, tries, lastErr)
 }
@@ -143,7 +139,7 @@ func (r *RTPConn) discardEarly() {
 		defer close(done)
 		buf := make([]byte, maxRTPDatagram)
 		for {
-			n, src, err := r.conn.ReadFromUDPAddrPort(buf)
+			n, src, err := r.sock.readFrom(buf)
 			if err != nil {
 				return // stopDiscard's deadline, or Close
 			}
@@ -166,9 +162,12 @@ func (r *RTPConn) stopDiscard() uint64 {
 	}
 	// A deadline in the past wakes the blocked read and leaves queued
 	// datagrams in the socket.
-	_ = r.conn.SetReadDeadline(time.Now())
+	_ = r.sock.setReadDeadline(time.Now())
 	<-r.discardDone
-	_ = r.conn.SetReadDeadline(time.Time{})
+	_ = r.sock.setReadDeadline(time.Time{})
+	// From now on a media worker reads the socket, or ReadPacket makes the
+	// waiter again: see rtpSocket.
+	r.sock.dropWaiter()
 	return r.discarded.Load()
 }
 
@@ -178,9 +177,8 @@ func (r *RTPConn) track(open *atomic.Int64) {
 	r.open = open
 }
 
-func newRTPConn(c *net.UDPConn) *RTPConn {
-	la, _ := c.LocalAddr().(*net.UDPAddr)
-	return &RTPConn{conn: c, local: la}
+func newRTPConn(s *rtpSocket) *RTPConn {
+	return &RTPConn{sock: s, local: s.local}
 }
 
 // LocalAddr is the bound address.
@@ -333,7 +331,7 @@ func (r *RTPConn) readRaw(b []byte) (int, netip.AddrPort, error) {
 	if h := r.held.Load(); h != nil && r.held.CompareAndSwap(h, nil) {
 		return copy(b, h.b), h.src, nil
 	}
-	return r.conn.ReadFromUDPAddrPort(b)
+	return r.sock.readFrom(b)
 }
 
 // latch pins src as the peer's source if the SDP allows it: it is the SDP's
@@ -388,7 +386,7 @@ func (r *RTPConn) WritePacket(b []byte) error {
 	if p == nil {
 		return ErrNoRemote
 	}
-	if _, err := r.conn.WriteToUDPAddrPort(b, *p); err != nil {
+	if err := r.sock.writeTo(b, *p); err != nil {
 		return fmt.Errorf("rtp: write: %w", err)
 	}
 	return nil
@@ -396,7 +394,7 @@ func (r *RTPConn) WritePacket(b []byte) error {
 
 // WritePacketTo sends one packet to addr, whatever the destination is.
 func (r *RTPConn) WritePacketTo(b []byte, addr netip.AddrPort) error {
-	if _, err := r.conn.WriteToUDPAddrPort(b, addr); err != nil {
+	if err := r.sock.writeTo(b, addr); err != nil {
 		return fmt.Errorf("rtp: write: %w", err)
 	}
 	return nil
@@ -408,7 +406,7 @@ func (r *RTPConn) Close() error {
 	var err error
 	r.once.Do(func() {
 		r.closed.Store(true)
-		err = r.conn.Close()
+		err = r.sock.close()
 		if r.open != nil {
 			r.open.Add(-1)
 		}

@@ -33,3 +33,8 @@ func AddrPort(sa *unix.RawSockaddrAny) netip.AddrPort {
 func port(p *uint16) uint16 {
 	return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(p))[:])
 }
+
+// PutPort stores port in a raw sockaddr's port field, in network byte order.
+func PutPort(p *uint16, port uint16) {
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(p))[:], port)
+}
