@@ -54,7 +54,7 @@ type sipToWhatsApp struct {
 	pub     *atomic.Pointer[sipSetup]
 	setup   *sipSetup // the setup the SIP reader uses
 	track   seqTracker
-	scratch []int16      // one decoded packet
+	scratch []int16      // one decoded packet; made for the first one (none on a passthrough call)
 	now     func() int64 // the bridge's monotonic clock, ns
 	jitter  interarrivalJitter
 
@@ -65,7 +65,6 @@ type sipToWhatsApp struct {
 	// SSRC's one sequence space (RFC 3550 §5.1), as Meta's WhatsApp Cloud
 	// API calling documentation asks of the media.
 	pcm  []int16 // one frame
-	pkt  []byte  // one passthrough packet
 	out  *rtpSender
 	wa   *waCodec // its payload type, clock and silence frame
 	waTS uint32   // WhatsApp clock units per frame
@@ -77,17 +76,15 @@ type sipToWhatsApp struct {
 
 func newSIPToWhatsApp(pub *atomic.Pointer[sipSetup], wa *waCodec, dtmf toWADTMF, now func() int64, out *rtpSender, c *dirCounters) *sipToWhatsApp {
 	d := &sipToWhatsApp{
-		pub:     pub,
-		scratch: make([]int16, maxSIPPayloadLen*2),
-		now:     now,
-		play:    newPlayout(c),
-		pcm:     make([]int16, maxPCMRate/50),
-		pkt:     make([]byte, maxPacket),
-		out:     out,
-		wa:      wa,
-		waTS:    pub.Load().frame.waTS,
-		dtmf:    dtmf,
-		c:       c,
+		pub:  pub,
+		now:  now,
+		play: newPlayout(c),
+		pcm:  make([]int16, maxPCMRate/50),
+		out:  out,
+		wa:   wa,
+		waTS: pub.Load().frame.waTS,
+		dtmf: dtmf,
+		c:    c,
 	}
 	d.setup = pub.Load()
 	d.jitter = newInterarrivalJitter(d.setup.codec.clock, &c.jitterNs)
@@ -194,6 +191,9 @@ func (d *sipToWhatsApp) handle(pkt []byte) {
 		res = d.play.putPacket(h, payload, int64(dur), now)
 	} else {
 		n := d.setup.codec.samplesIn(len(payload))
+		if n > len(d.scratch) { // the call's first decoded packet, or a codec with more samples a byte
+			d.scratch = make([]int16, d.setup.codec.samplesIn(maxSIPPayloadLen))
+		}
 		pcm := d.scratch[:n]
 		d.setup.codec.decode(payload, pcm)
 		d.dtmf.detect(d, h, pcm)
@@ -230,7 +230,9 @@ func (d *sipToWhatsApp) sendFrame(behind time.Duration) (shift time.Duration) {
 	// reaches the pacer with the first audio of the new codec. It is given
 	// the frame's due time, not now: its slack figures count from the
 	// schedule, which a late tick does not move.
-	kind, n, dur, s, shift := d.play.get(d.now()-int64(behind), d.pcm, d.pkt)
+	// A passthrough packet goes straight into the sender's buffer (a
+	// telephone-event sent in its place overwrites it).
+	kind, n, dur, s, shift := d.play.get(d.now()-int64(behind), d.pcm, d.out.payload())
 	if d.dtmf.slot(d) {
 		return shift
 	}
@@ -238,7 +240,6 @@ func (d *sipToWhatsApp) sendFrame(behind time.Duration) (shift time.Duration) {
 	if s.codec.passthrough {
 		switch kind {
 		case playPacket:
-			copy(d.out.payload(), d.pkt[:n])
 			d.out.send(d.wa.pt, n, uint32(dur))
 		case playCovered: // the last packet lasts over this frame too
 		default:
