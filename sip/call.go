@@ -63,6 +63,7 @@ type Call struct {
 	peerWhy   Reason // the Reason header of the PBX's BYE
 	done      chan struct{}
 	ended     bool
+	keepalive *time.Timer // the next in-dialog OPTIONS probe (keepalive.go); nil when none
 	closeOnce sync.Once
 }
 
@@ -244,6 +245,9 @@ func (c *Call) end(reason string) {
 	}
 	c.ended = true
 	c.endReason = reason
+	if c.keepalive != nil {
+		c.keepalive.Stop()
+	}
 	c.mu.Unlock()
 	c.ua.removeCall(c)
 	c.ua.trace.unrefLater(c.d.callID)

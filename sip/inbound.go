@@ -451,7 +451,7 @@ func (c *InboundCall) Answer(ctx context.Context) (*Call, error) {
 		call.mediaMu.Unlock()
 	}
 	if iv := u.cfg.KeepaliveInterval; iv > 0 {
-		u.goBackground(func() { call.keepalive(iv) })
+		call.startKeepalive(iv)
 	}
 	call.mu.Lock()
 	codec, dtmf, dir := call.codec, call.dtmfPT, call.remoteDir

@@ -303,7 +303,7 @@ func (u *UA) accept(st *stack, tx sip.ClientTransaction, req *sip.Request, res *
 		return nil, fmt.Errorf("sip: invite: unusable answer from PBX: %w", perr)
 	}
 	if iv := u.cfg.KeepaliveInterval; iv > 0 {
-		u.goBackground(func() { c.keepalive(iv) })
+		c.startKeepalive(iv)
 	}
 	// The call is live: a re-INVITE may already be changing it, so log what
 	// the answer said, not the call's fields.

@@ -15,49 +15,73 @@ const (
 	KeepaliveMisses          = 2
 )
 
-// keepalive probes the PBX with in-dialog OPTIONS (RFC 3261 §11) every
+// startKeepalive probes the PBX with in-dialog OPTIONS (RFC 3261 §11) every
 // interval while the dialog is up. KeepaliveMisses probes in a row without a
 // final response, or a 481/408 (the dialog is gone at the PBX, §12.2.1.2),
 // end the call as "pbx_unreachable"; a BYE with a Reason header then goes
 // out, best effort. Any other final response, 405 or 501 included, shows the
-// PBX is there. Each probe waits at most one interval (and Timer F).
-func (c *Call) keepalive(interval time.Duration) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	missed := 0
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-c.ua.ctx.Done():
-			return
-		case <-tick.C:
-		}
-		req := c.d.request(sip.OPTIONS, 0)
-		req.AppendHeader(sip.NewHeader("User-Agent", c.ua.cfg.UserAgent))
-		ctx, cancel := context.WithTimeout(c.ua.ctx, min(interval, sip.Timer_F))
-		res, err := doRequest(ctx, c.st, req)
-		cancel()
-		select {
-		case <-c.done:
-			return // ended meanwhile: the probe's outcome does not matter
-		default:
-		}
-		switch {
-		case err != nil:
-			missed++
-			c.log.Info("sip keepalive OPTIONS unanswered", zap.Int("missed", missed), zap.Error(err))
-		case res.StatusCode == 481 || res.StatusCode == 408:
-			missed = KeepaliveMisses
-			c.log.Info("sip keepalive: the PBX no longer knows the dialog", zap.Int("code", res.StatusCode))
-		default:
-			missed = 0
-		}
-		if missed >= KeepaliveMisses {
-			c.unreachable()
-			return
-		}
+// PBX is there. Each probe waits at most one interval (and Timer F). The
+// probes run from a timer: no goroutine of the call waits between them.
+func (c *Call) startKeepalive(interval time.Duration) {
+	k := &keepalive{c: c, interval: interval}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ended {
+		c.keepalive = time.AfterFunc(interval, k.fire)
 	}
+}
+
+// keepalive is one call's probing state (its timer is Call.keepalive,
+// stopped by Call.end).
+type keepalive struct {
+	c        *Call
+	interval time.Duration
+	missed   int
+}
+
+// fire runs one probe as the UA's background work (none once it closes).
+func (k *keepalive) fire() { k.c.ua.runBackground(k.probe) }
+
+func (k *keepalive) probe() {
+	c := k.c
+	select {
+	case <-c.done:
+		return
+	case <-c.ua.ctx.Done():
+		return
+	default:
+	}
+	start := time.Now()
+	req := c.d.request(sip.OPTIONS, 0)
+	req.AppendHeader(sip.NewHeader("User-Agent", c.ua.cfg.UserAgent))
+	ctx, cancel := context.WithTimeout(c.ua.ctx, min(k.interval, sip.Timer_F))
+	res, err := doRequest(ctx, c.st, req)
+	cancel()
+	select {
+	case <-c.done:
+		return // ended meanwhile: the probe's outcome does not matter
+	default:
+	}
+	switch {
+	case err != nil:
+		k.missed++
+		c.log.Info("sip keepalive OPTIONS unanswered", zap.Int("missed", k.missed), zap.Error(err))
+	case res.StatusCode == 481 || res.StatusCode == 408:
+		k.missed = KeepaliveMisses
+		c.log.Info("sip keepalive: the PBX no longer knows the dialog", zap.Int("code", res.StatusCode))
+	default:
+		k.missed = 0
+	}
+	if k.missed >= KeepaliveMisses {
+		c.unreachable()
+		return
+	}
+	// The next probe one interval after this one began (as a ticker).
+	c.mu.Lock()
+	if !c.ended {
+		c.keepalive.Reset(max(k.interval-time.Since(start), 0))
+	}
+	c.mu.Unlock()
 }
 
 // unreachable ends the call as "pbx_unreachable" (Done closes as the BYE

@@ -366,6 +366,21 @@ func (u *UA) goBackground(f func()) bool {
 	return true
 }
 
+// runBackground runs f now, as background work Close waits for; it reports
+// false, without running f, once the UA is closing.
+func (u *UA) runBackground(f func()) bool {
+	u.mu.Lock()
+	if u.state != 1 {
+		u.mu.Unlock()
+		return false
+	}
+	u.wg.Add(1)
+	u.mu.Unlock()
+	defer u.wg.Done()
+	f()
+	return true
+}
+
 func (u *UA) addCall(c *Call) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
