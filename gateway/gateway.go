@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/wagateway/wagateway/rtpbridge"
 	"github.com/wagateway/wagateway/sip"
 	"github.com/wagateway/wagateway/whatsapp"
 	"github.com/wagateway/wagateway/whatsapp/webrtc"
@@ -23,13 +24,15 @@ import (
 
 // Gateway is the running daemon.
 type Gateway struct {
-	cfg    *Config
-	log    *zap.Logger
-	media  *webrtc.Media
-	ua     *sip.UA
-	trunks map[string]*sip.Trunk
-	router *Router
-	reg    *registry
+	cfg   *Config
+	log   *zap.Logger
+	media *webrtc.Media
+	// mediaPolls stop the media workers reading media's sockets.
+	mediaPolls []func()
+	ua         *sip.UA
+	trunks     map[string]*sip.Trunk
+	router     *Router
+	reg        *registry
 
 	// What the call machine drives: the real legs once Start has run,
 	// fakes in call_test.go.
@@ -161,9 +164,10 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	g.pollMedia()
 	if d := g.cfg.CallRecords.VoicemailDir; d != "" {
 		if err := os.MkdirAll(d, 0o750); err != nil {
-			g.media.Close()
+			g.closeMedia()
 			return fmt.Errorf("call_records.voicemail_dir: %w", err)
 		}
 	}
@@ -187,11 +191,11 @@ func (g *Gateway) Start(ctx context.Context) error {
 		KeepaliveInterval: keepalive(g.cfg.SIP.KeepaliveInterval),
 	})
 	if err != nil {
-		g.media.Close()
+		g.closeMedia()
 		return fmt.Errorf("sip: %w", err)
 	}
 	if err := g.ua.Start(ctx); err != nil {
-		g.media.Close()
+		g.closeMedia()
 		return fmt.Errorf("sip: %w", err)
 	}
 	g.dialer = uaDialer{g.ua}
@@ -201,7 +205,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		// before its ownership can be recorded.
 		if err := g.cl.start(); err != nil {
 			g.ua.Close()
-			g.media.Close()
+			g.closeMedia()
 			return err
 		}
 	}
@@ -218,7 +222,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	ln, err := listenOps("http", g.cfg.HTTP.Listen, g.cfg.HTTP.TLSCertFile, g.cfg.HTTP.TLSKeyFile)
 	if err != nil {
 		g.ua.Close()
-		g.media.Close()
+		g.closeMedia()
 		return err
 	}
 	g.tls = g.cfg.HTTP.TLSCertFile != ""
@@ -231,7 +235,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.startOps(); err != nil {
 		_ = g.httpSrv.Close()
 		g.ua.Close()
-		g.media.Close()
+		g.closeMedia()
 		return err
 	}
 	g.startCallingCheck()
@@ -369,6 +373,23 @@ func (g *Gateway) startCall(ev whatsapp.CallEvent, log *zap.Logger) *call {
 
 // Close ends every call on both sides (BYE and Graph terminate), then
 // releases the listeners. It waits at most for ctx.
+// pollMedia has the media workers read the ICE sockets while they have calls
+// (rtpbridge.SharedSocket): no goroutine is woken per WhatsApp packet.
+func (g *Gateway) pollMedia() {
+	for _, s := range g.media.Sockets() {
+		g.mediaPolls = append(g.mediaPolls, rtpbridge.PollShared(s))
+	}
+}
+
+// closeMedia takes the ICE sockets off the media workers and closes them.
+func (g *Gateway) closeMedia() error {
+	for _, stop := range g.mediaPolls {
+		stop()
+	}
+	g.mediaPolls = nil
+	return g.media.Close()
+}
+
 func (g *Gateway) Close(ctx context.Context) error {
 	var err error
 	g.once.Do(func() {
@@ -397,7 +418,7 @@ func (g *Gateway) Close(ctx context.Context) error {
 			_ = g.ua.Close()
 		}
 		if g.media != nil {
-			_ = g.media.Close()
+			_ = g.closeMedia()
 		}
 	})
 	return err

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"math/bits"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,9 +18,12 @@ import (
 //
 //  1. the PBX packets waiting in its calls' RTP sockets: one epoll_wait(2)
 //     over all of them (without waiting), then one read per ready socket;
+//     in the same epoll set the shared sockets (the ICE sockets every
+//     call's WebRTC media arrives on, SharedSocket): whichever worker finds
+//     one readable reads what it holds in batches and hands each packet to
+//     its leg's queue;
 //  2. the WhatsApp packets its calls' WebRTC legs queued since the last
-//     tick (the legs say which: a bit per call, set by the shared ICE
-//     socket's reader);
+//     tick (the legs say which: a bit per call, set as a packet is queued);
 //  3. the frames due toward WhatsApp, from a heap of every call's pacer
 //     schedule (pacer.go).
 //
@@ -63,6 +67,19 @@ type SignalingReader interface {
 	SetOnPacket(f func())
 }
 
+// SharedSocket is a socket that many calls' packets arrive on together (the
+// WhatsApp legs' ICE socket). The media workers poll it beside their calls'
+// sockets while they have calls (SetPolled says when a worker starts and
+// stops) and whichever finds it readable reads it with TryRead, which never
+// waits, does nothing while another reads it, and hands each packet to its
+// leg (a SignalingReader then signals its worker). While no worker polls
+// it, its owner reads it.
+type SharedSocket interface {
+	SyscallConn() (syscall.RawConn, error)
+	TryRead()
+	SetPolled(on bool)
+}
+
 const (
 	// workerGrid is the workers' step.
 	workerGrid = time.Millisecond
@@ -89,6 +106,10 @@ type worker struct {
 	ready  [maxPolledCalls / 64]atomic.Uint64 // slots whose WhatsApp leg queued packets
 	poll   *poller                            // nil where the platform has none
 	buf    [maxPacket]byte
+
+	// The shared sockets in the poller (tagged sharedTag(i)); nil: removed.
+	shared   []SharedSocket
+	sharedOn bool // SetPolled(true) given to them (the worker has polled calls)
 
 	load atomic.Int32 // calls placed here (pacing or reading)
 
@@ -247,7 +268,7 @@ func (w *worker) pollSIP(b *Bridge, r SocketReader) bool {
 		return false
 	}
 	c.sip, c.sipRC = r, rc
-	w.polled++
+	w.addPolled()
 	w.poke()
 	return true
 }
@@ -262,7 +283,7 @@ func (w *worker) pollWhatsApp(b *Bridge, r SignalingReader) bool {
 		return false
 	}
 	c.wa = r
-	w.polled++
+	w.addPolled()
 	word, bit := &w.ready[c.slot/64], uint64(1)<<(c.slot%64)
 	r.SetOnPacket(func() { word.Or(bit) })
 	word.Or(bit) // what it queued before
@@ -323,7 +344,7 @@ func (w *worker) stopSIP(c *polledCall) {
 	}
 	w.poll.del(c.sipRC)
 	c.sip, c.sipRC = nil, nil
-	w.polled--
+	w.dropPolled()
 }
 
 func (w *worker) stopWhatsApp(c *polledCall) {
@@ -332,7 +353,86 @@ func (w *worker) stopWhatsApp(c *polledCall) {
 	}
 	c.wa.SetOnPacket(nil)
 	c.wa = nil
+	w.dropPolled()
+}
+
+// addPolled counts a leg read here; with the first, the worker starts
+// reading the shared sockets.
+func (w *worker) addPolled() {
+	w.polled++
+	if w.polled == 1 && !w.sharedOn {
+		w.sharedOn = true
+		for _, s := range w.shared {
+			if s != nil {
+				s.SetPolled(true)
+			}
+		}
+	}
+}
+
+// dropPolled uncounts a leg; with the last, the shared sockets' owners
+// read them again.
+func (w *worker) dropPolled() {
 	w.polled--
+	if w.polled == 0 && w.sharedOn {
+		w.sharedOn = false
+		for _, s := range w.shared {
+			if s != nil {
+				s.SetPolled(false)
+			}
+		}
+	}
+}
+
+// sharedTag is the poller's tag of shared socket i (call slots are >= 0,
+// and -1 is no event).
+func sharedTag(i int) int32 { return int32(-2 - i) }
+
+// PollShared has the media workers read s while they have calls, until the
+// returned function is called (before s closes). Where the workers cannot
+// poll (no epoll), they leave s to its owner.
+func PollShared(s SharedSocket) (stop func()) {
+	rc, err := s.SyscallConn()
+	if err != nil {
+		return func() {}
+	}
+	type placed struct {
+		w *worker
+		i int
+	}
+	var at []placed
+	for _, w := range workers() {
+		w.mu.Lock()
+		if w.poll != nil {
+			i := slices.Index(w.shared, nil)
+			if i < 0 {
+				i = len(w.shared)
+				w.shared = append(w.shared, nil)
+			}
+			if w.poll.add(rc, sharedTag(i), 0) == nil {
+				w.shared[i] = s
+				at = append(at, placed{w, i})
+				if w.sharedOn {
+					s.SetPolled(true)
+				}
+			}
+		}
+		w.mu.Unlock()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			for _, p := range at {
+				p.w.mu.Lock()
+				p.w.poll.del(rc)
+				p.w.shared[p.i] = nil
+				if p.w.sharedOn {
+					s.SetPolled(false)
+				}
+				p.w.mu.Unlock()
+			}
+		})
+	}
 }
 
 // poke wakes the worker to look at its work again.
@@ -384,6 +484,12 @@ func (w *worker) readSIP() {
 	}
 	for i := range w.poll.wait() {
 		slot, gen := w.poll.event(i)
+		if slot <= sharedTag(0) {
+			if k := int(sharedTag(0) - slot); k < len(w.shared) && w.shared[k] != nil {
+				w.shared[k].TryRead()
+			}
+			continue
+		}
 		if slot < 0 || int(slot) >= len(w.calls) {
 			continue
 		}

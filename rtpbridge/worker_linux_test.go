@@ -273,3 +273,135 @@ func TestWorkerReadsWhileOverloaded(t *testing.T) {
 		t.Fatalf("a packet waited %v for the overloaded worker to read it; want a few ms", worst)
 	}
 }
+
+// sharedSock is a socket many calls share, polled by the workers: TryRead
+// takes every queued datagram without waiting and hands it to leg (as the
+// ICE socket hands SRTP to its call's WebRTC leg).
+type sharedSock struct {
+	conn      *net.UDPConn
+	leg       atomic.Pointer[signalLeg]
+	reads     atomic.Int64 // TryRead calls that found datagrams
+	datagrams atomic.Int64
+	on, off   atomic.Int64 // SetPolled calls
+}
+
+func (s *sharedSock) SyscallConn() (syscall.RawConn, error) { return s.conn.SyscallConn() }
+
+func (s *sharedSock) SetPolled(on bool) {
+	if on {
+		s.on.Add(1)
+	} else {
+		s.off.Add(1)
+	}
+}
+
+func (s *sharedSock) TryRead() {
+	rc, _ := s.conn.SyscallConn()
+	found := false
+	for range 64 {
+		buf := make([]byte, 1500)
+		n := -1
+		_ = rc.Read(func(fd uintptr) bool {
+			var err error
+			if n, _, err = syscall.Recvfrom(int(fd), buf, syscall.MSG_DONTWAIT); err != nil {
+				n = -1
+			}
+			return true
+		})
+		if n < 0 {
+			break
+		}
+		found = true
+		s.datagrams.Add(1)
+		if l := s.leg.Load(); l != nil {
+			l.feed(buf[:n])
+		}
+	}
+	if found {
+		s.reads.Add(1)
+	}
+}
+
+// The media workers read a shared socket while, and only while, they have
+// calls: its packets reach the call's leg and cross the bridge within its
+// worker's pass; SetPolled tells the socket's owner when to stop and resume
+// reading it, and the stop function takes it off the workers.
+func TestWorkerReadsSharedSocket(t *testing.T) {
+	waitGoroutines(t, 0)
+	shared := &sharedSock{conn: listenLoopback(t)}
+	stop := PollShared(shared)
+	sender := listenLoopback(t)
+	to := shared.conn.LocalAddr().(*net.UDPAddr)
+	src := newWhatsAppSender(t, 1000, 8000, 20, false)
+
+	// No call: nobody reads it (its owner would).
+	if _, err := sender.WriteToUDP(src.next(), to); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if shared.datagrams.Load() != 0 || shared.on.Load() != 0 {
+		t.Fatalf("without calls: %d datagrams read, SetPolled(true) %d times", shared.datagrams.Load(), shared.on.Load())
+	}
+
+	pbx := listenLoopback(t)
+	sipLeg := &socketLeg{t: t, conn: listenLoopback(t), peer: pbx.LocalAddr().(*net.UDPAddr)}
+	waLeg := newSignalLeg(t)
+	shared.leg.Store(waLeg)
+	b, err := New(withMetaPTs(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xfeed, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Start()
+	if shared.on.Load() != 1 {
+		t.Fatalf("a call on a worker: SetPolled(true) %d times, want 1", shared.on.Load())
+	}
+	const frames = 25
+	tick := time.NewTicker(20 * time.Millisecond)
+	for range frames - 1 {
+		<-tick.C
+		if _, err := sender.WriteToUDP(src.next(), to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick.Stop()
+	// Each datagram is read within a few passes (1 ms each) and crosses to
+	// the PBX: the one queued before the call too.
+	_ = pbx.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 1500)
+	for got := 0; got < frames; got++ {
+		if _, err := pbx.Read(buf); err != nil {
+			t.Fatalf("the PBX got %d packets of %d: %v", got, frames, err)
+		}
+	}
+	if n := shared.datagrams.Load(); n != frames {
+		t.Fatalf("%d datagrams read, want %d", n, frames)
+	}
+	if r := shared.reads.Load(); r < frames/2 {
+		t.Errorf("%d reads found datagrams: sent every 20 ms, each should be its own", r)
+	}
+
+	b.Close()
+	waLeg.Close()
+	if shared.off.Load() != 1 {
+		t.Fatalf("the last call gone: SetPolled(false) %d times, want 1", shared.off.Load())
+	}
+	if _, err := sender.WriteToUDP(src.next(), to); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := shared.datagrams.Load(); n != frames {
+		t.Fatalf("after the call: %d more datagrams read", n-frames)
+	}
+
+	stop()
+	for _, w := range workers() {
+		w.mu.Lock()
+		for i, s := range w.shared {
+			if s != nil {
+				t.Errorf("worker still holds shared socket %d after stop", i)
+			}
+		}
+		w.mu.Unlock()
+	}
+	waitGoroutines(t, 0)
+}

@@ -71,8 +71,8 @@ func uaWithOneRTPPort(t *testing.T) (*UA, int) {
 // readMarks reads packets for d and returns their marks in order.
 func readMarks(t *testing.T, r interface{ ReadPacket([]byte) (int, error) }, conn *RTPConn, d time.Duration) string {
 	t.Helper()
-	_ = conn.sock.setReadDeadline(time.Now().Add(d))
-	defer conn.sock.setReadDeadline(time.Time{})
+	_ = conn.sock.SetReadDeadline(time.Now().Add(d))
+	defer conn.sock.SetReadDeadline(time.Time{})
 	var marks strings.Builder
 	buf := make([]byte, 1500)
 	for {

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/wagateway/wagateway/internal/rawudp"
 )
 
 // maxRTPDatagram is the largest datagram read whole (an Ethernet MTU).
@@ -37,7 +39,7 @@ var rtpPortCursor atomic.Uint32
 // (StrangerPackets). Sends go to the SDP address until a source is pinned,
 // then to that source. Reads and writes do not allocate, lock or log.
 type RTPConn struct {
-	sock   *rtpSocket
+	sock   *rawudp.Socket
 	local  *net.UDPAddr
 	dst    atomic.Pointer[netip.AddrPort] // where WritePacket sends
 	peer   atomic.Pointer[rtpPeer]        // what the peer's SDP allows
@@ -97,7 +99,7 @@ func ListenRTP(ip net.IP, portMin, portMax int) (*RTPConn, error) {
 		return nil, errors.New("rtp: no IP address to bind")
 	}
 	if portMin == 0 && portMax == 0 {
-		s, err := listenRTPSocket(ip, 0)
+		s, err := rawudp.Listen(ip, 0)
 		if err != nil {
 			return nil, fmt.Errorf("rtp: bind %s: %w", ip, err)
 		}
@@ -116,7 +118,7 @@ func ListenRTP(ip net.IP, portMin, portMax int) (*RTPConn, error) {
 	var lastErr error
 	for i := 0; i < tries; i++ {
 		port := first + 2*((start+i)%n)
-		s, err := listenRTPSocket(ip, port)
+		s, err := rawudp.Listen(ip, port)
 		if err != nil {
 			lastErr = err
 			continue
@@ -139,7 +141,7 @@ func (r *RTPConn) discardEarly() {
 		defer close(done)
 		buf := make([]byte, maxRTPDatagram)
 		for {
-			n, src, err := r.sock.readFrom(buf)
+			n, src, err := r.sock.ReadFrom(buf)
 			if err != nil {
 				return // stopDiscard's deadline, or Close
 			}
@@ -162,12 +164,12 @@ func (r *RTPConn) stopDiscard() uint64 {
 	}
 	// A deadline in the past wakes the blocked read and leaves queued
 	// datagrams in the socket.
-	_ = r.sock.setReadDeadline(time.Now())
+	_ = r.sock.SetReadDeadline(time.Now())
 	<-r.discardDone
-	_ = r.sock.setReadDeadline(time.Time{})
+	_ = r.sock.SetReadDeadline(time.Time{})
 	// From now on a media worker reads the socket, or ReadPacket makes the
-	// waiter again: see rtpSocket.
-	r.sock.dropWaiter()
+	// waiter again: see rawudp.
+	r.sock.DropWaiter()
 	return r.discarded.Load()
 }
 
@@ -177,8 +179,8 @@ func (r *RTPConn) track(open *atomic.Int64) {
 	r.open = open
 }
 
-func newRTPConn(s *rtpSocket) *RTPConn {
-	return &RTPConn{sock: s, local: s.local}
+func newRTPConn(s *rawudp.Socket) *RTPConn {
+	return &RTPConn{sock: s, local: s.LocalAddr()}
 }
 
 // LocalAddr is the bound address.
@@ -331,7 +333,7 @@ func (r *RTPConn) readRaw(b []byte) (int, netip.AddrPort, error) {
 	if h := r.held.Load(); h != nil && r.held.CompareAndSwap(h, nil) {
 		return copy(b, h.b), h.src, nil
 	}
-	return r.sock.readFrom(b)
+	return r.sock.ReadFrom(b)
 }
 
 // latch pins src as the peer's source if the SDP allows it: it is the SDP's
@@ -386,7 +388,7 @@ func (r *RTPConn) WritePacket(b []byte) error {
 	if p == nil {
 		return ErrNoRemote
 	}
-	if err := r.sock.writeTo(b, *p); err != nil {
+	if err := r.sock.WriteTo(b, *p); err != nil {
 		return fmt.Errorf("rtp: write: %w", err)
 	}
 	return nil
@@ -394,7 +396,7 @@ func (r *RTPConn) WritePacket(b []byte) error {
 
 // WritePacketTo sends one packet to addr, whatever the destination is.
 func (r *RTPConn) WritePacketTo(b []byte, addr netip.AddrPort) error {
-	if err := r.sock.writeTo(b, addr); err != nil {
+	if err := r.sock.WriteTo(b, addr); err != nil {
 		return fmt.Errorf("rtp: write: %w", err)
 	}
 	return nil
@@ -406,7 +408,7 @@ func (r *RTPConn) Close() error {
 	var err error
 	r.once.Do(func() {
 		r.closed.Store(true)
-		err = r.sock.close()
+		err = r.sock.Close()
 		if r.open != nil {
 			r.open.Add(-1)
 		}

@@ -35,7 +35,7 @@ type tryRecv struct {
 }
 
 // SyscallConn is the socket's raw connection, for polling its readiness.
-func (r *RTPConn) SyscallConn() (syscall.RawConn, error) { return r.sock.syscallConn(), nil }
+func (r *RTPConn) SyscallConn() (syscall.RawConn, error) { return r.sock.SyscallConn(), nil }
 
 // TryReadPacket is ReadPacket that never waits: it returns 0 and no error
 // when no packet from the peer is waiting. One reader at a time, and not
@@ -66,7 +66,7 @@ func (r *RTPConn) tryRaw(b []byte) (n int, src netip.AddrPort, ok bool, err erro
 		return copy(b, h.b), h.src, true, nil
 	}
 	if r.rc == nil {
-		r.rc = r.sock.syscallConn()
+		r.rc = r.sock.SyscallConn()
 		r.try.fn = r.recv
 	}
 	t := &r.try

@@ -200,8 +200,8 @@ func udpPeer(t *testing.T) *net.UDPConn {
 // readRTP reads one accepted packet within 2 s.
 func readRTP(t *testing.T, c *RTPConn, buf []byte) []byte {
 	t.Helper()
-	c.sock.setReadDeadline(time.Now().Add(2 * time.Second))
-	defer c.sock.setReadDeadline(time.Time{})
+	c.sock.SetReadDeadline(time.Now().Add(2 * time.Second))
+	defer c.sock.SetReadDeadline(time.Time{})
 	n, err := c.ReadPacket(buf)
 	if err != nil {
 		t.Fatalf("read: %v", err)

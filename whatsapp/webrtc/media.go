@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 
 	"go.uber.org/zap"
 
+	"github.com/wagateway/wagateway/internal/rawudp"
 	"github.com/wagateway/wagateway/whatsapp/webrtc/dtlssrtp"
 )
 
@@ -75,7 +77,7 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 	m := &Media{mux: newLegMux(), cert: cert, timing: defaultICETiming(), log: log}
 	port := cfg.UDPPort
 	for _, ip := range ips {
-		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+		conn, err := rawudp.Listen(net.IP(ip.AsSlice()), port)
 		if err != nil {
 			_ = m.Close()
 			return nil, fmt.Errorf("webrtc: bind ICE UDP port %d on %s: %w", port, ip, err)
@@ -85,8 +87,7 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 		// short pause of the reader (measured with wasim load: 0.25 % loss at
 		// 500 passthrough calls, 0 % with 4 MiB). The kernel caps the size at
 		// net.core.rmem_max / wmem_max.
-		_ = conn.SetReadBuffer(udpMuxBufferSize)
-		_ = conn.SetWriteBuffer(udpMuxBufferSize)
+		_ = conn.SetBuffers(udpMuxBufferSize, udpMuxBufferSize)
 		s, err := newICESocket(conn, m.mux, log)
 		if err != nil {
 			_ = conn.Close()
@@ -162,6 +163,24 @@ func advertise(ip netip.Addr, public []netip.Addr) netip.Addr {
 }
 
 // Close releases the shared UDP port. Close every Leg first.
+// PolledSocket is one of the ICE sockets as a media worker polls and reads
+// it (rtpbridge.SharedSocket): every call's WebRTC media arrives on them.
+type PolledSocket interface {
+	SyscallConn() (syscall.RawConn, error)
+	TryRead()
+	SetPolled(on bool)
+}
+
+// Sockets are the ICE sockets, for media workers to read while they have
+// calls (until then, and after, each socket's own goroutine does).
+func (m *Media) Sockets() []PolledSocket {
+	out := make([]PolledSocket, len(m.sockets))
+	for i, s := range m.sockets {
+		out[i] = s
+	}
+	return out
+}
+
 func (m *Media) Close() error {
 	var errs []error
 	for _, s := range m.sockets {

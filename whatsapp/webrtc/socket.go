@@ -1,53 +1,72 @@
 package webrtc
 
 import (
-	"errors"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/pion/stun/v4"
 	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/internal/rawudp"
 )
 
 // iceSocket is one UDP socket of the shared ICE port: every call's ICE
 // checks, DTLS and SRTP to and from WhatsApp go through it (one socket per
 // listen address, so replies leave from the address a check was sent to).
-// One goroutine reads it, every datagram queued in one call where the
-// platform allows (recvmmsg on Linux: socket_batch_linux.go; 13 datagrams a
-// read on average at 1,000 passthrough calls), and demultiplexes by first
-// byte (RFC 7983): STUN goes to the leg whose ufrag or transaction it is;
-// DTLS and SRTP/SRTCP go to the leg whose selected pair has that remote
-// address (the table is replaced whole on change, so the reader looks up
-// without a lock).
+// Its datagrams are read in batches where the platform allows (recvmmsg on
+// Linux: socket_batch_linux.go) and demultiplexed by first byte (RFC 7983):
+// STUN goes to the leg whose ufrag or transaction it is; DTLS and SRTP/SRTCP
+// go to the leg whose selected pair has that remote address (the table is
+// replaced whole on change, so readers look up without a lock).
+//
+// One reader at a time (readMu): while media workers poll the socket
+// (SetPolled, rtpbridge.SharedSocket) they read it in their passes (TryRead),
+// with no goroutine woken per datagram; otherwise its own goroutine does
+// (readLoop). On Linux the socket is outside Go's poller (internal/rawudp), so
+// a datagram a worker will read wakes no other thread.
 type iceSocket struct {
-	conn   *net.UDPConn
-	reader *batchReader // the read loop's own
-	local  netip.AddrPort
-	mux    *legMux
-	log    *zap.Logger
+	conn  *rawudp.Socket
+	raw   syscall.RawConn // conn's, for reads that never wait
+	local netip.AddrPort
+	mux   *legMux
+	log   *zap.Logger
 
 	byRemote atomic.Pointer[map[netip.AddrPort]*Leg]
 	remoteMu sync.Mutex // serializes the replacements of byRemote
 
-	done chan struct{}
+	readMu   sync.Mutex // held by the one reading and routing
+	reader   *batchReader
+	msg      stun.Message       // the STUN message routing decodes into (under readMu)
+	waitRead func(uintptr) bool // s.waitReadFD as a value, made once
+	pollers  atomic.Int32       // media workers polling the socket
+	resume   chan struct{}      // a token each time pollers falls to 0
+	closing  chan struct{}
+	// Datagrams read, and by whom (counted per read, not per datagram).
+	ownReads, workerReads, datagrams atomic.Uint64
+	done                             chan struct{}
 }
 
-func newICESocket(conn *net.UDPConn, mux *legMux, log *zap.Logger) (*iceSocket, error) {
-	r, err := newBatchReader(conn)
-	if err != nil {
-		return nil, err
-	}
-	la := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+func newICESocket(conn *rawudp.Socket, mux *legMux, log *zap.Logger) (*iceSocket, error) {
+	la := conn.LocalAddr().AddrPort()
 	s := &iceSocket{
-		conn:   conn,
-		reader: r,
-		local:  netip.AddrPortFrom(la.Addr().Unmap(), la.Port()),
-		mux:    mux,
-		log:    log,
-		done:   make(chan struct{}),
+		conn:    conn,
+		raw:     conn.SyscallConn(),
+		reader:  newBatchReader(),
+		local:   netip.AddrPortFrom(la.Addr().Unmap(), la.Port()),
+		mux:     mux,
+		log:     log,
+		resume:  make(chan struct{}, 1),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	s.waitRead = s.waitReadFD
+	// The own reader's waiter exists from the start (a descriptor: whoever
+	// counts them sees it at once), until a media worker polls the socket.
+	if _, err := conn.Waiter(); err != nil {
+		return nil, err
 	}
 	empty := map[netip.AddrPort]*Leg{}
 	s.byRemote.Store(&empty)
@@ -55,11 +74,40 @@ func newICESocket(conn *net.UDPConn, mux *legMux, log *zap.Logger) (*iceSocket, 
 	return s, nil
 }
 
+// SyscallConn is the socket's raw connection, for a media worker to poll.
+func (s *iceSocket) SyscallConn() (syscall.RawConn, error) { return s.raw, nil }
+
+// SetPolled says a media worker starts (true) or stops polling the socket.
+// While one does, the socket's own reader leaves the reading to them.
+func (s *iceSocket) SetPolled(on bool) {
+	if on {
+		if s.pollers.Add(1) == 1 {
+			s.conn.DropWaiter() // wakes the own reader, which then parks
+		}
+		return
+	}
+	if s.pollers.Add(-1) == 0 {
+		select {
+		case s.resume <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// routeBatch routes the n datagrams of the reader's last read (under readMu).
+func (s *iceSocket) routeBatch(n int) {
+	s.datagrams.Add(uint64(n))
+	for i := range n {
+		if p, src := s.reader.datagram(i); len(p) > 0 {
+			s.route(&s.msg, p, src)
+		}
+	}
+}
+
 // writeTo sends one datagram. Concurrent writers (every call's pacer) share
 // the socket; the kernel orders them.
 func (s *iceSocket) writeTo(b []byte, dst netip.AddrPort) error {
-	_, err := s.conn.WriteToUDPAddrPort(b, dst)
-	return err
+	return s.conn.WriteTo(b, dst)
 }
 
 // bind routes remote's DTLS and SRTP to l, once its pair is selected.
@@ -100,28 +148,10 @@ func (s *iceSocket) unbind(remote netip.AddrPort, l *Leg) {
 }
 
 func (s *iceSocket) close() error {
+	close(s.closing)
 	err := s.conn.Close()
 	<-s.done
 	return err
-}
-
-func (s *iceSocket) readLoop() {
-	defer close(s.done)
-	var msg stun.Message
-	for {
-		n, err := s.reader.readMany()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue // e.g. an ICMP error surfaced on a read: keep reading
-		}
-		for i := range n {
-			if p, src := s.reader.datagram(i); len(p) > 0 {
-				s.route(&msg, p, src)
-			}
-		}
-	}
 }
 
 // route hands one datagram to its leg (each copies what it keeps: the

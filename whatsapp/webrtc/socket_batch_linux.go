@@ -3,10 +3,12 @@
 package webrtc
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -16,13 +18,11 @@ import (
 
 // batchReader reads the shared ICE socket with recvmmsg(2): every datagram
 // already queued, up to readBatch, in one system call. The socket carries
-// every call's media (50 packets a second each), so at hundreds of calls
-// its reader is usually behind by a few packets and one call takes them
-// all. It waits in Go's netpoller like any read (RawConn.Read), and
-// allocates nothing once made.
+// every call's media (50 packets a second each), so a media worker's pass
+// at hundreds of calls finds several queued, and its own reader, when it
+// wakes, usually a few. It allocates nothing once made.
 type batchReader struct {
-	rc   syscall.RawConn
-	read func(fd uintptr) bool // r.recv as a value made once (a method value allocates)
+	try func(fd uintptr) bool // r.tryFD as a value made once (a method value allocates)
 
 	hdrs  [readBatch]mmsghdr
 	iovs  [readBatch]unix.Iovec
@@ -38,6 +38,10 @@ type batchReader struct {
 // against the datagrams' (the kernel copies each anyway).
 const readBatch = 32
 
+// maxTryBatches bounds the reads of one TryRead (a worker's pass): what is
+// left waits for the next pass, 1 ms on.
+const maxTryBatches = 8
+
 // mmsghdr is struct mmsghdr (recvmmsg(2)); on 64-bit platforms Go pads it
 // to 8 bytes as C does.
 type mmsghdr struct {
@@ -45,12 +49,8 @@ type mmsghdr struct {
 	len uint32
 }
 
-func newBatchReader(conn *net.UDPConn) (*batchReader, error) {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("ice socket: %w", err)
-	}
-	r := &batchReader{rc: rc}
+func newBatchReader() *batchReader {
+	r := &batchReader{}
 	for i := range r.hdrs {
 		r.iovs[i].Base = &r.bufs[i][0]
 		r.iovs[i].SetLen(maxDatagram)
@@ -59,43 +59,42 @@ func newBatchReader(conn *net.UDPConn) (*batchReader, error) {
 		h.Iov = &r.iovs[i]
 		h.SetIovlen(1)
 	}
-	r.read = r.recv
-	return r, nil
+	r.try = r.tryFD
+	return r
 }
 
-// readMany waits for at least one datagram and returns how many it read;
-// datagram(i) is each of them, valid until the next readMany. It fails
-// with net.ErrClosed once the socket is closed.
-func (r *batchReader) readMany() (int, error) {
+// recv is one recvmmsg that does not wait: r.n datagrams, or r.errno
+// (EAGAIN: none queued).
+func (r *batchReader) recv(fd uintptr) {
 	for i := range r.hdrs {
 		r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrAny
 		r.hdrs[i].len = 0
 	}
-	r.n, r.errno = 0, 0
-	if err := r.rc.Read(r.read); err != nil {
-		return 0, err
+	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), readBatch, unix.MSG_DONTWAIT, 0, 0)
+	r.n, r.errno = 0, e
+	if e == 0 {
+		r.n = int(n)
 	}
-	if r.errno != 0 {
-		return 0, fmt.Errorf("ice socket: recvmmsg: %w", r.errno)
-	}
-	return r.n, nil
 }
 
-// recv is one recvmmsg; false (nothing queued: EAGAIN) sends RawConn.Read
-// back to the netpoller to wait. Any other error, EINTR included, goes to
-// the read loop, which reads again at once (waiting instead could miss
-// datagrams already queued: the netpoller wakes on new ones).
-func (r *batchReader) recv(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), readBatch, unix.MSG_DONTWAIT, 0, 0)
-	switch e {
-	case 0:
-		r.n = int(n)
-	case unix.EAGAIN:
-		return false
-	default:
-		r.errno = e
-	}
+func (r *batchReader) tryFD(fd uintptr) bool {
+	r.recv(fd)
 	return true
+}
+
+// tryRead reads what is queued, without waiting: 0 and no error when
+// nothing is. datagram(i) is each datagram read, valid until the next read.
+func (r *batchReader) tryRead(rc syscall.RawConn) (int, error) {
+	if err := rc.Read(r.try); err != nil {
+		return 0, err
+	}
+	switch r.errno {
+	case 0:
+		return r.n, nil
+	case unix.EAGAIN:
+		return 0, nil
+	}
+	return 0, fmt.Errorf("ice socket: recvmmsg: %w", r.errno)
 }
 
 // datagram is the i-th datagram of the last read and where it came from
@@ -103,4 +102,79 @@ func (r *batchReader) recv(fd uintptr) bool {
 // comes cut (its SRTP tag then fails).
 func (r *batchReader) datagram(i int) ([]byte, netip.AddrPort) {
 	return r.bufs[i][:min(int(r.hdrs[i].len), maxDatagram)], sockaddr.AddrPort(&r.names[i])
+}
+
+// TryRead reads and routes what is queued on the socket, without waiting
+// (a media worker's pass); nothing when another reader is at it.
+func (s *iceSocket) TryRead() {
+	if !s.readMu.TryLock() {
+		return
+	}
+	defer s.readMu.Unlock()
+	for range maxTryBatches {
+		n, err := s.reader.tryRead(s.raw)
+		if err != nil || n == 0 {
+			return // an error (an ICMP one surfaced on a read, say) is left to the next pass
+		}
+		s.workerReads.Add(1)
+		s.routeBatch(n)
+		if n < readBatch {
+			return
+		}
+	}
+}
+
+// readLoop is the socket's own reader: while no media worker polls the
+// socket it waits for datagrams in Go's poller (through the socket's
+// waiter) and routes them; while one does, it waits for them to stop.
+func (s *iceSocket) readLoop() {
+	defer close(s.done)
+	for {
+		if s.pollers.Load() > 0 {
+			select {
+			case <-s.resume:
+			case <-s.closing:
+				return
+			}
+			continue
+		}
+		rc, err := s.conn.Waiter()
+		if err == nil {
+			// Returns when a read found datagrams, or with an error once
+			// SetPolled dropped the waiter or the socket closed.
+			err = rc.Read(s.waitRead)
+		}
+		select {
+		case <-s.closing:
+			return
+		default:
+		}
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			// No waiter (out of descriptors?): do not spin.
+			select {
+			case <-time.After(10 * time.Millisecond):
+			case <-s.closing:
+				return
+			}
+		}
+	}
+}
+
+// waitReadFD reads and routes what is queued; false (nothing) has the
+// waiter wait for more. Once a worker polls the socket it stops.
+func (s *iceSocket) waitReadFD(fd uintptr) bool {
+	if s.pollers.Load() > 0 {
+		return true
+	}
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	s.reader.recv(fd)
+	switch s.reader.errno {
+	case 0:
+		s.ownReads.Add(1)
+		s.routeBatch(s.reader.n)
+	case unix.EAGAIN:
+		return false
+	}
+	return true // another error (EINTR, an ICMP one): read again at once
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package webrtc
 
 import (
@@ -5,30 +7,43 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wagateway/wagateway/internal/rawudp"
 )
 
-// The ICE socket's reader takes several queued datagrams per read (on
-// Linux) and gives each with its own sender, IPv4 and IPv6.
+// listenLoop binds a raw socket on a loopback address (IPv6 may be missing
+// off CI).
+func listenLoop(t *testing.T, loop string) *rawudp.Socket {
+	t.Helper()
+	ip := netip.MustParseAddr(loop)
+	s, err := rawudp.Listen(net.IP(ip.AsSlice()), 0)
+	if err != nil {
+		if ip.Is6() && os.Getenv("CI") != "true" {
+			t.Skipf("no IPv6 loopback here: %v", err)
+		}
+		t.Fatal(err)
+	}
+	return s
+}
+
+// The batch reader takes every queued datagram in one read and gives each
+// with its own sender, IPv4 and IPv6; a read never waits and allocates
+// nothing.
 func TestBatchReaderSources(t *testing.T) {
 	for _, loop := range []string{"127.0.0.1", "::1"} {
 		t.Run(loop, func(t *testing.T) {
-			ip := netip.MustParseAddr(loop)
-			conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-			if err != nil {
-				if ip.Is6() && os.Getenv("CI") != "true" {
-					t.Skipf("no IPv6 loopback here: %v", err)
-				}
-				t.Fatal(err)
-			}
+			conn := listenLoop(t, loop)
 			defer conn.Close()
-			r, err := newBatchReader(conn)
-			if err != nil {
-				t.Fatal(err)
+			r, rc := newBatchReader(), conn.SyscallConn()
+			if n, err := r.tryRead(rc); n != 0 || err != nil {
+				t.Fatalf("empty socket: %d, %v", n, err)
 			}
-			dst := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+			ip := netip.MustParseAddr(loop)
+			dst := conn.LocalAddr().AddrPort()
 			var senders [2]*net.UDPConn
 			want := map[string]netip.AddrPort{}
 			const perSender = 5
@@ -47,44 +62,36 @@ func TestBatchReaderSources(t *testing.T) {
 					want[p] = s.LocalAddr().(*net.UDPAddr).AddrPort()
 				}
 			}
-			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			most := 0
-			for reads := 0; len(want) > 0 && reads < 2*perSender*len(senders); reads++ {
-				n, err := r.readMany()
-				if err != nil {
-					t.Fatalf("read: %v (%d datagrams still expected)", err, len(want))
-				}
-				most = max(most, n)
-				for i := range n {
-					p, src := r.datagram(i)
-					from, ok := want[string(p)]
-					if !ok {
-						t.Fatalf("datagram %q: not one sent, or twice", p)
-					}
-					if src != from {
-						t.Errorf("datagram %q from %v, want %v", p, src, from)
-					}
-					delete(want, string(p))
-				}
+			time.Sleep(20 * time.Millisecond) // loopback delivers at once; a margin all the same
+			n, err := r.tryRead(rc)
+			if err != nil || n != perSender*len(senders) {
+				t.Fatalf("read %d datagrams, %v; want all %d queued in one read", n, err, perSender*len(senders))
 			}
-			if len(want) > 0 {
-				t.Fatalf("%d datagrams never read", len(want))
-			}
-			if runtime.GOOS == "linux" && most != perSender*len(senders) {
-				t.Errorf("at most %d datagrams in one read, want all %d that were queued", most, perSender*len(senders))
+			for i := range n {
+				p, src := r.datagram(i)
+				from, ok := want[string(p)]
+				if !ok {
+					t.Fatalf("datagram %q: not one sent, or twice", p)
+				}
+				if src != from {
+					t.Errorf("datagram %q from %v, want %v", p, src, from)
+				}
+				delete(want, string(p))
 			}
 
-			// A read allocates nothing (the sender's write neither).
 			pkt := []byte("\x80one more")
 			allocs := testing.AllocsPerRun(200, func() {
 				if _, err := senders[0].WriteToUDPAddrPort(pkt, dst); err != nil {
 					t.Fatal(err)
 				}
-				if n, err := r.readMany(); err != nil || n != 1 {
-					t.Fatalf("read: %d datagrams, %v", n, err)
+				n := 0
+				for range 10000 {
+					if n, _ = r.tryRead(rc); n > 0 {
+						break
+					}
 				}
-				if p, src := r.datagram(0); string(p) != string(pkt) || !src.IsValid() {
-					t.Fatalf("read %q from %v", p, src)
+				if p, src := r.datagram(0); n != 1 || string(p) != string(pkt) || !src.IsValid() {
+					t.Fatalf("read %d: %q from %v", n, p, src)
 				}
 			})
 			if allocs != 0 {
@@ -92,4 +99,76 @@ func TestBatchReaderSources(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The ICE socket's own reader reads while no media worker polls the socket,
+// and leaves it to the workers' TryRead while one does: it does not take
+// (or wait for) their datagrams; when the last stops it reads again.
+func TestICESocketReaderHandover(t *testing.T) {
+	conn := listenLoop(t, "127.0.0.1")
+	s, err := newICESocket(conn, newLegMux(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	send := func(n int) {
+		for range n {
+			// SRTP-looking, from no call's address: read, then dropped.
+			if _, err := peer.WriteToUDPAddrPort([]byte("\x80\x6fsrtp from nobody"), s.local); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor := func(what string, want uint64) {
+		t.Helper()
+		for deadline := time.Now().Add(2 * time.Second); s.datagrams.Load() != want; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d datagrams read, want %d", what, s.datagrams.Load(), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	send(3)
+	waitFor("own reader", 3)
+	if s.ownReads.Load() == 0 || s.workerReads.Load() != 0 {
+		t.Fatalf("reads: own %d, workers' %d", s.ownReads.Load(), s.workerReads.Load())
+	}
+
+	s.SetPolled(true)
+	s.SetPolled(true) // two workers
+	time.Sleep(20 * time.Millisecond)
+	own := s.ownReads.Load()
+	send(4)
+	time.Sleep(50 * time.Millisecond)
+	if got := s.datagrams.Load(); got != 3 {
+		t.Fatalf("polled by workers: the own reader read %d more", got-3)
+	}
+	s.TryRead()
+	if got := s.datagrams.Load(); got != 7 || s.workerReads.Load() != 1 || s.ownReads.Load() != own {
+		t.Fatalf("TryRead: %d datagrams in all (want 7), workers' reads %d (want 1), own %d → %d",
+			got, s.workerReads.Load(), own, s.ownReads.Load())
+	}
+
+	s.SetPolled(false)
+	send(1)
+	time.Sleep(50 * time.Millisecond)
+	if s.datagrams.Load() != 7 {
+		t.Fatal("one worker still polls: the own reader read")
+	}
+	s.SetPolled(false)
+	waitFor("own reader again", 8)
+
+	done := make(chan error, 1)
+	go func() { done <- s.close() }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("close did not end the own reader")
+	}
+	s.TryRead() // on a closed socket: nothing, no panic
 }

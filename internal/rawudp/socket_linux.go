@@ -1,6 +1,20 @@
 //go:build linux
 
-package sip
+// Package rawudp is a UDP socket as a raw non-blocking descriptor that Go's
+// network poller does not watch, for the media workers (rtpbridge,
+// worker.go), which poll their sockets in epoll sets of their own. Were a
+// socket also in the runtime's set (edge-triggered, as every net.UDPConn is),
+// each datagram would also wake whichever thread sleeps in the runtime's
+// poller, to find nobody waiting: one wasted wake-up per packet (at 100
+// passthrough calls, 15 % of the gateway's CPU).
+//
+// A blocking read goes through a waiter: a duplicate of the descriptor that
+// the runtime does watch, made on demand and closed by DropWaiter or Close.
+//
+// Reads, writes and polls hold a reference; Close marks the socket closed and
+// the last reference closes the descriptor, so a number the kernel hands to
+// another socket is never read, written or unpolled by mistake.
+package rawudp
 
 import (
 	"errors"
@@ -19,33 +33,20 @@ import (
 	"github.com/wagateway/wagateway/internal/sockaddr"
 )
 
-// rtpSocket is a call's RTP socket as a raw non-blocking file descriptor
-// that Go's network poller does not watch. A media worker polls it in its
-// own epoll set (rtpbridge, worker.go); were the socket also in the
-// runtime's set (edge-triggered, as every net.UDPConn is), each datagram
-// would also wake whichever thread sleeps in the runtime's poller, to find
-// nobody waiting: one wasted wake-up per packet (at 100 passthrough calls,
-// 15 % of the gateway's CPU).
-//
-// A blocking read (the early discarder, a bridge that cannot poll) goes
-// through a waiter: a duplicate of the descriptor that the runtime does
-// watch, made on first use and closed by dropWaiter or close.
-//
-// Reads, writes and polls hold a reference; close marks the socket closed and
-// the last reference closes the descriptor, so a number the kernel hands to
-// another socket is never read, written or unpolled by mistake.
-type rtpSocket struct {
+// Socket is one bound UDP socket (see the package).
+type Socket struct {
 	fd    int
 	local *net.UDPAddr
 	v6    bool         // an AF_INET6 socket: IPv4 destinations are sent v4-mapped
 	state atomic.Int64 // references × 2, | 1 once closed
 
-	mu     sync.Mutex // guards waiter
-	waiter *net.UDPConn
+	mu       sync.Mutex // guards waiter and waiterRC
+	waiter   *net.UDPConn
+	waiterRC syscall.RawConn
 }
 
-// listenRTPSocket binds a socket to ip:port (port 0: any).
-func listenRTPSocket(ip net.IP, port int) (*rtpSocket, error) {
+// Listen binds a socket to ip:port (port 0: any).
+func Listen(ip net.IP, port int) (*Socket, error) {
 	family, v6 := unix.AF_INET, ip.To4() == nil
 	if v6 {
 		family = unix.AF_INET6
@@ -78,7 +79,7 @@ func listenRTPSocket(ip net.IP, port int) (*rtpSocket, error) {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("getsockname", err)
 	}
-	s := &rtpSocket{fd: fd, v6: v6}
+	s := &Socket{fd: fd, v6: v6}
 	switch a := bound.(type) {
 	case *unix.SockaddrInet4:
 		s.local = &net.UDPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
@@ -88,8 +89,23 @@ func listenRTPSocket(ip net.IP, port int) (*rtpSocket, error) {
 	return s, nil
 }
 
+// LocalAddr is the bound address.
+func (s *Socket) LocalAddr() *net.UDPAddr { return s.local }
+
+// SetBuffers asks for kernel receive and send buffers of these sizes, bytes
+// (the kernel caps them at net.core.rmem_max and wmem_max).
+func (s *Socket) SetBuffers(read, write int) error {
+	if !s.acquire() {
+		return net.ErrClosed
+	}
+	defer s.release()
+	return errors.Join(
+		os.NewSyscallError("setsockopt", unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, read)),
+		os.NewSyscallError("setsockopt", unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, write)))
+}
+
 // acquire takes a reference; false once the socket is closed.
-func (s *rtpSocket) acquire() bool {
+func (s *Socket) acquire() bool {
 	for {
 		v := s.state.Load()
 		if v&1 != 0 {
@@ -103,14 +119,14 @@ func (s *rtpSocket) acquire() bool {
 
 // release drops a reference, closing the descriptor if it was the last of a
 // closed socket.
-func (s *rtpSocket) release() {
+func (s *Socket) release() {
 	if s.state.Add(-2) == 1 {
 		unix.Close(s.fd)
 	}
 }
 
-// readFrom waits for the next datagram (through the waiter).
-func (s *rtpSocket) readFrom(b []byte) (int, netip.AddrPort, error) {
+// ReadFrom waits for the next datagram (through the waiter).
+func (s *Socket) ReadFrom(b []byte) (int, netip.AddrPort, error) {
 	w, err := s.waiterConn()
 	if err != nil {
 		return 0, netip.AddrPort{}, err
@@ -118,8 +134,8 @@ func (s *rtpSocket) readFrom(b []byte) (int, netip.AddrPort, error) {
 	return w.ReadFromUDPAddrPort(b)
 }
 
-// setReadDeadline sets the waiter's read deadline (see net.Conn).
-func (s *rtpSocket) setReadDeadline(t time.Time) error {
+// SetReadDeadline sets the waiter's read deadline (see net.Conn).
+func (s *Socket) SetReadDeadline(t time.Time) error {
 	w, err := s.waiterConn()
 	if err != nil {
 		return err
@@ -127,8 +143,23 @@ func (s *rtpSocket) setReadDeadline(t time.Time) error {
 	return w.SetReadDeadline(t)
 }
 
+// Waiter is the waiter's raw connection: its Read waits in Go's poller
+// while the function asks to (see syscall.RawConn). The descriptor it hands
+// over is the waiter's, the same socket's.
+func (s *Socket) Waiter() (syscall.RawConn, error) {
+	if _, err := s.waiterConn(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waiterRC == nil {
+		return nil, net.ErrClosed // dropped meanwhile
+	}
+	return s.waiterRC, nil
+}
+
 // waiterConn is the waiter, made on first use.
-func (s *rtpSocket) waiterConn() (*net.UDPConn, error) {
+func (s *Socket) waiterConn() (*net.UDPConn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.waiter != nil {
@@ -144,30 +175,36 @@ func (s *rtpSocket) waiterConn() (*net.UDPConn, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("fcntl", err)
 	}
-	f := os.NewFile(uintptr(dup), "rtp")
+	f := os.NewFile(uintptr(dup), "udp")
 	pc, err := net.FilePacketConn(f)
 	f.Close()
 	if err != nil {
-		return nil, fmt.Errorf("rtp: waiter: %w", err)
+		return nil, fmt.Errorf("rawudp: waiter: %w", err)
 	}
-	s.waiter = pc.(*net.UDPConn)
+	w := pc.(*net.UDPConn)
+	rc, err := w.SyscallConn()
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("rawudp: waiter: %w", err)
+	}
+	s.waiter, s.waiterRC = w, rc // the RawConn made once: each SyscallConn allocates
 	return s.waiter, nil
 }
 
-// dropWaiter closes the waiter, if any: the runtime no longer watches the
+// DropWaiter closes the waiter, if any: the runtime no longer watches the
 // socket. A read blocked in it returns net.ErrClosed.
-func (s *rtpSocket) dropWaiter() {
+func (s *Socket) DropWaiter() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.waiter != nil {
 		s.waiter.Close()
-		s.waiter = nil
+		s.waiter, s.waiterRC = nil, nil
 	}
 }
 
-// writeTo sends one datagram to dst without waiting: a full send buffer
+// WriteTo sends one datagram to dst without waiting: a full send buffer
 // fails (EAGAIN) instead of holding the media worker.
-func (s *rtpSocket) writeTo(b []byte, dst netip.AddrPort) error {
+func (s *Socket) WriteTo(b []byte, dst netip.AddrPort) error {
 	var sa [unix.SizeofSockaddrInet6]byte
 	l := s.sockaddr(&sa, dst)
 	if l == 0 {
@@ -196,7 +233,7 @@ func (s *rtpSocket) writeTo(b []byte, dst netip.AddrPort) error {
 
 // sockaddr writes dst as the socket's family's sockaddr into sa and returns
 // its length (0: dst cannot be reached from this socket).
-func (s *rtpSocket) sockaddr(sa *[unix.SizeofSockaddrInet6]byte, dst netip.AddrPort) int {
+func (s *Socket) sockaddr(sa *[unix.SizeofSockaddrInet6]byte, dst netip.AddrPort) int {
 	a := dst.Addr()
 	if !s.v6 {
 		if !a.Unmap().Is4() {
@@ -213,10 +250,10 @@ func (s *rtpSocket) sockaddr(sa *[unix.SizeofSockaddrInet6]byte, dst netip.AddrP
 	return unix.SizeofSockaddrInet6
 }
 
-// close closes the waiter and, once no read, write or poll holds it, the
+// Close closes the waiter and, once no read, write or poll holds it, the
 // descriptor. Idempotent.
-func (s *rtpSocket) close() error {
-	s.dropWaiter()
+func (s *Socket) Close() error {
+	s.DropWaiter()
 	for {
 		v := s.state.Load()
 		if v&1 != 0 {
@@ -231,14 +268,14 @@ func (s *rtpSocket) close() error {
 	}
 }
 
-// syscallConn is the socket as a syscall.RawConn, for polling and
+// SyscallConn is the socket as a syscall.RawConn, for polling and
 // non-blocking reads. Its Read and Write never wait: a function that asks to
 // (returns false) gets an EAGAIN error back.
-func (s *rtpSocket) syscallConn() syscall.RawConn { return rawRTPConn{s} }
+func (s *Socket) SyscallConn() syscall.RawConn { return rawConn{s} }
 
-type rawRTPConn struct{ s *rtpSocket }
+type rawConn struct{ s *Socket }
 
-func (c rawRTPConn) Control(f func(fd uintptr)) error {
+func (c rawConn) Control(f func(fd uintptr)) error {
 	if !c.s.acquire() {
 		return net.ErrClosed
 	}
@@ -247,19 +284,19 @@ func (c rawRTPConn) Control(f func(fd uintptr)) error {
 	return nil
 }
 
-func (c rawRTPConn) Read(f func(fd uintptr) bool) error { return c.do(f) }
+func (c rawConn) Read(f func(fd uintptr) bool) error { return c.do(f) }
 
-func (c rawRTPConn) Write(f func(fd uintptr) bool) error { return c.do(f) }
+func (c rawConn) Write(f func(fd uintptr) bool) error { return c.do(f) }
 
-func (c rawRTPConn) do(f func(fd uintptr) bool) error {
+func (c rawConn) do(f func(fd uintptr) bool) error {
 	if !c.s.acquire() {
 		return net.ErrClosed
 	}
 	defer c.s.release()
 	if !f(uintptr(c.s.fd)) {
-		return errWouldWait
+		return ErrWouldWait
 	}
 	return nil
 }
 
-var errWouldWait = errors.New("rtp: the socket does not wait: " + unix.EAGAIN.Error())
+var ErrWouldWait = errors.New("rawudp: the socket does not wait: " + unix.EAGAIN.Error())
