@@ -108,8 +108,9 @@ type worker struct {
 	buf    [maxPacket]byte
 
 	// The shared sockets in the poller (tagged sharedTag(i)); nil: removed.
-	shared   []SharedSocket
-	sharedOn bool // SetPolled(true) given to them (the worker has polled calls)
+	shared     []SharedSocket
+	sharedOn   bool          // SetPolled(true) given to them (the worker has polled calls)
+	sharedRead time.Duration // since epoch: when this worker last read them
 
 	load atomic.Int32 // calls placed here (pacing or reading)
 
@@ -487,6 +488,7 @@ func (w *worker) readSIP() {
 		if slot <= sharedTag(0) {
 			if k := int(sharedTag(0) - slot); k < len(w.shared) && w.shared[k] != nil {
 				w.shared[k].TryRead()
+				w.sharedRead = time.Since(w.epoch)
 			}
 			continue
 		}
@@ -539,8 +541,26 @@ func (w *worker) readWhatsApp() {
 				}
 				c.b.handleWhatsAppPacket(w.buf[:min(n, len(w.buf))])
 			}
+			// A long round (a backlog after a stall, an overloaded
+			// machine) must not leave the shared sockets unread: their
+			// kernel buffer holds every call's packets for a few tens of
+			// ms at 1,000 calls, and new calls' ICE and DTLS come there too.
+			if len(w.shared) > 0 && time.Since(w.epoch)-w.sharedRead >= workerGrid {
+				w.readShared()
+			}
 		}
 	}
+}
+
+// readShared reads the shared sockets (whichever another worker is not
+// reading at the moment).
+func (w *worker) readShared() {
+	for _, s := range w.shared {
+		if s != nil {
+			s.TryRead()
+		}
+	}
+	w.sharedRead = time.Since(w.epoch)
 }
 
 // pace sends the frames due by the tick's beginning (within half a step)

@@ -25,7 +25,8 @@ type signalLeg struct {
 	mu       sync.Mutex
 	queue    [][]byte
 	onPacket atomic.Pointer[func()]
-	reads    atomic.Int64 // TryReadPacket calls
+	reads    atomic.Int64  // TryReadPacket calls
+	cost     time.Duration // how long a TryReadPacket that finds a packet takes
 }
 
 func newSignalLeg(t testing.TB) *signalLeg { return &signalLeg{memLeg: newMemLeg(), t: t} }
@@ -50,6 +51,9 @@ func (l *signalLeg) TryReadPacket(b []byte) (int, error) {
 	}
 	p := l.queue[0]
 	l.queue = l.queue[1:]
+	if l.cost > 0 {
+		time.Sleep(l.cost)
+	}
 	return copy(b, p), nil
 }
 
@@ -283,6 +287,8 @@ type sharedSock struct {
 	reads     atomic.Int64 // TryRead calls that found datagrams
 	datagrams atomic.Int64
 	on, off   atomic.Int64 // SetPolled calls
+	tries     atomic.Int64 // TryRead calls
+	onTry     atomic.Pointer[func()]
 }
 
 func (s *sharedSock) SyscallConn() (syscall.RawConn, error) { return s.conn.SyscallConn() }
@@ -296,6 +302,10 @@ func (s *sharedSock) SetPolled(on bool) {
 }
 
 func (s *sharedSock) TryRead() {
+	s.tries.Add(1)
+	if f := s.onTry.Load(); f != nil {
+		(*f)()
+	}
 	rc, _ := s.conn.SyscallConn()
 	found := false
 	for range 64 {
@@ -404,4 +414,87 @@ func TestWorkerReadsSharedSocket(t *testing.T) {
 		w.mu.Unlock()
 	}
 	waitGoroutines(t, 0)
+}
+
+// A worker's long round through its calls' WhatsApp packets (a backlog
+// after a stall: here two calls a worker with 64 packets each that take
+// 1 ms apiece, a 128 ms round) still reads the shared sockets between
+// calls: their kernel buffer, every call's packets, is not left to
+// overflow.
+func TestWorkerReadsSharedSocketDuringLongRounds(t *testing.T) {
+	waitGoroutines(t, 0)
+	shared := &sharedSock{conn: listenLoopback(t)}
+	stop := PollShared(shared)
+	defer stop()
+	var legs []*signalLeg
+	var bridges []*Bridge
+	for range 2 * len(workers()) {
+		pbx := listenLoopback(t)
+		sipLeg := &socketLeg{t: t, conn: listenLoopback(t), peer: pbx.LocalAddr().(*net.UDPAddr)}
+		waLeg := newSignalLeg(t)
+		waLeg.cost = time.Millisecond
+		b, err := New(withMetaPTs(Config{WhatsAppIn: waLeg, WhatsAppOut: waLeg, WhatsAppSSRC: 0xfeed, SIPIn: sipLeg, SIPOut: sipLeg, SIPCodec: pcmu}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Start()
+		legs, bridges = append(legs, waLeg), append(bridges, b)
+	}
+	defer func() {
+		for i, b := range bridges {
+			b.Close()
+			legs[i].Close()
+		}
+	}()
+	var mu sync.Mutex
+	var last time.Time
+	var worst time.Duration
+	f := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		now := time.Now()
+		if now.Sub(last) > worst {
+			worst = now.Sub(last)
+		}
+		last = now
+	}
+	src := newWhatsAppSender(t, 1000, 8000, 20, false)
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	last = time.Now()
+	start := last
+	mu.Unlock()
+	shared.onTry.Store(&f)
+	for _, l := range legs { // the backlog, queued at once
+		l.mu.Lock()
+		for range maxLegReadsPerTick {
+			l.queue = append(l.queue, src.next())
+		}
+		l.mu.Unlock()
+		if g := l.onPacket.Load(); g != nil {
+			(*g)()
+		}
+	}
+	for _, l := range legs { // until every backlog is read
+		for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			l.mu.Lock()
+			left := len(l.queue)
+			l.mu.Unlock()
+			if left == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d packets never read", left)
+			}
+		}
+	}
+	shared.onTry.Store(nil)
+	f() // the round's end
+	mu.Lock()
+	defer mu.Unlock()
+	round := time.Since(start)
+	t.Logf("longest time without a read of the shared socket: %v, in a round of %v", worst, round)
+	if worst > round*3/4 { // each worker's round is two calls: a read between them halves it
+		t.Fatalf("the shared socket went %v of a %v round unread", worst, round)
+	}
 }
