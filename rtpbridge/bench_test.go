@@ -3,6 +3,7 @@ package rtpbridge
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -231,6 +232,71 @@ func BenchmarkBareLibopusManyCalls(b *testing.B) {
 // passed through μ-law. Opus-coded audio costs the encoder about a fifth
 // more than the clean 800 Hz tone of BenchmarkSIPToWhatsAppBareLibopus.
 func BenchmarkBareLibopusLoadAudio(b *testing.B) {
+	frames, echoed := loadAudioFrames(b)
+	dec, err := opus.NewDecoder(8000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dec.Close()
+	enc, err := newOpusEncoder(8000, OpusComplexityAuto)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.Close()
+	pcm, buf := make([]int16, 160), make([]byte, maxPacket)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() { // one call's decode + encode
+		if _, err := dec.Decode(frames[i%benchFrames], pcm); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := enc.Encode(echoed[i%benchFrames], buf); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// The same work for many calls in turn, as a media worker does it: each
+// call's own decoder and encoder, one frame of each call after the other.
+// Against one call alone it shows what the codec's state falling out of
+// the CPU's caches costs (the floor above is one call's state, always warm).
+func BenchmarkBareLibopusLoadAudioCalls(b *testing.B) {
+	frames, echoed := loadAudioFrames(b)
+	for _, calls := range []int{1, 25, 100, 200} {
+		b.Run(fmt.Sprintf("calls=%d", calls), func(b *testing.B) {
+			decs, encs := make([]*opus.Decoder, calls), make([]*opus.Encoder, calls)
+			for c := range calls {
+				var err error
+				if decs[c], err = opus.NewDecoder(8000); err != nil {
+					b.Fatal(err)
+				}
+				defer decs[c].Close()
+				if encs[c], err = newOpusEncoder(8000, OpusComplexityAuto); err != nil {
+					b.Fatal(err)
+				}
+				defer encs[c].Close()
+			}
+			pcm, buf := make([]int16, 160), make([]byte, maxPacket)
+			i := 0
+			for b.Loop() { // one call's decode + encode
+				c, f := i%calls, (i/calls+i)%benchFrames
+				if _, err := decs[c].Decode(frames[f], pcm); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := encs[c].Encode(echoed[f], buf); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// loadAudioFrames are a load run's caller frames and the PCM the echo PBX
+// returns for them (see BenchmarkBareLibopusLoadAudio).
+func loadAudioFrames(b *testing.B) (frames [][]byte, echoed [][]int16) {
+	b.Helper()
 	callerEnc, err := opus.NewEncoder(16000, opus.AppVoIP)
 	if err != nil {
 		b.Fatal(err)
@@ -244,15 +310,9 @@ func BenchmarkBareLibopusLoadAudio(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer dec.Close()
-	enc, err := newOpusEncoder(8000, OpusComplexityAuto)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer enc.Close()
 	tone := make([]int16, 320*benchFrames)
 	audio.NewTone(1000, 16000, 8000).Fill(tone)
-	frames := make([][]byte, benchFrames)
-	echoed := make([][]int16, benchFrames)
+	frames, echoed = make([][]byte, benchFrames), make([][]int16, benchFrames)
 	buf := make([]byte, maxPacket)
 	ulaw := make([]byte, 160)
 	for pass := range 2 { // the second pass, as the generator loops it
@@ -273,18 +333,7 @@ func BenchmarkBareLibopusLoadAudio(b *testing.B) {
 			g711.DecodeUlaw(ulaw, echoed[i])
 		}
 	}
-	pcm := make([]int16, 160)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() { // one call's decode + encode
-		if _, err := dec.Decode(frames[i%benchFrames], pcm); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := enc.Encode(echoed[i%benchFrames], buf); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
+	return frames, echoed
 }
 
 // The hot paths allocate nothing per packet, on the plain path and on the
