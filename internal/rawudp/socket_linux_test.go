@@ -9,8 +9,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // openFDs counts this process's open descriptors.
@@ -166,5 +169,53 @@ func TestSocketFamilies(t *testing.T) {
 	}
 	if err := s.WriteTo([]byte("x"), netip.MustParseAddrPort("[::ffff:127.0.0.1]:9")); err != nil {
 		t.Fatalf("an IPv4-mapped destination: %v", err)
+	}
+}
+
+// A socket closed while other goroutines read, write and poll it closes its
+// descriptor only once they are out, and only once: no call on a number the
+// kernel may have given another socket (run with -race).
+func TestSocketCloseUnderUse(t *testing.T) {
+	before := openFDs(t)
+	discard := netip.MustParseAddrPort("127.0.0.1:9")
+	for range 20 {
+		s, err := Listen(net.IPv4(127, 0, 0, 1), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { // a media worker: polls and reads without waiting
+			defer wg.Done()
+			buf := make([]byte, 1500)
+			for {
+				err := s.SyscallConn().Read(func(fd uintptr) bool {
+					_, _, _ = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+					return true
+				})
+				if err != nil {
+					if !errors.Is(err, net.ErrClosed) {
+						t.Errorf("read: %v", err)
+					}
+					return
+				}
+			}
+		}()
+		go func() { // a pacer: writes
+			defer wg.Done()
+			for {
+				if err := s.WriteTo([]byte("x"), discard); errors.Is(err, net.ErrClosed) {
+					return
+				}
+			}
+		}()
+		time.Sleep(2 * time.Millisecond)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+	}
+	if after := openFDs(t); after != before {
+		t.Fatalf("%d descriptors open before, %d after", before, after)
 	}
 }
