@@ -44,9 +44,10 @@ type iceSocket struct {
 	pollers  atomic.Int32       // media workers polling the socket
 	resume   chan struct{}      // a token each time pollers falls to 0
 	closing  chan struct{}
+	done     chan struct{}
+
 	// Datagrams read, and by whom (counted per read, not per datagram).
 	ownReads, workerReads, datagrams atomic.Uint64
-	done                             chan struct{}
 }
 
 func newICESocket(conn *rawudp.Socket, mux *legMux, log *zap.Logger) (*iceSocket, error) {

@@ -133,6 +133,9 @@ func (s *iceSocket) readLoop() {
 	defer close(s.done)
 	for {
 		if s.pollers.Load() > 0 {
+			// A waiter made just as a worker began polling would keep
+			// the runtime's poller woken per datagram: none while parked.
+			s.conn.DropWaiter()
 			select {
 			case <-s.resume:
 			case <-s.closing:
