@@ -2,6 +2,7 @@ package webrtc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -165,7 +166,7 @@ func (p *icePeer) answerFrom(conn *net.UDPConn, req *stun.Message, to netip.Addr
 		p.t.Errorf("build response: %v", err)
 		return
 	}
-	if _, err := conn.WriteToUDPAddrPort(resp.Raw, to); err != nil {
+	if _, err := conn.WriteToUDPAddrPort(resp.Raw, to); err != nil && !errors.Is(err, net.ErrClosed) { // closed: the test is over
 		p.t.Errorf("send response: %v", err)
 	}
 }
@@ -187,7 +188,7 @@ func (p *icePeer) refuseFrom(conn *net.UDPConn, req *stun.Message, to netip.Addr
 		p.t.Errorf("build error response: %v", err)
 		return
 	}
-	if _, err := conn.WriteToUDPAddrPort(resp.Raw, to); err != nil {
+	if _, err := conn.WriteToUDPAddrPort(resp.Raw, to); err != nil && !errors.Is(err, net.ErrClosed) { // closed: the test is over
 		p.t.Errorf("send error response: %v", err)
 	}
 }
