@@ -353,12 +353,9 @@ func (u *UA) Close() error {
 
 // goBackground runs f on a goroutine that Close waits for; false if closing.
 func (u *UA) goBackground(f func()) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.state != 1 {
+	if !u.enterBackground() {
 		return false
 	}
-	u.wg.Add(1)
 	go func() {
 		defer u.wg.Done()
 		f()
@@ -369,15 +366,23 @@ func (u *UA) goBackground(f func()) bool {
 // runBackground runs f now, as background work Close waits for; it reports
 // false, without running f, once the UA is closing.
 func (u *UA) runBackground(f func()) bool {
+	if !u.enterBackground() {
+		return false
+	}
+	defer u.wg.Done()
+	f()
+	return true
+}
+
+// enterBackground counts one piece of background work for Close to wait for
+// (the caller calls u.wg.Done when it ends); false once the UA is closing.
+func (u *UA) enterBackground() bool {
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	if u.state != 1 {
-		u.mu.Unlock()
 		return false
 	}
 	u.wg.Add(1)
-	u.mu.Unlock()
-	defer u.wg.Done()
-	f()
 	return true
 }
 
